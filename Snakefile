@@ -1,0 +1,30 @@
+# alr: domain tuning that keeps general ability -- the benchmark workflow.
+#
+#   snakemake --cores all                                  # embedded default (config/config.yaml)
+#   snakemake --cores all --configfile my.yaml             # your experiment (merged over the default)
+#   snakemake -n                                           # plan only
+#
+# The DAG: prepare_model, prepare_data -> finetune {domain x method x seed} -> evaluate -> tables.
+# Every heavy step is one rule calling one `alr` subcommand; see ARCHITECTURE.md and README.md.
+
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/assets.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

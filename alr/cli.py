@@ -1,0 +1,134 @@
+"""`alr <subcommand>`: one command per pipeline step, so the package works without Snakemake.
+
+Every command takes `--config` (a YAML/JSON path or an inline JSON object, as the Snakemake rules
+pass their config sections) and validates it before doing any work.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def cmd_prepare_model(args, cfg):
+    from .assets import prepare_model
+
+    m = prepare_model(cfg["model"], args.out, args.downloads)
+    logging.info("wrote %s: %s, %d parameters", args.out, m["architecture"], m["n_params"])
+
+
+def cmd_prepare_data(args, cfg):
+    from .build_data import build_all
+    from .fetch import fetch_distribution
+    from .io import sha256_file
+
+    bb = cfg["data"]["bigbench"]
+    if bb.get("archive"):
+        archive, actual = bb["archive"], sha256_file(bb["archive"])
+        if actual != bb["sha256"]:
+            raise ValueError(f"{archive} has sha256 {actual}, but data.bigbench.sha256 pins {bb['sha256']}")
+    else:
+        archive = fetch_distribution("bigbench", bb["version"], bb["filename"], bb["sha256"], args.downloads)
+    manifest = build_all(cfg["data"], archive, args.out)
+    for name, entry in manifest["datasets"].items():
+        logging.info("%-20s %s", name, {s: v["n"] for s, v in entry["splits"].items()})
+
+
+def cmd_finetune(args, cfg):
+    from .train import finetune
+
+    _threads(args.threads)
+    finetune(cfg, args.model_dir, args.data_dir, args.domain, args.method, args.seed, args.out)
+
+
+def cmd_evaluate(args, cfg):
+    from .evaluate import evaluate
+
+    _threads(args.threads)
+    rec = evaluate(cfg, args.model_dir, args.data_dir, args.domains, args.out, args.weights)
+    logging.info("general score %.4f, NLL %.4f; domains %s", rec["general"]["score"], rec["general"]["nll"],
+                 {d: round(v["score"], 4) for d, v in rec["domains"].items()})
+
+
+_RUN_PATH = re.compile(r"(?P<domain>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>\d+)/eval\.json$")
+
+
+def cmd_tables(args, cfg):
+    from .report.tables import write_main_table
+
+    runs = []
+    for path in args.evals:
+        m = _RUN_PATH.search(Path(path).as_posix())
+        if not m:
+            raise SystemExit(f"error: {path} does not look like results/<model>/<domain>/<method>/seed<N>/eval.json")
+        runs.append({"domain": m["domain"], "method": m["method"], "seed": int(m["seed"]), "eval": path})
+    table = write_main_table(args.base_eval, runs, cfg["methods"], args.out_prefix)
+    logging.info("wrote %s.{csv,md} (%d rows)", args.out_prefix, len(table))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alr", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("--config", required=True, help="config YAML/JSON path or inline JSON")
+        s.set_defaults(func=func)
+        return s
+
+    s = add("prepare-model", cmd_prepare_model, "build resources/models/<name>/ from the configured source")
+    s.add_argument("--out", required=True)
+    s.add_argument("--downloads", default="resources/downloads")
+
+    s = add("prepare-data", cmd_prepare_data, "build the canonical JSONL datasets")
+    s.add_argument("--out", required=True)
+    s.add_argument("--downloads", default="resources/downloads")
+
+    s = add("finetune", cmd_finetune, "tune one method on one domain with one seed")
+    for flag in ("--model-dir", "--data-dir", "--domain", "--method", "--out"):
+        s.add_argument(flag, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--threads", type=int)
+
+    s = add("evaluate", cmd_evaluate, "lm-eval general + domain tasks and general NLL -> eval.json")
+    for flag in ("--model-dir", "--data-dir", "--out"):
+        s.add_argument(flag, required=True)
+    s.add_argument("--domains", nargs="+", required=True)
+    s.add_argument("--weights", help="tuned weights (PEFT adapter dir); omit for the base model")
+    s.add_argument("--threads", type=int)
+
+    s = add("tables", cmd_tables, "comparison tables from eval.json files")
+    s.add_argument("--base-eval", required=True)
+    s.add_argument("--evals", nargs="*", default=[])
+    s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv and .md)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        cfg = load_config(args.config, partial=True)
+        args.func(args, cfg)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        logging.getLogger("alr").error("%s", exc)
+        print(f"alr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

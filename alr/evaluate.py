@@ -1,0 +1,164 @@
+"""Evaluation through the lm-eval Python API plus general-text NLL; writes one fixed eval.json.
+
+    alr evaluate --config config/config.yaml --model-dir resources/models/smollm2-135m-instruct \
+        --data-dir resources/data --domains physics --weights results/.../seed0/model \
+        --out results/.../seed0/eval.json
+
+Each canonical multiple-choice split becomes a local lm-eval task (`alr_<dataset>`, cloze format:
+"Question: ...\nAnswer:" scored against " <choice>"). `HFLM` is given the batch size and device
+directly, because `simple_evaluate` ignores them for a model object, and the batch size is pinned
+in the config because lm-eval scores move with it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .data import PROMPT, read_records
+from .io import write_json
+from .measure import Timer, peak_mem_mb, provenance
+from .models import device, load_tuned
+
+log = logging.getLogger(__name__)
+TASK_PREFIX = "alr_"
+
+
+def task_name(dataset: str) -> str:
+    return TASK_PREFIX + dataset
+
+
+def task_config(dataset: str, data_file: str | Path) -> dict:
+    """An lm-eval task definition (data only) for a canonical multiple-choice JSONL file."""
+    return {
+        "task": task_name(dataset),
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(Path(data_file).resolve())}},
+        "output_type": "multiple_choice",
+        "test_split": "test",
+        "doc_to_text": PROMPT.replace("{question}", "{{question}}"),
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "label",
+        "metric_list": [
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+        ],
+        "metadata": {"version": 1.0},
+    }
+
+
+def write_task_yamls(data_files: dict[str, Path], out_dir: str | Path) -> list[str]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for dataset, path in data_files.items():
+        read_records(path, "mc")  # refuse malformed data before lm-eval sees it
+        with open(out_dir / f"{task_name(dataset)}.yaml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump(task_config(dataset, path), fh, sort_keys=False)
+    return [task_name(d) for d in data_files]
+
+
+def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit: int | None) -> dict:
+    """{dataset: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}} exactly as lm-eval reports them."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device())
+    with tempfile.TemporaryDirectory(prefix="alr-tasks-") as task_dir:
+        tasks = write_task_yamls(data_files, task_dir)
+        out = lm_eval.simple_evaluate(
+            model=lm, tasks=tasks, task_manager=TaskManager(include_path=task_dir), limit=limit,
+            log_samples=False, random_seed=0, numpy_random_seed=1234, torch_random_seed=1234,
+        )
+    scores = {}
+    for dataset in data_files:
+        res = out["results"][task_name(dataset)]
+        scores[dataset] = {
+            "acc": res["acc,none"],
+            "acc_norm": res["acc_norm,none"],
+            "acc_stderr": res["acc_stderr,none"],
+            "acc_norm_stderr": res["acc_norm_stderr,none"],
+            "n": int(out["n-samples"][task_name(dataset)]["effective"]),
+        }
+    return scores
+
+
+def _token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Indices grouped by similar length so that each padded batch holds at most max_tokens tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, current = [], []
+    for i in order:
+        if current and (len(current) + 1) * lengths[i] > max_tokens:
+            batches.append(current)
+            current = []
+        current.append(i)
+    return batches + ([current] if current else [])
+
+
+def general_nll(model, tok, texts: list[str], max_length: int, max_tokens: int = 4096) -> dict:
+    """Mean per-token negative log-likelihood (nats) of held-out general text, and its perplexity.
+
+    Texts are truncated to max_length tokens and batched by length (at most max_tokens padded tokens
+    per batch): the full-vocabulary logits of long padded batches otherwise dominate the cost.
+    """
+    import torch
+
+    ids = [tok(t, add_special_tokens=False)["input_ids"][:max_length] for t in texts]
+    dev = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in _token_batches([len(x) for x in ids], max_tokens):
+            width = max(len(ids[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(input_ids)
+            for row, i in enumerate(batch):
+                input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
+                mask[row, :len(ids[i])] = 1
+            input_ids, mask = input_ids.to(dev), mask.to(dev)
+            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
+            target = input_ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+            total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1),
+                                                       ignore_index=-100, reduction="sum").item()
+            count += int((target != -100).sum())
+    mean = total / max(count, 1)
+    return {"nll": mean, "ppl": math.exp(mean), "tokens": count, "texts": len(texts)}
+
+
+def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: list[str], out_path: str | Path,
+             weights_dir: str | Path | None = None) -> dict:
+    eval_cfg, data_dir = cfg["eval"], Path(data_dir)
+    metric = eval_cfg["metric"]
+    general = list(cfg["data"]["general"]["tasks"])
+    files = {d: data_dir / d / "test.jsonl" for d in general + list(domains)}
+    texts = [r["text"] for r in read_records(data_dir / "general_text" / "test.jsonl", "text")]
+    if eval_cfg["limit"]:
+        texts = texts[:eval_cfg["limit"]]
+    model, tok = load_tuned(model_dir, weights_dir, cfg["model"]["dtype"])
+    model.to(device())
+    if tok.padding_side != "right":
+        tok.padding_side = "right"
+    with Timer() as timer:
+        tasks = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"])
+        nll = general_nll(model, tok, texts, eval_cfg["nll_max_length"])
+    for t in tasks.values():
+        t["stderr"] = t[f"{metric}_stderr"]
+    domain_scores = {d: {"score": tasks[d][metric]} for d in domains}
+    import lm_eval
+
+    record = {
+        "weights": str(weights_dir) if weights_dir else None,
+        "metric": metric,
+        "tasks": tasks,
+        "general": {"score": sum(tasks[t][metric] for t in general) / len(general), **nll},
+        "domain": {"name": domains[0], **domain_scores[domains[0]]} if len(domains) == 1 else None,
+        "domains": domain_scores,
+        "lm_eval": {"version": lm_eval.__version__, "batch_size": eval_cfg["batch_size"], "limit": eval_cfg["limit"]},
+        "wall_time_s": round(timer.seconds, 3),
+        "peak_mem_mb": peak_mem_mb(),
+        "provenance": provenance(),
+    }
+    write_json(out_path, record)
+    return record

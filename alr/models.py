@@ -1,0 +1,52 @@
+"""Load the prepared base model and tokenizer; wrap it with LoRA; load tuned weights for evaluation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .assets import check_model_dir
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_base(model_dir: str | Path, dtype: str = "float32"):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = check_model_dir(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+    return model, tok
+
+
+def wrap_lora(model, lora_cfg: dict):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora_cfg["r"],
+        lora_alpha=lora_cfg["alpha"],
+        lora_dropout=lora_cfg["dropout"],
+        target_modules=list(lora_cfg["targets"]),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str = "float32"):
+    """Base model with tuned weights applied: a PEFT adapter is merged into the base for fast inference."""
+    model, tok = load_base(model_dir, dtype)
+    if weights_dir is not None:
+        weights_dir = Path(weights_dir)
+        if not (weights_dir / "adapter_config.json").exists():
+            raise FileNotFoundError(f"{weights_dir} holds no PEFT adapter (adapter_config.json)")
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, weights_dir).merge_and_unload()
+    model.eval()
+    return model, tok

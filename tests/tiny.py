@@ -1,0 +1,85 @@
+"""Tiny, deterministic stand-ins built by the tests themselves: a random Llama with a byte-level BPE
+tokenizer, and a miniature BIG-bench sdist with the same layout as the real one (gold answer listed
+first, as in the real task files)."""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import yaml
+
+from alr.io import sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+GENERAL = ["general_knowledge", "social_iqa"]
+BB_TASKS = GENERAL + ["physics"]
+WORDS = ("alpha beta gamma delta energy force mass charge field water carbon oxygen river city king queen "
+         "music horse legs four two paris france answer question which what").split()
+
+
+def _examples(task: str, n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        q = f"{task} question {i}: which {WORDS[i % len(WORDS)]} goes with {WORDS[(3 * i + 1) % len(WORDS)]}?"
+        choices = [f"{WORDS[(i + k) % len(WORDS)]} {k}" for k in range(4)]
+        out.append({"input": q, "target_scores": {c: int(k == 0) for k, c in enumerate(choices)}})
+    return out
+
+
+def make_bigbench_archive(path: Path, n: int = 24) -> Path:
+    """A .tar.gz laid out like bigbench-1.0.0.tar.gz, holding only BB_TASKS."""
+    with tarfile.open(path, "w:gz") as tf:
+        for task in BB_TASKS:
+            body = {"name": task, "examples": _examples(task, n)}
+            if task == "physics":
+                body["task_prefix"] = "Identify the formula."
+            data = json.dumps(body).encode()
+            info = tarfile.TarInfo(f"bigbench-1.0.0/bigbench/benchmark_tasks/{task}/task.json")
+            info.size = len(data)
+            info.mtime = 0
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def make_tiny_model(path: Path) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    corpus = [" ".join(WORDS)] * 4 + ["Question: Answer: which goes with"] * 4
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="</s>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def tiny_config(tmp: Path) -> dict:
+    """The default config shrunk to seconds: tiny model, tiny data, 2 training steps, 2 domains."""
+    with open(REPO / "config" / "config.yaml") as fh:
+        cfg = copy.deepcopy(yaml.safe_load(fh))
+    archive = make_bigbench_archive(tmp / "bigbench-1.0.0.tar.gz")
+    cfg["domains"] = ["physics", "medical"]
+    cfg["model"] = {"name": "tiny-llama", "dtype": "float32",
+                    "source": {"type": "local", "path": str(make_tiny_model(tmp / "tiny-llama-src"))}}
+    cfg["data"].update(test_size=6, train_size=10)
+    cfg["data"]["bigbench"].update(archive=str(archive), sha256=sha256_file(archive))
+    cfg["data"]["general"]["tasks"] = {t: {"source": "bigbench", "task": t} for t in GENERAL}
+    cfg["data"]["domains"] = {"physics": {"source": "bigbench", "task": "physics"},
+                              "medical": {"source": "icd10cm", "n_items": 20, "n_choices": 4}}
+    cfg["train"].update(batch_size=4, max_steps=2, max_length=64)
+    cfg["eval"]["batch_size"] = 4
+    return cfg

@@ -1,0 +1,33 @@
+rule prepare_model:
+    output:
+        manifest=f"{MODEL_DIR}/manifest.json",
+    log:
+        f"logs/prepare_model/{MODEL}.log",
+    params:
+        cfg=config_json("model"),
+        out=manifest_dir,
+    threads: 2
+    resources:
+        mem_mb=4000,
+    conda:
+        ENV
+    shell:
+        "alr prepare-model --config {params.cfg:q} --out {params.out} > {log} 2>&1"
+
+
+rule prepare_data:
+    output:
+        files=dataset_files(),
+        manifest=f"{DATA_DIR}/manifest.json",
+    log:
+        "logs/prepare_data.log",
+    params:
+        cfg=config_json("data"),
+        out=manifest_dir,
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        ENV
+    shell:
+        "alr prepare-data --config {params.cfg:q} --out {params.out} > {log} 2>&1"

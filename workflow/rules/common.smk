@@ -1,0 +1,71 @@
+# Helpers, validation and targets; rules stay declarative.
+import json
+import os
+
+from alr.config import ConfigError, section, validate_config
+
+try:
+    validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
+MODEL = config["model"]["name"]
+MODEL_DIR = f"resources/models/{MODEL}"
+DATA_DIR = "resources/data"
+RUN_DIR = "results/{model}/{domain}/{method}/seed{seed}"
+TRAINED = [m for m in config["methods"] if m != "base"]
+ENV = "../../envs/alr.yaml"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    domain="|".join(config["data"]["domains"]),
+    method=r"[a-z0-9_]+",
+    seed=r"\d+",
+
+
+def config_json(*keys):
+    """The config sections a rule's command needs, as inline JSON (also its rerun trigger)."""
+    return json.dumps(section(config, *keys), sort_keys=True)
+
+
+def dataset_files():
+    names = list(config["data"]["general"]["tasks"]) + list(config["data"]["domains"])
+    files = [f"{DATA_DIR}/{name}/{split}.jsonl" for name in names for split in ("train", "test")]
+    return files + [f"{DATA_DIR}/general_text/{split}.jsonl" for split in ("train", "test")]
+
+
+# Directories handed to `alr` are derived from the rule's own files (no hard-coded prefixes).
+def model_dir(wildcards, input):
+    return os.path.dirname(input.model)
+
+
+def data_dir(wildcards, input):
+    return os.path.dirname(input.data_manifest)
+
+
+def manifest_dir(wildcards, output):
+    return os.path.dirname(output.manifest)
+
+
+def run_dir(wildcards, output):
+    return os.path.dirname(output.record)
+
+
+def table_prefix(wildcards, output):
+    return os.path.splitext(output.csv)[0]
+
+
+def run_evals():
+    return expand(
+        f"{RUN_DIR}/eval.json",
+        model=MODEL,
+        domain=config["domains"],
+        method=TRAINED,
+        seed=config["seeds"],
+    )
+
+
+def final_outputs():
+    return ["results/tables/main.csv", "results/tables/main.md"]

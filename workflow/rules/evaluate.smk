@@ -1,0 +1,50 @@
+rule evaluate_base:
+    input:
+        model=f"{MODEL_DIR}/manifest.json",
+        data_manifest=f"{DATA_DIR}/manifest.json",
+        data=dataset_files(),
+    output:
+        "results/{model}/base/eval.json",
+    log:
+        "logs/evaluate/{model}/base.log",
+    benchmark:
+        "benchmarks/runs/evaluate/{model}/base.tsv"
+    params:
+        cfg=config_json("model", "data", "eval"),
+        model_dir=model_dir,
+        data_dir=data_dir,
+        domains=" ".join(config["domains"]),
+    threads: 2
+    resources:
+        mem_mb=6000,
+    conda:
+        ENV
+    shell:
+        "alr evaluate --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
+        " --domains {params.domains} --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        model=f"{MODEL_DIR}/manifest.json",
+        data_manifest=f"{DATA_DIR}/manifest.json",
+        data=dataset_files(),
+        weights=f"{RUN_DIR}/model",
+    output:
+        f"{RUN_DIR}/eval.json",
+    log:
+        "logs/evaluate/{model}/{domain}/{method}/seed{seed}.log",
+    benchmark:
+        "benchmarks/runs/evaluate/{model}/{domain}/{method}/seed{seed}.tsv"
+    params:
+        cfg=config_json("model", "data", "eval"),
+        model_dir=model_dir,
+        data_dir=data_dir,
+    threads: 2
+    resources:
+        mem_mb=6000,
+    conda:
+        ENV
+    shell:
+        "alr evaluate --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
+        " --domains {wildcards.domain} --weights {input.weights} --out {output} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,26 @@
+rule finetune:
+    input:
+        model=f"{MODEL_DIR}/manifest.json",
+        data_manifest=f"{DATA_DIR}/manifest.json",
+        train=f"{DATA_DIR}/{{domain}}/train.jsonl",
+    output:
+        weights=directory(f"{RUN_DIR}/model"),
+        record=f"{RUN_DIR}/train.json",
+    log:
+        "logs/finetune/{model}/{domain}/{method}/seed{seed}.log",
+    benchmark:
+        "benchmarks/runs/finetune/{model}/{domain}/{method}/seed{seed}.tsv"
+    params:
+        cfg=config_json("model", "lora", "train"),
+        model_dir=model_dir,
+        data_dir=data_dir,
+        out=run_dir,
+    threads: 2
+    resources:
+        mem_mb=8000,
+    conda:
+        ENV
+    shell:
+        "alr finetune --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
+        " --domain {wildcards.domain} --method {wildcards.method} --seed {wildcards.seed}"
+        " --out {params.out} --threads {threads} > {log} 2>&1"
