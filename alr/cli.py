@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .config import ConfigError, load_config
 
+log = logging.getLogger("alr")
+
 
 def _threads(n: int | None) -> None:
     if n:
@@ -25,7 +27,7 @@ def cmd_prepare_model(args, cfg):
     from .assets import prepare_model
 
     m = prepare_model(cfg["model"], args.out, args.downloads)
-    logging.info("wrote %s: %s, %d parameters", args.out, m["architecture"], m["n_params"])
+    log.info("wrote %s: %s, %d parameters", args.out, m["architecture"], m["n_params"])
 
 
 def cmd_prepare_data(args, cfg):
@@ -42,7 +44,7 @@ def cmd_prepare_data(args, cfg):
         archive = fetch_distribution("bigbench", bb["version"], bb["filename"], bb["sha256"], args.downloads)
     manifest = build_all(cfg["data"], archive, args.out)
     for name, entry in manifest["datasets"].items():
-        logging.info("%-20s %s", name, {s: v["n"] for s, v in entry["splits"].items()})
+        log.info("%-20s %s", name, {s: v["n"] for s, v in entry["splits"].items()})
 
 
 def cmd_finetune(args, cfg):
@@ -57,7 +59,7 @@ def cmd_evaluate(args, cfg):
 
     _threads(args.threads)
     rec = evaluate(cfg, args.model_dir, args.data_dir, args.domains, args.out, args.weights)
-    logging.info("general score %.4f, NLL %.4f; domains %s", rec["general"]["score"], rec["general"]["nll"],
+    log.info("general score %.4f, NLL %.4f; domains %s", rec["general"]["score"], rec["general"]["nll"],
                  {d: round(v["score"], 4) for d, v in rec["domains"].items()})
 
 
@@ -74,7 +76,7 @@ def cmd_tables(args, cfg):
             raise SystemExit(f"error: {path} does not look like results/<model>/<domain>/<method>/seed<N>/eval.json")
         runs.append({"domain": m["domain"], "method": m["method"], "seed": int(m["seed"]), "eval": path})
     table = write_main_table(args.base_eval, runs, cfg["methods"], args.out_prefix)
-    logging.info("wrote %s.{csv,md} (%d rows)", args.out_prefix, len(table))
+    log.info("wrote %s.{csv,md} (%d rows)", args.out_prefix, len(table))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, partial=True)
         args.func(args, cfg)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
-        logging.getLogger("alr").error("%s", exc)
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

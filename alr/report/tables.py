@@ -65,7 +65,8 @@ def to_markdown(table: pd.DataFrame) -> str:
         "domain gain": table.domain_gain.map(lambda v: f"{v:+.3f}"),
         "general NLL": table.general_nll.map(lambda v: f"{v:.3f}"),
     })
-    return view.to_markdown(index=False) + "\n"
+    align = ("left", "left") + ("right",) * (view.shape[1] - 2)
+    return view.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
 
 
 def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list[str], out_prefix: str | Path) -> pd.DataFrame:

@@ -1,0 +1,72 @@
+import copy
+import json
+
+import pytest
+import yaml
+
+from alr.config import ConfigError, load_config, validate_config
+from tests.tiny import REPO
+
+
+@pytest.fixture(scope="module")
+def default_cfg():
+    return load_config(REPO / "config" / "config.yaml")
+
+
+def _errors(cfg):
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    return str(info.value)
+
+
+def test_default_config_is_valid(default_cfg):
+    assert default_cfg["model"]["name"] == "smollm2-135m-instruct"
+
+
+def test_unknown_key_is_named_with_allowed_keys(default_cfg):
+    cfg = copy.deepcopy(default_cfg)
+    cfg["train"]["learning_rate"] = 1e-4
+    msg = _errors(cfg)
+    assert "'train'" in msg and "'learning_rate'" in msg and "allowed:" in msg and "lr" in msg
+
+
+def test_bad_values_are_all_reported(default_cfg):
+    cfg = copy.deepcopy(default_cfg)
+    cfg["eval"]["metric"] = "f1"
+    cfg["lora"]["r"] = 0
+    cfg["methods"] = ["lora", "magic"]
+    msg = _errors(cfg)
+    assert "eval.metric" in msg and "'f1'" in msg
+    assert "lora.r" in msg
+    assert "methods.1" in msg and "'magic'" in msg
+
+
+def test_domain_without_dataset_is_refused(default_cfg):
+    cfg = copy.deepcopy(default_cfg)
+    cfg["domains"] = ["physics", "biology"]
+    assert "'biology' has no dataset under data.domains" in _errors(cfg)
+
+
+def test_inline_json_partial_config(default_cfg):
+    cfg = load_config(json.dumps({"train": default_cfg["train"]}), partial=True)
+    assert cfg["train"]["lr"] == default_cfg["train"]["lr"]
+    with pytest.raises(ConfigError, match="required"):
+        load_config(json.dumps({"train": default_cfg["train"]}))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_default_config_comments_every_section():
+    text = (REPO / "config" / "config.yaml").read_text()
+    for key in yaml.safe_load(text):
+        assert f"\n{key}:" in "\n" + text
+
+
+def test_schema_methods_match_registry():
+    from alr.config import _schema
+    from alr.methods import METHODS
+
+    assert set(_schema()["properties"]["methods"]["items"]["enum"]) == set(METHODS)

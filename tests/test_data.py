@@ -1,0 +1,124 @@
+"""Dataset building: canonical schema, fixed-seed shuffling, disjoint splits, sizes."""
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from alr.build_data import build_all, icd10cm_mc, shuffle_choices, split_items
+from alr.data import DataError, mc_to_pair, read_records, tokenize_pairs
+from tests.tiny import tiny_config
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("data")
+    cfg = tiny_config(tmp)
+    manifest = build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp / "data")
+    return cfg, tmp / "data", manifest
+
+
+def test_every_split_is_canonical_and_sized(built):
+    cfg, out, manifest = built
+    names = list(cfg["data"]["general"]["tasks"]) + list(cfg["data"]["domains"])
+    for name in names:
+        test = read_records(out / name / "test.jsonl", "mc")
+        train = read_records(out / name / "train.jsonl", "mc")
+        assert len(test) == manifest["datasets"][name]["splits"]["test"]["n"] == cfg["data"]["test_size"]
+        assert 0 < len(train) <= cfg["data"]["train_size"]
+    for split in ("train", "test"):
+        assert read_records(out / "general_text" / f"{split}.jsonl", "text")
+
+
+def test_train_and_test_never_share_a_question(built):
+    cfg, out, _ = built
+    for name in list(cfg["data"]["general"]["tasks"]) + list(cfg["data"]["domains"]):
+        test = {r["question"] for r in read_records(out / name / "test.jsonl")}
+        train = {r["question"] for r in read_records(out / name / "train.jsonl")}
+        assert not test & train, name
+    # phase-1 general text comes from the general *train* items only
+    general_test = {json.loads(line)["text"] for line in open(out / "general_text" / "test.jsonl")}
+    general_train = {json.loads(line)["text"] for line in open(out / "general_text" / "train.jsonl")}
+    assert not general_test & general_train
+
+
+def test_gold_is_no_longer_always_first(built):
+    # the fixture archive lists the gold answer first in every item, like real BIG-bench tasks
+    _, out, _ = built
+    labels = [r["label"] for r in read_records(out / "physics" / "train.jsonl")]
+    assert len(set(labels)) > 1
+    physics = read_records(out / "physics" / "test.jsonl")
+    assert all(r["question"].startswith("Identify the formula.\n") for r in physics)
+
+
+def test_build_is_deterministic(built, tmp_path):
+    cfg, out, manifest = built
+    again = build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp_path / "again")
+    assert again == manifest
+    other = dict(cfg["data"], seed=cfg["data"]["seed"] + 1)
+    changed = build_all(other, cfg["data"]["bigbench"]["archive"], tmp_path / "other")
+    assert changed["datasets"]["physics"]["splits"]["test"]["sha256"] != manifest["datasets"]["physics"]["splits"]["test"]["sha256"]
+
+
+def test_shuffle_keeps_gold_and_caps_choices():
+    rows = [{"id": str(i), "question": f"q{i}", "choices": [f"c{k}" for k in range(10)], "label": 0} for i in range(50)]
+    out = shuffle_choices(rows, random.Random(0), max_choices=4)
+    assert all(len(r["choices"]) == 4 and r["choices"][r["label"]] == "c0" for r in out)
+    assert Counter(r["label"] for r in out).keys() == {0, 1, 2, 3}
+
+
+def test_split_dedupes_and_caps_test_at_half():
+    rows = [{"id": str(i), "question": f"q{i % 10}", "choices": ["a", "b"], "label": 0} for i in range(30)]
+    splits = split_items(rows, random.Random(0), test_size=100, train_size=100)
+    assert len(splits["test"]) == 5 and len(splits["train"]) == 5
+
+
+def test_icd10cm_items_are_real_and_balanced():
+    import simple_icd_10_cm as cm
+
+    rows = icd10cm_mc(40, 4, seed=3)
+    assert len({r["id"] for r in rows}) == 40
+    for r in rows:
+        code = r["id"].removeprefix("icd10cm-")
+        assert cm.is_valid_item(code)
+        assert cm.get_description(code) in r["question"]
+        assert len(set(r["choices"])) == 4
+    assert icd10cm_mc(40, 4, seed=3) == rows
+
+
+@pytest.mark.parametrize("line, message", [
+    ("not json", "not valid JSON"),
+    ('{"id": "a", "question": "q", "choices": ["x", "y"], "label": 2}', "label 2 out of range"),
+    ('{"id": "a", "question": "q", "choices": ["x"], "label": 0}', "at least two"),
+    ('{"id": "a", "choices": ["x", "y"], "label": 0}', "'question'"),
+])
+def test_malformed_line_names_file_and_line(tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    good = '{"id": "g", "question": "q", "choices": ["x", "y"], "label": 1}'
+    path.write_text(good + "\n" + line + "\n")
+    with pytest.raises(DataError, match=message) as info:
+        read_records(path)
+    assert f"{path}:2" in str(info.value)
+
+
+def test_empty_split_and_missing_file(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="empty"):
+        read_records(tmp_path / "empty.jsonl")
+    with pytest.raises(FileNotFoundError, match="prepare-data"):
+        read_records(tmp_path / "missing.jsonl")
+
+
+def test_answer_only_loss_masks_prompt_and_keeps_answer():
+    class WordTok:
+        eos_token_id = 0
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [len(w) for w in text.split()]}
+
+    rec = {"id": "x", "question": "one two three four five six", "choices": ["no", "yes sir"], "label": 1}
+    (feat,) = tokenize_pairs([mc_to_pair(rec)], WordTok(), max_length=6)
+    assert feat["labels"][-3:] == [3, 3, 0] and all(x == -100 for x in feat["labels"][:-3])
+    assert len(feat["input_ids"]) == 6 and feat["input_ids"][-3:] == [3, 3, 0]
+    (full,) = tokenize_pairs([mc_to_pair(rec)], WordTok(), max_length=64, loss_on="all")
+    assert full["labels"] == full["input_ids"]
