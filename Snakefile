@@ -4,7 +4,8 @@
 #   snakemake --cores all --configfile my.yaml             # your experiment (merged over the default)
 #   snakemake -n                                           # plan only
 #
-# The DAG: prepare_model, prepare_data -> finetune {domain x method x seed} -> evaluate -> tables.
+# The DAG: prepare_model, prepare_data -> importance (phase 1, once per model) ->
+#          finetune {domain x method x seed} -> evaluate -> tables.
 # Every heavy step is one rule calling one `alr` subcommand; see ARCHITECTURE.md and README.md.
 
 import os
@@ -19,6 +20,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/assets.smk"
+include: "workflow/rules/importance.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"

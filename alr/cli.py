@@ -51,7 +51,14 @@ def cmd_finetune(args, cfg):
     from .train import finetune
 
     _threads(args.threads)
-    finetune(cfg, args.model_dir, args.data_dir, args.domain, args.method, args.seed, args.out)
+    finetune(cfg, args.model_dir, args.data_dir, args.domain, args.method, args.seed, args.out, args.importance)
+
+
+def cmd_importance(args, cfg):
+    from .train import record_importance
+
+    _threads(args.threads)
+    record_importance(cfg, args.model_dir, args.data_dir, args.out, args.seed)
 
 
 def cmd_evaluate(args, cfg):
@@ -102,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--model-dir", "--data-dir", "--domain", "--method", "--out"):
         s.add_argument(flag, required=True)
     s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--importance", help="importance file (.safetensors) for regularised methods")
+    s.add_argument("--threads", type=int)
+
+    s = add("importance", cmd_importance, "phase 1: SI importance from LoRA tuning on general text")
+    for flag in ("--model-dir", "--data-dir", "--out"):
+        s.add_argument(flag, required=True)
+    s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int)
 
     s = add("evaluate", cmd_evaluate, "lm-eval general + domain tasks and general NLL -> eval.json")

@@ -8,8 +8,15 @@ from dataclasses import dataclass
 class Method:
     name: str
     description: str
-    trains: bool = True          # False: the untouched base model (the reference row)
+    trains: bool = True           # False: the untouched base model (the reference row)
     adapter: str | None = "lora"  # "lora": PEFT LoRA on `lora.targets`; None: no adapter
+    importance: str | None = None  # None: no penalty; "si": phase-1 SI file; "uniform": all ones
+    element_wise: bool = True     # False: each layer's importance replaced by its mean
+    layer_coef: str = "config"    # "config": regularize.layer_coef; or a fixed mode ("uniform")
+
+    @property
+    def regularised(self) -> bool:
+        return self.importance is not None
 
 
 METHODS: dict[str, Method] = {
@@ -17,6 +24,13 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("base", "no tuning; the reference row", trains=False, adapter=None),
         Method("lora", "plain LoRA on the domain (PEFT)"),
+        Method("alr", "LoRA + element-wise SI importance + layer-wise coefficients (the paper)", importance="si"),
+        Method("alr_no_layer", "alr with uniform layer coefficients (element-wise only)", importance="si",
+               layer_coef="uniform"),
+        Method("alr_no_element", "alr with each layer's importance replaced by its mean (layer-wise only)",
+               importance="si", element_wise=False),
+        Method("l2_lora", "LoRA + uniform importance: plain L2 on the update", importance="uniform",
+               layer_coef="uniform"),
     )
 }
 

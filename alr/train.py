@@ -1,8 +1,11 @@
-"""Domain fine-tuning through the transformers Trainer (one entry point for every trained method).
+"""Training through the transformers Trainer: phase 1 (SI importance on general data) and phase 2
+(domain fine-tuning, optionally regularised). One code path for both.
 
-    alr finetune --config config/config.yaml --model-dir resources/models/smollm2-135m-instruct \
-        --data-dir resources/data --domain physics --method lora --seed 0 \
-        --out results/smollm2-135m-instruct/physics/lora/seed0
+    alr importance --config config/config.yaml --model-dir resources/models/<m> --data-dir resources/data \
+        --out results/<m>/importance/si.safetensors
+    alr finetune --config config/config.yaml --model-dir resources/models/<m> --data-dir resources/data \
+        --domain physics --method alr --seed 0 --importance results/<m>/importance/si.safetensors \
+        --out results/<m>/physics/alr/seed0
 """
 from __future__ import annotations
 
@@ -11,11 +14,16 @@ import math
 import tempfile
 from pathlib import Path
 
-from .data import mc_to_pair, read_records, tokenize_pairs
+import torch
+
+from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
+from .importance.si import SIRecorder, base_module_name, si_callback
+from .importance.store import load_importance, model_fingerprint, save_importance
 from .io import atomic_dir, write_json
 from .measure import Timer, peak_mem_mb, provenance, reset_peak_memory
-from .methods import get_method
+from .methods import Method, get_method
 from .models import load_base, wrap_lora
+from .regularize import Regularizer, group_by_layer, layer_mean_importance, normalise_mean
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +41,19 @@ def _finite_loss_callback():
         last_finite: float | None = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            loss = (logs or {}).get("loss")
-            if loss is None:
-                return
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(f"training loss became {loss} at step {state.global_step} "
-                                         f"(last finite loss: {self.last_finite}); nothing was saved")
-            self.last_finite = loss
+            for key in ("loss", "reg"):
+                value = (logs or {}).get(key)
+                if value is not None and not math.isfinite(value):
+                    raise NonFiniteLossError(f"training {key} became {value} at step {state.global_step} "
+                                             f"(last finite loss: {self.last_finite}); nothing was saved")
+            if (logs or {}).get("loss") is not None:
+                self.last_finite = logs["loss"]
 
     return StopOnNonFiniteLoss()
 
 
-def training_arguments(train_cfg: dict, seed: int, output_dir: str):
+def training_arguments(train_cfg: dict, seed: int, output_dir: str, epochs: float | None = None,
+                       max_steps: int | None = None):
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -53,8 +62,8 @@ def training_arguments(train_cfg: dict, seed: int, output_dir: str):
         gradient_accumulation_steps=train_cfg["grad_accum"],
         learning_rate=train_cfg["lr"],
         weight_decay=train_cfg["weight_decay"],
-        num_train_epochs=train_cfg["epochs"],
-        max_steps=train_cfg["max_steps"],
+        num_train_epochs=train_cfg["epochs"] if epochs is None else epochs,
+        max_steps=train_cfg["max_steps"] if max_steps is None else max_steps,
         lr_scheduler_type=train_cfg["lr_scheduler"],
         warmup_steps=train_cfg["warmup_ratio"],
         max_grad_norm=train_cfg["max_grad_norm"],
@@ -71,10 +80,148 @@ def training_arguments(train_cfg: dict, seed: int, output_dir: str):
     )
 
 
+def _regularised_trainer_class():
+    from transformers import Trainer
+
+    class RegularisedTrainer(Trainer):
+        """Adds `regularizer()` to the task loss once per optimizer step's worth of loss.
+
+        The Trainer divides each micro-batch loss by the accumulation steps unless the model already
+        normalised it over the whole accumulated batch (`num_items_in_batch`); the penalty is scaled
+        to match, so k micro-batches see it exactly once in total.
+        """
+
+        def __init__(self, *args, regularizer=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.regularizer = regularizer
+            self._reg_sum, self._reg_count = 0.0, 0
+
+        def _task_loss_is_ga_scaled(self, num_items_in_batch) -> bool:
+            if self.loss_is_scaled_for_ga is not None:
+                return self.loss_is_scaled_for_ga
+            return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+            if self.regularizer is not None and model.training:
+                reg = self.regularizer()
+                self._reg_sum += float(reg.detach())
+                self._reg_count += 1
+                if self._task_loss_is_ga_scaled(num_items_in_batch):
+                    reg = reg / self.current_gradient_accumulation_steps
+                loss = loss + reg.to(loss.dtype)
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            if self._reg_count and "loss" in logs:
+                logs["reg"] = self._reg_sum / self._reg_count
+                self._reg_sum, self._reg_count = 0.0, 0
+            super().log(logs, *args, **kwargs)
+
+    return RegularisedTrainer
+
+
+def _run_trainer(model, tok, features: list[dict], args, callbacks=(), regularizer=None) -> dict:
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq
+
+    trainer = _regularised_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(features),
+        data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+        callbacks=[_finite_loss_callback(), *callbacks],
+        regularizer=regularizer,
+    )
+    reset_peak_memory()
+    with Timer() as timer:
+        trainer.train()
+    state = trainer.state
+    history = state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    regs = [h["reg"] for h in history if "reg" in h]
+    return {
+        "steps": state.global_step,
+        "epochs": state.epoch,
+        "examples": len(features),
+        "tokens": int(state.num_input_tokens_seen),
+        "wall_time_s": round(timer.seconds, 3),
+        "step_time_s": round(timer.seconds / max(state.global_step, 1), 4),
+        "peak_mem_mb": peak_mem_mb(),
+        "first_ce": losses[0] - (regs[0] if regs else 0.0) if losses else None,
+        "final_ce": losses[-1] - (regs[-1] if regs else 0.0) if losses else None,
+        "final_reg": regs[-1] if regs else None,
+    }
+
+
+def lora_modules(model) -> dict:
+    """LoRA-wrapped modules, keyed by the base model's module names."""
+    from peft.tuners.lora import LoraLayer
+
+    return {base_module_name(n): m for n, m in model.named_modules()
+            if isinstance(m, LoraLayer) and hasattr(m, "get_delta_weight")}
+
+
+def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, seed: int = 0) -> dict:
+    """Phase 1: LoRA-tune on general text while recording SI importance; write the importance file."""
+    imp_cfg, train_cfg = cfg["importance"], cfg["train"]
+    from transformers import set_seed
+
+    rows = read_records(Path(data_dir) / "general_text" / "train.jsonl", "text")[:imp_cfg["samples"]]
+    set_seed(seed)
+    model, tok = load_base(model_dir, cfg["model"]["dtype"])
+    model = wrap_lora(model, cfg["lora"])
+    features = tokenize_texts((r["text"] for r in rows), tok, train_cfg["max_length"])
+    recorder = SIRecorder.for_lora(model)
+    with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
+        args = training_arguments(train_cfg, seed, scratch, epochs=imp_cfg["epochs"], max_steps=imp_cfg["max_steps"])
+        stats = _run_trainer(model, tok, features, args, callbacks=[si_callback(recorder)])
+    importance = recorder.importance(imp_cfg["xi"], imp_cfg["clamp"])
+    recorder.close()
+    sidecar = {
+        "estimator": "si",
+        "model": cfg["model"]["name"],
+        "fingerprint": model_fingerprint(model_dir),
+        "n_samples": len(features),
+        "n_tokens": stats["tokens"],
+        "steps": stats["steps"],
+        "wall_time_s": stats["wall_time_s"],
+        "peak_mem_mb": stats["peak_mem_mb"],
+        "final_ce": stats["final_ce"],
+        "config": {k: cfg[k] for k in ("model", "lora", "train", "importance")},
+        "provenance": provenance(),
+    }
+    sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
+    log.info("SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
+             len(importance), len(features), stats["steps"], stats["wall_time_s"], out_path, sidecar["bytes"])
+    return sidecar
+
+
+def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path) -> Regularizer:
+    reg_cfg = cfg["regularize"]
+    modules = lora_modules(model)
+    shapes = {n: tuple(m.get_base_layer().weight.shape) for n, m in modules.items()}
+    dev = next(model.parameters()).device
+    if spec.importance == "si":
+        if importance_path is None:
+            raise ValueError(f"method {spec.name!r} needs an importance file (--importance)")
+        importance, _ = load_importance(importance_path, shapes, model_fingerprint(model_dir), dev)
+    elif spec.importance == "uniform":
+        importance = {n: torch.ones(s, device=dev) for n, s in shapes.items()}
+    else:
+        raise ValueError(f"method {spec.name!r} has unknown importance {spec.importance!r}")
+    if not spec.element_wise:
+        importance = layer_mean_importance(importance, group_by_layer(importance, reg_cfg["granularity"]))
+    if reg_cfg["normalize"] == "mean":
+        importance = normalise_mean(importance)
+    mode = reg_cfg["layer_coef"] if spec.layer_coef == "config" else spec.layer_coef
+    return Regularizer(modules, importance, reg_cfg["lambda"], mode, reg_cfg["tau"], reg_cfg["granularity"])
+
+
 def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str, method: str, seed: int,
-             out_dir: str | Path) -> dict:
+             out_dir: str | Path, importance_path: str | Path | None = None) -> dict:
     """Tune on the domain's train split; write `out_dir/model/` and `out_dir/train.json` atomically."""
-    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
+    from transformers import set_seed
 
     spec = get_method(method)
     if not spec.trains:
@@ -85,47 +232,31 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
     if spec.adapter == "lora":
         model = wrap_lora(model, cfg["lora"])
+    regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path) if spec.regularised else None
     features = tokenize_pairs((mc_to_pair(r) for r in rows), tok, train_cfg["max_length"], train_cfg["loss_on"])
-    from datasets import Dataset
-
-    dataset = Dataset.from_list(features)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
-        trainer = Trainer(
-            model=model,
-            args=training_arguments(train_cfg, seed, scratch),
-            train_dataset=dataset,
-            data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
-            callbacks=[_finite_loss_callback()],
-        )
-        reset_peak_memory()
-        with Timer() as timer:
-            trainer.train()
-    state = trainer.state
-    losses = [h["loss"] for h in state.log_history if "loss" in h]
+        stats = _run_trainer(model, tok, features, training_arguments(train_cfg, seed, scratch), regularizer=regularizer)
+    if regularizer is not None:
+        with torch.no_grad():
+            stats["final_reg"] = float(regularizer())  # penalty of the final weights (refreshes per-layer values)
     record = {
         "method": method,
         "domain": domain,
         "seed": seed,
-        "steps": state.global_step,
-        "epochs": state.epoch,
-        "examples": len(features),
-        "tokens": int(state.num_input_tokens_seen),
+        **stats,
         "trainable_params": n_trainable,
-        "wall_time_s": round(timer.seconds, 3),
-        "step_time_s": round(timer.seconds / max(state.global_step, 1), 4),
-        "peak_mem_mb": peak_mem_mb(),
-        "first_ce": losses[0] if losses else None,
-        "final_ce": losses[-1] if losses else None,
-        "final_reg": None,
-        "layer_coefficients": None,
-        "config": {k: cfg[k] for k in ("model", "lora", "train") if k in cfg},
+        "layer_coefficients": regularizer.coefficients if regularizer else None,
+        "layer_penalties": regularizer.layer_penalties if regularizer else None,
+        "importance": str(importance_path) if spec.importance == "si" else spec.importance,
+        "config": {k: cfg[k] for k in ("model", "lora", "train", "regularize") if k in cfg},
         "provenance": provenance(),
     }
+    out_dir = Path(out_dir)
     with atomic_dir(out_dir / "model") as tmp:
         model.save_pretrained(tmp)
     write_json(out_dir / "train.json", record)
-    log.info("trained %s on %s (seed %d): %d steps, %.1f s, CE %.4f -> %.4f", method, domain, seed,
-             record["steps"], timer.seconds, record["first_ce"] or float("nan"), record["final_ce"] or float("nan"))
+    log.info("trained %s on %s (seed %d): %d steps, %.1f s, CE %.4f -> %.4f, reg %s", method, domain, seed,
+             record["steps"], record["wall_time_s"], record["first_ce"] or float("nan"),
+             record["final_ce"] or float("nan"), record["final_reg"])
     return record

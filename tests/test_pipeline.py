@@ -90,14 +90,18 @@ def test_snakemake_end_to_end(tiny):
     proc = _snakemake(work, cfg_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = pd.read_csv(work / "results" / "tables" / "main.csv")
-    assert sorted(zip(table.domain, table.method)) == [("medical", "base"), ("medical", "lora"),
-                                                       ("physics", "base"), ("physics", "lora")]
+    assert sorted(zip(table.domain, table.method)) == sorted(
+        (d, m) for d in ("medical", "physics") for m in ("base", "lora", "alr"))
     assert table[["domain_score", "general_score", "general_nll"]].notna().all().all()
     base = table[table.method == "base"]
     assert (base.forgetting == 0).all() and (base.domain_gain == 0).all()
     md = (work / "results" / "tables" / "main.md").read_text()
     assert "| physics" in md and "lora" in md
+    alr_train = read_json(work / "results" / "tiny-llama" / "physics" / "alr" / "seed0" / "train.json")
+    assert alr_train["importance"].endswith("results/tiny-llama/importance/si.safetensors")
+    assert sum(alr_train["layer_coefficients"].values()) == pytest.approx(1.0)
     for rel in ("logs/prepare_data.log", "logs/finetune/tiny-llama/physics/lora/seed0.log",
+                "results/tiny-llama/importance/si.safetensors", "results/tiny-llama/importance/si.json",
                 "results/tiny-llama/physics/lora/seed0/train.json", "results/tiny-llama/base/eval.json"):
         assert (work / rel).exists(), rel
     again = _snakemake(work, cfg_path, "-n")

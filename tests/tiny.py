@@ -68,7 +68,7 @@ def make_tiny_model(path: Path) -> Path:
 
 
 def tiny_config(tmp: Path) -> dict:
-    """The default config shrunk to seconds: tiny model, tiny data, 2 training steps, 2 domains."""
+    """The default config shrunk to seconds: tiny model, tiny data, 2 steps per phase, 2 domains, lora + alr."""
     with open(REPO / "config" / "config.yaml") as fh:
         cfg = copy.deepcopy(yaml.safe_load(fh))
     archive = make_bigbench_archive(tmp / "bigbench-1.0.0.tar.gz")
@@ -80,6 +80,8 @@ def tiny_config(tmp: Path) -> dict:
     cfg["data"]["general"]["tasks"] = {t: {"source": "bigbench", "task": t} for t in GENERAL}
     cfg["data"]["domains"] = {"physics": {"source": "bigbench", "task": "physics"},
                               "medical": {"source": "icd10cm", "n_items": 20, "n_choices": 4}}
+    cfg["methods"] = ["lora", "alr"]
     cfg["train"].update(batch_size=4, max_steps=2, max_length=64)
+    cfg["importance"].update(samples=8, max_steps=2)
     cfg["eval"]["batch_size"] = 4
     return cfg

@@ -3,6 +3,7 @@ import json
 import os
 
 from alr.config import ConfigError, section, validate_config
+from alr.methods import get_method
 
 try:
     validate_config(config)
@@ -55,6 +56,17 @@ def run_dir(wildcards, output):
 
 def table_prefix(wildcards, output):
     return os.path.splitext(output.csv)[0]
+
+
+def importance_input(wildcards):
+    """Regularised methods with phase-1 importance depend on the model's (single) importance file."""
+    if get_method(wildcards.method).importance == "si":
+        return f"results/{wildcards.model}/importance/si.safetensors"
+    return []
+
+
+def importance_flag(wildcards, input):
+    return f"--importance {input.importance}" if input.importance else ""
 
 
 def run_evals():

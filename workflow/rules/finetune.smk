@@ -3,6 +3,7 @@ rule finetune:
         model=f"{MODEL_DIR}/manifest.json",
         data_manifest=f"{DATA_DIR}/manifest.json",
         train=f"{DATA_DIR}/{{domain}}/train.jsonl",
+        importance=importance_input,
     output:
         weights=directory(f"{RUN_DIR}/model"),
         record=f"{RUN_DIR}/train.json",
@@ -11,7 +12,8 @@ rule finetune:
     benchmark:
         "benchmarks/runs/finetune/{model}/{domain}/{method}/seed{seed}.tsv"
     params:
-        cfg=config_json("model", "lora", "train"),
+        cfg=config_json("model", "lora", "train", "regularize"),
+        importance=importance_flag,
         model_dir=model_dir,
         data_dir=data_dir,
         out=run_dir,
@@ -23,4 +25,4 @@ rule finetune:
     shell:
         "alr finetune --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
         " --domain {wildcards.domain} --method {wildcards.method} --seed {wildcards.seed}"
-        " --out {params.out} --threads {threads} > {log} 2>&1"
+        " --out {params.out} {params.importance} --threads {threads} > {log} 2>&1"

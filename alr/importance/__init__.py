@@ -1,0 +1,1 @@
+"""Parameter importance estimators (SI path integral) and their on-disk store."""

@@ -1,0 +1,71 @@
+"""Importance files: `<estimator>.safetensors` (tensor name = module name, shape = weight shape)
+plus a `<estimator>.json` sidecar (ARCHITECTURE §4). Loading checks names, shapes and the model
+fingerprint, so an importance file made for another model or other targets is refused, never
+silently broadcast."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..io import atomic_path, read_json, write_json
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ImportanceMismatchError(ValueError):
+    pass
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """The sha256 of the checkpoint's weights file(s), from the manifest prepare-model wrote."""
+    files = read_json(Path(model_dir) / "manifest.json")["files"]
+    weights = sorted(v for k, v in files.items() if k.endswith(".safetensors"))
+    return weights[0] if len(weights) == 1 else ",".join(weights)
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save_importance(path: str | Path, tensors: dict[str, torch.Tensor], sidecar: dict, dtype: str = "float32") -> dict:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    stored = {n: t.detach().to("cpu", DTYPES[dtype]).contiguous() for n, t in sorted(tensors.items())}
+    with atomic_path(path) as tmp:
+        save_file(stored, str(tmp), metadata={"fingerprint": sidecar["fingerprint"], "estimator": sidecar["estimator"]})
+    sidecar = dict(sidecar, dtype=dtype, bytes=path.stat().st_size,
+                   targets=sorted(stored), shapes={n: list(t.shape) for n, t in stored.items()})
+    write_json(sidecar_path(path), sidecar)
+    return sidecar
+
+
+def load_importance(path: str | Path, expected_shapes: dict[str, tuple] | None = None,
+                    fingerprint: str | None = None, device: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """(fp32 tensors, sidecar); raises ImportanceMismatchError naming what differs."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"importance file {path} does not exist; build it with `alr importance`")
+    sidecar = read_json(sidecar_path(path))
+    if fingerprint is not None and sidecar.get("fingerprint") != fingerprint:
+        raise ImportanceMismatchError(f"{path} was computed for model {sidecar.get('fingerprint')}, "
+                                      f"but this model is {fingerprint}")
+    tensors = {n: t.float().to(device) for n, t in load_file(str(path)).items()}
+    if expected_shapes is not None:
+        missing = sorted(set(expected_shapes) - set(tensors))
+        extra = sorted(set(tensors) - set(expected_shapes))
+        if missing or extra:
+            raise ImportanceMismatchError(f"{path} does not match the adapted modules: missing {missing[:5]}"
+                                          f"{'...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+                                          f"{'...' if len(extra) > 5 else ''}")
+        for n, shape in expected_shapes.items():
+            if tuple(tensors[n].shape) != tuple(shape):
+                raise ImportanceMismatchError(f"{path}: tensor {n} has shape {tuple(tensors[n].shape)}, "
+                                              f"the module's weight has {tuple(shape)}")
+    bad = [n for n, t in tensors.items() if not torch.isfinite(t).all() or (t < 0).any()]
+    if bad:
+        raise ImportanceMismatchError(f"{path}: tensors {bad[:5]} hold negative or non-finite values")
+    return tensors, sidecar

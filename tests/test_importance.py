@@ -1,0 +1,120 @@
+"""SI importance, the penalty and layer coefficients against closed forms and naive references."""
+import pytest
+import torch
+
+from alr.importance.si import SIRecorder
+from alr.regularize import Regularizer, group_by_layer, layer_coefficients, layer_mean_importance, lora_penalty
+
+
+def test_si_matches_quadratic_closed_form():
+    """L = 1/2 sum h (theta - a)^2 under SGD at step eta: Omega -> h / (2 - eta h) as xi -> 0."""
+    torch.manual_seed(0)
+    h = torch.tensor([0.1, 0.5, 1.0, 2.0, 3.0])
+    a = torch.randn(5)
+    eta = 0.3
+    theta = torch.nn.Parameter(a + torch.randn(5))
+    rec = SIRecorder.for_parameters([("theta", theta)])
+    for _ in range(2000):
+        loss = 0.5 * (h * (theta - a).square()).sum()
+        loss.backward()
+        rec.before_step()
+        with torch.no_grad():
+            theta -= eta * theta.grad
+        rec.after_step()
+        theta.grad = None
+    omega = rec.importance(xi=1e-30)["theta"]
+    expected = h / (2 - eta * h)
+    assert torch.allclose(omega, expected, rtol=1e-2), (omega, expected)
+
+
+def _tiny_lora(seed=0):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                             lora_dropout=0.0))
+    for n, p in model.named_parameters():
+        if "lora_B" in n:  # start away from B = 0 so the penalty and its gradient are not trivially zero
+            torch.nn.init.normal_(p, std=0.5)
+    return model
+
+
+def _lora_modules(model):
+    from peft.tuners.lora import LoraLayer
+
+    from alr.importance.si import base_module_name
+
+    return {base_module_name(n): m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
+
+
+@pytest.mark.parametrize("with_ref", [False, True])
+def test_penalty_and_gradient_match_dense_float64(with_ref):
+    model = _tiny_lora()
+    mods = _lora_modules(model)
+    gen = torch.Generator().manual_seed(1)
+    omega = {n: torch.rand(m.get_base_layer().weight.shape, generator=gen) for n, m in mods.items()}
+    refs = {n: torch.randn(o.shape, generator=gen) * 0.1 for n, o in omega.items()} if with_ref else {}
+    reg = Regularizer(mods, omega, lam=0.7, layer_coef="softmax_norm", refs=refs)
+    total = reg()
+    total.backward()
+
+    ref_total = 0.0
+    params64 = {}
+    for layer, names in reg.groups.items():
+        for n in names:
+            m = mods[n]
+            a = m.lora_A["default"].weight.detach().double().requires_grad_()
+            b = m.lora_B["default"].weight.detach().double().requires_grad_()
+            params64[n] = (a, b)
+            delta = m.scaling["default"] * b @ a - (refs[n].double() if with_ref else 0)
+            ref_total = ref_total + 0.7 * reg.coefficients[layer] * (omega[n].double() * delta ** 2).sum()
+    ref_total.backward()
+    assert abs(total.item() - ref_total.item()) / abs(ref_total.item()) < 1e-6
+    for n, (a, b) in params64.items():
+        for ours, theirs in ((mods[n].lora_A["default"].weight.grad, a.grad), (mods[n].lora_B["default"].weight.grad, b.grad)):
+            assert (ours.double() - theirs).norm() / theirs.norm() < 1e-6
+
+
+def test_layer_coefficients():
+    gen = torch.Generator().manual_seed(0)
+    imp = {f"model.layers.{i}.self_attn.{p}": torch.rand(8, 8, generator=gen) * (i + 1)
+           for i in range(4) for p in ("q_proj", "v_proj")}
+    for gran, n_layers in (("module", 8), ("block", 4)):
+        groups = group_by_layer(imp, gran)
+        assert len(groups) == n_layers
+        uni = layer_coefficients(imp, groups, "uniform")
+        assert all(v == pytest.approx(1 / n_layers) for v in uni.values())
+        soft = layer_coefficients(imp, groups, "softmax_norm")
+        assert sum(soft.values()) == pytest.approx(1.0)
+        assert max(soft.values()) < 0.9
+        assert soft[max(soft, key=soft.get)] == max(soft.values())
+        assert max(soft, key=soft.get).startswith("model.layers.3")  # the most important block wins most
+    sharp = layer_coefficients(imp, group_by_layer(imp, "block"), "softmax_norm", tau=0.01)
+    assert max(sharp.values()) > 0.99
+
+
+def test_layer_mean_importance_keeps_each_layers_mass():
+    gen = torch.Generator().manual_seed(0)
+    imp = {"model.layers.0.q_proj": torch.rand(4, 4, generator=gen), "model.layers.0.v_proj": torch.rand(2, 4, generator=gen)}
+    groups = group_by_layer(imp, "block")
+    flat = layer_mean_importance(imp, groups)
+    assert sum(t.sum() for t in flat.values()) == pytest.approx(sum(t.sum() for t in imp.values()))
+    assert len({float(v) for t in flat.values() for v in t.flatten()}) == 1
+
+
+def test_si_on_lora_accumulates_dense_weight_gradient():
+    """g_W from the hooks equals autograd's dL/dW when W is (only for this check) made trainable."""
+    model = _tiny_lora()
+    mods = _lora_modules(model)
+    rec = SIRecorder.for_lora(model)
+    name = next(iter(mods))
+    w = mods[name].get_base_layer().weight
+    w.requires_grad_(True)
+    ids = torch.randint(0, 64, (3, 7), generator=torch.Generator().manual_seed(0))
+    for _ in range(2):  # two micro-batches accumulate
+        model(input_ids=ids, labels=ids).loss.backward()
+    assert torch.allclose(rec.targets[name].grad, w.grad, atol=1e-6, rtol=1e-5)
+    rec.close()

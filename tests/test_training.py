@@ -1,0 +1,112 @@
+"""Phase 1 and phase 2 on the tiny model: the importance file, gradient accumulation, and the effect
+of the penalty."""
+import copy
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from alr.build_data import build_all
+from alr.importance.store import ImportanceMismatchError, load_importance
+from alr.assets import prepare_model
+from alr.io import read_json
+from alr.train import finetune, record_importance
+from tests.tiny import tiny_config
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = tiny_config(tmp)
+    cfg["lora"]["dropout"] = 0.0  # deterministic updates for the comparisons below
+    prepare_model(cfg["model"], tmp / "model", tmp / "downloads")
+    build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp / "data")
+    cfg["importance"].update(samples=12, max_steps=6)
+    imp = tmp / "importance" / "si.safetensors"
+    record_importance(cfg, tmp / "model", tmp / "data", imp)
+    return tmp, cfg, imp
+
+
+def _delta(run_dir):
+    w = load_file(str(run_dir / "model" / "adapter_model.safetensors"))
+    deltas = {}
+    for name, a in w.items():
+        if "lora_A" in name:
+            b = w[name.replace("lora_A", "lora_B")]
+            key = name.split("base_model.model.")[-1].replace(".lora_A.weight", "")
+            deltas[key] = b @ a
+    return deltas
+
+
+def test_importance_file_is_finite_nonnegative_and_shaped_like_weights(env):
+    tmp, cfg, imp = env
+    tensors = load_file(str(imp))
+    sidecar = read_json(imp.with_suffix(".json"))
+    from transformers import AutoModelForCausalLM
+
+    weights = dict(AutoModelForCausalLM.from_pretrained(tmp / "model").named_parameters())
+    assert len(tensors) == 2 * 2  # q_proj and v_proj in each of the 2 layers
+    for name, t in tensors.items():
+        assert name.endswith(("q_proj", "v_proj"))
+        assert tuple(t.shape) == tuple(weights[name + ".weight"].shape)
+        assert torch.isfinite(t).all() and (t >= 0).all()
+    assert any(t.sum() > 0 for t in tensors.values())
+    for key in ("estimator", "model", "targets", "n_samples", "n_tokens", "steps", "wall_time_s", "peak_mem_mb",
+                "bytes", "dtype", "config"):
+        assert key in sidecar, key
+    assert sidecar["steps"] == 6 and sidecar["bytes"] == imp.stat().st_size
+
+
+def test_importance_mismatch_is_refused(env):
+    tmp, _, imp = env
+    tensors = load_file(str(imp))
+    shapes = {n: tuple(t.shape) for n, t in tensors.items()}
+    with pytest.raises(ImportanceMismatchError, match="computed for model"):
+        load_importance(imp, shapes, fingerprint="0" * 64)
+    wrong = dict(shapes)
+    wrong[next(iter(wrong))] = (1, 1)
+    with pytest.raises(ImportanceMismatchError, match="shape"):
+        load_importance(imp, wrong)
+    with pytest.raises(ImportanceMismatchError, match="missing"):
+        load_importance(imp, {**shapes, "model.layers.9.self_attn.k_proj": (4, 4)})
+
+
+def test_gradient_accumulation_matches_one_big_batch(env):
+    """2 micro-batches of 2 accumulated == 1 batch of 4, with the penalty active (second step)."""
+    tmp, cfg, imp = env
+    runs = {}
+    for name, (bs, ga) in {"big": (4, 1), "accum": (2, 2)}.items():
+        c = copy.deepcopy(cfg)
+        c["train"].update(batch_size=bs, grad_accum=ga, max_steps=3, lr=1e-2)
+        c["regularize"]["lambda"] = 50.0
+        finetune(c, tmp / "model", tmp / "data", "physics", "alr", 0, tmp / "ga" / name, imp)
+        runs[name] = _delta(tmp / "ga" / name)
+        assert read_json(tmp / "ga" / name / "train.json")["final_reg"] > 0
+    for key, big in runs["big"].items():
+        err = (runs["accum"][key] - big).norm() / big.norm()
+        assert err < 1e-4, (key, float(err))
+
+
+def test_regularised_tuning_moves_important_weights_less(env):
+    tmp, cfg, imp = env
+    importance = load_file(str(imp))
+    moved = {}
+    for method in ("lora", "alr"):
+        c = copy.deepcopy(cfg)
+        c["train"].update(max_steps=8, lr=1e-2)
+        c["regularize"]["lambda"] = 1e3
+        rec = finetune(c, tmp / "model", tmp / "data", "physics", method, 0, tmp / "cmp" / method,
+                       imp if method == "alr" else None)
+        deltas = _delta(tmp / "cmp" / method)
+        top = []
+        for name, omega in importance.items():
+            mask = omega >= omega.flatten().quantile(0.9)
+            top.append(deltas[name][mask].square().mean())
+        moved[method] = float(torch.stack(top).mean())
+        if method == "alr":
+            coefs = rec["layer_coefficients"]
+            assert sum(coefs.values()) == pytest.approx(1.0)
+            assert len(set(round(v, 9) for v in coefs.values())) > 1, "softmax_norm must not be uniform here"
+            assert max(coefs.values()) < 0.99, "softmax_norm must not be one-hot"
+            assert set(rec["layer_penalties"]) == set(coefs)
+    assert moved["alr"] < 0.5 * moved["lora"], moved

@@ -1,0 +1,24 @@
+rule importance:
+    input:
+        model=f"{MODEL_DIR}/manifest.json",
+        data_manifest=f"{DATA_DIR}/manifest.json",
+        text=f"{DATA_DIR}/general_text/train.jsonl",
+    output:
+        tensors="results/{model}/importance/si.safetensors",
+        sidecar="results/{model}/importance/si.json",
+    log:
+        "logs/importance/{model}/si.log",
+    benchmark:
+        "benchmarks/runs/importance/{model}/si.tsv"
+    params:
+        cfg=config_json("model", "lora", "train", "importance"),
+        model_dir=model_dir,
+        data_dir=data_dir,
+    threads: 2
+    resources:
+        mem_mb=8000,
+    conda:
+        ENV
+    shell:
+        "alr importance --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
+        " --out {output.tensors} --threads {threads} > {log} 2>&1"
