@@ -51,7 +51,8 @@ def cmd_finetune(args, cfg):
     from .train import finetune
 
     _threads(args.threads)
-    finetune(cfg, args.model_dir, args.data_dir, args.domain, args.method, args.seed, args.out, args.importance)
+    finetune(cfg, args.model_dir, args.data_dir, args.domain, args.method, args.seed, args.out, args.importance,
+             args.init_adapter)
 
 
 def cmd_importance(args, cfg):
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(flag, required=True)
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--importance", help="importance file (.safetensors) for regularised methods")
+    s.add_argument("--init-adapter", help="phase-1 adapter to continue from (regularize.phase2_init: phase1)")
     s.add_argument("--threads", type=int)
 
     s = add("importance", cmd_importance, "phase 1: SI importance from LoRA tuning on general text")

@@ -162,6 +162,11 @@ def lora_modules(model) -> dict:
             if isinstance(m, LoraLayer) and hasattr(m, "get_delta_weight")}
 
 
+def phase1_adapter_dir(importance_path: str | Path) -> Path:
+    """Phase 1's own LoRA adapter, kept beside the importance file for `phase2_init: phase1`."""
+    return Path(importance_path).parent / "phase1_adapter"
+
+
 def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, seed: int = 0) -> dict:
     """Phase 1: LoRA-tune on general text while recording SI importance; write the importance file."""
     imp_cfg, train_cfg = cfg["importance"], cfg["train"]
@@ -192,12 +197,14 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
         "provenance": provenance(),
     }
     sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
+    with atomic_dir(phase1_adapter_dir(out_path)) as tmp:
+        model.save_pretrained(tmp)
     log.info("SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
              len(importance), len(features), stats["steps"], stats["wall_time_s"], out_path, sidecar["bytes"])
     return sidecar
 
 
-def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path) -> Regularizer:
+def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path, refs=None) -> Regularizer:
     reg_cfg = cfg["regularize"]
     modules = lora_modules(model)
     shapes = {n: tuple(m.get_base_layer().weight.shape) for n, m in modules.items()}
@@ -215,11 +222,30 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
     if reg_cfg["normalize"] == "mean":
         importance = normalise_mean(importance)
     mode = reg_cfg["layer_coef"] if spec.layer_coef == "config" else spec.layer_coef
-    return Regularizer(modules, importance, reg_cfg["lambda"], mode, reg_cfg["tau"], reg_cfg["granularity"])
+    return Regularizer(modules, importance, reg_cfg["lambda"], mode, reg_cfg["tau"], reg_cfg["granularity"], refs)
+
+
+def _init_lora(model, cfg: dict, init_adapter: str | Path | None):
+    """A fresh LoRA (`phase2_init: base`), or phase 1's adapter continued (`phase2_init: phase1`).
+
+    With `phase1`, theta* is the phase-1 model, so each module's reference delta is phase 1's
+    `scaling * B @ A` and the penalty acts on (delta - reference). Returns (model, refs or None).
+    """
+    if cfg["regularize"]["phase2_init"] == "base":
+        return wrap_lora(model, cfg["lora"]), None
+    if init_adapter is None:
+        raise ValueError("regularize.phase2_init is 'phase1' but no phase-1 adapter was given (--init-adapter)")
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
+    with torch.no_grad():
+        refs = {n: m.get_delta_weight("default").float().clone() for n, m in lora_modules(model).items()}
+    return model, refs
 
 
 def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str, method: str, seed: int,
-             out_dir: str | Path, importance_path: str | Path | None = None) -> dict:
+             out_dir: str | Path, importance_path: str | Path | None = None,
+             init_adapter: str | Path | None = None) -> dict:
     """Tune on the domain's train split; write `out_dir/model/` and `out_dir/train.json` atomically."""
     from transformers import set_seed
 
@@ -230,9 +256,10 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     rows = read_records(Path(data_dir) / domain / "train.jsonl", "mc")
     set_seed(seed)
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
+    refs = None
     if spec.adapter == "lora":
-        model = wrap_lora(model, cfg["lora"])
-    regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path) if spec.regularised else None
+        model, refs = _init_lora(model, cfg, init_adapter)
+    regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, refs) if spec.regularised else None
     features = tokenize_pairs((mc_to_pair(r) for r in rows), tok, train_cfg["max_length"], train_cfg["loss_on"])
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
@@ -249,6 +276,7 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
         "layer_coefficients": regularizer.coefficients if regularizer else None,
         "layer_penalties": regularizer.layer_penalties if regularizer else None,
         "importance": str(importance_path) if spec.importance == "si" else spec.importance,
+        "init_adapter": str(init_adapter) if refs is not None else None,
         "config": {k: cfg[k] for k in ("model", "lora", "train", "regularize") if k in cfg},
         "provenance": provenance(),
     }

@@ -28,7 +28,9 @@ def env(tmp_path_factory):
 
 
 def _delta(run_dir):
-    w = load_file(str(run_dir / "model" / "adapter_model.safetensors"))
+    """{module: B @ A} of the adapter in run_dir/model (or run_dir/phase1_adapter)."""
+    folder = run_dir / "model" if (run_dir / "model").exists() else run_dir / "phase1_adapter"
+    w = load_file(str(folder / "adapter_model.safetensors"))
     deltas = {}
     for name, a in w.items():
         if "lora_A" in name:
@@ -87,21 +89,29 @@ def test_gradient_accumulation_matches_one_big_batch(env):
         assert err < 1e-4, (key, float(err))
 
 
-def test_regularised_tuning_moves_important_weights_less(env):
+@pytest.mark.parametrize("init", ["base", "phase1"])
+def test_regularised_tuning_moves_important_weights_less(env, init):
+    """Same seed, same data: alr moves the top-10% importance weights away from theta* far less than
+    lora does (theta* = base weights, or the phase-1 model when phase 2 continues phase 1's adapter)."""
     tmp, cfg, imp = env
     importance = load_file(str(imp))
+    phase1 = tmp / "importance" / "phase1_adapter"
+    reference = _delta(phase1.parent) if init == "phase1" else None
     moved = {}
     for method in ("lora", "alr"):
         c = copy.deepcopy(cfg)
         c["train"].update(max_steps=8, lr=1e-2)
-        c["regularize"]["lambda"] = 1e3
-        rec = finetune(c, tmp / "model", tmp / "data", "physics", method, 0, tmp / "cmp" / method,
-                       imp if method == "alr" else None)
-        deltas = _delta(tmp / "cmp" / method)
+        c["regularize"].update({"lambda": 1e3, "phase2_init": init})
+        out = tmp / "cmp" / init / method
+        rec = finetune(c, tmp / "model", tmp / "data", "physics", method, 0, out,
+                       imp if method == "alr" else None, phase1 if init == "phase1" else None)
+        assert rec["init_adapter"] == (str(phase1) if init == "phase1" else None)
+        deltas = _delta(out)
         top = []
         for name, omega in importance.items():
             mask = omega >= omega.flatten().quantile(0.9)
-            top.append(deltas[name][mask].square().mean())
+            moved_by = deltas[name] - (reference[name] if reference else 0)
+            top.append(moved_by[mask].square().mean())
         moved[method] = float(torch.stack(top).mean())
         if method == "alr":
             coefs = rec["layer_coefficients"]

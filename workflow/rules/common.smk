@@ -65,8 +65,16 @@ def importance_input(wildcards):
     return []
 
 
-def importance_flag(wildcards, input):
-    return f"--importance {input.importance}" if input.importance else ""
+def phase1_adapter_input(wildcards):
+    """With `phase2_init: phase1` every LoRA method continues from phase 1's adapter."""
+    if config["regularize"]["phase2_init"] == "phase1" and get_method(wildcards.method).adapter == "lora":
+        return f"results/{wildcards.model}/importance/phase1_adapter"
+    return []
+
+
+def phase_flags(wildcards, input):
+    flags = [f"--importance {input.importance}"] if input.importance else []
+    return " ".join(flags + ([f"--init-adapter {input.init_adapter}"] if input.init_adapter else []))
 
 
 def run_evals():

@@ -4,6 +4,7 @@ rule finetune:
         data_manifest=f"{DATA_DIR}/manifest.json",
         train=f"{DATA_DIR}/{{domain}}/train.jsonl",
         importance=importance_input,
+        init_adapter=phase1_adapter_input,
     output:
         weights=directory(f"{RUN_DIR}/model"),
         record=f"{RUN_DIR}/train.json",
@@ -13,7 +14,7 @@ rule finetune:
         "benchmarks/runs/finetune/{model}/{domain}/{method}/seed{seed}.tsv"
     params:
         cfg=config_json("model", "lora", "train", "regularize"),
-        importance=importance_flag,
+        phase_flags=phase_flags,
         model_dir=model_dir,
         data_dir=data_dir,
         out=run_dir,
@@ -25,4 +26,4 @@ rule finetune:
     shell:
         "alr finetune --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
         " --domain {wildcards.domain} --method {wildcards.method} --seed {wildcards.seed}"
-        " --out {params.out} {params.importance} --threads {threads} > {log} 2>&1"
+        " --out {params.out} {params.phase_flags} --threads {threads} > {log} 2>&1"

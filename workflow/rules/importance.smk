@@ -6,6 +6,7 @@ rule importance:
     output:
         tensors="results/{model}/importance/si.safetensors",
         sidecar="results/{model}/importance/si.json",
+        adapter=directory("results/{model}/importance/phase1_adapter"),
     log:
         "logs/importance/{model}/si.log",
     benchmark:
