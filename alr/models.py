@@ -50,3 +50,18 @@ def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str
         model = PeftModel.from_pretrained(model, weights_dir).merge_and_unload()
     model.eval()
     return model, tok
+
+
+def base_module_name(peft_name: str) -> str:
+    """`base_model.model.model.layers.0.self_attn.q_proj` -> `model.layers.0.self_attn.q_proj`."""
+    prefix = "base_model.model."
+    return peft_name[len(prefix):] if peft_name.startswith(prefix) else peft_name
+
+
+def lora_modules(model) -> dict:
+    """LoRA-wrapped modules keyed by the base model's module names, so the names match the
+    base checkpoint's weights (and the tensors of importance files)."""
+    from peft.tuners.lora import LoraLayer
+
+    return {base_module_name(n): m for n, m in model.named_modules()
+            if isinstance(m, LoraLayer) and hasattr(m, "get_delta_weight")}

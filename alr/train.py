@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
-from .importance.si import SIRecorder, base_module_name, si_callback
+from .importance.si import SIRecorder, si_callback
 from .importance.store import load_importance, model_fingerprint, save_importance
 from .io import atomic_dir, write_json
 from .measure import Timer, peak_mem_mb, provenance, reset_peak_memory
 from .methods import Method, get_method
-from .models import load_base, wrap_lora
+from .models import load_base, lora_modules, wrap_lora
 from .regularize import Regularizer, group_by_layer, layer_mean_importance, normalise_mean
 
 log = logging.getLogger(__name__)
@@ -152,14 +152,6 @@ def _run_trainer(model, tok, features: list[dict], args, callbacks=(), regulariz
         "final_ce": losses[-1] - (regs[-1] if regs else 0.0) if losses else None,
         "final_reg": regs[-1] if regs else None,
     }
-
-
-def lora_modules(model) -> dict:
-    """LoRA-wrapped modules, keyed by the base model's module names."""
-    from peft.tuners.lora import LoraLayer
-
-    return {base_module_name(n): m for n, m in model.named_modules()
-            if isinstance(m, LoraLayer) and hasattr(m, "get_delta_weight")}
 
 
 def phase1_adapter_dir(importance_path: str | Path) -> Path:

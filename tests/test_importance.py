@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from alr.importance.si import SIRecorder
+from alr.models import lora_modules
 from alr.regularize import Regularizer, group_by_layer, layer_coefficients, layer_mean_importance, lora_penalty
 
 
@@ -42,18 +43,10 @@ def _tiny_lora(seed=0):
     return model
 
 
-def _lora_modules(model):
-    from peft.tuners.lora import LoraLayer
-
-    from alr.importance.si import base_module_name
-
-    return {base_module_name(n): m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
-
-
 @pytest.mark.parametrize("with_ref", [False, True])
 def test_penalty_and_gradient_match_dense_float64(with_ref):
     model = _tiny_lora()
-    mods = _lora_modules(model)
+    mods = lora_modules(model)
     gen = torch.Generator().manual_seed(1)
     omega = {n: torch.rand(m.get_base_layer().weight.shape, generator=gen) for n, m in mods.items()}
     refs = {n: torch.randn(o.shape, generator=gen) * 0.1 for n, o in omega.items()} if with_ref else {}
@@ -108,7 +101,7 @@ def test_layer_mean_importance_keeps_each_layers_mass():
 def test_si_on_lora_accumulates_dense_weight_gradient():
     """g_W from the hooks equals autograd's dL/dW when W is (only for this check) made trainable."""
     model = _tiny_lora()
-    mods = _lora_modules(model)
+    mods = lora_modules(model)
     rec = SIRecorder.for_lora(model)
     name = next(iter(mods))
     w = mods[name].get_base_layer().weight

@@ -84,15 +84,11 @@ class SIRecorder:
         self.steps = 0
 
     @classmethod
-    def for_lora(cls, model, target_names: list[str] | None = None, adapter: str = "default") -> "SIRecorder":
-        """One target per LoRA-wrapped module, named like the base model's module (e.g.
-        `model.layers.0.self_attn.q_proj`), so names match the base checkpoint's weights."""
-        from peft.tuners.lora import LoraLayer
+    def for_lora(cls, model, adapter: str = "default") -> "SIRecorder":
+        """One target per LoRA-wrapped module, named like the base model's module."""
+        from ..models import lora_modules
 
-        targets = {}
-        for name, module in model.named_modules():
-            if isinstance(module, LoraLayer) and hasattr(module, "get_delta_weight"):
-                targets[base_module_name(name)] = _LoraTarget(module, adapter)
+        targets = {name: _LoraTarget(module, adapter) for name, module in lora_modules(model).items()}
         if not targets:
             raise ValueError("the model has no LoRA layers to record importance for")
         return cls(targets)
@@ -125,12 +121,6 @@ class SIRecorder:
     def close(self) -> None:
         for t in self.targets.values():
             t.close()
-
-
-def base_module_name(peft_name: str) -> str:
-    """`base_model.model.model.layers.0.self_attn.q_proj` -> `model.layers.0.self_attn.q_proj`."""
-    prefix = "base_model.model."
-    return peft_name[len(prefix):] if peft_name.startswith(prefix) else peft_name
 
 
 def si_callback(recorder: SIRecorder):
