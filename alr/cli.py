@@ -71,6 +71,14 @@ def cmd_evaluate(args, cfg):
                  {d: round(v["score"], 4) for d, v in rec["domains"].items()})
 
 
+def cmd_tasks(args, cfg):
+    from .evaluate import write_task_yamls
+
+    names = list(cfg["data"]["general"]["tasks"]) + list(cfg["data"]["domains"])
+    tasks = write_task_yamls({n: Path(args.data_dir) / n / "test.jsonl" for n in names}, args.out)
+    log.info("wrote %d lm-eval task YAMLs to %s: %s", len(tasks), args.out, ", ".join(tasks))
+
+
 _RUN_PATH = re.compile(r"(?P<domain>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>\d+)/eval\.json$")
 
 
@@ -83,7 +91,7 @@ def cmd_tables(args, cfg):
         if not m:
             raise SystemExit(f"error: {path} does not look like results/<model>/<domain>/<method>/seed<N>/eval.json")
         runs.append({"domain": m["domain"], "method": m["method"], "seed": int(m["seed"]), "eval": path})
-    table = write_main_table(args.base_eval, runs, cfg["methods"], args.out_prefix)
+    table = write_main_table(args.base_eval, runs, cfg["methods"], cfg["eval"], args.out_prefix)
     log.info("wrote %s.{csv,md} (%d rows)", args.out_prefix, len(table))
 
 
@@ -126,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--domains", nargs="+", required=True)
     s.add_argument("--weights", help="tuned weights (PEFT adapter dir); omit for the base model")
     s.add_argument("--threads", type=int)
+
+    s = add("tasks", cmd_tasks, "write the lm-eval task YAMLs (use with `lm_eval --include_path`)")
+    s.add_argument("--data-dir", required=True)
+    s.add_argument("--out", required=True)
 
     s = add("tables", cmd_tables, "comparison tables from eval.json files")
     s.add_argument("--base-eval", required=True)

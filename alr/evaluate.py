@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from .data import PROMPT, read_records
-from .io import write_json
+from .io import write_json, write_jsonl
 from .measure import Timer, peak_mem_mb, provenance
 from .models import device, load_tuned
 
@@ -60,8 +60,9 @@ def write_task_yamls(data_files: dict[str, Path], out_dir: str | Path) -> list[s
     return [task_name(d) for d in data_files]
 
 
-def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit: int | None) -> dict:
-    """{dataset: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}} exactly as lm-eval reports them."""
+def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit: int | None) -> tuple[dict, list[dict]]:
+    """({dataset: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}} exactly as lm-eval reports them,
+    per-item records [{task, doc_id, id, acc, acc_norm}] for paired statistics)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -71,19 +72,34 @@ def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit:
         tasks = write_task_yamls(data_files, task_dir)
         out = lm_eval.simple_evaluate(
             model=lm, tasks=tasks, task_manager=TaskManager(include_path=task_dir), limit=limit,
-            log_samples=False, random_seed=0, numpy_random_seed=1234, torch_random_seed=1234,
+            log_samples=True,  # needed for the per-item records; we write our own files, not lm-eval's
+            random_seed=0, numpy_random_seed=1234, torch_random_seed=1234,
         )
-    scores = {}
+    scores, items = {}, []
     for dataset in data_files:
-        res = out["results"][task_name(dataset)]
+        name = task_name(dataset)
+        res = out["results"][name]
         scores[dataset] = {
             "acc": res["acc,none"],
             "acc_norm": res["acc_norm,none"],
             "acc_stderr": res["acc_stderr,none"],
             "acc_norm_stderr": res["acc_norm_stderr,none"],
-            "n": int(out["n-samples"][task_name(dataset)]["effective"]),
+            "n": int(out["n-samples"][name]["effective"]),
         }
-    return scores
+        for sample in sorted(out["samples"][name], key=lambda x: x["doc_id"]):
+            items.append({"task": dataset, "doc_id": sample["doc_id"], "id": sample["doc"]["id"],
+                          "acc": float(sample["acc"]), "acc_norm": float(sample["acc_norm"])})
+    return scores, items
+
+
+def items_path(eval_path: str | Path) -> Path:
+    """Per-item correctness beside eval.json: eval.json -> eval_items.jsonl.gz."""
+    eval_path = Path(eval_path)
+    return eval_path.with_name(eval_path.stem + "_items.jsonl.gz")
+
+
+def task_metric(eval_cfg: dict, dataset: str) -> str:
+    return eval_cfg.get("task_metrics", {}).get(dataset, eval_cfg["metric"])
 
 
 def _token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
@@ -130,7 +146,6 @@ def general_nll(model, tok, texts: list[str], max_length: int, max_tokens: int =
 def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: list[str], out_path: str | Path,
              weights_dir: str | Path | None = None) -> dict:
     eval_cfg, data_dir = cfg["eval"], Path(data_dir)
-    metric = eval_cfg["metric"]
     general = list(cfg["data"]["general"]["tasks"])
     files = {d: data_dir / d / "test.jsonl" for d in general + list(domains)}
     texts = [r["text"] for r in read_records(data_dir / "general_text" / "test.jsonl", "text")]
@@ -141,21 +156,27 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
     if tok.padding_side != "right":
         tok.padding_side = "right"
     with Timer() as timer:
-        tasks = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"])
+        tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"])
         nll = general_nll(model, tok, texts, eval_cfg["nll_max_length"])
-    for t in tasks.values():
-        t["stderr"] = t[f"{metric}_stderr"]
-    domain_scores = {d: {"score": tasks[d][metric]} for d in domains}
+    for name, t in tasks.items():
+        t["metric"] = task_metric(eval_cfg, name)
+        t["score"] = t[t["metric"]]
+        t["stderr"] = t[f"{t['metric']}_stderr"]
+    domain_scores = {d: {"score": tasks[d]["score"], "stderr": tasks[d]["stderr"]} for d in domains}
+    general_stderr = math.sqrt(sum(tasks[t]["stderr"] ** 2 for t in general)) / len(general)
     import lm_eval
 
+    write_jsonl(items_path(out_path), items, compress=True)
     record = {
         "weights": str(weights_dir) if weights_dir else None,
-        "metric": metric,
         "tasks": tasks,
-        "general": {"score": sum(tasks[t][metric] for t in general) / len(general), **nll},
+        "general": {"score": sum(tasks[t]["score"] for t in general) / len(general), "stderr": general_stderr,
+                    "tasks": general, **nll},
         "domain": {"name": domains[0], **domain_scores[domains[0]]} if len(domains) == 1 else None,
         "domains": domain_scores,
-        "lm_eval": {"version": lm_eval.__version__, "batch_size": eval_cfg["batch_size"], "limit": eval_cfg["limit"]},
+        "items": items_path(out_path).name,
+        "lm_eval": {"version": lm_eval.__version__, "batch_size": eval_cfg["batch_size"], "limit": eval_cfg["limit"],
+                    "log_samples": True},
         "wall_time_s": round(timer.seconds, 3),
         "peak_mem_mb": peak_mem_mb(),
         "provenance": provenance(),

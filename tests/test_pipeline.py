@@ -10,6 +10,7 @@ import yaml
 
 from alr.cli import main
 from alr.io import read_json
+from alr.report.stats import read_items
 from tests.tiny import REPO, tiny_config
 
 
@@ -43,8 +44,59 @@ def test_cli_chain(tiny):
         assert scores["n"] == cfg["data"]["test_size"]
         assert 0 <= scores["acc"] <= 1 and 0 <= scores["acc_norm"] <= 1 and scores["stderr"] >= 0
     assert ev["general"]["score"] == pytest.approx(sum(ev["tasks"][t]["acc"] for t in general) / len(general))
-    assert ev["domain"] == {"name": "physics", "score": ev["tasks"]["physics"]["acc"]}
+    assert ev["domain"]["name"] == "physics" and ev["domain"]["score"] == ev["tasks"]["physics"]["acc"]
     assert ev["lm_eval"]["batch_size"] == cfg["eval"]["batch_size"]
+    items = read_items(run / "eval_items.jsonl.gz")
+    assert len(items) == sum(t["n"] for t in ev["tasks"].values())
+    for task, scores in ev["tasks"].items():
+        mine = [v["acc"] for (t, _), v in items.items() if t == task]
+        assert sum(mine) / len(mine) == pytest.approx(scores["acc"])  # per-item records reproduce lm-eval's score
+
+
+def test_scores_equal_the_lm_eval_command_line(tiny, tmp_path):
+    """`alr evaluate` and `lm_eval` on the same task YAMLs and checkpoint report the same accuracies."""
+    tmp, cfg, cfg_path = tiny
+    if not (tmp / "model" / "manifest.json").exists():
+        pytest.skip("needs test_cli_chain")
+    assert main(["tasks", "--config", str(cfg_path), "--data-dir", str(tmp / "data"), "--out", str(tmp_path / "tasks")]) == 0
+    proc = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "lm_eval"), "--model", "hf", "--model_args",
+         f"pretrained={tmp / 'model'},dtype=float32", "--tasks", "alr_physics,alr_social_iqa", "--include_path",
+         str(tmp_path / "tasks"), "--device", "cpu", "--batch_size", str(cfg["eval"]["batch_size"]),
+         "--output_path", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = (tmp_path / "out").rglob("results_*.json")
+    cli = json.loads(result.read_text())["results"]
+    assert main(["evaluate", "--config", str(cfg_path), "--model-dir", str(tmp / "model"), "--data-dir",
+                 str(tmp / "data"), "--domains", "physics", "--out", str(tmp_path / "eval.json")]) == 0
+    ours = read_json(tmp_path / "eval.json")["tasks"]
+    for task in ("physics", "social_iqa"):
+        for metric in ("acc", "acc_norm"):
+            assert ours[task][metric] == cli[f"alr_{task}"][f"{metric},none"], (task, metric)
+
+
+def test_general_nll_equals_direct_computation(tiny):
+    import torch
+
+    from alr.evaluate import general_nll
+    from alr.models import load_tuned
+
+    tmp, _, _ = tiny
+    if not (tmp / "model" / "manifest.json").exists():
+        pytest.skip("needs test_cli_chain")
+    model, tok = load_tuned(tmp / "model", None)
+    texts = ["Question: which horse has four legs?\nAnswer: the horse", "a b", "paris is in france " * 5]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for text in texts:  # one text at a time, no padding, the model's own loss
+            ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :40]
+            total += model(input_ids=ids, labels=ids).loss.item() * (ids.shape[1] - 1)
+            count += ids.shape[1] - 1
+    got = general_nll(model, tok, texts, max_length=40, max_tokens=64)
+    assert got["tokens"] == count
+    assert got["nll"] == pytest.approx(total / count, rel=1e-5)
 
 
 def test_adapter_changes_predictions(tiny):
@@ -95,6 +147,11 @@ def test_snakemake_end_to_end(tiny):
     assert table[["domain_score", "general_score", "general_nll"]].notna().all().all()
     base = table[table.method == "base"]
     assert (base.forgetting == 0).all() and (base.domain_gain == 0).all()
+    assert (table[table.method == "lora"].general_nll.values != base.general_nll.values).all()  # tuning did something
+    lora_rows = table[table.method == "lora"]
+    assert lora_rows.d_general.isna().all()  # the reference itself gets no CI
+    alr_rows = table[table.method == "alr"]
+    assert (alr_rows.d_general_lo <= alr_rows.d_general).all() and (alr_rows.d_general <= alr_rows.d_general_hi).all()
     md = (work / "results" / "tables" / "main.md").read_text()
     assert "| physics" in md and "lora" in md
     alr_train = read_json(work / "results" / "tiny-llama" / "physics" / "alr" / "seed0" / "train.json")

@@ -24,7 +24,7 @@ def _examples(task: str, n: int) -> list[dict]:
     out = []
     for i in range(n):
         q = f"{task} question {i}: which {WORDS[i % len(WORDS)]} goes with {WORDS[(3 * i + 1) % len(WORDS)]}?"
-        choices = [f"{WORDS[(i + k) % len(WORDS)]} {k}" for k in range(4)]
+        choices = [WORDS[(7 * i + 3 * k) % len(WORDS)] for k in range(4)]  # gold (k = 0) varies with i
         out.append({"input": q, "target_scores": {c: int(k == 0) for k, c in enumerate(choices)}})
     return out
 
@@ -81,7 +81,7 @@ def tiny_config(tmp: Path) -> dict:
     cfg["data"]["domains"] = {"physics": {"source": "bigbench", "task": "physics"},
                               "medical": {"source": "icd10cm", "n_items": 20, "n_choices": 4}}
     cfg["methods"] = ["lora", "alr"]
-    cfg["train"].update(batch_size=4, max_steps=2, max_length=64)
+    cfg["train"].update(batch_size=4, max_steps=2, max_length=64, lr=1e-2)
     cfg["importance"].update(samples=8, max_steps=2)
     cfg["eval"]["batch_size"] = 4
     return cfg

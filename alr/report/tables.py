@@ -1,8 +1,10 @@
 """The main comparison table from eval.json records: results/tables/main.{csv,md}.
 
 One row per domain x method (aggregated over seeds): domain score, general score, forgetting
-(base general - method general), domain gain (method domain - base domain) and general NLL.
-With several seeds a value is "mean ± sd"; with one seed the numeric columns are that run's.
+(base general - method general), domain gain (method domain - base domain), general NLL, and the
+paired-bootstrap difference to the reference method (default `lora`) with its 95% CI, computed on
+the same items. With several seeds a score is "mean ± sd"; with one seed "score ± stderr" (lm-eval's
+stderr; for the general score combined over tasks as independent).
 """
 from __future__ import annotations
 
@@ -10,10 +12,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..evaluate import items_path
 from ..io import atomic_path, read_json
+from .stats import item_scores, paired_bootstrap, read_items
 
-COLUMNS = ["domain", "method", "n_seeds", "domain_score", "domain_score_sd", "general_score", "general_score_sd",
-           "forgetting", "domain_gain", "general_nll"]
+COLUMNS = ["domain", "method", "n_seeds", "domain_score", "domain_score_sd", "domain_stderr", "general_score",
+           "general_score_sd", "general_stderr", "forgetting", "domain_gain", "general_nll", "reference",
+           "d_general", "d_general_lo", "d_general_hi", "d_domain", "d_domain_lo", "d_domain_hi"]
+
+
+def _row(domain: str, method: str, seed, ev: dict, path) -> dict:
+    return {"domain": domain, "method": method, "seed": seed,
+            "domain_score": ev["domains"][domain]["score"], "domain_stderr": ev["domains"][domain]["stderr"],
+            "general_score": ev["general"]["score"], "general_stderr": ev["general"]["stderr"],
+            "general_nll": ev["general"]["nll"], "eval": str(path)}
 
 
 def collect(base_eval: str | Path, runs: list[dict]) -> pd.DataFrame:
@@ -23,14 +35,8 @@ def collect(base_eval: str | Path, runs: list[dict]) -> pd.DataFrame:
     for domain in sorted({r["domain"] for r in runs}):
         if domain not in base["domains"]:
             raise ValueError(f"base evaluation {base_eval} has no score for domain {domain!r}")
-        rows.append({"domain": domain, "method": "base", "seed": None,
-                     "domain_score": base["domains"][domain]["score"], "general_score": base["general"]["score"],
-                     "general_nll": base["general"]["nll"]})
-    for r in runs:
-        ev = read_json(r["eval"])
-        rows.append({"domain": r["domain"], "method": r["method"], "seed": r["seed"],
-                     "domain_score": ev["domains"][r["domain"]]["score"], "general_score": ev["general"]["score"],
-                     "general_nll": ev["general"]["nll"]})
+        rows.append(_row(domain, "base", None, base, base_eval))
+    rows += [_row(r["domain"], r["method"], r["seed"], read_json(r["eval"]), r["eval"]) for r in runs]
     df = pd.DataFrame(rows)
     base_by_domain = df[df.method == "base"].set_index("domain")
     df["forgetting"] = df.domain.map(base_by_domain.general_score) - df.general_score
@@ -38,39 +44,77 @@ def collect(base_eval: str | Path, runs: list[dict]) -> pd.DataFrame:
     return df
 
 
-def summarise(runs: pd.DataFrame, method_order: list[str]) -> pd.DataFrame:
+def _paired(runs: pd.DataFrame, domain: str, method: str, reference: str, boot: dict) -> dict:
+    """Bootstrap CIs of (method - reference) for the general score and the domain score."""
+    mine = runs[(runs.domain == domain) & (runs.method == method)]
+    ref = runs[(runs.domain == domain) & (runs.method == reference)]
+    if ref.empty or method == reference:
+        return {}
+    first = read_json(mine["eval"].iloc[0])
+    general = first["general"]["tasks"]
+
+    def metric_of(task):
+        return first["tasks"][task]["metric"]
+
+    items_mine = [read_items(items_path(p)) for p in mine["eval"]]
+    items_ref = [read_items(items_path(p)) for p in ref["eval"]]
+    out = {"reference": reference}
+    for key, tasks in (("general", general), ("domain", [domain])):
+        ci = paired_bootstrap(item_scores(items_mine, tasks, metric_of), item_scores(items_ref, tasks, metric_of),
+                              boot["samples"], boot["seed"])
+        out.update({f"d_{key}": ci["diff"], f"d_{key}_lo": ci["lo"], f"d_{key}_hi": ci["hi"]})
+    return out
+
+
+def summarise(runs: pd.DataFrame, method_order: list[str], eval_cfg: dict) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(["base"] + [m for m in method_order if m != "base"])}
     agg = runs.groupby(["domain", "method"], sort=False).agg(
         n_seeds=("general_score", "size"),
         domain_score=("domain_score", "mean"), domain_score_sd=("domain_score", "std"),
+        domain_stderr=("domain_stderr", "mean"),
         general_score=("general_score", "mean"), general_score_sd=("general_score", "std"),
+        general_stderr=("general_stderr", "mean"),
         forgetting=("forgetting", "mean"), domain_gain=("domain_gain", "mean"), general_nll=("general_nll", "mean"),
     ).reset_index()
+    boot = eval_cfg["bootstrap"]
+    paired = [_paired(runs, d, m, boot["reference"], boot) for d, m in zip(agg.domain, agg.method)]
+    agg = pd.concat([agg, pd.DataFrame(paired, index=agg.index)], axis=1).reindex(columns=COLUMNS + ["_order"])
     agg["_order"] = agg.method.map(order)
-    return agg.sort_values(["domain", "_order"]).drop(columns="_order")[COLUMNS].reset_index(drop=True)
+    return agg.sort_values(["domain", "_order"]).drop(columns="_order").reset_index(drop=True)
 
 
-def _fmt(mean: float, sd: float | None) -> str:
-    return f"{mean:.3f}" if sd is None or pd.isna(sd) else f"{mean:.3f} ± {sd:.3f}"
+def _fmt(mean: float, sd: float, se: float, n: int) -> str:
+    spread = sd if n > 1 else se
+    return f"{mean:.3f}" if pd.isna(spread) else f"{mean:.3f} ± {spread:.3f}"
+
+
+def _ci(diff, lo, hi) -> str:
+    return "" if pd.isna(diff) else f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def to_markdown(table: pd.DataFrame) -> str:
+    reference = next((r for r in table.reference if isinstance(r, str)), "reference")
     view = pd.DataFrame({
         "domain": table.domain,
         "method": table.method,
         "seeds": table.n_seeds,
-        "domain score": [_fmt(m, s) for m, s in zip(table.domain_score, table.domain_score_sd)],
-        "general score": [_fmt(m, s) for m, s in zip(table.general_score, table.general_score_sd)],
+        "domain score": [_fmt(*x) for x in zip(table.domain_score, table.domain_score_sd, table.domain_stderr, table.n_seeds)],
+        "general score": [_fmt(*x) for x in zip(table.general_score, table.general_score_sd, table.general_stderr, table.n_seeds)],
         "forgetting": table.forgetting.map(lambda v: f"{v:+.3f}"),
         "domain gain": table.domain_gain.map(lambda v: f"{v:+.3f}"),
         "general NLL": table.general_nll.map(lambda v: f"{v:.3f}"),
+        f"Δ general vs {reference} [95% CI]": [_ci(*x) for x in zip(table.d_general, table.d_general_lo, table.d_general_hi)],
+        f"Δ domain vs {reference} [95% CI]": [_ci(*x) for x in zip(table.d_domain, table.d_domain_lo, table.d_domain_hi)],
     })
     align = ("left", "left") + ("right",) * (view.shape[1] - 2)
-    return view.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
+    note = ("\n± is the sd over seeds when seeds > 1, else lm-eval's stderr. Forgetting = base general − method "
+            f"general. Δ columns: paired bootstrap over the same items against `{reference}`.\n")
+    return view.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n" + note
 
 
-def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list[str], out_prefix: str | Path) -> pd.DataFrame:
-    table = summarise(collect(base_eval, runs), method_order)
+def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list[str], eval_cfg: dict,
+                     out_prefix: str | Path) -> pd.DataFrame:
+    table = summarise(collect(base_eval, runs), method_order, eval_cfg)
     out_prefix = Path(out_prefix)
     with atomic_path(out_prefix.with_suffix(".csv")) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

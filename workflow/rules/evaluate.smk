@@ -4,7 +4,8 @@ rule evaluate_base:
         data_manifest=f"{DATA_DIR}/manifest.json",
         data=dataset_files(),
     output:
-        "results/{model}/base/eval.json",
+        record="results/{model}/base/eval.json",
+        per_item="results/{model}/base/eval_items.jsonl.gz",
     log:
         "logs/evaluate/{model}/base.log",
     benchmark:
@@ -21,7 +22,7 @@ rule evaluate_base:
         ENV
     shell:
         "alr evaluate --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
-        " --domains {params.domains} --out {output} --threads {threads} > {log} 2>&1"
+        " --domains {params.domains} --out {output.record} --threads {threads} > {log} 2>&1"
 
 
 rule evaluate:
@@ -31,7 +32,8 @@ rule evaluate:
         data=dataset_files(),
         weights=f"{RUN_DIR}/model",
     output:
-        f"{RUN_DIR}/eval.json",
+        record=f"{RUN_DIR}/eval.json",
+        per_item=f"{RUN_DIR}/eval_items.jsonl.gz",
     log:
         "logs/evaluate/{model}/{domain}/{method}/seed{seed}.log",
     benchmark:
@@ -47,4 +49,4 @@ rule evaluate:
         ENV
     shell:
         "alr evaluate --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
-        " --domains {wildcards.domain} --weights {input.weights} --out {output} --threads {threads} > {log} 2>&1"
+        " --domains {wildcards.domain} --weights {input.weights} --out {output.record} --threads {threads} > {log} 2>&1"
