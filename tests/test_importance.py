@@ -111,3 +111,34 @@ def test_si_on_lora_accumulates_dense_weight_gradient():
         model(input_ids=ids, labels=ids).loss.backward()
     assert torch.allclose(rec.targets[name].grad, w.grad, atol=1e-6, rtol=1e-5)
     rec.close()
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 0.0), ("bfloat16", 1e-2), ("float16", 1e-3)])
+def test_importance_store_roundtrip(tmp_path, dtype, tol):
+    from alr.importance.store import load_importance, save_importance
+
+    gen = torch.Generator().manual_seed(0)
+    tensors = {"model.layers.0.self_attn.q_proj": torch.rand(8, 4, generator=gen),
+               "model.layers.0.self_attn.v_proj": torch.rand(2, 4, generator=gen)}
+    side = save_importance(tmp_path / "si.safetensors", tensors, {"estimator": "si", "fingerprint": "abc"}, dtype)
+    assert side["bytes"] == (tmp_path / "si.safetensors").stat().st_size and side["dtype"] == dtype
+    loaded, sidecar = load_importance(tmp_path / "si.safetensors", {n: t.shape for n, t in tensors.items()}, "abc")
+    assert sidecar["targets"] == sorted(tensors)
+    for n, t in tensors.items():
+        assert loaded[n].dtype == torch.float32
+        assert torch.allclose(loaded[n], t, rtol=tol, atol=0)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_dynamic_coefficients_follow_the_current_penalties():
+    model = _tiny_lora()
+    mods = lora_modules(model)
+    omega = {n: torch.ones(m.get_base_layer().weight.shape) for n, m in mods.items()}
+    reg = Regularizer(mods, omega, lam=1.0, layer_coef="dynamic", granularity="block")
+    assert set(reg.coefficients) == {"model.layers.0", "model.layers.1"}
+    assert all(v == pytest.approx(0.5) for v in reg.coefficients.values())  # uniform before the first step
+    total = reg()
+    coefs, pens = reg.coefficients, reg.layer_penalties
+    assert sum(coefs.values()) == pytest.approx(1.0)
+    assert max(coefs, key=coefs.get) == max(pens, key=pens.get)  # the layer that moved most weighs most
+    assert float(total) == pytest.approx(sum(coefs[k] * pens[k] for k in coefs), rel=1e-6)
