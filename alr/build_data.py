@@ -161,7 +161,8 @@ def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -
     """Write every dataset split of `data_cfg` under out_dir and return the manifest (also written)."""
     out_dir = Path(out_dir)
     seed = data_cfg["seed"]
-    specs = {**data_cfg["general"]["tasks"], **data_cfg["domains"]}
+    # built-in lm-eval tasks (source: lm_eval) are evaluated from lm-eval's own data: nothing to build
+    specs = {n: s for n, s in {**data_cfg["general"]["tasks"], **data_cfg["domains"]}.items() if s["source"] != "lm_eval"}
     wanted = sorted({s["task"] for s in specs.values() if s["source"] == "bigbench"})
     bigbench = read_bigbench_tasks(archive, wanted) if wanted else {}
     manifest: dict = {"seed": seed, "datasets": {}}

@@ -74,9 +74,11 @@ def cmd_evaluate(args, cfg):
 def cmd_tasks(args, cfg):
     from .evaluate import write_task_yamls
 
-    names = list(cfg["data"]["general"]["tasks"]) + list(cfg["data"]["domains"])
-    tasks = write_task_yamls({n: Path(args.data_dir) / n / "test.jsonl" for n in names}, args.out)
-    log.info("wrote %d lm-eval task YAMLs to %s: %s", len(tasks), args.out, ", ".join(tasks))
+    specs = {**cfg["data"]["general"]["tasks"], **cfg["data"]["domains"]}
+    files = {n: Path(args.data_dir) / n / "test.jsonl" for n, s in specs.items() if s["source"] != "lm_eval"}
+    builtin = {n: s for n, s in specs.items() if s["source"] == "lm_eval"}
+    tasks = write_task_yamls(files, args.out, builtin)
+    log.info("wrote lm-eval task YAMLs to %s: %s", args.out, ", ".join(tasks.values()))
 
 
 _RUN_PATH = re.compile(r"(?P<domain>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>\d+)/eval\.json$")

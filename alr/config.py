@@ -64,6 +64,10 @@ def _cross_checks(cfg: dict) -> list[str]:
                 problems.append(f"config key 'domains': {d!r} has no dataset under data.domains "
                                 f"(known: {', '.join(known)})")
     if "data" in cfg:
+        for name, spec in cfg["data"]["domains"].items():
+            if spec["source"] == "lm_eval":
+                problems.append(f"config key 'data.domains.{name}': a domain needs training data; source "
+                                "'lm_eval' is for general evaluation tasks only")
         clash = set(cfg["data"]["general"]["tasks"]) & set(cfg["data"]["domains"])
         clash |= {"general_text"} & (set(cfg["data"]["general"]["tasks"]) | set(cfg["data"]["domains"]))
         if clash:

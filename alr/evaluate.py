@@ -50,45 +50,95 @@ def task_config(dataset: str, data_file: str | Path) -> dict:
     }
 
 
-def write_task_yamls(data_files: dict[str, Path], out_dir: str | Path) -> list[str]:
+def builtin_task_config(dataset: str, spec: dict) -> dict | None:
+    """For a built-in lm-eval task with `dataset_path`/`dataset_kwargs` overrides, a task YAML that
+    `include`s the built-in one (so its prompt, choices and metrics stay lm-eval's) and reads the
+    given files. None when the built-in task is used as is (from the hub or the HF datasets cache)."""
+    if "dataset_path" not in spec:
+        return None
+    from lm_eval.tasks import TaskManager
+
+    entry = TaskManager().task_index.get(spec["task"])
+    if entry is None:
+        raise ValueError(f"lm-eval has no task named {spec['task']!r}")
+    if entry.kind.name != "TASK":
+        raise ValueError(f"{spec['task']!r} is an lm-eval {entry.kind.name.lower()}; local files can only replace the "
+                         "data of a single task (prefetch a group's datasets into the HF cache instead)")
+    kwargs = spec.get("dataset_kwargs", {})
+    splits = set(kwargs.get("data_files", {})) if isinstance(kwargs.get("data_files"), dict) else set()
+    cfg = {"include": str(entry.yaml_path), "task": task_name(dataset), "dataset_path": spec["dataset_path"],
+           "dataset_name": spec.get("dataset_name"), "dataset_kwargs": kwargs}
+    if splits:  # only the splits the files provide; zero-shot scoring needs the test split alone
+        cfg.update({f"{role}_split": (role_split if role_split in splits else None)
+                    for role, role_split in (("training", "train"), ("validation", "validation"))})
+        cfg["test_split"] = "test" if "test" in splits else sorted(splits)[0]
+    return cfg
+
+
+def write_task_yamls(data_files: dict[str, Path], out_dir: str | Path, builtin: dict[str, dict] | None = None) -> dict[str, str]:
+    """Write the task YAMLs; returns {dataset: lm-eval task name}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    names = {}
+    configs = {}
     for dataset, path in data_files.items():
         read_records(path, "mc")  # refuse malformed data before lm-eval sees it
-        with open(out_dir / f"{task_name(dataset)}.yaml", "w", encoding="utf-8") as fh:
-            yaml.safe_dump(task_config(dataset, path), fh, sort_keys=False)
-    return [task_name(d) for d in data_files]
+        configs[dataset] = task_config(dataset, path)
+    for dataset, spec in (builtin or {}).items():
+        configs[dataset] = builtin_task_config(dataset, spec)
+        names[dataset] = spec["task"]
+    for dataset, cfg in configs.items():
+        if cfg is None:
+            continue
+        with open(out_dir / f"{cfg['task']}.yaml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump(cfg, fh, sort_keys=False)
+        names[dataset] = cfg["task"]
+    return names
 
 
-def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit: int | None) -> tuple[dict, list[dict]]:
-    """({dataset: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}} exactly as lm-eval reports them,
-    per-item records [{task, doc_id, id, acc, acc_norm}] for paired statistics)."""
+def _subtasks(out: dict, name: str) -> list[str]:
+    """The leaf tasks of an lm-eval group (or [name] for a plain task)."""
+    groups = out.get("group_subtasks", {})
+    if name not in groups or not groups[name]:
+        return [name]
+    return [leaf for sub in groups[name] for leaf in _subtasks(out, sub)]
+
+
+def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit: int | None,
+                builtin: dict[str, dict] | None = None) -> tuple[dict, list[dict]]:
+    """({dataset: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}} exactly as lm-eval reports them
+    (None where a task has no such metric), per-item records [{task, doc_id, id, acc, acc_norm}])."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device())
     with tempfile.TemporaryDirectory(prefix="alr-tasks-") as task_dir:
-        tasks = write_task_yamls(data_files, task_dir)
+        names = write_task_yamls(data_files, task_dir, builtin)
         out = lm_eval.simple_evaluate(
-            model=lm, tasks=tasks, task_manager=TaskManager(include_path=task_dir), limit=limit,
+            model=lm, tasks=list(names.values()), task_manager=TaskManager(include_path=task_dir), limit=limit,
             log_samples=True,  # needed for the per-item records; we write our own files, not lm-eval's
             random_seed=0, numpy_random_seed=1234, torch_random_seed=1234,
         )
     scores, items = {}, []
-    for dataset in data_files:
-        name = task_name(dataset)
+    for dataset, name in names.items():
         res = out["results"][name]
+        leaves = _subtasks(out, name)
         scores[dataset] = {
-            "acc": res["acc,none"],
-            "acc_norm": res["acc_norm,none"],
-            "acc_stderr": res["acc_stderr,none"],
-            "acc_norm_stderr": res["acc_norm_stderr,none"],
-            "n": int(out["n-samples"][name]["effective"]),
+            "task": name,
+            "acc": res.get("acc,none"),
+            "acc_norm": res.get("acc_norm,none"),
+            "acc_stderr": res.get("acc_stderr,none"),
+            "acc_norm_stderr": res.get("acc_norm_stderr,none"),
+            "n": sum(int(out["n-samples"][leaf]["effective"]) for leaf in leaves),
         }
-        for sample in sorted(out["samples"][name], key=lambda x: x["doc_id"]):
-            items.append({"task": dataset, "doc_id": sample["doc_id"], "id": sample["doc"]["id"],
-                          "acc": float(sample["acc"]), "acc_norm": float(sample["acc_norm"])})
+        for leaf in leaves:
+            for sample in sorted(out["samples"][leaf], key=lambda x: x["doc_id"]):
+                doc_id = sample["doc"].get("id") if isinstance(sample["doc"].get("id"), str) else None
+                items.append({"task": dataset, "doc_id": sample["doc_id"],
+                              "id": doc_id or f"{leaf}:{sample['doc_id']}",
+                              "acc": float(sample["acc"]) if "acc" in sample else None,
+                              "acc_norm": float(sample["acc_norm"]) if "acc_norm" in sample else None})
     return scores, items
 
 
@@ -147,7 +197,9 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
              weights_dir: str | Path | None = None) -> dict:
     eval_cfg, data_dir = cfg["eval"], Path(data_dir)
     general = list(cfg["data"]["general"]["tasks"])
-    files = {d: data_dir / d / "test.jsonl" for d in general + list(domains)}
+    specs = {**cfg["data"]["general"]["tasks"], **cfg["data"]["domains"]}
+    builtin = {d: specs[d] for d in general + list(domains) if specs[d]["source"] == "lm_eval"}
+    files = {d: data_dir / d / "test.jsonl" for d in general + list(domains) if d not in builtin}
     texts = [r["text"] for r in read_records(data_dir / "general_text" / "test.jsonl", "text")]
     if eval_cfg["limit"]:
         texts = texts[:eval_cfg["limit"]]
@@ -156,10 +208,12 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
     if tok.padding_side != "right":
         tok.padding_side = "right"
     with Timer() as timer:
-        tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"])
+        tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"], builtin)
         nll = general_nll(model, tok, texts, eval_cfg["nll_max_length"])
     for name, t in tasks.items():
         t["metric"] = task_metric(eval_cfg, name)
+        if t[t["metric"]] is None:
+            raise ValueError(f"lm-eval task {t['task']!r} reports no {t['metric']!r}; set eval.task_metrics.{name}")
         t["score"] = t[t["metric"]]
         t["stderr"] = t[f"{t['metric']}_stderr"]
     domain_scores = {d: {"score": tasks[d]["score"], "stderr": tasks[d]["stderr"]} for d in domains}

@@ -70,3 +70,11 @@ def test_schema_methods_match_registry():
     from alr.methods import METHODS
 
     assert set(_schema()["properties"]["methods"]["items"]["enum"]) == set(METHODS)
+
+
+def test_builtin_lm_eval_tasks_are_general_only(default_cfg):
+    cfg = copy.deepcopy(default_cfg)
+    cfg["data"]["general"]["tasks"]["arc_easy"] = {"source": "lm_eval", "task": "arc_easy"}
+    validate_config(cfg)
+    cfg["data"]["domains"]["sciq"] = {"source": "lm_eval", "task": "sciq"}
+    assert "a domain needs training data" in _errors(cfg)

@@ -1,4 +1,5 @@
 """The chain on a tiny random Llama: `alr` commands one by one, and one real `snakemake` run."""
+import copy
 import json
 import os
 import subprocess
@@ -177,3 +178,35 @@ def test_snakemake_refuses_invalid_config_before_any_job(tiny):
     assert proc.returncode != 0
     assert "'nonsense'" in proc.stdout + proc.stderr
     assert not (work / "results").exists()
+
+
+def test_builtin_lm_eval_task_from_local_files(tiny, tmp_path):
+    """A built-in lm-eval task (sciq: its own prompt, choices and metrics) pointed at local files in
+    its own schema, as a cluster without internet would run it."""
+    tmp, cfg, _ = tiny
+    if not (tmp / "model" / "manifest.json").exists():
+        pytest.skip("needs test_cli_chain")
+    rows = [{"question": f"What does a {w} need?", "distractor1": "rocks", "distractor2": "sand",
+             "distractor3": "glass", "correct_answer": "water", "support": f"Every {w} needs water."}
+            for w in ("plant", "horse", "king", "queen", "river", "city")]
+    (tmp_path / "sciq_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    local = copy.deepcopy(cfg)
+    local["data"]["general"]["tasks"]["sciq_local"] = {
+        "source": "lm_eval", "task": "sciq", "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(tmp_path / "sciq_test.jsonl")}}}
+    local["eval"]["task_metrics"] = {"sciq_local": "acc_norm"}
+    assert main(["evaluate", "--config", json.dumps(local), "--model-dir", str(tmp / "model"), "--data-dir",
+                 str(tmp / "data"), "--domains", "physics", "--out", str(tmp_path / "eval.json")]) == 0
+    ev = read_json(tmp_path / "eval.json")
+    sciq = ev["tasks"]["sciq_local"]
+    assert sciq["n"] == 6 and sciq["task"] == "alr_sciq_local" and sciq["score"] == sciq["acc_norm"]
+    assert "sciq_local" in ev["general"]["tasks"]
+    items = [v for (task, _), v in read_items(tmp_path / "eval_items.jsonl.gz").items() if task == "sciq_local"]
+    assert len(items) == 6
+
+
+def test_builtin_group_cannot_take_local_files(tiny):
+    from alr.evaluate import builtin_task_config
+
+    with pytest.raises(ValueError, match="group"):
+        builtin_task_config("mmlu", {"source": "lm_eval", "task": "mmlu", "dataset_path": "json"})

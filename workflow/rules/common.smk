@@ -32,7 +32,8 @@ def config_json(*keys):
 
 
 def dataset_files():
-    names = list(config["data"]["general"]["tasks"]) + list(config["data"]["domains"])
+    specs = {**config["data"]["general"]["tasks"], **config["data"]["domains"]}
+    names = [n for n, s in specs.items() if s["source"] != "lm_eval"]  # built-in lm-eval tasks bring their data
     files = [f"{DATA_DIR}/{name}/{split}.jsonl" for name in names for split in ("train", "test")]
     return files + [f"{DATA_DIR}/general_text/{split}.jsonl" for split in ("train", "test")]
 
