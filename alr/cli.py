@@ -81,6 +81,13 @@ def cmd_tasks(args, cfg):
     log.info("wrote lm-eval task YAMLs to %s: %s", args.out, ", ".join(tasks.values()))
 
 
+def cmd_fisher(args, cfg):
+    from .train import record_fisher
+
+    _threads(args.threads)
+    record_fisher(cfg, args.model_dir, args.data_dir, args.out)
+
+
 _RUN_PATH = re.compile(r"(?P<domain>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>\d+)/eval\.json$")
 
 
@@ -135,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(flag, required=True)
     s.add_argument("--domains", nargs="+", required=True)
     s.add_argument("--weights", help="tuned weights (PEFT adapter dir); omit for the base model")
+    s.add_argument("--threads", type=int)
+
+    s = add("fisher", cmd_fisher, "EWC-LoRA baseline: per-sample diagonal Fisher on general text")
+    for flag in ("--model-dir", "--data-dir", "--out"):
+        s.add_argument(flag, required=True)
     s.add_argument("--threads", type=int)
 
     s = add("tasks", cmd_tasks, "write the lm-eval task YAMLs (use with `lm_eval --include_path`)")

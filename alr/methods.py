@@ -10,9 +10,10 @@ class Method:
     description: str
     trains: bool = True           # False: the untouched base model (the reference row)
     adapter: str | None = "lora"  # "lora": PEFT LoRA on `lora.targets`; None: no adapter
-    importance: str | None = None  # None: no penalty; "si": phase-1 SI file; "uniform": all ones
+    importance: str | None = None  # None: no penalty; "si": phase-1 SI file; "fisher": EWC Fisher; "uniform": ones
     element_wise: bool = True     # False: each layer's importance replaced by its mean
-    layer_coef: str = "config"    # "config": regularize.layer_coef; or a fixed mode ("uniform")
+    layer_coef: str = "config"    # "config": regularize.layer_coef; or a fixed mode ("uniform", "sum")
+    penalty: str = "regularize"   # config section with this method's lambda (and normalisation)
 
     @property
     def regularised(self) -> bool:
@@ -31,6 +32,8 @@ METHODS: dict[str, Method] = {
                importance="si", element_wise=False),
         Method("l2_lora", "LoRA + uniform importance: plain L2 on the update", importance="uniform",
                layer_coef="uniform"),
+        Method("ewc_lora", "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model",
+               importance="fisher", layer_coef="sum", penalty="fisher"),
     )
 }
 

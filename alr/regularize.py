@@ -12,6 +12,7 @@ Layer coefficients (`layer_coef`):
 - `uniform`: alpha_l = 1/L.
 - `dynamic`: softmax over layers of the detached current per-layer penalties (also divided by their
   mean, over tau), recomputed every step; uniform while every penalty is zero.
+- `sum`: alpha_l = 1 (plain EWC: lambda * sum F * delta^2, as the original EWC-LoRA).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import re
 
 import torch
 
-LAYER_COEF_MODES = ("softmax_norm", "uniform", "dynamic")
+LAYER_COEF_MODES = ("softmax_norm", "uniform", "dynamic", "sum")
 
 
 def layer_key(module_name: str, granularity: str) -> str:
@@ -52,6 +53,8 @@ def layer_coefficients(importance: dict[str, torch.Tensor], groups: dict[str, li
     if mode not in LAYER_COEF_MODES:
         raise ValueError(f"layer_coef must be one of {LAYER_COEF_MODES}, got {mode!r}")
     layers = list(groups)
+    if mode == "sum":  # plain EWC: every layer counts fully
+        return {layer: 1.0 for layer in layers}
     if mode in ("uniform", "dynamic"):
         return {layer: 1.0 / len(layers) for layer in layers}
     norms = torch.stack([torch.sqrt(sum(importance[n].double().square().sum() for n in groups[layer]))

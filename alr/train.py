@@ -201,20 +201,65 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
     modules = lora_modules(model)
     shapes = {n: tuple(m.get_base_layer().weight.shape) for n, m in modules.items()}
     dev = next(model.parameters()).device
-    if spec.importance == "si":
+    if spec.importance in ("si", "fisher"):
         if importance_path is None:
             raise ValueError(f"method {spec.name!r} needs an importance file (--importance)")
-        importance, _ = load_importance(importance_path, shapes, model_fingerprint(model_dir), dev)
+        # the Fisher file is full-model-shaped and parameter-named: read the adapted modules' weights
+        suffix = ".weight" if spec.importance == "fisher" else ""
+        importance, _ = load_importance(importance_path, shapes, model_fingerprint(model_dir), dev, suffix)
     elif spec.importance == "uniform":
         importance = {n: torch.ones(s, device=dev) for n, s in shapes.items()}
     else:
         raise ValueError(f"method {spec.name!r} has unknown importance {spec.importance!r}")
     if not spec.element_wise:
         importance = layer_mean_importance(importance, group_by_layer(importance, reg_cfg["granularity"]))
-    if reg_cfg["normalize"] == "mean":
-        importance = normalise_mean(importance)
+    if spec.penalty == "fisher":  # EWC as the original: raw Fisher, its own lambda
+        lam = cfg["fisher"]["lambda"]
+    else:
+        lam = reg_cfg["lambda"]
+        if reg_cfg["normalize"] == "mean":
+            importance = normalise_mean(importance)
     mode = reg_cfg["layer_coef"] if spec.layer_coef == "config" else spec.layer_coef
-    return Regularizer(modules, importance, reg_cfg["lambda"], mode, reg_cfg["tau"], reg_cfg["granularity"], refs)
+    return Regularizer(modules, importance, lam, mode, reg_cfg["tau"], reg_cfg["granularity"], refs)
+
+
+def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path) -> dict:
+    """The EWC-LoRA baseline's importance: per-sample empirical Fisher on general text."""
+    from .importance.fisher import empirical_fisher
+
+    f_cfg = cfg["fisher"]
+    rows = read_records(Path(data_dir) / "general_text" / "train.jsonl", "text")[:f_cfg["samples"]]
+    model, tok = load_base(model_dir, cfg["model"]["dtype"])
+    features = tokenize_texts((r["text"] for r in rows), tok, f_cfg["max_length"])
+    targets = {f"{n}.weight" for n in _adapted_module_names(model, cfg["lora"]["targets"])}
+    keep = None if f_cfg["scope"] == "full" else targets.__contains__
+    reset_peak_memory()
+    with Timer() as timer:
+        fisher = empirical_fisher(model, features, keep, next(model.parameters()).device)
+    sidecar = {
+        "estimator": "fisher" if f_cfg["scope"] == "full" else "fisher_adapted",
+        "model": cfg["model"]["name"],
+        "fingerprint": model_fingerprint(model_dir),
+        "per_sample": True,
+        "scope": f_cfg["scope"],
+        "n_samples": len(features),
+        "n_tokens": sum(len(f["input_ids"]) for f in features),
+        "steps": len(features),
+        "wall_time_s": round(timer.seconds, 3),
+        "peak_mem_mb": peak_mem_mb(),
+        "config": {k: cfg[k] for k in ("model", "lora", "fisher")},
+        "provenance": provenance(),
+    }
+    sidecar = save_importance(out_path, fisher, sidecar, f_cfg["dtype"])
+    log.info("Fisher over %d tensors from %d samples in %.1f s -> %s (%d bytes)", len(fisher), len(features),
+             timer.seconds, out_path, sidecar["bytes"])
+    return sidecar
+
+
+def _adapted_module_names(model, targets: list[str]) -> list[str]:
+    """Names of the modules LoRA would adapt (PEFT's suffix matching on module names)."""
+    return [n for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and any(n == t or n.endswith("." + t) for t in targets)]
 
 
 def _init_lora(model, cfg: dict, init_adapter: str | Path | None):
@@ -251,6 +296,8 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     refs = None
     if spec.adapter == "lora":
         model, refs = _init_lora(model, cfg, init_adapter)
+    if not spec.regularised:
+        importance_path = None
     regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, refs) if spec.regularised else None
     features = tokenize_pairs((mc_to_pair(r) for r in rows), tok, train_cfg["max_length"], train_cfg["loss_on"])
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -267,7 +314,7 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
         "trainable_params": n_trainable,
         "layer_coefficients": regularizer.coefficients if regularizer else None,
         "layer_penalties": regularizer.layer_penalties if regularizer else None,
-        "importance": str(importance_path) if spec.importance == "si" else spec.importance,
+        "importance": str(importance_path) if importance_path else spec.importance,
         "init_adapter": str(init_adapter) if refs is not None else None,
         "config": {k: cfg[k] for k in ("model", "lora", "train", "regularize") if k in cfg},
         "provenance": provenance(),

@@ -120,3 +120,52 @@ def test_regularised_tuning_moves_important_weights_less(env, init):
             assert max(coefs.values()) < 0.99, "softmax_norm must not be one-hot"
             assert set(rec["layer_penalties"]) == set(coefs)
     assert moved["alr"] < 0.5 * moved["lora"], moved
+
+
+def test_fisher_equals_naive_per_sample_reference(env):
+    """Per-sample squared gradients, averaged: against float64 autograd.grad on a copy of the model."""
+    from alr.data import read_records, tokenize_texts
+    from alr.models import load_base
+    from alr.train import record_fisher
+
+    tmp, cfg, _ = env
+    c = copy.deepcopy(cfg)
+    c["fisher"].update(samples=5, max_length=24)
+    record_fisher(c, tmp / "model", tmp / "data", tmp / "fisher" / "fisher.safetensors")
+    fisher = load_file(str(tmp / "fisher" / "fisher.safetensors"))
+    sidecar = read_json(tmp / "fisher" / "fisher.json")
+    assert sidecar["per_sample"] is True and sidecar["n_samples"] == 5 and sidecar["scope"] == "full"
+
+    model, tok = load_base(tmp / "model")
+    model = model.double().eval()
+    params = dict(model.named_parameters())
+    assert set(fisher) == set(params)  # full-model-shaped: every parameter
+    rows = read_records(tmp / "data" / "general_text" / "train.jsonl", "text")[:5]
+    reference = {n: torch.zeros_like(p) for n, p in params.items()}
+    for feat in tokenize_texts((r["text"] for r in rows), tok, 24):
+        ids = torch.tensor([feat["input_ids"]])
+        grads = torch.autograd.grad(model(input_ids=ids, labels=ids).loss, list(params.values()), allow_unused=True)
+        for (n, _), g in zip(params.items(), grads):
+            if g is not None:
+                reference[n] += g.square() / 5
+    for n, ref in reference.items():
+        assert torch.allclose(fisher[n].double(), ref, rtol=1e-3, atol=1e-10), n
+
+    c["fisher"]["scope"] = "adapted"
+    record_fisher(c, tmp / "model", tmp / "data", tmp / "fisher_adapted" / "fisher.safetensors")
+    lean = load_file(str(tmp / "fisher_adapted" / "fisher.safetensors"))
+    assert sorted(lean) == sorted(n for n in fisher if n.endswith(("q_proj.weight", "v_proj.weight")))
+    for n, t in lean.items():
+        assert torch.equal(t, fisher[n])
+
+
+def test_ewc_lora_trains_with_the_full_model_fisher(env):
+    tmp, cfg, _ = env
+    fisher = tmp / "fisher" / "fisher.safetensors"
+    if not fisher.exists():
+        pytest.skip("needs test_fisher_equals_naive_per_sample_reference")
+    c = copy.deepcopy(cfg)
+    c["train"].update(max_steps=3, lr=1e-2)
+    rec = finetune(c, tmp / "model", tmp / "data", "physics", "ewc_lora", 0, tmp / "ewc", fisher)
+    assert rec["final_reg"] > 0 and set(rec["layer_coefficients"].values()) == {1.0}
+    assert rec["importance"] == str(fisher)

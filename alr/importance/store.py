@@ -42,9 +42,14 @@ def save_importance(path: str | Path, tensors: dict[str, torch.Tensor], sidecar:
 
 
 def load_importance(path: str | Path, expected_shapes: dict[str, tuple] | None = None,
-                    fingerprint: str | None = None, device: str | torch.device = "cpu") -> tuple[dict, dict]:
-    """(fp32 tensors, sidecar); raises ImportanceMismatchError naming what differs."""
-    from safetensors.torch import load_file
+                    fingerprint: str | None = None, device: str | torch.device = "cpu",
+                    name_suffix: str = "") -> tuple[dict, dict]:
+    """(fp32 tensors, sidecar); raises ImportanceMismatchError naming what differs.
+
+    `name_suffix=".weight"` reads module weights out of a parameter-named, full-model file (the
+    EWC Fisher): tensors `<module>.weight` are returned as `<module>`, other tensors are ignored.
+    """
+    from safetensors import safe_open
 
     path = Path(path)
     if not path.exists():
@@ -53,7 +58,15 @@ def load_importance(path: str | Path, expected_shapes: dict[str, tuple] | None =
     if fingerprint is not None and sidecar.get("fingerprint") != fingerprint:
         raise ImportanceMismatchError(f"{path} was computed for model {sidecar.get('fingerprint')}, "
                                       f"but this model is {fingerprint}")
-    tensors = {n: t.float().to(device) for n, t in load_file(str(path)).items()}
+    with safe_open(str(path), framework="pt") as fh:
+        names = list(fh.keys())
+        if name_suffix:
+            wanted = {n[: -len(name_suffix)]: n for n in names if n.endswith(name_suffix)}
+            if expected_shapes is not None:
+                wanted = {m: n for m, n in wanted.items() if m in expected_shapes}
+        else:
+            wanted = {n: n for n in names}
+        tensors = {m: fh.get_tensor(n).float().to(device) for m, n in wanted.items()}
     if expected_shapes is not None:
         missing = sorted(set(expected_shapes) - set(tensors))
         extra = sorted(set(tensors) - set(expected_shapes))

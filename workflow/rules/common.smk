@@ -60,9 +60,10 @@ def table_prefix(wildcards, output):
 
 
 def importance_input(wildcards):
-    """Regularised methods with phase-1 importance depend on the model's (single) importance file."""
-    if get_method(wildcards.method).importance == "si":
-        return f"results/{wildcards.model}/importance/si.safetensors"
+    """Regularised methods depend on the model's (single) SI or Fisher file, shared by all domains."""
+    kind = get_method(wildcards.method).importance
+    if kind in ("si", "fisher"):
+        return f"results/{wildcards.model}/importance/{kind}.safetensors"
     return []
 
 

@@ -23,3 +23,29 @@ rule importance:
     shell:
         "alr importance --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
         " --out {output.tensors} --threads {threads} > {log} 2>&1"
+
+
+rule fisher:
+    input:
+        model=f"{MODEL_DIR}/manifest.json",
+        data_manifest=f"{DATA_DIR}/manifest.json",
+        text=f"{DATA_DIR}/general_text/train.jsonl",
+    output:
+        tensors="results/{model}/importance/fisher.safetensors",
+        sidecar="results/{model}/importance/fisher.json",
+    log:
+        "logs/importance/{model}/fisher.log",
+    benchmark:
+        "benchmarks/runs/importance/{model}/fisher.tsv"
+    params:
+        cfg=config_json("model", "lora", "fisher"),
+        model_dir=model_dir,
+        data_dir=data_dir,
+    threads: 2
+    resources:
+        mem_mb=8000,
+    conda:
+        ENV
+    shell:
+        "alr fisher --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
+        " --out {output.tensors} --threads {threads} > {log} 2>&1"
