@@ -66,7 +66,7 @@ def cmd_evaluate(args, cfg):
     from .evaluate import evaluate
 
     _threads(args.threads)
-    rec = evaluate(cfg, args.model_dir, args.data_dir, args.domains, args.out, args.weights)
+    rec = evaluate(cfg, args.model_dir, args.data_dir, args.domains, args.out, args.weights, args.delta_scale)
     log.info("general score %.4f, NLL %.4f; domains %s", rec["general"]["score"], rec["general"]["nll"],
                  {d: round(v["score"], 4) for d, v in rec["domains"].items()})
 
@@ -85,7 +85,14 @@ def cmd_fisher(args, cfg):
     from .train import record_fisher
 
     _threads(args.threads)
-    record_fisher(cfg, args.model_dir, args.data_dir, args.out)
+    record_fisher(cfg, args.model_dir, args.data_dir, args.out, args.scope)
+
+
+def cmd_mas(args, cfg):
+    from .train import record_mas
+
+    _threads(args.threads)
+    record_mas(cfg, args.model_dir, args.data_dir, args.out)
 
 
 _RUN_PATH = re.compile(r"(?P<domain>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>\d+)/eval\.json$")
@@ -101,7 +108,14 @@ def cmd_tables(args, cfg):
             raise SystemExit(f"error: {path} does not look like results/<model>/<domain>/<method>/seed<N>/eval.json")
         runs.append({"domain": m["domain"], "method": m["method"], "seed": int(m["seed"]), "eval": path})
     table = write_main_table(args.base_eval, runs, cfg["methods"], cfg["eval"], args.out_prefix)
-    log.info("wrote %s.{csv,md} (%d rows)", args.out_prefix, len(table))
+    log.info("wrote %s.{csv,md,tex} (%d rows)", args.out_prefix, len(table))
+
+
+def cmd_efficiency(args, cfg):
+    from .report.efficiency import write_efficiency_table
+
+    table = write_efficiency_table(args.sidecars, args.train_records, args.out_prefix)
+    log.info("wrote %s.{csv,md,tex} (%d rows)", args.out_prefix, len(table))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,10 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--model-dir", "--data-dir", "--out"):
         s.add_argument(flag, required=True)
     s.add_argument("--domains", nargs="+", required=True)
-    s.add_argument("--weights", help="tuned weights (PEFT adapter dir); omit for the base model")
+    s.add_argument("--weights", help="tuned weights (PEFT adapter or checkpoint dir); omit for the base model")
+    s.add_argument("--delta-scale", type=float, default=1.0, help="scale the adapter's update (WiSE-FT beta)")
     s.add_argument("--threads", type=int)
 
     s = add("fisher", cmd_fisher, "EWC-LoRA baseline: per-sample diagonal Fisher on general text")
+    for flag in ("--model-dir", "--data-dir", "--out"):
+        s.add_argument(flag, required=True)
+    s.add_argument("--scope", choices=["full", "adapted"], default="full")
+    s.add_argument("--threads", type=int)
+
+    s = add("mas", cmd_mas, "MAS importance on the adapted modules from general text")
     for flag in ("--model-dir", "--data-dir", "--out"):
         s.add_argument(flag, required=True)
     s.add_argument("--threads", type=int)
@@ -156,7 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("tables", cmd_tables, "comparison tables from eval.json files")
     s.add_argument("--base-eval", required=True)
     s.add_argument("--evals", nargs="*", default=[])
-    s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv and .md)")
+    s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv, .md and .tex)")
+
+    s = add("efficiency", cmd_efficiency, "efficiency table from importance sidecars and train.json files")
+    s.add_argument("--sidecars", nargs="+", required=True)
+    s.add_argument("--train-records", nargs="*", default=[])
+    s.add_argument("--out-prefix", required=True)
     return p
 
 

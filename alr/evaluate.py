@@ -194,7 +194,7 @@ def general_nll(model, tok, texts: list[str], max_length: int, max_tokens: int =
 
 
 def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: list[str], out_path: str | Path,
-             weights_dir: str | Path | None = None) -> dict:
+             weights_dir: str | Path | None = None, delta_scale: float = 1.0) -> dict:
     eval_cfg, data_dir = cfg["eval"], Path(data_dir)
     general = list(cfg["data"]["general"]["tasks"])
     specs = {**cfg["data"]["general"]["tasks"], **cfg["data"]["domains"]}
@@ -203,7 +203,7 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
     texts = [r["text"] for r in read_records(data_dir / "general_text" / "test.jsonl", "text")]
     if eval_cfg["limit"]:
         texts = texts[:eval_cfg["limit"]]
-    model, tok = load_tuned(model_dir, weights_dir, cfg["model"]["dtype"])
+    model, tok = load_tuned(model_dir, weights_dir, cfg["model"]["dtype"], delta_scale)
     model.to(device())
     if tok.padding_side != "right":
         tok.padding_side = "right"
@@ -223,6 +223,7 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
     write_jsonl(items_path(out_path), items, compress=True)
     record = {
         "weights": str(weights_dir) if weights_dir else None,
+        "delta_scale": delta_scale,
         "tasks": tasks,
         "general": {"score": sum(tasks[t]["score"] for t in general) / len(general), "stderr": general_stderr,
                     "tasks": general, **nll},

@@ -14,6 +14,8 @@ class Method:
     element_wise: bool = True     # False: each layer's importance replaced by its mean
     layer_coef: str = "config"    # "config": regularize.layer_coef; or a fixed mode ("uniform", "sum")
     penalty: str = "regularize"   # config section with this method's lambda (and normalisation)
+    weights_from: str | None = None  # evaluate another method's weights (WiSE-FT: lora's adapter, rescaled)
+    replay: bool = False          # mix general examples into the domain data (baselines.replay_fraction)
 
     @property
     def regularised(self) -> bool:
@@ -34,6 +36,11 @@ METHODS: dict[str, Method] = {
                layer_coef="uniform"),
         Method("ewc_lora", "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model",
                importance="fisher", layer_coef="sum", penalty="fisher"),
+        Method("full_ft", "full fine-tuning on the domain (every parameter, baselines.full_ft_lr)", adapter=None),
+        Method("mas_lora", "alr with MAS importance instead of SI", importance="mas"),
+        Method("wise_ft", "lora's adapter scaled by baselines.wise_ft_beta toward the base at evaluation",
+               trains=False, weights_from="lora"),
+        Method("replay", "LoRA on domain data mixed with a fraction of general examples", replay=True),
     )
 }
 

@@ -38,16 +38,32 @@ def wrap_lora(model, lora_cfg: dict):
     return get_peft_model(model, config)
 
 
-def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str = "float32"):
-    """Base model with tuned weights applied: a PEFT adapter is merged into the base for fast inference."""
+def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str = "float32",
+               delta_scale: float = 1.0):
+    """The model to evaluate: the base model, a full fine-tuned checkpoint (`weights_dir` holds a
+    config.json), or the base with a PEFT adapter merged in. `delta_scale` scales the adapter's
+    update before merging (WiSE-FT: 0 = base, 1 = tuned)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if weights_dir is not None and (Path(weights_dir) / "config.json").exists():
+        _, tok = load_base(model_dir, dtype)
+        model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
+        if delta_scale != 1.0:
+            raise ValueError("delta_scale applies to adapters, not to full checkpoints")
+        return model.eval(), tok
     model, tok = load_base(model_dir, dtype)
     if weights_dir is not None:
         weights_dir = Path(weights_dir)
         if not (weights_dir / "adapter_config.json").exists():
-            raise FileNotFoundError(f"{weights_dir} holds no PEFT adapter (adapter_config.json)")
+            raise FileNotFoundError(f"{weights_dir} holds neither a PEFT adapter (adapter_config.json) nor a checkpoint")
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, weights_dir).merge_and_unload()
+        model = PeftModel.from_pretrained(model, weights_dir)
+        if delta_scale != 1.0:
+            for module in lora_modules(model).values():
+                module.scale_layer(delta_scale)
+        model = model.merge_and_unload()
     model.eval()
     return model, tok
 

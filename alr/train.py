@@ -201,7 +201,7 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
     modules = lora_modules(model)
     shapes = {n: tuple(m.get_base_layer().weight.shape) for n, m in modules.items()}
     dev = next(model.parameters()).device
-    if spec.importance in ("si", "fisher"):
+    if spec.importance in ("si", "fisher", "mas"):
         if importance_path is None:
             raise ValueError(f"method {spec.name!r} needs an importance file (--importance)")
         # the Fisher file is full-model-shaped and parameter-named: read the adapted modules' weights
@@ -223,8 +223,10 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
     return Regularizer(modules, importance, lam, mode, reg_cfg["tau"], reg_cfg["granularity"], refs)
 
 
-def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path) -> dict:
-    """The EWC-LoRA baseline's importance: per-sample empirical Fisher on general text."""
+def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
+                  scope: str = "full") -> dict:
+    """The EWC-LoRA baseline's importance: per-sample empirical Fisher on general text, over every
+    parameter (`scope="full"`, as the original) or the adapted modules only (`"adapted"`)."""
     from .importance.fisher import empirical_fisher
 
     f_cfg = cfg["fisher"]
@@ -232,16 +234,18 @@ def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_pa
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
     features = tokenize_texts((r["text"] for r in rows), tok, f_cfg["max_length"])
     targets = {f"{n}.weight" for n in _adapted_module_names(model, cfg["lora"]["targets"])}
-    keep = None if f_cfg["scope"] == "full" else targets.__contains__
+    if scope not in ("full", "adapted"):
+        raise ValueError(f"Fisher scope must be 'full' or 'adapted', got {scope!r}")
+    keep = None if scope == "full" else targets.__contains__
     reset_peak_memory()
     with Timer() as timer:
         fisher = empirical_fisher(model, features, keep, next(model.parameters()).device)
     sidecar = {
-        "estimator": "fisher" if f_cfg["scope"] == "full" else "fisher_adapted",
+        "estimator": "fisher" if scope == "full" else "fisher_adapted",
         "model": cfg["model"]["name"],
         "fingerprint": model_fingerprint(model_dir),
         "per_sample": True,
-        "scope": f_cfg["scope"],
+        "scope": scope,
         "n_samples": len(features),
         "n_tokens": sum(len(f["input_ids"]) for f in features),
         "steps": len(features),
@@ -256,10 +260,57 @@ def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_pa
     return sidecar
 
 
+def record_mas(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path) -> dict:
+    """MAS importance on the adapted modules' dense weights from general text (no labels, no steps)."""
+    from .importance.mas import mas_importance
+
+    m_cfg = cfg["mas"]
+    rows = read_records(Path(data_dir) / "general_text" / "train.jsonl", "text")[:m_cfg["samples"]]
+    model, tok = load_base(model_dir, cfg["model"]["dtype"])
+    model = wrap_lora(model, cfg["lora"])
+    features = tokenize_texts((r["text"] for r in rows), tok, m_cfg["max_length"])
+    reset_peak_memory()
+    with Timer() as timer:
+        importance = mas_importance(model, features)
+    sidecar = {
+        "estimator": "mas",
+        "model": cfg["model"]["name"],
+        "fingerprint": model_fingerprint(model_dir),
+        "output": "mean over positions of the squared L2 norm of the logits",
+        "n_samples": len(features),
+        "n_tokens": sum(len(f["input_ids"]) for f in features),
+        "steps": len(features),
+        "wall_time_s": round(timer.seconds, 3),
+        "peak_mem_mb": peak_mem_mb(),
+        "config": {k: cfg[k] for k in ("model", "lora", "mas")},
+        "provenance": provenance(),
+    }
+    return save_importance(out_path, importance, sidecar, m_cfg["dtype"])
+
+
 def _adapted_module_names(model, targets: list[str]) -> list[str]:
     """Names of the modules LoRA would adapt (PEFT's suffix matching on module names)."""
     return [n for n, m in model.named_modules()
             if isinstance(m, torch.nn.Linear) and any(n == t or n.endswith("." + t) for t in targets)]
+
+
+def _general_train_items(cfg: dict, data_dir: str | Path) -> list[dict]:
+    return [r for name in cfg["data"]["general"]["tasks"]
+            if (Path(data_dir) / name / "train.jsonl").exists()
+            for r in read_records(Path(data_dir) / name / "train.jsonl", "mc")]
+
+
+def mix_replay(domain_rows: list[dict], general_rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], dict]:
+    """Domain items plus round(n * f / (1 - f)) general items drawn with a fixed seed, so general
+    examples make up `fraction` of every epoch (the Trainer shuffles them into the batches)."""
+    import random
+
+    n_general = round(len(domain_rows) * fraction / (1 - fraction))
+    if n_general > len(general_rows):
+        raise ValueError(f"replay needs {n_general} general items but only {len(general_rows)} exist")
+    chosen = random.Random(seed).sample(general_rows, n_general)
+    info = {"fraction": fraction, "n_domain": len(domain_rows), "n_general": n_general}
+    return domain_rows + chosen, info
 
 
 def _init_lora(model, cfg: dict, init_adapter: str | Path | None):
@@ -289,8 +340,13 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     spec = get_method(method)
     if not spec.trains:
         raise ValueError(f"method {method!r} does not train")
-    train_cfg = cfg["train"]
+    train_cfg = dict(cfg["train"])
+    if spec.adapter is None:
+        train_cfg["lr"] = cfg["baselines"]["full_ft_lr"]
     rows = read_records(Path(data_dir) / domain / "train.jsonl", "mc")
+    replay = None
+    if spec.replay:
+        rows, replay = mix_replay(rows, _general_train_items(cfg, data_dir), cfg["baselines"]["replay_fraction"], seed)
     set_seed(seed)
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
     refs = None
@@ -316,7 +372,8 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
         "layer_penalties": regularizer.layer_penalties if regularizer else None,
         "importance": str(importance_path) if importance_path else spec.importance,
         "init_adapter": str(init_adapter) if refs is not None else None,
-        "config": {k: cfg[k] for k in ("model", "lora", "train", "regularize") if k in cfg},
+        "replay": replay,
+        "config": {**{k: cfg[k] for k in ("model", "lora", "regularize", "baselines") if k in cfg}, "train": train_cfg},
         "provenance": provenance(),
     }
     out_dir = Path(out_dir)

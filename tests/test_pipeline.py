@@ -153,6 +153,9 @@ def test_snakemake_end_to_end(tiny):
     assert lora_rows.d_general.isna().all()  # the reference itself gets no CI
     alr_rows = table[table.method == "alr"]
     assert (alr_rows.d_general_lo <= alr_rows.d_general).all() and (alr_rows.d_general <= alr_rows.d_general_hi).all()
+    eff = pd.read_csv(work / "results" / "tables" / "efficiency.csv")
+    assert {"si", "fisher"} <= set(eff.name) and {"lora", "alr"} <= set(eff.name)
+    assert (work / "results" / "tables" / "main.tex").read_text().count("\\midrule") == 1
     md = (work / "results" / "tables" / "main.md").read_text()
     assert "| physics" in md and "lora" in md
     alr_train = read_json(work / "results" / "tiny-llama" / "physics" / "alr" / "seed0" / "train.json")

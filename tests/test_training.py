@@ -151,8 +151,7 @@ def test_fisher_equals_naive_per_sample_reference(env):
     for n, ref in reference.items():
         assert torch.allclose(fisher[n].double(), ref, rtol=1e-3, atol=1e-10), n
 
-    c["fisher"]["scope"] = "adapted"
-    record_fisher(c, tmp / "model", tmp / "data", tmp / "fisher_adapted" / "fisher.safetensors")
+    record_fisher(c, tmp / "model", tmp / "data", tmp / "fisher_adapted" / "fisher.safetensors", scope="adapted")
     lean = load_file(str(tmp / "fisher_adapted" / "fisher.safetensors"))
     assert sorted(lean) == sorted(n for n in fisher if n.endswith(("q_proj.weight", "v_proj.weight")))
     for n, t in lean.items():
@@ -169,3 +168,96 @@ def test_ewc_lora_trains_with_the_full_model_fisher(env):
     rec = finetune(c, tmp / "model", tmp / "data", "physics", "ewc_lora", 0, tmp / "ewc", fisher)
     assert rec["final_reg"] > 0 and set(rec["layer_coefficients"].values()) == {1.0}
     assert rec["importance"] == str(fisher)
+
+
+def test_wise_ft_interpolates_between_base_and_lora(env):
+    from alr.models import load_tuned
+
+    tmp, cfg, _ = env
+    c = copy.deepcopy(cfg)
+    c["train"].update(max_steps=3, lr=1e-2)
+    finetune(c, tmp / "model", tmp / "data", "physics", "lora", 0, tmp / "wise")
+    ids = torch.arange(1, 30)[None]
+    with torch.no_grad():
+        base = load_tuned(tmp / "model", None)[0](ids).logits
+        tuned = load_tuned(tmp / "model", tmp / "wise" / "model")[0](ids).logits
+        at0 = load_tuned(tmp / "model", tmp / "wise" / "model", delta_scale=0.0)[0](ids).logits
+        at1 = load_tuned(tmp / "model", tmp / "wise" / "model", delta_scale=1.0)[0](ids).logits
+        half = load_tuned(tmp / "model", tmp / "wise" / "model", delta_scale=0.5)[0](ids).logits
+    assert not torch.allclose(base, tuned, atol=1e-4)
+    assert torch.allclose(at0, base, atol=1e-5) and torch.allclose(at1, tuned, atol=1e-5)
+    assert not torch.allclose(half, base, atol=1e-4) and not torch.allclose(half, tuned, atol=1e-4)
+
+
+def test_replay_mix_ratio_holds_over_an_epoch():
+    from alr.train import mix_replay
+
+    domain = [{"id": f"d{i}"} for i in range(90)]
+    general = [{"id": f"g{i}"} for i in range(500)]
+    rows, info = mix_replay(domain, general, 0.1, seed=0)
+    n_general = sum(r["id"].startswith("g") for r in rows)
+    assert n_general == info["n_general"] == 10 and n_general / len(rows) == pytest.approx(0.1)
+    assert mix_replay(domain, general, 0.1, seed=0)[0] == rows
+    with pytest.raises(ValueError, match="general items"):
+        mix_replay(domain, general[:3], 0.1, seed=0)
+
+
+def test_replay_and_full_ft_train(env):
+    from transformers import AutoModelForCausalLM
+
+    tmp, cfg, _ = env
+    c = copy.deepcopy(cfg)
+    c["train"].update(max_steps=2)
+    c["baselines"]["full_ft_lr"] = 1e-3
+    rec = finetune(c, tmp / "model", tmp / "data", "physics", "replay", 0, tmp / "replay")
+    assert rec["replay"]["n_general"] == round(rec["replay"]["n_domain"] * 0.1 / 0.9)
+    rec = finetune(c, tmp / "model", tmp / "data", "physics", "full_ft", 0, tmp / "full")
+    assert rec["config"]["train"]["lr"] == 1e-3
+    before = dict(AutoModelForCausalLM.from_pretrained(tmp / "model").named_parameters())
+    after = dict(AutoModelForCausalLM.from_pretrained(tmp / "full" / "model").named_parameters())
+    assert before.keys() == after.keys() and rec["trainable_params"] == sum(p.numel() for p in before.values())
+    unchanged = [n for n in before if torch.equal(before[n], after[n])]
+    assert not unchanged, unchanged
+
+
+def test_mas_equals_naive_reference(env):
+    from alr.data import read_records, tokenize_texts
+    from alr.models import load_base
+    from alr.train import record_mas
+
+    tmp, cfg, _ = env
+    c = copy.deepcopy(cfg)
+    c["mas"].update(samples=4, max_length=24)
+    side = record_mas(c, tmp / "model", tmp / "data", tmp / "mas" / "mas.safetensors")
+    assert side["estimator"] == "mas" and side["n_samples"] == 4
+    mas = load_file(str(tmp / "mas" / "mas.safetensors"))
+    model, tok = load_base(tmp / "model")
+    model = model.double().eval()
+    rows = read_records(tmp / "data" / "general_text" / "train.jsonl", "text")[:4]
+    weights = {n: dict(model.named_modules())[n].weight for n in mas}
+    reference = {n: torch.zeros_like(w) for n, w in weights.items()}
+    for feat in tokenize_texts((r["text"] for r in rows), tok, 24):
+        out = model(input_ids=torch.tensor([feat["input_ids"]])).logits
+        grads = torch.autograd.grad(out.square().sum(-1).mean(), list(weights.values()))
+        for n, g in zip(weights, grads):
+            reference[n] += g.abs() / 4
+    for n, ref in reference.items():
+        assert torch.allclose(mas[n].double(), ref, rtol=1e-3, atol=1e-9), n
+
+
+def test_efficiency_table(env):
+    from alr.report.efficiency import write_efficiency_table
+
+    tmp, _, imp = env
+    fisher = tmp / "fisher" / "fisher.json"
+    if not fisher.exists():
+        pytest.skip("needs test_fisher_equals_naive_per_sample_reference")
+    records = sorted(str(p) for p in tmp.rglob("train.json"))
+    table = write_efficiency_table([str(imp.with_suffix(".json")), str(fisher)], records, tmp / "tables" / "efficiency")
+    est = table[table.kind == "importance"].set_index("name")
+    assert est.loc["fisher", "time_vs_fisher"] == 1.0 and est.loc["fisher", "bytes_vs_fisher"] == 1.0
+    assert est.loc["si", "bytes"] == imp.stat().st_size
+    assert est.loc["si", "bytes_vs_fisher"] < 1  # SI covers the adapted modules only
+    for ext in ("csv", "md", "tex"):
+        assert (tmp / "tables" / f"efficiency.{ext}").stat().st_size > 0
+    assert "\\toprule" in (tmp / "tables" / "efficiency.tex").read_text()

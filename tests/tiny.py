@@ -83,5 +83,7 @@ def tiny_config(tmp: Path) -> dict:
     cfg["methods"] = ["lora", "alr"]
     cfg["train"].update(batch_size=4, max_steps=2, max_length=64, lr=1e-2)
     cfg["importance"].update(samples=8, max_steps=2)
+    cfg["fisher"].update(samples=4, max_length=32)
+    cfg["mas"].update(samples=4, max_length=32)
     cfg["eval"]["batch_size"] = 4
     return cfg

@@ -92,7 +92,8 @@ def _ci(diff, lo, hi) -> str:
     return "" if pd.isna(diff) else f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
-def to_markdown(table: pd.DataFrame) -> str:
+def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The formatted table and its footnote."""
     reference = next((r for r in table.reference if isinstance(r, str)), "reference")
     view = pd.DataFrame({
         "domain": table.domain,
@@ -106,18 +107,33 @@ def to_markdown(table: pd.DataFrame) -> str:
         f"Δ general vs {reference} [95% CI]": [_ci(*x) for x in zip(table.d_general, table.d_general_lo, table.d_general_hi)],
         f"Δ domain vs {reference} [95% CI]": [_ci(*x) for x in zip(table.d_domain, table.d_domain_lo, table.d_domain_hi)],
     })
+    note = ("± is the sd over seeds when seeds > 1, else lm-eval's stderr. Forgetting = base general − method "
+            f"general. Δ columns: paired bootstrap over the same items against `{reference}`.")
+    return view, note
+
+
+def _latex_escape(latex: str) -> str:
+    for raw, tex in (("%", "\\%"), ("_", "\\_"), ("±", "$\\pm$"), ("Δ", "$\\Delta$"), ("−", "-")):
+        latex = latex.replace(raw, tex)
+    return latex
+
+
+def write_table(numeric: pd.DataFrame, view: pd.DataFrame, note: str, out_prefix: str | Path) -> None:
+    """`<prefix>.csv` (numbers), `.md` and `.tex` (booktabs, formatted), each written atomically."""
+    out_prefix = Path(out_prefix)
+    with atomic_path(out_prefix.with_suffix(".csv")) as tmp:
+        numeric.to_csv(tmp, index=False, float_format="%.6g")
     align = ("left", "left") + ("right",) * (view.shape[1] - 2)
-    note = ("\n± is the sd over seeds when seeds > 1, else lm-eval's stderr. Forgetting = base general − method "
-            f"general. Δ columns: paired bootstrap over the same items against `{reference}`.\n")
-    return view.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n" + note
+    with atomic_path(out_prefix.with_suffix(".md")) as tmp:
+        tmp.write_text(view.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n\n" + note + "\n",
+                       encoding="utf-8")
+    latex = view.style.hide(axis="index").to_latex(hrules=True, column_format="ll" + "r" * (view.shape[1] - 2))
+    with atomic_path(out_prefix.with_suffix(".tex")) as tmp:
+        tmp.write_text(f"% {note}\n" + _latex_escape(latex), encoding="utf-8")
 
 
 def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list[str], eval_cfg: dict,
                      out_prefix: str | Path) -> pd.DataFrame:
     table = summarise(collect(base_eval, runs), method_order, eval_cfg)
-    out_prefix = Path(out_prefix)
-    with atomic_path(out_prefix.with_suffix(".csv")) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(out_prefix.with_suffix(".md")) as tmp:
-        tmp.write_text(to_markdown(table), encoding="utf-8")
+    write_table(table, *main_view(table), out_prefix)
     return table

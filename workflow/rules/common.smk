@@ -62,7 +62,7 @@ def table_prefix(wildcards, output):
 def importance_input(wildcards):
     """Regularised methods depend on the model's (single) SI or Fisher file, shared by all domains."""
     kind = get_method(wildcards.method).importance
-    if kind in ("si", "fisher"):
+    if kind in ("si", "fisher", "mas"):
         return f"results/{wildcards.model}/importance/{kind}.safetensors"
     return []
 
@@ -79,6 +79,26 @@ def phase_flags(wildcards, input):
     return " ".join(flags + ([f"--init-adapter {input.init_adapter}"] if input.init_adapter else []))
 
 
+def fisher_scope(wildcards):
+    return "adapted" if wildcards.fisher == "fisher_adapted" else "full"
+
+
+def weights_input(wildcards):
+    """The weights a run evaluates: its own, or those of `weights_from` (WiSE-FT rescales lora's)."""
+    source = get_method(wildcards.method).weights_from or wildcards.method
+    run = RUN_DIR.format(model=wildcards.model, domain=wildcards.domain, method=source, seed=wildcards.seed)
+    return os.path.join(run, "model")
+
+
+def delta_scale(wildcards):
+    return config["baselines"]["wise_ft_beta"] if wildcards.method == "wise_ft" else 1.0
+
+
+def efficiency_train_records():
+    return expand(f"{RUN_DIR}/train.json", model=MODEL, domain=config["domains"], seed=config["seeds"],
+                  method=[m for m in TRAINED if get_method(m).trains])
+
+
 def run_evals():
     return expand(
         f"{RUN_DIR}/eval.json",
@@ -90,4 +110,5 @@ def run_evals():
 
 
 def final_outputs():
-    return ["results/tables/main.csv", "results/tables/main.md"]
+    tables = ["main", "efficiency"]
+    return [f"results/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")]

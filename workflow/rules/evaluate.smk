@@ -30,7 +30,7 @@ rule evaluate:
         model=f"{MODEL_DIR}/manifest.json",
         data_manifest=f"{DATA_DIR}/manifest.json",
         data=dataset_files(),
-        weights=f"{RUN_DIR}/model",
+        weights=weights_input,
     output:
         record=f"{RUN_DIR}/eval.json",
         per_item=f"{RUN_DIR}/eval_items.jsonl.gz",
@@ -42,6 +42,7 @@ rule evaluate:
         cfg=config_json("model", "data", "eval"),
         model_dir=model_dir,
         data_dir=data_dir,
+        delta_scale=delta_scale,
     threads: 2
     resources:
         mem_mb=6000,
@@ -49,4 +50,5 @@ rule evaluate:
         ENV
     shell:
         "alr evaluate --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
-        " --domains {wildcards.domain} --weights {input.weights} --out {output.record} --threads {threads} > {log} 2>&1"
+        " --domains {wildcards.domain} --weights {input.weights} --delta-scale {params.delta_scale}"
+        " --out {output.record} --threads {threads} > {log} 2>&1"
