@@ -59,7 +59,7 @@ def cmd_importance(args, cfg):
     from .train import record_importance
 
     _threads(args.threads)
-    record_importance(cfg, args.model_dir, args.data_dir, args.out, args.seed)
+    record_importance(cfg, args.model_dir, args.data_dir, args.out, args.seed, args.full)
 
 
 def cmd_evaluate(args, cfg):
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--model-dir", "--data-dir", "--out"):
         s.add_argument(flag, required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--full", action="store_true", help="full fine-tuning phase 1 (importance of every parameter)")
     s.add_argument("--threads", type=int)
 
     s = add("evaluate", cmd_evaluate, "lm-eval general + domain tasks and general NLL -> eval.json")

@@ -10,7 +10,7 @@ class Method:
     description: str
     trains: bool = True           # False: the untouched base model (the reference row)
     adapter: str | None = "lora"  # "lora": PEFT LoRA on `lora.targets`; None: no adapter
-    importance: str | None = None  # None: no penalty; "si": phase-1 SI file; "fisher": EWC Fisher; "uniform": ones
+    importance: str | None = None  # None: no penalty; "si"/"si_full"/"mas"/"fisher": that file; "uniform": ones
     element_wise: bool = True     # False: each layer's importance replaced by its mean
     layer_coef: str = "config"    # "config": regularize.layer_coef; or a fixed mode ("uniform", "sum")
     penalty: str = "regularize"   # config section with this method's lambda (and normalisation)
@@ -41,6 +41,8 @@ METHODS: dict[str, Method] = {
         Method("wise_ft", "lora's adapter scaled by baselines.wise_ft_beta toward the base at evaluation",
                trains=False, weights_from="lora"),
         Method("replay", "LoRA on domain data mixed with a fraction of general examples", replay=True),
+        Method("alr_full", "alr on full fine-tuning: SI importance of every parameter from a full phase 1",
+               adapter=None, importance="si_full"),
     )
 }
 

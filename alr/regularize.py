@@ -117,8 +117,24 @@ def lora_penalty(module, omega: torch.Tensor, ref: torch.Tensor | None = None, a
                               float(module.scaling[adapter]))
 
 
+def param_penalty(param: torch.nn.Parameter, omega: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """sum(Omega * (theta - theta*)^2) for an ordinary trainable parameter (alr on full fine-tuning)."""
+    return (param.float() - ref).square().mul(omega).sum()
+
+
+def _term(target, omega, ref, adapter):
+    if isinstance(target, torch.nn.Parameter):
+        if ref is None:
+            raise ValueError("a parameter penalty needs the reference weights theta*")
+        return param_penalty(target, omega, ref)
+    return lora_penalty(target, omega, ref, adapter)
+
+
 class Regularizer:
-    """Callable returning the total penalty; keeps the last per-layer penalties and coefficients."""
+    """Callable returning the total penalty; keeps the last per-layer penalties and coefficients.
+
+    `modules` maps names to LoRA layers (penalty on `scaling * B @ A - ref`) or to trainable
+    parameters (penalty on `theta - ref`, with `refs` holding theta*)."""
 
     def __init__(self, modules: dict, importance: dict[str, torch.Tensor], lam: float, layer_coef: str,
                  tau: float = 1.0, granularity: str = "module", refs: dict[str, torch.Tensor] | None = None,
@@ -132,8 +148,7 @@ class Regularizer:
     def __call__(self) -> torch.Tensor:
         terms = []
         for layer, names in self.groups.items():
-            terms.append(sum(lora_penalty(self.modules[n], self.importance[n], self.refs.get(n), self.adapter)
-                             for n in names))
+            terms.append(sum(_term(self.modules[n], self.importance[n], self.refs.get(n), self.adapter) for n in names))
         stacked = torch.stack(terms)
         detached = stacked.detach()
         self.layer_penalties = {layer: float(v) for layer, v in zip(self.groups, detached)}

@@ -159,24 +159,32 @@ def phase1_adapter_dir(importance_path: str | Path) -> Path:
     return Path(importance_path).parent / "phase1_adapter"
 
 
-def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, seed: int = 0) -> dict:
-    """Phase 1: LoRA-tune on general text while recording SI importance; write the importance file."""
+def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, seed: int = 0,
+                      full: bool = False) -> dict:
+    """Phase 1: tune on general text while recording SI importance; write the importance file.
+
+    LoRA by default (importance of each adapted module's dense weight, phase-1 adapter kept);
+    `full=True` fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`."""
     imp_cfg, train_cfg = cfg["importance"], cfg["train"]
     from transformers import set_seed
 
     rows = read_records(Path(data_dir) / "general_text" / "train.jsonl", "text")[:imp_cfg["samples"]]
     set_seed(seed)
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
-    model = wrap_lora(model, cfg["lora"])
+    if full:
+        train_cfg = dict(train_cfg, lr=cfg["baselines"]["full_ft_lr"])
+        recorder = SIRecorder.for_parameters(model.named_parameters())
+    else:
+        model = wrap_lora(model, cfg["lora"])
+        recorder = SIRecorder.for_lora(model)
     features = tokenize_texts((r["text"] for r in rows), tok, train_cfg["max_length"])
-    recorder = SIRecorder.for_lora(model)
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
         args = training_arguments(train_cfg, seed, scratch, epochs=imp_cfg["epochs"], max_steps=imp_cfg["max_steps"])
         stats = _run_trainer(model, tok, features, args, callbacks=[si_callback(recorder)])
     importance = recorder.importance(imp_cfg["xi"], imp_cfg["clamp"])
     recorder.close()
     sidecar = {
-        "estimator": "si",
+        "estimator": "si_full" if full else "si",
         "model": cfg["model"]["name"],
         "fingerprint": model_fingerprint(model_dir),
         "n_samples": len(features),
@@ -189,8 +197,9 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
         "provenance": provenance(),
     }
     sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
-    with atomic_dir(phase1_adapter_dir(out_path)) as tmp:
-        model.save_pretrained(tmp)
+    if not full:
+        with atomic_dir(phase1_adapter_dir(out_path)) as tmp:
+            model.save_pretrained(tmp)
     log.info("SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
              len(importance), len(features), stats["steps"], stats["wall_time_s"], out_path, sidecar["bytes"])
     return sidecar
@@ -198,10 +207,15 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
 
 def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path, refs=None) -> Regularizer:
     reg_cfg = cfg["regularize"]
-    modules = lora_modules(model)
-    shapes = {n: tuple(m.get_base_layer().weight.shape) for n, m in modules.items()}
+    if spec.adapter == "lora":
+        modules = lora_modules(model)
+        shapes = {n: tuple(m.get_base_layer().weight.shape) for n, m in modules.items()}
+    else:  # full fine-tuning: every trainable parameter, theta* = its starting value
+        modules = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        shapes = {n: tuple(p.shape) for n, p in modules.items()}
+        refs = {n: p.detach().float().clone() for n, p in modules.items()}
     dev = next(model.parameters()).device
-    if spec.importance in ("si", "fisher", "mas"):
+    if spec.importance in ("si", "si_full", "fisher", "mas"):
         if importance_path is None:
             raise ValueError(f"method {spec.name!r} needs an importance file (--importance)")
         # the Fisher file is full-model-shaped and parameter-named: read the adapted modules' weights

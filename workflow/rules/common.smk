@@ -62,7 +62,7 @@ def table_prefix(wildcards, output):
 def importance_input(wildcards):
     """Regularised methods depend on the model's (single) SI or Fisher file, shared by all domains."""
     kind = get_method(wildcards.method).importance
-    if kind in ("si", "fisher", "mas"):
+    if kind in ("si", "si_full", "fisher", "mas"):
         return f"results/{wildcards.model}/importance/{kind}.safetensors"
     return []
 

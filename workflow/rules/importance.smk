@@ -25,6 +25,32 @@ rule importance:
         " --out {output.tensors} --threads {threads} > {log} 2>&1"
 
 
+rule importance_full:
+    input:
+        model=f"{MODEL_DIR}/manifest.json",
+        data_manifest=f"{DATA_DIR}/manifest.json",
+        text=f"{DATA_DIR}/general_text/train.jsonl",
+    output:
+        tensors="results/{model}/importance/si_full.safetensors",
+        sidecar="results/{model}/importance/si_full.json",
+    log:
+        "logs/importance/{model}/si_full.log",
+    benchmark:
+        "benchmarks/runs/importance/{model}/si_full.tsv"
+    params:
+        cfg=config_json("model", "train", "importance", "baselines"),
+        model_dir=model_dir,
+        data_dir=data_dir,
+    threads: 2
+    resources:
+        mem_mb=12000,
+    conda:
+        ENV
+    shell:
+        "alr importance --full --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
+        " --out {output.tensors} --threads {threads} > {log} 2>&1"
+
+
 rule fisher:
     input:
         model=f"{MODEL_DIR}/manifest.json",
