@@ -56,7 +56,7 @@ def cmd_finetune(args, cfg):
 
 
 def cmd_importance(args, cfg):
-    from .train import record_importance
+    from .importance.record import record_importance
 
     _threads(args.threads)
     record_importance(cfg, args.model_dir, args.data_dir, args.out, args.seed, args.full)
@@ -82,14 +82,14 @@ def cmd_tasks(args, cfg):
 
 
 def cmd_fisher(args, cfg):
-    from .train import record_fisher
+    from .importance.record import record_fisher
 
     _threads(args.threads)
     record_fisher(cfg, args.model_dir, args.data_dir, args.out, args.scope)
 
 
 def cmd_mas(args, cfg):
-    from .train import record_mas
+    from .importance.record import record_mas
 
     _threads(args.threads)
     record_mas(cfg, args.model_dir, args.data_dir, args.out)

@@ -1,8 +1,6 @@
-"""Training through the transformers Trainer: phase 1 (SI importance on general data) and phase 2
-(domain fine-tuning, optionally regularised). One code path for both.
+"""Training through the transformers Trainer: the one trainer both phases use (phase 1 recorders
+live in `alr.importance.record`), and phase 2, domain fine-tuning, optionally regularised.
 
-    alr importance --config config/config.yaml --model-dir resources/models/<m> --data-dir resources/data \
-        --out results/<m>/importance/si.safetensors
     alr finetune --config config/config.yaml --model-dir resources/models/<m> --data-dir resources/data \
         --domain physics --method alr --seed 0 --importance results/<m>/importance/si.safetensors \
         --out results/<m>/physics/alr/seed0
@@ -16,9 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
-from .importance.si import SIRecorder, si_callback
-from .importance.store import load_importance, model_fingerprint, save_importance
+from .data import mc_to_pair, read_records, tokenize_pairs
+from .importance.store import load_importance, model_fingerprint
 from .io import atomic_dir, write_json
 from .measure import Timer, peak_mem_mb, provenance, reset_peak_memory
 from .methods import Method, get_method
@@ -67,7 +64,7 @@ def training_arguments(train_cfg: dict, seed: int, output_dir: str, epochs: floa
         lr_scheduler_type=train_cfg["lr_scheduler"],
         warmup_steps=train_cfg["warmup_ratio"],
         max_grad_norm=train_cfg["max_grad_norm"],
-        optim="adamw_torch_fused",  # measured: fused AdamW steps 0.07 s vs 0.30 s default on this CPU
+        optim="adamw_torch_fused",  # shared notes: 0.07 s vs 0.30 s (default AdamW) per step on the 2-core CPU
         logging_steps=1,
         logging_nan_inf_filter=False,  # let the finite-loss check see a NaN instead of skipping it
         save_strategy="no",
@@ -121,7 +118,7 @@ def _regularised_trainer_class():
     return RegularisedTrainer
 
 
-def _run_trainer(model, tok, features: list[dict], args, callbacks=(), regularizer=None) -> dict:
+def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularizer=None) -> dict:
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq
 
@@ -154,57 +151,6 @@ def _run_trainer(model, tok, features: list[dict], args, callbacks=(), regulariz
     }
 
 
-def phase1_adapter_dir(importance_path: str | Path) -> Path:
-    """Phase 1's own LoRA adapter, kept beside the importance file for `phase2_init: phase1`."""
-    return Path(importance_path).parent / "phase1_adapter"
-
-
-def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, seed: int = 0,
-                      full: bool = False) -> dict:
-    """Phase 1: tune on general text while recording SI importance; write the importance file.
-
-    LoRA by default (importance of each adapted module's dense weight, phase-1 adapter kept);
-    `full=True` fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`."""
-    imp_cfg, train_cfg = cfg["importance"], cfg["train"]
-    from transformers import set_seed
-
-    rows = read_records(Path(data_dir) / "general_text" / "train.jsonl", "text")[:imp_cfg["samples"]]
-    set_seed(seed)
-    model, tok = load_base(model_dir, cfg["model"]["dtype"])
-    if full:
-        train_cfg = dict(train_cfg, lr=cfg["baselines"]["full_ft_lr"])
-        recorder = SIRecorder.for_parameters(model.named_parameters())
-    else:
-        model = wrap_lora(model, cfg["lora"])
-        recorder = SIRecorder.for_lora(model)
-    features = tokenize_texts((r["text"] for r in rows), tok, train_cfg["max_length"])
-    with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
-        args = training_arguments(train_cfg, seed, scratch, epochs=imp_cfg["epochs"], max_steps=imp_cfg["max_steps"])
-        stats = _run_trainer(model, tok, features, args, callbacks=[si_callback(recorder)])
-    importance = recorder.importance(imp_cfg["xi"], imp_cfg["clamp"])
-    recorder.close()
-    sidecar = {
-        "estimator": "si_full" if full else "si",
-        "model": cfg["model"]["name"],
-        "fingerprint": model_fingerprint(model_dir),
-        "n_samples": len(features),
-        "n_tokens": stats["tokens"],
-        "steps": stats["steps"],
-        "wall_time_s": stats["wall_time_s"],
-        "peak_mem_mb": stats["peak_mem_mb"],
-        "final_ce": stats["final_ce"],
-        "config": {k: cfg[k] for k in ("model", "lora", "train", "importance")},
-        "provenance": provenance(),
-    }
-    sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
-    if not full:
-        with atomic_dir(phase1_adapter_dir(out_path)) as tmp:
-            model.save_pretrained(tmp)
-    log.info("SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
-             len(importance), len(features), stats["steps"], stats["wall_time_s"], out_path, sidecar["bytes"])
-    return sidecar
-
-
 def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path, refs=None) -> Regularizer:
     reg_cfg = cfg["regularize"]
     if spec.adapter == "lora":
@@ -235,77 +181,6 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
             importance = normalise_mean(importance)
     mode = reg_cfg["layer_coef"] if spec.layer_coef == "config" else spec.layer_coef
     return Regularizer(modules, importance, lam, mode, reg_cfg["tau"], reg_cfg["granularity"], refs)
-
-
-def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
-                  scope: str = "full") -> dict:
-    """The EWC-LoRA baseline's importance: per-sample empirical Fisher on general text, over every
-    parameter (`scope="full"`, as the original) or the adapted modules only (`"adapted"`)."""
-    from .importance.fisher import empirical_fisher
-
-    f_cfg = cfg["fisher"]
-    rows = read_records(Path(data_dir) / "general_text" / "train.jsonl", "text")[:f_cfg["samples"]]
-    model, tok = load_base(model_dir, cfg["model"]["dtype"])
-    features = tokenize_texts((r["text"] for r in rows), tok, f_cfg["max_length"])
-    targets = {f"{n}.weight" for n in _adapted_module_names(model, cfg["lora"]["targets"])}
-    if scope not in ("full", "adapted"):
-        raise ValueError(f"Fisher scope must be 'full' or 'adapted', got {scope!r}")
-    keep = None if scope == "full" else targets.__contains__
-    reset_peak_memory()
-    with Timer() as timer:
-        fisher = empirical_fisher(model, features, keep, next(model.parameters()).device)
-    sidecar = {
-        "estimator": "fisher" if scope == "full" else "fisher_adapted",
-        "model": cfg["model"]["name"],
-        "fingerprint": model_fingerprint(model_dir),
-        "per_sample": True,
-        "scope": scope,
-        "n_samples": len(features),
-        "n_tokens": sum(len(f["input_ids"]) for f in features),
-        "steps": len(features),
-        "wall_time_s": round(timer.seconds, 3),
-        "peak_mem_mb": peak_mem_mb(),
-        "config": {k: cfg[k] for k in ("model", "lora", "fisher")},
-        "provenance": provenance(),
-    }
-    sidecar = save_importance(out_path, fisher, sidecar, f_cfg["dtype"])
-    log.info("Fisher over %d tensors from %d samples in %.1f s -> %s (%d bytes)", len(fisher), len(features),
-             timer.seconds, out_path, sidecar["bytes"])
-    return sidecar
-
-
-def record_mas(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path) -> dict:
-    """MAS importance on the adapted modules' dense weights from general text (no labels, no steps)."""
-    from .importance.mas import mas_importance
-
-    m_cfg = cfg["mas"]
-    rows = read_records(Path(data_dir) / "general_text" / "train.jsonl", "text")[:m_cfg["samples"]]
-    model, tok = load_base(model_dir, cfg["model"]["dtype"])
-    model = wrap_lora(model, cfg["lora"])
-    features = tokenize_texts((r["text"] for r in rows), tok, m_cfg["max_length"])
-    reset_peak_memory()
-    with Timer() as timer:
-        importance = mas_importance(model, features)
-    sidecar = {
-        "estimator": "mas",
-        "model": cfg["model"]["name"],
-        "fingerprint": model_fingerprint(model_dir),
-        "output": "mean over positions of the squared L2 norm of the logits",
-        "n_samples": len(features),
-        "n_tokens": sum(len(f["input_ids"]) for f in features),
-        "steps": len(features),
-        "wall_time_s": round(timer.seconds, 3),
-        "peak_mem_mb": peak_mem_mb(),
-        "config": {k: cfg[k] for k in ("model", "lora", "mas")},
-        "provenance": provenance(),
-    }
-    return save_importance(out_path, importance, sidecar, m_cfg["dtype"])
-
-
-def _adapted_module_names(model, targets: list[str]) -> list[str]:
-    """Names of the modules LoRA would adapt (PEFT's suffix matching on module names)."""
-    return [n for n, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and any(n == t or n.endswith("." + t) for t in targets)]
 
 
 def _general_train_items(cfg: dict, data_dir: str | Path) -> list[dict]:
@@ -372,7 +247,7 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     features = tokenize_pairs((mc_to_pair(r) for r in rows), tok, train_cfg["max_length"], train_cfg["loss_on"])
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
-        stats = _run_trainer(model, tok, features, training_arguments(train_cfg, seed, scratch), regularizer=regularizer)
+        stats = run_trainer(model, tok, features, training_arguments(train_cfg, seed, scratch), regularizer=regularizer)
     if regularizer is not None:
         with torch.no_grad():
             stats["final_reg"] = float(regularizer())  # penalty of the final weights (refreshes per-layer values)

@@ -10,7 +10,8 @@ from alr.build_data import build_all
 from alr.importance.store import ImportanceMismatchError, load_importance
 from alr.assets import prepare_model
 from alr.io import read_json
-from alr.train import finetune, record_importance
+from alr.importance.record import record_importance
+from alr.train import finetune
 from tests.tiny import tiny_config
 
 
@@ -126,7 +127,7 @@ def test_fisher_equals_naive_per_sample_reference(env):
     """Per-sample squared gradients, averaged: against float64 autograd.grad on a copy of the model."""
     from alr.data import read_records, tokenize_texts
     from alr.models import load_base
-    from alr.train import record_fisher
+    from alr.importance.record import record_fisher
 
     tmp, cfg, _ = env
     c = copy.deepcopy(cfg)
@@ -223,7 +224,7 @@ def test_replay_and_full_ft_train(env):
 def test_mas_equals_naive_reference(env):
     from alr.data import read_records, tokenize_texts
     from alr.models import load_base
-    from alr.train import record_mas
+    from alr.importance.record import record_mas
 
     tmp, cfg, _ = env
     c = copy.deepcopy(cfg)

@@ -1,0 +1,150 @@
+"""Phase-1 importance runs on general text, each writing one importance file + sidecar:
+
+    alr importance --config C --model-dir M --data-dir D --out results/<m>/importance/si.safetensors
+    alr importance --full ...   (si_full: every parameter, for alr_full)
+    alr fisher --scope full|adapted ...   (EWC-LoRA baseline)
+    alr mas ...   (MAS baseline)
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..data import read_records, tokenize_texts
+from ..io import atomic_dir
+from ..measure import Timer, peak_mem_mb, provenance, reset_peak_memory
+from ..models import load_base, wrap_lora
+from ..train import run_trainer, training_arguments
+from .si import SIRecorder, si_callback
+from .store import model_fingerprint, save_importance
+
+log = logging.getLogger(__name__)
+
+
+def _general_text(data_dir: str | Path, n: int) -> list[dict]:
+    return read_records(Path(data_dir) / "general_text" / "train.jsonl", "text")[:n]
+
+
+def phase1_adapter_dir(importance_path: str | Path) -> Path:
+    """Phase 1's own LoRA adapter, kept beside the importance file for `phase2_init: phase1`."""
+    return Path(importance_path).parent / "phase1_adapter"
+
+
+def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, seed: int = 0,
+                      full: bool = False) -> dict:
+    """Phase 1: tune on general text while recording SI importance; write the importance file.
+
+    LoRA by default (importance of each adapted module's dense weight, phase-1 adapter kept);
+    `full=True` fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`."""
+    imp_cfg, train_cfg = cfg["importance"], cfg["train"]
+    from transformers import set_seed
+
+    rows = _general_text(data_dir, imp_cfg["samples"])
+    set_seed(seed)
+    model, tok = load_base(model_dir, cfg["model"]["dtype"])
+    if full:
+        train_cfg = dict(train_cfg, lr=cfg["baselines"]["full_ft_lr"])
+        recorder = SIRecorder.for_parameters(model.named_parameters())
+    else:
+        model = wrap_lora(model, cfg["lora"])
+        recorder = SIRecorder.for_lora(model)
+    features = tokenize_texts((r["text"] for r in rows), tok, train_cfg["max_length"])
+    with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
+        args = training_arguments(train_cfg, seed, scratch, epochs=imp_cfg["epochs"], max_steps=imp_cfg["max_steps"])
+        stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder)])
+    importance = recorder.importance(imp_cfg["xi"], imp_cfg["clamp"])
+    recorder.close()
+    sidecar = {
+        "estimator": "si_full" if full else "si",
+        "model": cfg["model"]["name"],
+        "fingerprint": model_fingerprint(model_dir),
+        "n_samples": len(features),
+        "n_tokens": stats["tokens"],
+        "steps": stats["steps"],
+        "wall_time_s": stats["wall_time_s"],
+        "peak_mem_mb": stats["peak_mem_mb"],
+        "final_ce": stats["final_ce"],
+        "config": {k: cfg[k] for k in ("model", "lora", "train", "importance")},
+        "provenance": provenance(),
+    }
+    sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
+    if not full:
+        with atomic_dir(phase1_adapter_dir(out_path)) as tmp:
+            model.save_pretrained(tmp)
+    log.info("SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
+             len(importance), len(features), stats["steps"], stats["wall_time_s"], out_path, sidecar["bytes"])
+    return sidecar
+
+
+def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
+                  scope: str = "full") -> dict:
+    """The EWC-LoRA baseline's importance: per-sample empirical Fisher on general text, over every
+    parameter (`scope="full"`, as the original) or the adapted modules only (`"adapted"`)."""
+    from .fisher import empirical_fisher
+
+    f_cfg = cfg["fisher"]
+    rows = _general_text(data_dir, f_cfg["samples"])
+    model, tok = load_base(model_dir, cfg["model"]["dtype"])
+    features = tokenize_texts((r["text"] for r in rows), tok, f_cfg["max_length"])
+    targets = {f"{n}.weight" for n in _adapted_module_names(model, cfg["lora"]["targets"])}
+    if scope not in ("full", "adapted"):
+        raise ValueError(f"Fisher scope must be 'full' or 'adapted', got {scope!r}")
+    keep = None if scope == "full" else targets.__contains__
+    reset_peak_memory()
+    with Timer() as timer:
+        fisher = empirical_fisher(model, features, keep, next(model.parameters()).device)
+    sidecar = {
+        "estimator": "fisher" if scope == "full" else "fisher_adapted",
+        "model": cfg["model"]["name"],
+        "fingerprint": model_fingerprint(model_dir),
+        "per_sample": True,
+        "scope": scope,
+        "n_samples": len(features),
+        "n_tokens": sum(len(f["input_ids"]) for f in features),
+        "steps": len(features),
+        "wall_time_s": round(timer.seconds, 3),
+        "peak_mem_mb": peak_mem_mb(),
+        "config": {k: cfg[k] for k in ("model", "lora", "fisher")},
+        "provenance": provenance(),
+    }
+    sidecar = save_importance(out_path, fisher, sidecar, f_cfg["dtype"])
+    log.info("Fisher over %d tensors from %d samples in %.1f s -> %s (%d bytes)", len(fisher), len(features),
+             timer.seconds, out_path, sidecar["bytes"])
+    return sidecar
+
+
+def record_mas(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path) -> dict:
+    """MAS importance on the adapted modules' dense weights from general text (no labels, no steps)."""
+    from .mas import mas_importance
+
+    m_cfg = cfg["mas"]
+    rows = _general_text(data_dir, m_cfg["samples"])
+    model, tok = load_base(model_dir, cfg["model"]["dtype"])
+    model = wrap_lora(model, cfg["lora"])
+    features = tokenize_texts((r["text"] for r in rows), tok, m_cfg["max_length"])
+    reset_peak_memory()
+    with Timer() as timer:
+        importance = mas_importance(model, features)
+    sidecar = {
+        "estimator": "mas",
+        "model": cfg["model"]["name"],
+        "fingerprint": model_fingerprint(model_dir),
+        "output": "mean over positions of the squared L2 norm of the logits",
+        "n_samples": len(features),
+        "n_tokens": sum(len(f["input_ids"]) for f in features),
+        "steps": len(features),
+        "wall_time_s": round(timer.seconds, 3),
+        "peak_mem_mb": peak_mem_mb(),
+        "config": {k: cfg[k] for k in ("model", "lora", "mas")},
+        "provenance": provenance(),
+    }
+    return save_importance(out_path, importance, sidecar, m_cfg["dtype"])
+
+
+def _adapted_module_names(model, targets: list[str]) -> list[str]:
+    """Names of the modules LoRA would adapt (PEFT's suffix matching on module names)."""
+    return [n for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and any(n == t or n.endswith("." + t) for t in targets)]
