@@ -28,6 +28,24 @@ def _general_text(data_dir: str | Path, n: int) -> list[dict]:
     return read_records(Path(data_dir) / "general_text" / "train.jsonl", "text")[:n]
 
 
+def _sidecar(estimator: str, cfg: dict, model_dir, sections: tuple[str, ...], features: list[dict],
+             wall_time_s: float, **extra) -> dict:
+    """The §4 sidecar fields every estimator shares (save_importance adds bytes, dtype, targets)."""
+    return {
+        "estimator": estimator,
+        "model": cfg["model"]["name"],
+        "fingerprint": model_fingerprint(model_dir),
+        "n_samples": len(features),
+        "n_tokens": sum(len(f["input_ids"]) for f in features),
+        "steps": len(features),
+        "wall_time_s": round(wall_time_s, 3),
+        "peak_mem_mb": peak_mem_mb(),
+        **extra,
+        "config": {k: cfg[k] for k in sections},
+        "provenance": provenance(),
+    }
+
+
 def phase1_adapter_dir(importance_path: str | Path) -> Path:
     """Phase 1's own LoRA adapter, kept beside the importance file for `phase2_init: phase1`."""
     return Path(importance_path).parent / "phase1_adapter"
@@ -57,19 +75,11 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
         stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder)])
     importance = recorder.importance(imp_cfg["xi"], imp_cfg["clamp"])
     recorder.close()
-    sidecar = {
-        "estimator": "si_full" if full else "si",
-        "model": cfg["model"]["name"],
-        "fingerprint": model_fingerprint(model_dir),
-        "n_samples": len(features),
-        "n_tokens": stats["tokens"],
-        "steps": stats["steps"],
-        "wall_time_s": stats["wall_time_s"],
-        "peak_mem_mb": stats["peak_mem_mb"],
-        "final_ce": stats["final_ce"],
-        "config": {k: cfg[k] for k in ("model", "lora", "train", "importance")},
-        "provenance": provenance(),
-    }
+    sections = ("model", "train", "importance", "baselines") if full else ("model", "lora", "train", "importance")
+    sidecar = _sidecar("si_full" if full else "si", cfg, model_dir, sections, features, stats["wall_time_s"],
+                       final_ce=stats["final_ce"])
+    # a training run: its own token count and optimizer steps, and the trainer's peak memory
+    sidecar.update(n_tokens=stats["tokens"], steps=stats["steps"], peak_mem_mb=stats["peak_mem_mb"])
     sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
     if not full:
         with atomic_dir(phase1_adapter_dir(out_path)) as tmp:
@@ -96,20 +106,8 @@ def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_pa
     reset_peak_memory()
     with Timer() as timer:
         fisher = empirical_fisher(model, features, keep, next(model.parameters()).device)
-    sidecar = {
-        "estimator": "fisher" if scope == "full" else "fisher_adapted",
-        "model": cfg["model"]["name"],
-        "fingerprint": model_fingerprint(model_dir),
-        "per_sample": True,
-        "scope": scope,
-        "n_samples": len(features),
-        "n_tokens": sum(len(f["input_ids"]) for f in features),
-        "steps": len(features),
-        "wall_time_s": round(timer.seconds, 3),
-        "peak_mem_mb": peak_mem_mb(),
-        "config": {k: cfg[k] for k in ("model", "lora", "fisher")},
-        "provenance": provenance(),
-    }
+    sidecar = _sidecar("fisher" if scope == "full" else "fisher_adapted", cfg, model_dir, ("model", "lora", "fisher"),
+                       features, timer.seconds, per_sample=True, scope=scope)
     sidecar = save_importance(out_path, fisher, sidecar, f_cfg["dtype"])
     log.info("Fisher over %d tensors from %d samples in %.1f s -> %s (%d bytes)", len(fisher), len(features),
              timer.seconds, out_path, sidecar["bytes"])
@@ -128,19 +126,8 @@ def record_mas(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path:
     reset_peak_memory()
     with Timer() as timer:
         importance = mas_importance(model, features)
-    sidecar = {
-        "estimator": "mas",
-        "model": cfg["model"]["name"],
-        "fingerprint": model_fingerprint(model_dir),
-        "output": "mean over positions of the squared L2 norm of the logits",
-        "n_samples": len(features),
-        "n_tokens": sum(len(f["input_ids"]) for f in features),
-        "steps": len(features),
-        "wall_time_s": round(timer.seconds, 3),
-        "peak_mem_mb": peak_mem_mb(),
-        "config": {k: cfg[k] for k in ("model", "lora", "mas")},
-        "provenance": provenance(),
-    }
+    sidecar = _sidecar("mas", cfg, model_dir, ("model", "lora", "mas"), features, timer.seconds,
+                       output="mean over positions of the squared L2 norm of the logits")
     return save_importance(out_path, importance, sidecar, m_cfg["dtype"])
 
 
