@@ -5,10 +5,8 @@ stops with the same message, naming the key, before any job runs.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
@@ -94,7 +92,3 @@ def load_config(path_or_json: str | Path, partial: bool = False) -> dict:
 def section(cfg: dict, *keys: str) -> dict:
     """The named top-level sections of a config (what a rule passes to its `alr` command)."""
     return {k: cfg[k] for k in keys}
-
-
-def config_hash(cfg: Any) -> str:
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]

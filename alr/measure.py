@@ -1,4 +1,4 @@
-"""Wall time, peak memory, bytes on disk and the provenance every result record carries."""
+"""Wall time, peak memory and the provenance every result record carries."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -7,10 +7,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from .config import REPO_ROOT
-from .io import dir_size
 
 PACKAGES = ("alr", "torch", "transformers", "peft", "datasets", "lm_eval", "accelerate", "safetensors")
 
@@ -47,10 +45,6 @@ def peak_mem_mb() -> float:
     """The one peak-memory number of the result contracts: accelerator memory if used, else RSS."""
     m = peak_memory_mb()
     return m["peak_accelerator_mb"] if m["peak_accelerator_mb"] is not None else m["peak_rss_mb"]
-
-
-def bytes_on_disk(path: str | Path) -> int:
-    return dir_size(path)
 
 
 def _git_commit() -> str | None:

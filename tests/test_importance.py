@@ -4,7 +4,7 @@ import torch
 
 from alr.importance.si import SIRecorder
 from alr.models import lora_modules
-from alr.regularize import Regularizer, group_by_layer, layer_coefficients, layer_mean_importance, lora_penalty
+from alr.regularize import Regularizer, group_by_layer, layer_coefficients, layer_mean_importance
 
 
 def test_si_matches_quadratic_closed_form():
