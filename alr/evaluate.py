@@ -5,7 +5,8 @@
         --out results/.../seed0/eval.json
 
 Each canonical multiple-choice split becomes a local lm-eval task (`alr_<dataset>`, cloze format:
-"Question: ...\nAnswer:" scored against " <choice>"). `HFLM` is given the batch size and device
+"Question: ...\nAnswer:" scored against " <choice>"); general tasks may also be built-in lm-eval
+tasks (`source: lm_eval`), optionally reading local files. `HFLM` is given the batch size and device
 directly, because `simple_evaluate` ignores them for a model object, and the batch size is pinned
 in the config because lm-eval scores move with it.
 """
