@@ -12,14 +12,20 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_base(model_dir: str | Path, dtype: str = "float32"):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(model_dir: str | Path):
+    from transformers import AutoTokenizer
 
-    model_dir = check_model_dir(model_dir)
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(check_model_dir(model_dir))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_base(model_dir: str | Path, dtype: str = "float32"):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
     return model, tok
 
@@ -47,10 +53,10 @@ def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str
     from transformers import AutoModelForCausalLM
 
     if weights_dir is not None and (Path(weights_dir) / "config.json").exists():
-        _, tok = load_base(model_dir, dtype)
-        model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
         if delta_scale != 1.0:
             raise ValueError("delta_scale applies to adapters, not to full checkpoints")
+        tok = load_tokenizer(model_dir)  # the base's tokenizer; the base weights are not needed
+        model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
         return model.eval(), tok
     model, tok = load_base(model_dir, dtype)
     if weights_dir is not None:
