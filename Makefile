@@ -1,6 +1,7 @@
 # Two commands for a fresh machine (README "Quick start"):
 #   make run    build the embedded default end to end (snakemake --cores all)
 #   make test   run the test suite
+#   make bench  overheads of importance recording and the penalty vs plain LoRA (benchmarks/README.md)
 # Both create .venv on first use and (re)install the pinned package when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ CORES ?= all
 # Tests and runs never touch the Hugging Face hub; assets come from the package registries.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: run test lint dry-run clean-results
+.PHONY: run test bench lint dry-run clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +25,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(OFFLINE) $(BIN)/python benchmarks/bench.py
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

@@ -2,8 +2,9 @@
 
 For LoRA, theta - theta* is the adapter delta `scaling * B @ A` (phase 2 starts from the base
 weights, so theta* = W and the reference delta is 0). The penalty is computed module by module by
-`_LoraPenalty`, an autograd function that keeps only A, B and Omega for backward and rebuilds the
-dense delta on the fly, so no module's dense delta outlives its own term.
+`_StackedLoraPenalty`: modules of the same shape are stacked and handled by one batched matrix
+product, and the dense deltas are rebuilt in backward rather than kept, so the transient memory is
+one stack's delta and the step cost a few passes over Omega.
 
 Layer coefficients (`layer_coef`):
 - `softmax_norm` (paper): alpha = softmax(n / tau) where n_l = ||Omega_l||_2 / mean_l ||Omega_l||_2.
@@ -16,6 +17,7 @@ Layer coefficients (`layer_coef`):
 """
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -85,36 +87,34 @@ def normalise_mean(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {n: t / mean for n, t in importance.items()}
 
 
-class _LoraPenalty(torch.autograd.Function):
-    """sum(Omega * (s * B @ A - ref)^2) with gradients for A and B only."""
+def _lora_delta(a: torch.Tensor, b: torch.Tensor, ref: torch.Tensor | None, scaling: float) -> torch.Tensor:
+    """s * B @ A - ref for stacks of modules ([k, out, r] @ [k, r, in]), in fp32, one fused kernel."""
+    a32, b32 = a.float(), b.float()
+    if ref is None:
+        return torch.bmm(b32, a32).mul_(scaling)
+    return torch.baddbmm(ref, b32, a32, beta=-1.0, alpha=scaling)
+
+
+class _StackedLoraPenalty(torch.autograd.Function):
+    """Per module of a same-shape stack: sum(Omega * (s * B @ A - ref)^2), gradients for A and B only.
+
+    One batched matrix product covers every module of the stack, and the dense deltas are rebuilt in
+    backward instead of being kept, so the penalty costs a few passes over Omega per step."""
 
     @staticmethod
-    def forward(ctx, lora_a, lora_b, omega, ref, scaling):
-        diff = torch.mm(lora_b.float(), lora_a.float()).mul_(scaling)
-        if ref is not None:
-            diff.sub_(ref)
-        ctx.save_for_backward(lora_a, lora_b, omega, ref)
+    def forward(ctx, a, b, omega, ref, scaling):
+        ctx.save_for_backward(a, b, omega, ref)
         ctx.scaling = scaling
-        return (diff.square_().mul_(omega)).sum()
+        return _lora_delta(a, b, ref, scaling).square_().mul_(omega).sum(dim=(1, 2))
 
     @staticmethod
     def backward(ctx, grad):
-        lora_a, lora_b, omega, ref = ctx.saved_tensors
+        a, b, omega, ref = ctx.saved_tensors
         s = ctx.scaling
-        diff = torch.mm(lora_b.float(), lora_a.float()).mul_(s)
-        if ref is not None:
-            diff.sub_(ref)
-        g = diff.mul_(omega).mul_(2.0 * s * grad)  # dP/d(delta) * s, reusing the buffer
-        grad_b = torch.mm(g, lora_a.float().t()).to(lora_b.dtype)
-        grad_a = torch.mm(lora_b.float().t(), g).to(lora_a.dtype)
+        g = _lora_delta(a, b, ref, s).mul_(omega).mul_(grad.view(-1, 1, 1) * (2.0 * s))  # dP/d(delta) * s
+        grad_b = torch.bmm(g, a.float().transpose(1, 2)).to(b.dtype)
+        grad_a = torch.bmm(b.float().transpose(1, 2), g).to(a.dtype)
         return grad_a, grad_b, None, None, None
-
-
-def lora_penalty(module, omega: torch.Tensor, ref: torch.Tensor | None = None, adapter: str = "default") -> torch.Tensor:
-    if getattr(module, "fan_in_fan_out", False) or module.use_dora.get(adapter, False):
-        raise NotImplementedError("the penalty supports plain LoRA on nn.Linear (no fan_in_fan_out, no DoRA)")
-    return _LoraPenalty.apply(module.lora_A[adapter].weight, module.lora_B[adapter].weight, omega, ref,
-                              float(module.scaling[adapter]))
 
 
 def param_penalty(param: torch.nn.Parameter, omega: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -122,12 +122,51 @@ def param_penalty(param: torch.nn.Parameter, omega: torch.Tensor, ref: torch.Ten
     return (param.float() - ref).square().mul(omega).sum()
 
 
-def _term(target, omega, ref, adapter):
-    if isinstance(target, torch.nn.Parameter):
+MAX_STACK_ELEMENTS = 2**26  # 256 MiB of fp32 per stacked delta; bounds the penalty's transient memory
+
+
+class _LoraStack:
+    """Same-shape LoRA modules whose penalties are computed together."""
+
+    def __init__(self, names, modules, importance, refs, adapter):
+        self.names = names
+        self.a = [modules[n].lora_A[adapter].weight for n in names]
+        self.b = [modules[n].lora_B[adapter].weight for n in names]
+        self.scaling = float(modules[names[0]].scaling[adapter])
+        self.omega = torch.stack([importance[n].float() for n in names])
+        self.ref = torch.stack([refs[n].float() for n in names]) if names[0] in refs else None
+
+    def penalties(self) -> torch.Tensor:
+        return _StackedLoraPenalty.apply(torch.stack(self.a), torch.stack(self.b), self.omega, self.ref, self.scaling)
+
+
+class _ParamTerm:
+    def __init__(self, name, param, omega, ref):
         if ref is None:
             raise ValueError("a parameter penalty needs the reference weights theta*")
-        return param_penalty(target, omega, ref)
-    return lora_penalty(target, omega, ref, adapter)
+        self.names, self.param, self.omega, self.ref = [name], param, omega, ref
+
+    def penalties(self) -> torch.Tensor:
+        return param_penalty(self.param, self.omega, self.ref).reshape(1)
+
+
+def _penalty_terms(modules: dict, importance: dict, refs: dict, adapter: str) -> list:
+    """LoRA modules grouped by (shape, scaling, reference or not) into stacks of bounded size;
+    ordinary parameters one term each."""
+    terms, stacks = [], {}
+    for n, target in modules.items():
+        if isinstance(target, torch.nn.Parameter):
+            terms.append(_ParamTerm(n, target, importance[n], refs.get(n)))
+            continue
+        if getattr(target, "fan_in_fan_out", False) or target.use_dora.get(adapter, False):
+            raise NotImplementedError("the penalty supports plain LoRA on nn.Linear (no fan_in_fan_out, no DoRA)")
+        key = (tuple(target.get_base_layer().weight.shape), float(target.scaling[adapter]), n in refs)
+        stacks.setdefault(key, []).append(n)
+    for (shape, _, _), names in stacks.items():
+        per_stack = max(1, MAX_STACK_ELEMENTS // math.prod(shape))
+        for i in range(0, len(names), per_stack):
+            terms.append(_LoraStack(names[i:i + per_stack], modules, importance, refs, adapter))
+    return terms
 
 
 class Regularizer:
@@ -139,19 +178,24 @@ class Regularizer:
     def __init__(self, modules: dict, importance: dict[str, torch.Tensor], lam: float, layer_coef: str,
                  tau: float = 1.0, granularity: str = "module", refs: dict[str, torch.Tensor] | None = None,
                  adapter: str = "default"):
-        self.modules, self.importance, self.lam = modules, importance, lam
-        self.mode, self.tau, self.refs, self.adapter = layer_coef, tau, refs or {}, adapter
+        self.lam, self.mode, self.tau = lam, layer_coef, tau
         self.groups = group_by_layer(modules, granularity)
         self.coefficients = layer_coefficients(importance, self.groups, layer_coef, tau)
         self.layer_penalties: dict[str, float] = {layer: 0.0 for layer in self.groups}
+        self.terms = _penalty_terms(modules, importance, refs or {}, adapter)
+        layer_of = {n: i for i, names in enumerate(self.groups.values()) for n in names}
+        device = next(iter(importance.values())).device
+        self.layer_index = [torch.tensor([layer_of[n] for n in t.names], device=device) for t in self.terms]
 
     def __call__(self) -> torch.Tensor:
-        terms = []
-        for layer, names in self.groups.items():
-            terms.append(sum(_term(self.modules[n], self.importance[n], self.refs.get(n), self.adapter) for n in names))
-        stacked = torch.stack(terms)
+        stacked = None
+        for term, index in zip(self.terms, self.layer_index):
+            pens = term.penalties()
+            if stacked is None:
+                stacked = torch.zeros(len(self.groups), dtype=pens.dtype, device=pens.device)
+            stacked = stacked.index_add(0, index, pens)
         detached = stacked.detach()
-        self.layer_penalties = {layer: float(v) for layer, v in zip(self.groups, detached)}
+        self.layer_penalties = {layer: float(v) for layer, v in zip(self.groups, detached.tolist())}
         if self.mode == "dynamic":
             alpha = _softmax_of_normalised(detached.double(), self.tau).to(stacked.dtype)
             self.coefficients = {layer: float(a) for layer, a in zip(self.groups, alpha)}

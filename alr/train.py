@@ -119,13 +119,12 @@ def _regularised_trainer_class():
 
 
 def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularizer=None) -> dict:
-    from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq
 
     trainer = _regularised_trainer_class()(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(features),
+        train_dataset=features,  # a list is a map-style dataset; the sampler's order is the same
         data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
         callbacks=[_finite_loss_callback(), *callbacks],
         regularizer=regularizer,

@@ -20,6 +20,22 @@ from __future__ import annotations
 import torch
 
 
+def _add_product_fp32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """acc += a @ b with an fp32 accumulator. Half-precision operands are multiplied in their own
+    dtype (tensor cores; fp32 output where torch offers it, on CUDA) instead of being copied to fp32
+    first: an fp32 product would make recording cost as much as a second backward pass."""
+    if a.dtype == torch.float32:
+        acc.addmm_(a, b)
+        return
+    if a.is_cuda:
+        try:
+            acc.add_(torch.mm(a, b, out_dtype=torch.float32))
+            return
+        except (TypeError, RuntimeError):  # torch without mm(out_dtype=...)
+            pass
+    acc.add_(torch.mm(a, b))
+
+
 class _LoraTarget:
     """theta = the adapter's dense delta; g accumulated from hooks on the wrapped layer."""
 
@@ -36,8 +52,8 @@ class _LoraTarget:
         x = args[0].detach()
 
         def accumulate(grad_out):
-            g = grad_out.reshape(-1, grad_out.shape[-1]).float()
-            self.grad.addmm_(g.t(), x.reshape(-1, x.shape[-1]).float())
+            g = grad_out.reshape(-1, grad_out.shape[-1])
+            _add_product_fp32(self.grad, g.t(), x.reshape(-1, x.shape[-1]).to(g.dtype))
 
         output.register_hook(accumulate)
 
