@@ -17,6 +17,10 @@ log = logging.getLogger("alr")
 
 
 def _threads(n: int | None) -> None:
+    """Compute setup of every command that runs the model: CPU threads, and a GPU of ALR_GPUS if set."""
+    from .gpu_slots import claim_gpu
+
+    claim_gpu()
     if n:
         import torch
 
@@ -36,7 +40,10 @@ def cmd_prepare_data(args, cfg):
     from .io import sha256_file
 
     bb = cfg["data"]["bigbench"]
-    if bb.get("archive"):
+    specs = {**cfg["data"]["general"]["tasks"], **cfg["data"]["domains"]}
+    if not any(s["source"] == "bigbench" for s in specs.values()):
+        archive = None  # e.g. config/paper.yaml: every dataset comes from the hub
+    elif bb.get("archive"):
         archive, actual = bb["archive"], sha256_file(bb["archive"])
         if actual != bb["sha256"]:
             raise ValueError(f"{archive} has sha256 {actual}, but data.bigbench.sha256 pins {bb['sha256']}")
@@ -45,6 +52,14 @@ def cmd_prepare_data(args, cfg):
     manifest = build_all(cfg["data"], archive, args.out)
     for name, entry in manifest["datasets"].items():
         log.info("%-20s %s", name, {s: v["n"] for s, v in entry["splits"].items()})
+
+
+def cmd_prefetch(args, cfg):
+    from .hub import prefetch
+
+    record = prefetch(cfg, args.out)
+    log.info("prefetched model %s, datasets %s, lm-eval tasks %s", (record["model"] or {}).get("repo_id"),
+             ", ".join(record["datasets"]) or "-", ", ".join(record["lm_eval_tasks"]) or "-")
 
 
 def cmd_finetune(args, cfg):
@@ -159,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("prepare-data", cmd_prepare_data, "build the canonical JSONL datasets")
     s.add_argument("--out", required=True)
     s.add_argument("--downloads", default="resources/downloads")
+
+    s = add("prefetch", cmd_prefetch, "download the config's hub model and datasets into the HF cache (login node)")
+    s.add_argument("--out", required=True, help="record of what was fetched, e.g. resources/hub/prefetch.json")
 
     s = add("finetune", cmd_finetune, "tune one method on one domain with one seed")
     for flag in ("--model-dir", "--data-dir", "--domain", "--out"):

@@ -132,3 +132,4 @@ def test_run_names_for_sweeps():
         run_config(cfg, "alr")
     with pytest.raises(ValueError, match="unknown method"):
         parse_run("magic-lambda1")
+

@@ -3,6 +3,7 @@ import json
 import os
 
 from alr.config import ConfigError, section, validate_config
+from alr.hub import hub_assets
 from alr.methods import get_method
 from alr.runs import RUN_PATTERN, all_runs, is_swept, parse_run, run_config, run_names
 
@@ -11,6 +12,11 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
+
+if "hub" in config:  # hub assets come from this cache, filled by `prefetch`; every other job runs offline
+    os.environ.update(HF_HOME=os.path.abspath(config["hub"]["cache"]))
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(var, "1")
 
 MODEL = config["model"]["name"]
 MODEL_DIR = f"resources/models/{MODEL}"
@@ -37,6 +43,11 @@ def dataset_files():
     names = [n for n, s in specs.items() if s["source"] != "lm_eval"]  # built-in lm-eval tasks bring their data
     files = [f"{DATA_DIR}/{name}/{split}.jsonl" for name in names for split in ("train", "test")]
     return files + [f"{DATA_DIR}/general_text/{split}.jsonl" for split in ("train", "test")]
+
+
+def prefetch_input():
+    """The prefetch record, when the config needs anything from the Hugging Face hub."""
+    return ["resources/hub/prefetch.json"] if any(hub_assets(config).values()) else []
 
 
 # Directories handed to `alr` are derived from the rule's own files (no hard-coded prefixes).
