@@ -238,3 +238,36 @@ def test_builtin_group_cannot_take_local_files(tiny):
 
     with pytest.raises(ValueError, match="group"):
         builtin_task_config("mmlu", {"source": "lm_eval", "task": "mmlu", "dataset_path": "json"})
+
+
+def test_lambda_sweep_and_seeds_expand_into_runs(tiny):
+    """Plan only: a lambda list gives <method>-lambda<value> runs (lora keeps its path), seeds multiply them,
+    and the sweep figure joins the targets."""
+    tmp, cfg, _ = tiny
+    sweep = copy.deepcopy(cfg)
+    sweep["regularize"]["lambda"] = [0.5, 2]
+    sweep["seeds"] = [0, 1]
+    path = tmp / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    work = tmp / "sweepwork"
+    work.mkdir()
+    listed = _snakemake(work, path, "--summary")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    planned = {line.split("\t")[0] for line in listed.stdout.splitlines()}
+    runs = {p for p in planned if p.endswith("/train.json")}
+    expected = {f"results/tiny-llama/{d}/{m}/seed{s}/train.json" for d in ("physics", "medical")
+                for m in ("lora", "alr-lambda0.5", "alr-lambda2") for s in (0, 1)}
+    assert expected <= runs, sorted(runs)[:10]
+    assert not any("/alr/" in r for r in runs)
+    assert "results/figures/lambda_sweep.png" in planned
+
+
+def test_slurm_profile_plans(tiny):
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e . installs the pinned plugin")
+    tmp, _, cfg_path = tiny
+    work = tmp / "slurmwork"
+    work.mkdir()
+    proc = _snakemake(work, cfg_path, "-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "slurm_partition=<gpu-partition>" in out and "gpu=1" in out

@@ -182,7 +182,8 @@ def efficiency(eff: pd.DataFrame):
             if ref:
                 for i, v in enumerate(values):
                     ax.text(v, i, f" ×{v / ref:.2g}", va="center", fontsize=5)
-                ax.set_xlim(right=values.max() * 8)
+            # log bars start at the left edge: put it below the smallest value so every bar shows
+            ax.set_xlim(values.min() / 4, values.max() * (8 if ref else 2))
     return fig
 
 
@@ -221,6 +222,7 @@ def layer_coefficients(records: list[dict]):
                 ax.fill_between(s.layer, s["min"], s["max"], color=c, alpha=0.2, lw=0)
         ax.axhline(1 / n_layers, color="0.4", ls="--", lw=0.6, label="uniform 1/L")
         ax.set_xlabel("transformer block")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel("layer coefficient α")
         ax.legend(frameon=False, ncol=2)
     return fig
@@ -259,6 +261,7 @@ def importance(tensors: dict[str, np.ndarray], estimator: str = "si"):
             ax.plot([], [], "s", color=colours[typ], label=typ)
         ax.set_yscale("log")
         ax.set_xlabel("transformer block")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(f"{estimator} importance Ω (> 0)")
         zeros = q.zero_share.mean()
         ax.set_title(f"5/25/50/75/95th percentiles per module; {100 * zeros:.1f}% of elements are 0", fontsize=6)
