@@ -87,8 +87,9 @@ def prefetch(cfg: dict, out_path) -> dict:
     record = {"model": None, "datasets": {}, "lm_eval_tasks": assets["lm_eval_tasks"]}
     if assets["model"]:
         src = assets["model"]
+        # skip other frameworks' weights and Meta's original checkpoint (original/*.pth, another 16 GB)
         path = snapshot_download(src["repo_id"], revision=src.get("revision"),
-                                 allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*"])
+                                 ignore_patterns=["original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx", "flax_*", "tf_*"])
         record["model"] = {"repo_id": src["repo_id"], "revision": src.get("revision"), "path": path}
         log.info("model %s -> %s", src["repo_id"], path)
     for spec in assets["datasets"]:

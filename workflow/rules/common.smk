@@ -10,7 +10,9 @@ from alr.runs import RUN_PATTERN, all_runs, is_swept, parse_run, run_config, run
 try:
     validate_config(config)
 except ConfigError as exc:
-    raise WorkflowError(str(exc)) from None
+    hint = ("\n(--configfile is merged over config/config.yaml key by key; a complete config such as "
+            "config/paper.yaml needs --replace-workflow-config)")
+    raise WorkflowError(str(exc) + hint) from None
 
 
 if "hub" in config:  # hub assets come from this cache, filled by `prefetch`; every other job runs offline
