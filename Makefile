@@ -1,5 +1,5 @@
 # Two commands for a fresh machine (README "Quick start"):
-#   make run    build the embedded default end to end (snakemake --cores all)
+#   make run    build the embedded default end to end (snakemake --cores all), then results/report.html
 #   make test   run the test suite
 #   make bench  overheads of importance recording and the penalty vs plain LoRA (benchmarks/README.md)
 # Both create .venv on first use and (re)install the pinned package when pyproject.toml changes.
@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(OFFLINE) $(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
+	$(OFFLINE) $(BIN)/snakemake --cores 1 --configfile config/config.yaml --report results/report.html
 
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest

@@ -5,7 +5,7 @@
 #   snakemake -n                                           # plan only
 #
 # The DAG: prepare_model, prepare_data -> importance (phase 1, once per model) ->
-#          finetune {domain x method x seed} -> evaluate -> tables.
+#          finetune {domain x method x seed} -> evaluate -> tables, figures; report: snakemake --report.
 # Every heavy step is one rule calling one `alr` subcommand; see ARCHITECTURE.md and README.md.
 
 import os
@@ -16,6 +16,9 @@ min_version("9.0")
 
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

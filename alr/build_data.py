@@ -149,7 +149,11 @@ def icd10cm_mc(n_items: int, n_choices: int, seed: int) -> list[dict]:
     return rows
 
 
-def _source_rows(spec: dict, bigbench: dict[str, dict], seed: int) -> list[dict]:
+def _source_rows(name: str, spec: dict, bigbench: dict[str, dict], seed: int) -> list[dict]:
+    if spec["source"] == "hub":
+        from .hub import hub_mc_rows
+
+        return hub_mc_rows(name, spec)
     if spec["source"] == "bigbench":
         return bigbench_mc(bigbench[spec["task"]], spec["task"])
     if spec["source"] == "icd10cm":
@@ -169,7 +173,7 @@ def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -
     general_text: dict[str, list[dict]] = {"train": [], "test": []}
     for name, spec in specs.items():
         rng = _rng(seed, name)
-        rows = shuffle_choices(_source_rows(spec, bigbench, seed), rng, spec.get("max_choices"))
+        rows = shuffle_choices(_source_rows(name, spec, bigbench, seed), rng, spec.get("max_choices"))
         splits = split_items(rows, rng, spec.get("test_size", data_cfg["test_size"]),
                              spec.get("train_size", data_cfg["train_size"]))
         entry = {"source": spec["source"], **({"task": spec["task"]} if "task" in spec else {}), "splits": {}}
@@ -184,9 +188,18 @@ def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -
         if name in data_cfg["general"]["tasks"]:
             for split in general_text:
                 general_text[split] += [{"id": r["id"], "text": mc_to_text(r)} for r in splits[split]]
-    # Phase-1 general text: the general tasks' *train* items (disjoint from evaluation items);
-    # the held-out text (test items) serves general NLL.
+    # Phase-1 general text: the general tasks' *train* items (disjoint from evaluation items), or a hub
+    # text dataset (`data.general.text`); the held-out text (test items) serves general NLL.
     entry = {"source": "general tasks as 'Question/Answer' text", "splits": {}}
+    text_spec = data_cfg["general"].get("text")
+    if text_spec:
+        from .hub import hub_texts
+
+        texts = hub_texts(text_spec)
+        _rng(seed, "general_text").shuffle(texts)
+        n_test = min(text_spec["test_size"], len(texts) // 2)
+        general_text = {"test": texts[:n_test], "train": texts[n_test:n_test + text_spec["train_size"]]}
+        entry["source"] = f"hub {text_spec['dataset_path']} ({text_spec['field']})"
     for split, rows in general_text.items():
         rng = _rng(seed, f"general_text/{split}")
         rng.shuffle(rows)

@@ -17,6 +17,10 @@ log = logging.getLogger("alr")
 
 
 def _threads(n: int | None) -> None:
+    """Compute setup of every command that runs the model: CPU threads, and a GPU of ALR_GPUS if set."""
+    from .gpu_slots import claim_gpu
+
+    claim_gpu()
     if n:
         import torch
 
@@ -36,7 +40,10 @@ def cmd_prepare_data(args, cfg):
     from .io import sha256_file
 
     bb = cfg["data"]["bigbench"]
-    if bb.get("archive"):
+    specs = {**cfg["data"]["general"]["tasks"], **cfg["data"]["domains"]}
+    if not any(s["source"] == "bigbench" for s in specs.values()):
+        archive = None  # e.g. config/paper.yaml: every dataset comes from the hub
+    elif bb.get("archive"):
         archive, actual = bb["archive"], sha256_file(bb["archive"])
         if actual != bb["sha256"]:
             raise ValueError(f"{archive} has sha256 {actual}, but data.bigbench.sha256 pins {bb['sha256']}")
@@ -47,12 +54,21 @@ def cmd_prepare_data(args, cfg):
         log.info("%-20s %s", name, {s: v["n"] for s, v in entry["splits"].items()})
 
 
+def cmd_prefetch(args, cfg):
+    from .hub import prefetch
+
+    record = prefetch(cfg, args.out)
+    log.info("prefetched model %s, datasets %s, lm-eval tasks %s", (record["model"] or {}).get("repo_id"),
+             ", ".join(record["datasets"]) or "-", ", ".join(record["lm_eval_tasks"]) or "-")
+
+
 def cmd_finetune(args, cfg):
+    from .runs import parse_run, run_config
     from .train import finetune
 
     _threads(args.threads)
-    finetune(cfg, args.model_dir, args.data_dir, args.domain, args.method, args.seed, args.out, args.importance,
-             args.init_adapter)
+    finetune(run_config(cfg, args.method), args.model_dir, args.data_dir, args.domain, parse_run(args.method)[0],
+             args.seed, args.out, args.importance, args.init_adapter)
 
 
 def cmd_importance(args, cfg):
@@ -98,17 +114,39 @@ def cmd_mas(args, cfg):
 _RUN_PATH = re.compile(r"(?P<domain>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>\d+)/eval\.json$")
 
 
-def cmd_tables(args, cfg):
-    from .report.tables import write_main_table
-
+def _runs_from_paths(paths) -> list[dict]:
     runs = []
-    for path in args.evals:
+    for path in paths:
         m = _RUN_PATH.search(Path(path).as_posix())
         if not m:
             raise SystemExit(f"error: {path} does not look like results/<model>/<domain>/<method>/seed<N>/eval.json")
         runs.append({"domain": m["domain"], "method": m["method"], "seed": int(m["seed"]), "eval": path})
-    table = write_main_table(args.base_eval, runs, cfg["methods"], cfg["eval"], args.out_prefix)
+    return runs
+
+
+def cmd_tables(args, cfg):
+    from .report.tables import write_main_table
+    from .runs import all_runs
+
+    runs = _runs_from_paths(args.evals)
+    order = all_runs(cfg) if "regularize" in cfg else cfg["methods"]
+    table = write_main_table(args.base_eval, runs, order, cfg["eval"], args.out_prefix)
     log.info("wrote %s.{csv,md,tex} (%d rows)", args.out_prefix, len(table))
+
+
+def cmd_ablation(args, cfg):
+    from .report.ablation import write_ablation_table
+
+    table = write_ablation_table(args.main_table, args.out_prefix)
+    log.info("wrote %s.{csv,md,tex} (%d rows)", args.out_prefix, len(table))
+
+
+def cmd_figures(args, cfg):
+    from .report.figures import build_figure
+
+    paths = build_figure(args.figure, args.out_prefix, args.main_table, args.efficiency_table, args.base_eval,
+                         _runs_from_paths(args.evals), args.train_records, args.importance)
+    log.info("wrote %s", ", ".join(map(str, paths)))
 
 
 def cmd_efficiency(args, cfg):
@@ -137,9 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--downloads", default="resources/downloads")
 
+    s = add("prefetch", cmd_prefetch, "download the config's hub model and datasets into the HF cache (login node)")
+    s.add_argument("--out", required=True, help="record of what was fetched, e.g. resources/hub/prefetch.json")
+
     s = add("finetune", cmd_finetune, "tune one method on one domain with one seed")
-    for flag in ("--model-dir", "--data-dir", "--domain", "--method", "--out"):
+    for flag in ("--model-dir", "--data-dir", "--domain", "--out"):
         s.add_argument(flag, required=True)
+    s.add_argument("--method", required=True, help="a method, or a sweep run <method>-lambda<value> (alr.runs)")
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--importance", help="importance file (.safetensors) for regularised methods")
     s.add_argument("--init-adapter", help="phase-1 adapter to continue from (regularize.phase2_init: phase1)")
@@ -179,6 +221,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base-eval", required=True)
     s.add_argument("--evals", nargs="*", default=[])
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv, .md and .tex)")
+
+    s = add("ablation", cmd_ablation, "ablation table (lora, alr_no_element, alr_no_layer, alr) from main.csv")
+    s.add_argument("--main-table", required=True, help="results/tables/main.csv")
+    s.add_argument("--out-prefix", required=True)
+
+    s = add("figures", cmd_figures, "one paper figure (PNG + PDF) from result files")
+    s.add_argument("--figure", required=True, help="tradeoff, forgetting_heatmap, efficiency, layer_coefficients, "
+                                                  "importance or lambda_sweep (alr.report.figures)")
+    s.add_argument("--out-prefix", required=True, help="e.g. results/figures/tradeoff (writes .png and .pdf)")
+    s.add_argument("--main-table")
+    s.add_argument("--efficiency-table")
+    s.add_argument("--base-eval")
+    s.add_argument("--evals", nargs="*", default=[])
+    s.add_argument("--train-records", nargs="*", default=[])
+    s.add_argument("--importance", help="an importance .safetensors file (its .json sidecar beside it)")
 
     s = add("efficiency", cmd_efficiency, "efficiency table from importance sidecars and train.json files")
     s.add_argument("--sidecars", nargs="+", required=True)

@@ -167,6 +167,31 @@ def test_snakemake_end_to_end(tiny):
         assert (work / rel).exists(), rel
     again = _snakemake(work, cfg_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    _check_ablation_figures_report(work, cfg_path, table)
+
+
+def _check_ablation_figures_report(work, cfg_path, main_table):
+    """The ablation table, the figures and `snakemake --report` of the end-to-end run."""
+    import matplotlib.image
+
+    ablation = pd.read_csv(work / "results" / "tables" / "ablation.csv")
+    assert sorted(zip(ablation.domain, ablation.method)) == sorted((d, m) for d in ("medical", "physics")
+                                                                   for m in ("lora", "alr"))
+    merged = ablation.merge(main_table, on=["domain", "method"], suffixes=("", "_main"))
+    assert (merged.general_score == merged.general_score_main).all()  # the main table's numbers, not new ones
+    assert list(ablation.layer_wise) == list(ablation.element_wise) == [False, True, False, True]
+    figures = ("tradeoff", "forgetting_heatmap", "efficiency", "layer_coefficients", "importance")
+    for name in figures:
+        png = matplotlib.image.imread(work / "results" / "figures" / f"{name}.png")
+        assert png.shape[1] >= 3.3 * 300 * 0.9 and png.std() > 0, name  # >= one column at 300 dpi, not blank
+        assert (work / "results" / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF"), name
+    assert not (work / "results" / "figures" / "lambda_sweep.png").exists()  # one lambda: no sweep figure
+    proc = _snakemake(work, cfg_path, "--report", "report.html")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    html = (work / "report.html").read_text(encoding="utf-8")
+    assert html.rstrip().endswith("</html>")
+    for text in ("Forgetting against adaptation", "Which half of the penalty matters", *figures):
+        assert text in html, text
 
 
 def test_snakemake_refuses_invalid_config_before_any_job(tiny):
@@ -213,3 +238,36 @@ def test_builtin_group_cannot_take_local_files(tiny):
 
     with pytest.raises(ValueError, match="group"):
         builtin_task_config("mmlu", {"source": "lm_eval", "task": "mmlu", "dataset_path": "json"})
+
+
+def test_lambda_sweep_and_seeds_expand_into_runs(tiny):
+    """Plan only: a lambda list gives <method>-lambda<value> runs (lora keeps its path), seeds multiply them,
+    and the sweep figure joins the targets."""
+    tmp, cfg, _ = tiny
+    sweep = copy.deepcopy(cfg)
+    sweep["regularize"]["lambda"] = [0.5, 2]
+    sweep["seeds"] = [0, 1]
+    path = tmp / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    work = tmp / "sweepwork"
+    work.mkdir()
+    listed = _snakemake(work, path, "--summary")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    planned = {line.split("\t")[0] for line in listed.stdout.splitlines()}
+    runs = {p for p in planned if p.endswith("/train.json")}
+    expected = {f"results/tiny-llama/{d}/{m}/seed{s}/train.json" for d in ("physics", "medical")
+                for m in ("lora", "alr-lambda0.5", "alr-lambda2") for s in (0, 1)}
+    assert expected <= runs, sorted(runs)[:10]
+    assert not any("/alr/" in r for r in runs)
+    assert "results/figures/lambda_sweep.png" in planned
+
+
+def test_slurm_profile_plans(tiny):
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e . installs the pinned plugin")
+    tmp, _, cfg_path = tiny
+    work = tmp / "slurmwork"
+    work.mkdir()
+    proc = _snakemake(work, cfg_path, "-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "slurm_partition=<gpu-partition>" in out and "gpu=1" in out

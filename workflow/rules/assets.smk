@@ -1,4 +1,21 @@
+rule prefetch:
+    output:
+        record="resources/hub/prefetch.json",
+    log:
+        "logs/prefetch.log",
+    params:
+        cfg=config_json("model", "data"),
+    localrule: True
+    conda:
+        ENV
+    shell:
+        "HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0"
+        " alr prefetch --config {params.cfg:q} --out {output.record} > {log} 2>&1"
+
+
 rule prepare_model:
+    input:
+        prefetch_input(),
     output:
         manifest=f"{MODEL_DIR}/manifest.json",
     log:
@@ -16,6 +33,8 @@ rule prepare_model:
 
 
 rule prepare_data:
+    input:
+        prefetch_input(),
     output:
         files=dataset_files(),
         manifest=f"{DATA_DIR}/manifest.json",

@@ -3,26 +3,35 @@ import json
 import os
 
 from alr.config import ConfigError, section, validate_config
+from alr.hub import hub_assets
 from alr.methods import get_method
+from alr.runs import RUN_PATTERN, all_runs, is_swept, parse_run, run_config, run_names
 
 try:
     validate_config(config)
 except ConfigError as exc:
-    raise WorkflowError(str(exc)) from None
+    hint = ("\n(--configfile is merged over config/config.yaml key by key; a complete config such as "
+            "config/paper.yaml needs --replace-workflow-config)")
+    raise WorkflowError(str(exc) + hint) from None
 
+
+if "hub" in config:  # hub assets come from this cache, filled by `prefetch`; every other job runs offline
+    os.environ.update(HF_HOME=os.path.abspath(config["hub"]["cache"]))
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(var, "1")
 
 MODEL = config["model"]["name"]
 MODEL_DIR = f"resources/models/{MODEL}"
 DATA_DIR = "resources/data"
 RUN_DIR = "results/{model}/{domain}/{method}/seed{seed}"
-TRAINED = [m for m in config["methods"] if m != "base"]
+RUNS = all_runs(config)  # the tuned methods; one run per value of regularize.lambda when it lists several
 ENV = "../../envs/alr.yaml"
 
 
 wildcard_constraints:
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     domain="|".join(config["data"]["domains"]),
-    method=r"[a-z0-9_]+",
+    method=RUN_PATTERN,
     seed=r"\d+",
 
 
@@ -36,6 +45,11 @@ def dataset_files():
     names = [n for n, s in specs.items() if s["source"] != "lm_eval"]  # built-in lm-eval tasks bring their data
     files = [f"{DATA_DIR}/{name}/{split}.jsonl" for name in names for split in ("train", "test")]
     return files + [f"{DATA_DIR}/general_text/{split}.jsonl" for split in ("train", "test")]
+
+
+def prefetch_input():
+    """The prefetch record, when the config needs anything from the Hugging Face hub."""
+    return ["resources/hub/prefetch.json"] if any(hub_assets(config).values()) else []
 
 
 # Directories handed to `alr` are derived from the rule's own files (no hard-coded prefixes).
@@ -59,9 +73,23 @@ def table_prefix(wildcards, output):
     return os.path.splitext(output.csv)[0]
 
 
+def method_of(wildcards):
+    """The registry entry of a run (`alr-lambda0.5` is method `alr`)."""
+    return get_method(parse_run(wildcards.method)[0])
+
+
+def run_config_json(*keys):
+    """Like config_json, for the run in `wildcards.method` (its own regularize.lambda)."""
+
+    def cfg(wildcards):
+        return json.dumps(section(run_config(config, wildcards.method), *keys), sort_keys=True)
+
+    return cfg
+
+
 def importance_input(wildcards):
     """Regularised methods depend on the model's (single) SI or Fisher file, shared by all domains."""
-    kind = get_method(wildcards.method).importance
+    kind = method_of(wildcards).importance
     if kind in ("si", "si_full", "fisher", "mas"):
         return f"results/{wildcards.model}/importance/{kind}.safetensors"
     return []
@@ -69,7 +97,7 @@ def importance_input(wildcards):
 
 def phase1_adapter_input(wildcards):
     """With `phase2_init: phase1` every LoRA method continues from phase 1's adapter."""
-    if config["regularize"]["phase2_init"] == "phase1" and get_method(wildcards.method).adapter == "lora":
+    if config["regularize"]["phase2_init"] == "phase1" and method_of(wildcards).adapter == "lora":
         return f"results/{wildcards.model}/importance/phase1_adapter"
     return []
 
@@ -85,7 +113,7 @@ def fisher_scope(wildcards):
 
 def weights_input(wildcards):
     """The weights a run evaluates: its own, or those of `weights_from` (WiSE-FT rescales lora's)."""
-    source = get_method(wildcards.method).weights_from or wildcards.method
+    source = method_of(wildcards).weights_from or wildcards.method
     run = RUN_DIR.format(model=wildcards.model, domain=wildcards.domain, method=source, seed=wildcards.seed)
     return os.path.join(run, "model")
 
@@ -96,7 +124,7 @@ def delta_scale(wildcards):
 
 def efficiency_train_records():
     return expand(f"{RUN_DIR}/train.json", model=MODEL, domain=config["domains"], seed=config["seeds"],
-                  method=[m for m in TRAINED if get_method(m).trains])
+                  method=[r for r in RUNS if get_method(parse_run(r)[0]).trains])
 
 
 def run_evals():
@@ -104,11 +132,60 @@ def run_evals():
         f"{RUN_DIR}/eval.json",
         model=MODEL,
         domain=config["domains"],
-        method=TRAINED,
+        method=RUNS,
         seed=config["seeds"],
     )
 
 
+def table_names():
+    ablation = {"alr", "alr_no_layer", "alr_no_element"} & set(config["methods"])
+    return ["main", "efficiency"] + (["ablation"] if ablation else [])
+
+
 def final_outputs():
-    tables = ["main", "efficiency"]
-    return [f"results/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")]
+    tables = [f"results/tables/{t}.{ext}" for t in table_names() for ext in ("csv", "md", "tex")]
+    return tables + [f"results/figures/{f}.{ext}" for f in figure_names() for ext in ("png", "pdf")]
+
+
+def coefficient_runs():
+    """train.json of the LoRA runs whose layer coefficients come from `regularize.layer_coef`."""
+    methods = [m for m in config["methods"] if get_method(m).regularised and get_method(m).adapter == "lora"
+               and get_method(m).layer_coef == "config"]
+    runs = [r for m in methods for r in run_names(m, config)]
+    return expand(f"{RUN_DIR}/train.json", model=MODEL, domain=config["domains"], method=runs, seed=config["seeds"])
+
+
+def figure_names():
+    """The figures this config can draw (alr.report.figures)."""
+    names = ["tradeoff", "forgetting_heatmap", "efficiency"]
+    if coefficient_runs():
+        names.append("layer_coefficients")
+    if "si" in config["baselines"]["efficiency_estimators"] or any(get_method(m).importance == "si" for m in config["methods"]):
+        names.append("importance")
+    if any(is_swept(m, config) for m in config["methods"] if m != "base"):
+        names.append("lambda_sweep")
+    return names
+
+
+def figure_input(wildcards):
+    """The result files one figure reads, keyed like the `alr figures` flags."""
+    name = wildcards.figure
+    if name in ("tradeoff", "lambda_sweep"):
+        return {"main_table": "results/tables/main.csv"}
+    if name == "efficiency":
+        return {"efficiency_table": "results/tables/efficiency.csv"}
+    if name == "forgetting_heatmap":
+        return {"base_eval": f"results/{MODEL}/base/eval.json", "evals": run_evals()}
+    if name == "layer_coefficients":
+        return {"train_records": coefficient_runs()}
+    if name == "importance":
+        return {"importance": f"results/{MODEL}/importance/si.safetensors"}
+    raise WorkflowError(f"unknown figure {name!r}")
+
+
+def figure_flags(wildcards, input):
+    flags = []
+    for key, value in input.items():
+        files = [value] if isinstance(value, str) else list(value)
+        flags.append(f"--{key.replace('_', '-')} " + " ".join(files))
+    return " ".join(flags)

@@ -1,0 +1,47 @@
+"""The ablation table: which half of the penalty matters (results/tables/ablation.{csv,md,tex}).
+
+Rows come from the main table (`main.csv`, so the scores, seeds and paired bootstrap CIs are the
+same numbers): per domain, `lora` (no penalty), `alr_no_element` (layer-wise coefficients on each
+layer's mean importance), `alr_no_layer` (element-wise importance, uniform coefficients) and `alr`
+(both), including every lambda of a sweep (`alr-lambda0.5`, ...).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..runs import parse_run
+from .tables import main_view, write_table
+
+# method -> (layer-wise coefficients, element-wise importance)
+COMPONENTS = {"lora": (False, False), "alr_no_element": (True, False), "alr_no_layer": (False, True),
+              "alr": (True, True)}
+
+
+def ablation_rows(main: pd.DataFrame) -> pd.DataFrame:
+    """The ablation methods' rows of the numeric main table, in COMPONENTS order, with their parts."""
+    parsed = main.method.map(parse_run)
+    method, lam = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
+    keep = method.isin(list(COMPONENTS))
+    if not keep.any():
+        raise ValueError(f"the main table has no rows for any of {list(COMPONENTS)}; add them to `methods`")
+    table = main[keep].copy()
+    table.insert(2, "lambda", lam[keep])
+    table.insert(3, "layer_wise", method[keep].map(lambda m: COMPONENTS[m][0]))
+    table.insert(4, "element_wise", method[keep].map(lambda m: COMPONENTS[m][1]))
+    order = method[keep].map(list(COMPONENTS).index)
+    return (table.assign(_order=order).sort_values(["domain", "_order", "lambda"], na_position="first")
+            .drop(columns="_order").reset_index(drop=True))
+
+
+def write_ablation_table(main_csv: str | Path, out_prefix: str | Path) -> pd.DataFrame:
+    table = ablation_rows(pd.read_csv(main_csv))
+    view, note = main_view(table)
+    yes_no = {True: "yes", False: "no"}
+    view.insert(2, "layer-wise", table.layer_wise.map(yes_no))
+    view.insert(3, "element-wise", table.element_wise.map(yes_no))
+    note = ("layer-wise: per-layer coefficients alpha_l; element-wise: per-weight importance Omega "
+            "(alr_no_element uses each layer's mean). " + note)
+    write_table(table, view, note, out_prefix)
+    return table
