@@ -235,7 +235,7 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
                     "log_samples": True},
         "wall_time_s": round(timer.seconds, 3),
         "peak_mem_mb": peak_mem_mb(),
-        "provenance": provenance(),
+        "provenance": provenance({k: cfg[k] for k in ("model", "data", "eval") if k in cfg}),
     }
     write_json(out_path, record)
     return record

@@ -42,7 +42,7 @@ def _sidecar(estimator: str, cfg: dict, model_dir, sections: tuple[str, ...], fe
         "peak_mem_mb": peak_mem_mb(),
         **extra,
         "config": {k: cfg[k] for k in sections},
-        "provenance": provenance(),
+        "provenance": provenance({k: cfg[k] for k in sections}),
     }
 
 
