@@ -46,10 +46,12 @@ def _finite_loss_callback():
             values = {k: (logs or {})[k] for k in self.watched if (logs or {}).get(k) is not None}
             bad = {k: v for k, v in values.items() if not math.isfinite(v)}
             if bad:
-                last = ", ".join(f"{k} {v:.6g}" for k, v in self.last_finite.items() if k != "step") or "none"
+                last = (f"last finite values (step {self.last_finite['step']}): "
+                        + ", ".join(f"{k} {v:.6g}" for k, v in self.last_finite.items() if k != "step")
+                        if self.last_finite else "no step before it was finite")
                 raise NonFiniteLossError(
                     f"training {', '.join(f'{k} became {v}' for k, v in bad.items())} at step {state.global_step}; "
-                    f"last finite values (step {self.last_finite.get('step', '-')}): {last}; "
+                    f"{last}; "
                     "no model or train.json was written (lower train.lr, or check the data and importance file)")
             if "loss" in values:
                 self.last_finite = {"step": state.global_step, **values}

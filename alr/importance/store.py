@@ -4,6 +4,7 @@ fingerprint, so an importance file made for another model or other targets is re
 silently broadcast."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -34,7 +35,10 @@ def save_importance(path: str | Path, tensors: dict[str, torch.Tensor], sidecar:
     path = Path(path)
     stored = {n: t.detach().to("cpu", DTYPES[dtype]).contiguous() for n, t in sorted(tensors.items())}
     with atomic_path(path) as tmp:
-        save_file(stored, str(tmp), metadata={"fingerprint": sidecar["fingerprint"], "estimator": sidecar["estimator"]})
+        # one metadata key: safetensors writes metadata in hash-map order, so two keys could swap
+        # places from one process to the next and break bitwise reproducibility
+        header = json.dumps({"estimator": sidecar["estimator"], "fingerprint": sidecar["fingerprint"]}, sort_keys=True)
+        save_file(stored, str(tmp), metadata={"alr": header})
     sidecar = dict(sidecar, dtype=dtype, bytes=path.stat().st_size,
                    targets=sorted(stored), shapes={n: list(t.shape) for n, t in stored.items()})
     write_json(sidecar_path(path), sidecar)
