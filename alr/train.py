@@ -265,7 +265,7 @@ def _run_identity(spec: Method, domain: str, seed: int, model_dir, config: dict,
     return {
         "method": spec.name, "domain": domain, "seed": seed, "model": model_fingerprint(model_dir),
         "config": {**config, "train": train},
-        "data": {str(p): sha256_file(p) for p in files},
+        "data": {f"{p.parent.name}/{p.name}": sha256_file(p) for p in files},
         "importance": sha256_file(importance_path) if importance_path else None,
         "init_adapter": sha256_file(Path(init_adapter) / "adapter_model.safetensors") if init_adapter else None,
     }

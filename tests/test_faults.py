@@ -154,6 +154,26 @@ def test_bad_data_is_refused_with_file_and_line(built, tmp_path, capsys, no_mode
     assert not (tmp_path / "out").exists()
 
 
+def test_evaluate_refuses_a_bad_test_split_or_missing_weights_before_loading(built, tmp_path, capsys, monkeypatch):
+    import alr.evaluate
+
+    def forbidden(*a, **k):
+        raise AssertionError("the model was loaded before the bad input was refused")
+    monkeypatch.setattr(alr.evaluate, "load_tuned", forbidden)
+    _, cfg, paths, _, _ = built
+    data = tmp_path / "data"
+    shutil.copytree(paths["data"], data)
+    test = data / "social_iqa" / "test.jsonl"
+    test.write_text("".join(line + "\n" for line in _label(test.read_text().splitlines())))
+    argv = ["evaluate", "--config", json.dumps(cfg), "--model-dir", str(paths["model"]), "--domains", "physics",
+            "--out", str(tmp_path / "eval.json")]
+    assert main([*argv, "--data-dir", str(data)]) == 2
+    assert "social_iqa/test.jsonl:2: label 7 out of range for 4 choices" in capsys.readouterr().err
+    assert main([*argv, "--data-dir", str(paths["data"]), "--weights", str(tmp_path / "absent")]) == 2
+    assert f"tuned weights {tmp_path / 'absent'} do not exist; build them with `alr finetune`" in capsys.readouterr().err
+    assert not (tmp_path / "eval.json").exists()
+
+
 @pytest.mark.parametrize("missing, expected", [
     ("model", "no prepared model at {path}; build it with `alr prepare-model`"),
     ("data", "{path}/physics/train.jsonl does not exist; build it with `alr prepare-data`"),

@@ -56,7 +56,9 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     """Phase 1: tune on general text while recording SI importance; write the importance file.
 
     LoRA by default (importance of each adapted module's dense weight, phase-1 adapter kept);
-    `full=True` fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`."""
+    `full=True` fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`.
+    No checkpoints: the SI path integral accumulates over every step, and phase 1 is short, so a
+    killed run restarts from scratch (same seed, same bytes)."""
     imp_cfg, train_cfg = cfg["importance"], cfg["train"]
     from transformers import set_seed
 
