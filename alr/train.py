@@ -40,7 +40,9 @@ def _finite_loss_callback():
         Runs at each step's log, before the Trainer's checkpoint save, so no NaN state is saved."""
 
         watched = ("loss", "reg", "grad_norm")
-        last_finite: dict = {}
+
+        def __init__(self):
+            self.last_finite = {}
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             values = {k: (logs or {})[k] for k in self.watched if (logs or {}).get(k) is not None}
@@ -144,7 +146,8 @@ def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularize
         args=args,
         train_dataset=Dataset.from_list(features),
         data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
-        callbacks=[_finite_loss_callback(), *callbacks, *([no_final_checkpoint_callback()] if args.save_strategy == "steps" else [])],
+        callbacks=[_finite_loss_callback(), *callbacks,
+                   *([no_final_checkpoint_callback()] if args.save_strategy == "steps" else [])],
         regularizer=regularizer,
     )
     reset_peak_memory()
