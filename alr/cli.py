@@ -251,9 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, partial=True)
         args.func(args, cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError) as exc:  # bad input: refused before expensive work
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:  # NaN/Inf during training (alr.train.NonFiniteLossError)
+        print(f"alr {args.command}: error: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from .assets import check_model_dir
 from .data import PROMPT, read_records
 from .io import write_json, write_jsonl
 from .measure import Timer, peak_mem_mb, provenance
@@ -201,6 +202,11 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
     specs = {**cfg["data"]["general"]["tasks"], **cfg["data"]["domains"]}
     builtin = {d: specs[d] for d in general + list(domains) if specs[d]["source"] == "lm_eval"}
     files = {d: data_dir / d / "test.jsonl" for d in general + list(domains) if d not in builtin}
+    for path in files.values():  # a bad test split is refused before the model loads
+        read_records(path, "mc")
+    check_model_dir(model_dir)
+    if weights_dir is not None and not Path(weights_dir).is_dir():
+        raise FileNotFoundError(f"tuned weights {weights_dir} do not exist; build them with `alr finetune`")
     texts = [r["text"] for r in read_records(data_dir / "general_text" / "test.jsonl", "text")]
     if eval_cfg["limit"]:
         texts = texts[:eval_cfg["limit"]]
@@ -235,7 +241,7 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
                     "log_samples": True},
         "wall_time_s": round(timer.seconds, 3),
         "peak_mem_mb": peak_mem_mb(),
-        "provenance": provenance(),
+        "provenance": provenance({k: cfg[k] for k in ("model", "data", "eval") if k in cfg}),
     }
     write_json(out_path, record)
     return record

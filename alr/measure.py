@@ -1,7 +1,9 @@
 """Wall time, peak memory and the provenance every result record carries."""
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import platform
 import resource
 import subprocess
@@ -47,15 +49,22 @@ def peak_mem_mb() -> float:
     return m["peak_accelerator_mb"] if m["peak_accelerator_mb"] is not None else m["peak_rss_mb"]
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def provenance() -> dict:
+def config_hash(cfg: dict) -> str:
+    """sha256 of the config as canonical JSON (sorted keys): equal hashes, equal settings."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def provenance(cfg: dict | None = None) -> dict:
+    """Package versions, git commit (and whether the tree had uncommitted changes), platform, and
+    the hash of the config sections the command ran with."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -69,5 +78,7 @@ def provenance() -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",
-        "git_commit": _git_commit(),
+        "git_commit": _git("rev-parse", "HEAD") or None,
+        "git_dirty": None if (status := _git("status", "--porcelain", "--untracked-files=no")) is None else bool(status),
+        "config_sha256": config_hash(cfg) if cfg is not None else None,
     }

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import torch
 
+from .assets import check_model_dir
+from .checkpoints import checkpoint_dir, checkpoint_step, no_final_checkpoint_callback, remove, resume_point
 from .data import mc_to_pair, read_records, tokenize_pairs
-from .importance.store import load_importance, model_fingerprint
-from .io import atomic_dir, write_json
+from .importance.store import check_importance_file, load_importance, model_fingerprint
+from .io import atomic_dir, sha256_file, write_json
 from .measure import Timer, peak_mem_mb, provenance, reset_peak_memory
 from .methods import Method, get_method
 from .models import load_base, lora_modules, wrap_lora
@@ -33,25 +35,39 @@ def _finite_loss_callback():
     from transformers import TrainerCallback
 
     class StopOnNonFiniteLoss(TrainerCallback):
-        """Fail loudly (no output is written) instead of training on through NaN/Inf."""
+        """Fail loudly (no output is written) instead of training on through NaN/Inf.
 
-        last_finite: float | None = None
+        Runs at each step's log, before the Trainer's checkpoint save, so no NaN state is saved."""
+
+        watched = ("loss", "reg", "grad_norm")
+
+        def __init__(self):
+            self.last_finite = {}
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            for key in ("loss", "reg"):
-                value = (logs or {}).get(key)
-                if value is not None and not math.isfinite(value):
-                    raise NonFiniteLossError(f"training {key} became {value} at step {state.global_step} "
-                                             f"(last finite loss: {self.last_finite}); nothing was saved")
-            if (logs or {}).get("loss") is not None:
-                self.last_finite = logs["loss"]
+            values = {k: (logs or {})[k] for k in self.watched if (logs or {}).get(k) is not None}
+            bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+            if bad:
+                last = (f"last finite values (step {self.last_finite['step']}): "
+                        + ", ".join(f"{k} {v:.6g}" for k, v in self.last_finite.items() if k != "step")
+                        if self.last_finite else "no step before it was finite")
+                raise NonFiniteLossError(
+                    f"training {', '.join(f'{k} became {v}' for k, v in bad.items())} at step {state.global_step}; "
+                    f"{last}; "
+                    "no model or train.json was written (lower train.lr, or check the data and importance file)")
+            if "loss" in values:
+                self.last_finite = {"step": state.global_step, **values}
 
     return StopOnNonFiniteLoss()
 
 
 def training_arguments(train_cfg: dict, seed: int, output_dir: str, epochs: float | None = None,
-                       max_steps: int | None = None):
+                       max_steps: int | None = None, save_steps: int = 0):
+    """`save_steps` > 0: a checkpoint in output_dir every that many optimizer steps, the newest kept."""
     from transformers import TrainingArguments
+
+    saving = {"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1} if save_steps else \
+        {"save_strategy": "no"}
 
     return TrainingArguments(
         output_dir=output_dir,
@@ -67,7 +83,7 @@ def training_arguments(train_cfg: dict, seed: int, output_dir: str, epochs: floa
         optim="adamw_torch_fused",  # shared notes: 0.07 s vs 0.30 s (default AdamW) per step on the 2-core CPU
         logging_steps=1,
         logging_nan_inf_filter=False,  # let the finite-loss check see a NaN instead of skipping it
-        save_strategy="no",
+        **saving,
         report_to=[],
         seed=seed,
         data_seed=seed,
@@ -118,7 +134,10 @@ def _regularised_trainer_class():
     return RegularisedTrainer
 
 
-def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularizer=None) -> dict:
+def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularizer=None,
+                resume_from: str | None = None) -> dict:
+    """Train; `resume_from` is a checkpoint folder whose weights, optimizer, scheduler, RNG states
+    and step the Trainer restores (it also skips the batches already seen in the current epoch)."""
     from transformers import DataCollatorForSeq2Seq
 
     trainer = _regularised_trainer_class()(
@@ -126,13 +145,15 @@ def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularize
         args=args,
         train_dataset=features,  # a list is a map-style dataset; the sampler's order is the same
         data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
-        callbacks=[_finite_loss_callback(), *callbacks],
+        callbacks=[_finite_loss_callback(), *callbacks,
+                   *([no_final_checkpoint_callback()] if args.save_strategy == "steps" else [])],
         regularizer=regularizer,
     )
     reset_peak_memory()
     with Timer() as timer:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume_from)
     state = trainer.state
+    resumed = checkpoint_step(resume_from) if resume_from else 0
     history = state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     regs = [h["reg"] for h in history if "reg" in h]
@@ -142,7 +163,8 @@ def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularize
         "examples": len(features),
         "tokens": int(state.num_input_tokens_seen),
         "wall_time_s": round(timer.seconds, 3),
-        "step_time_s": round(timer.seconds / max(state.global_step, 1), 4),
+        "step_time_s": round(timer.seconds / max(state.global_step - resumed, 1), 4),
+        "resumed_from_step": resumed or None,  # wall time and step time then cover this process only
         "peak_mem_mb": peak_mem_mb(),
         "first_ce": losses[0] - (regs[0] if regs else 0.0) if losses else None,
         "final_ce": losses[-1] - (regs[-1] if regs else 0.0) if losses else None,
@@ -161,8 +183,6 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
         refs = {n: p.detach().float().clone() for n, p in modules.items()}
     dev = next(model.parameters()).device
     if spec.importance in ("si", "si_full", "fisher", "mas"):
-        if importance_path is None:
-            raise ValueError(f"method {spec.name!r} needs an importance file (--importance)")
         # the Fisher file is full-model-shaped and parameter-named: read the adapted modules' weights
         suffix = ".weight" if spec.importance == "fisher" else ""
         importance, _ = load_importance(importance_path, shapes, model_fingerprint(model_dir), dev, suffix)
@@ -180,12 +200,6 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
             importance = normalise_mean(importance)
     mode = reg_cfg["layer_coef"] if spec.layer_coef == "config" else spec.layer_coef
     return Regularizer(modules, importance, lam, mode, reg_cfg["tau"], reg_cfg["granularity"], refs)
-
-
-def _general_train_items(cfg: dict, data_dir: str | Path) -> list[dict]:
-    return [r for name in cfg["data"]["general"]["tasks"]
-            if (Path(data_dir) / name / "train.jsonl").exists()
-            for r in read_records(Path(data_dir) / name / "train.jsonl", "mc")]
 
 
 def mix_replay(domain_rows: list[dict], general_rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], dict]:
@@ -209,8 +223,6 @@ def _init_lora(model, cfg: dict, init_adapter: str | Path | None):
     """
     if cfg["regularize"]["phase2_init"] == "base":
         return wrap_lora(model, cfg["lora"]), None
-    if init_adapter is None:
-        raise ValueError("regularize.phase2_init is 'phase1' but no phase-1 adapter was given (--init-adapter)")
     from peft import PeftModel
 
     model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
@@ -219,10 +231,56 @@ def _init_lora(model, cfg: dict, init_adapter: str | Path | None):
     return model, refs
 
 
+def _train_files(cfg: dict, data_dir: str | Path, domain: str, replay: bool) -> list[Path]:
+    files = [Path(data_dir) / domain / "train.jsonl"]
+    if replay:
+        files += [Path(data_dir) / name / "train.jsonl" for name in cfg["data"]["general"]["tasks"]
+                  if (Path(data_dir) / name / "train.jsonl").exists()]
+    return files
+
+
+def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adapter) -> None:
+    """Refuse a missing or mismatched input before the model is loaded."""
+    check_model_dir(model_dir)
+    if spec.importance in ("si", "si_full", "fisher", "mas"):
+        if importance_path is None:
+            raise ValueError(f"method {spec.name!r} needs an importance file (--importance)")
+        # a LoRA-shaped file must match lora.targets; the Fisher file is full-model-shaped
+        targets = cfg["lora"]["targets"] if spec.importance in ("si", "mas") else None
+        check_importance_file(importance_path, model_fingerprint(model_dir), targets)
+    if _continues_phase1(spec, cfg):
+        if init_adapter is None:
+            raise ValueError("regularize.phase2_init is 'phase1' but no phase-1 adapter was given (--init-adapter)")
+        if not (Path(init_adapter) / "adapter_model.safetensors").exists():
+            raise FileNotFoundError(f"phase-1 adapter {init_adapter} does not exist; build it with `alr importance` "
+                                    "(or `snakemake` the importance rule)")
+
+
+def _continues_phase1(spec: Method, cfg: dict) -> bool:
+    return spec.adapter == "lora" and cfg["regularize"]["phase2_init"] == "phase1"
+
+
+def _run_identity(spec: Method, domain: str, seed: int, model_dir, config: dict, files: list[Path],
+                  importance_path, init_adapter) -> dict:
+    """What a checkpoint must share with this run to be resumed (checkpoint_steps may change)."""
+    train = {k: v for k, v in config["train"].items() if k != "checkpoint_steps"}
+    return {
+        "method": spec.name, "domain": domain, "seed": seed, "model": model_fingerprint(model_dir),
+        "config": {**config, "train": train},
+        "data": {f"{p.parent.name}/{p.name}": sha256_file(p) for p in files},
+        "importance": sha256_file(importance_path) if importance_path else None,
+        "init_adapter": sha256_file(Path(init_adapter) / "adapter_model.safetensors") if init_adapter else None,
+    }
+
+
 def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str, method: str, seed: int,
              out_dir: str | Path, importance_path: str | Path | None = None,
              init_adapter: str | Path | None = None) -> dict:
-    """Tune on the domain's train split; write `out_dir/model/` and `out_dir/train.json` atomically."""
+    """Tune on the domain's train split; write `out_dir/model/` and `out_dir/train.json` atomically.
+
+    Every input is checked before the model is loaded. With `train.checkpoint_steps` > 0 the Trainer
+    checkpoints into `out_dir/checkpoints/`, a re-run resumes from there (see `alr.checkpoints`),
+    and the folder is removed once the outputs are written."""
     from transformers import set_seed
 
     spec = get_method(method)
@@ -231,22 +289,35 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     train_cfg = dict(cfg["train"])
     if spec.adapter is None:
         train_cfg["lr"] = cfg["baselines"]["full_ft_lr"]
-    rows = read_records(Path(data_dir) / domain / "train.jsonl", "mc")
+    if not spec.regularised:
+        importance_path = None
+    _check_inputs(spec, cfg, model_dir, importance_path, init_adapter)
+    files = _train_files(cfg, data_dir, domain, spec.replay)
+    rows = read_records(files[0], "mc")
     replay = None
     if spec.replay:
-        rows, replay = mix_replay(rows, _general_train_items(cfg, data_dir), cfg["baselines"]["replay_fraction"], seed)
+        general = [r for f in files[1:] for r in read_records(f, "mc")]
+        rows, replay = mix_replay(rows, general, cfg["baselines"]["replay_fraction"], seed)
+    config = {**{k: cfg[k] for k in ("model", "lora", "regularize", "baselines") if k in cfg}, "train": train_cfg}
+    out_dir = Path(out_dir)
+    save_steps = train_cfg.get("checkpoint_steps", 0)
+    resume = None
+    if save_steps:
+        identity = _run_identity(spec, domain, seed, model_dir, config, files, importance_path,
+                                 init_adapter if _continues_phase1(spec, cfg) else None)
+        resume = resume_point(checkpoint_dir(out_dir), identity)
     set_seed(seed)
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
     refs = None
     if spec.adapter == "lora":
         model, refs = _init_lora(model, cfg, init_adapter)
-    if not spec.regularised:
-        importance_path = None
     regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, refs) if spec.regularised else None
     features = tokenize_pairs((mc_to_pair(r) for r in rows), tok, train_cfg["max_length"], train_cfg["loss_on"])
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
-        stats = run_trainer(model, tok, features, training_arguments(train_cfg, seed, scratch), regularizer=regularizer)
+        trainer_dir = str(checkpoint_dir(out_dir)) if save_steps else scratch
+        args = training_arguments(train_cfg, seed, trainer_dir, save_steps=save_steps)
+        stats = run_trainer(model, tok, features, args, regularizer=regularizer, resume_from=resume)
     if regularizer is not None:
         with torch.no_grad():
             stats["final_reg"] = float(regularizer())  # penalty of the final weights (refreshes per-layer values)
@@ -261,14 +332,16 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
         "importance": str(importance_path) if importance_path else spec.importance,
         "init_adapter": str(init_adapter) if refs is not None else None,
         "replay": replay,
-        "config": {**{k: cfg[k] for k in ("model", "lora", "regularize", "baselines") if k in cfg}, "train": train_cfg},
-        "provenance": provenance(),
+        "config": config,
+        "provenance": provenance(config),
     }
-    out_dir = Path(out_dir)
     with atomic_dir(out_dir / "model") as tmp:
         model.save_pretrained(tmp)
     write_json(out_dir / "train.json", record)
-    log.info("trained %s on %s (seed %d): %d steps, %.1f s, CE %.4f -> %.4f, reg %s", method, domain, seed,
-             record["steps"], record["wall_time_s"], record["first_ce"] or float("nan"),
-             record["final_ce"] or float("nan"), record["final_reg"])
+    if save_steps:
+        remove(checkpoint_dir(out_dir))
+    log.info("trained %s on %s (seed %d): %d steps%s, %.1f s, CE %.4f -> %.4f, reg %s", method, domain, seed,
+             record["steps"], f" (resumed from step {stats['resumed_from_step']})" if resume else "",
+             record["wall_time_s"], record["first_ce"] or float("nan"), record["final_ce"] or float("nan"),
+             record["final_reg"])
     return record

@@ -42,7 +42,7 @@ def _sidecar(estimator: str, cfg: dict, model_dir, sections: tuple[str, ...], fe
         "peak_mem_mb": peak_mem_mb(),
         **extra,
         "config": {k: cfg[k] for k in sections},
-        "provenance": provenance(),
+        "provenance": provenance({k: cfg[k] for k in sections}),
     }
 
 
@@ -56,7 +56,9 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     """Phase 1: tune on general text while recording SI importance; write the importance file.
 
     LoRA by default (importance of each adapted module's dense weight, phase-1 adapter kept);
-    `full=True` fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`."""
+    `full=True` fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`.
+    No checkpoints: the SI path integral accumulates over every step, and phase 1 is short, so a
+    killed run restarts from scratch (same seed, same bytes)."""
     imp_cfg, train_cfg = cfg["importance"], cfg["train"]
     from transformers import set_seed
 

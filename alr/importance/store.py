@@ -4,6 +4,7 @@ fingerprint, so an importance file made for another model or other targets is re
 silently broadcast."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -34,10 +35,33 @@ def save_importance(path: str | Path, tensors: dict[str, torch.Tensor], sidecar:
     path = Path(path)
     stored = {n: t.detach().to("cpu", DTYPES[dtype]).contiguous() for n, t in sorted(tensors.items())}
     with atomic_path(path) as tmp:
-        save_file(stored, str(tmp), metadata={"fingerprint": sidecar["fingerprint"], "estimator": sidecar["estimator"]})
+        # one metadata key: safetensors writes metadata in hash-map order, so two keys could swap
+        # places from one process to the next and break bitwise reproducibility
+        header = json.dumps({"estimator": sidecar["estimator"], "fingerprint": sidecar["fingerprint"]}, sort_keys=True)
+        save_file(stored, str(tmp), metadata={"alr": header})
     sidecar = dict(sidecar, dtype=dtype, bytes=path.stat().st_size,
                    targets=sorted(stored), shapes={n: list(t.shape) for n, t in stored.items()})
     write_json(sidecar_path(path), sidecar)
+    return sidecar
+
+
+def check_importance_file(path: str | Path, fingerprint: str | None = None,
+                          lora_targets: list[str] | None = None) -> dict:
+    """The sidecar of an importance file, after checking (cheaply, before any model is loaded) that
+    the file exists and was made for this model and, for LoRA-shaped files, these `lora.targets`."""
+    path = Path(path)
+    if not path.exists() or not sidecar_path(path).exists():
+        missing = path if not path.exists() else sidecar_path(path)
+        raise FileNotFoundError(f"importance file {missing} does not exist; build it with `alr importance` "
+                                f"(or `alr fisher` / `alr mas`, or `snakemake {path}`)")
+    sidecar = read_json(sidecar_path(path))
+    if fingerprint is not None and sidecar.get("fingerprint") != fingerprint:
+        raise ImportanceMismatchError(f"{path} was computed for model {sidecar.get('fingerprint')}, "
+                                      f"but this model is {fingerprint}; rebuild it for this model")
+    made_for = (sidecar.get("config") or {}).get("lora", {}).get("targets")
+    if lora_targets is not None and made_for is not None and sorted(made_for) != sorted(lora_targets):
+        raise ImportanceMismatchError(f"{path} was computed for LoRA targets {made_for}, but lora.targets is "
+                                      f"{list(lora_targets)}; rebuild it with the same lora.targets")
     return sidecar
 
 
@@ -52,12 +76,7 @@ def load_importance(path: str | Path, expected_shapes: dict[str, tuple] | None =
     from safetensors import safe_open
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"importance file {path} does not exist; build it with `alr importance`")
-    sidecar = read_json(sidecar_path(path))
-    if fingerprint is not None and sidecar.get("fingerprint") != fingerprint:
-        raise ImportanceMismatchError(f"{path} was computed for model {sidecar.get('fingerprint')}, "
-                                      f"but this model is {fingerprint}")
+    sidecar = check_importance_file(path, fingerprint)
     with safe_open(str(path), framework="pt") as fh:
         names = list(fh.keys())
         if name_suffix:
