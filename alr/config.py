@@ -61,6 +61,19 @@ def _cross_checks(cfg: dict) -> list[str]:
             if d not in known:
                 problems.append(f"config key 'domains': {d!r} has no dataset under data.domains "
                                 f"(known: {', '.join(known)})")
+    # entries for methods or domains that are not configured are allowed (they restrict nothing),
+    # so trimming `methods` or `domains` never breaks the config; typos are refused
+    from .methods import METHODS
+
+    for method, domains in cfg.get("method_domains", {}).items():
+        if method not in METHODS:
+            problems.append(f"config key 'method_domains.{method}': no method {method!r} "
+                            f"(known: {', '.join(METHODS)})")
+        known = cfg.get("data", {}).get("domains", {})
+        for d in domains:
+            if known and d not in known:
+                problems.append(f"config key 'method_domains.{method}': {d!r} has no dataset under data.domains "
+                                f"(known: {', '.join(known)})")
     if "data" in cfg:
         for name, spec in cfg["data"]["domains"].items():
             if spec["source"] == "lm_eval":

@@ -43,6 +43,19 @@ def all_runs(cfg: dict) -> list[str]:
     return [run for m in cfg["methods"] if m != "base" for run in run_names(m, cfg)]
 
 
+def run_domains(run: str, cfg: dict) -> list[str]:
+    """The domains a run is made on: `method_domains[method]` if given, else every configured domain."""
+    method = parse_run(run)[0]
+    restricted = cfg.get("method_domains", {}).get(method)
+    return [d for d in cfg["domains"] if restricted is None or d in restricted]
+
+
+def domain_runs(cfg: dict, runs: list[str] | None = None) -> list[tuple[str, str]]:
+    """(domain, run) pairs to make, in config order, honouring `method_domains`."""
+    runs = all_runs(cfg) if runs is None else runs
+    return [(d, r) for r in runs for d in run_domains(r, cfg)]
+
+
 def parse_run(run: str) -> tuple[str, float | None]:
     """`alr-lambda0.5` -> ("alr", 0.5); `lora` -> ("lora", None). Unknown methods raise ValueError."""
     m = _RUN.match(run)

@@ -47,6 +47,18 @@ def test_domain_without_dataset_is_refused(default_cfg):
     assert "'biology' has no dataset under data.domains" in _errors(cfg)
 
 
+def test_method_domains_restrict_runs_and_refuse_typos(default_cfg):
+    from alr.runs import domain_runs
+
+    cfg = copy.deepcopy(default_cfg)
+    cfg.update(domains=["physics", "medical"], methods=["lora", "alr"], method_domains={"alr": ["medical", "chemistry"]})
+    validate_config(cfg)  # chemistry is a known dataset, just not configured: it restricts nothing
+    assert domain_runs(cfg) == [("physics", "lora"), ("medical", "lora"), ("medical", "alr")]
+    cfg["method_domains"] = {"alr_typo": ["physics"], "alr": ["biology"]}
+    msg = _errors(cfg)
+    assert "method_domains.alr_typo" in msg and "method_domains.alr': 'biology'" in msg
+
+
 def test_inline_json_partial_config(default_cfg):
     cfg = load_config(json.dumps({"train": default_cfg["train"]}), partial=True)
     assert cfg["train"]["lr"] == default_cfg["train"]["lr"]

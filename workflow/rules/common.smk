@@ -5,7 +5,7 @@ import os
 from alr.config import ConfigError, section, validate_config
 from alr.hub import hub_assets
 from alr.methods import get_method
-from alr.runs import RUN_PATTERN, all_runs, is_swept, parse_run, run_config, run_names
+from alr.runs import RUN_PATTERN, all_runs, domain_runs, is_swept, parse_run, run_config, run_names
 
 try:
     validate_config(config)
@@ -78,13 +78,15 @@ def method_of(wildcards):
     return get_method(parse_run(wildcards.method)[0])
 
 
-def run_config_json(*keys):
-    """Like config_json, for the run in `wildcards.method` (its own regularize.lambda)."""
-
-    def cfg(wildcards):
-        return json.dumps(section(run_config(config, wildcards.method), *keys), sort_keys=True)
-
-    return cfg
+def finetune_config(wildcards):
+    """The config sections one run's `alr finetune` reads, with the run's own regularize.lambda (they
+    are also its rerun trigger, so a change to another method's settings reruns nothing here)."""
+    spec = method_of(wildcards)
+    keys = ["model", "lora", "train", "regularize"]
+    keys += ["fisher"] if spec.penalty == "fisher" else []
+    keys += ["baselines"] if spec.adapter is None or spec.replay else []
+    keys += ["data"] if spec.replay else []
+    return json.dumps(section(run_config(config, wildcards.method), *keys), sort_keys=True)
 
 
 def importance_input(wildcards):
@@ -122,19 +124,18 @@ def delta_scale(wildcards):
     return config["baselines"]["wise_ft_beta"] if wildcards.method == "wise_ft" else 1.0
 
 
+def run_files(name, runs=None):
+    """`name` in every run directory of the config (domain x run x seed, honouring method_domains)."""
+    return [os.path.join(RUN_DIR.format(model=MODEL, domain=d, method=r, seed=s), name)
+            for d, r in domain_runs(config, runs) for s in config["seeds"]]
+
+
 def efficiency_train_records():
-    return expand(f"{RUN_DIR}/train.json", model=MODEL, domain=config["domains"], seed=config["seeds"],
-                  method=[r for r in RUNS if get_method(parse_run(r)[0]).trains])
+    return run_files("train.json", [r for r in RUNS if get_method(parse_run(r)[0]).trains])
 
 
 def run_evals():
-    return expand(
-        f"{RUN_DIR}/eval.json",
-        model=MODEL,
-        domain=config["domains"],
-        method=RUNS,
-        seed=config["seeds"],
-    )
+    return run_files("eval.json")
 
 
 def table_names():
@@ -151,8 +152,7 @@ def coefficient_runs():
     """train.json of the LoRA runs whose layer coefficients come from `regularize.layer_coef`."""
     methods = [m for m in config["methods"] if get_method(m).regularised and get_method(m).adapter == "lora"
                and get_method(m).layer_coef == "config"]
-    runs = [r for m in methods for r in run_names(m, config)]
-    return expand(f"{RUN_DIR}/train.json", model=MODEL, domain=config["domains"], method=runs, seed=config["seeds"])
+    return run_files("train.json", [r for m in methods for r in run_names(m, config)])
 
 
 def figure_names():

@@ -13,7 +13,7 @@ rule finetune:
     benchmark:
         "benchmarks/runs/finetune/{model}/{domain}/{method}/seed{seed}.tsv"
     params:
-        cfg=run_config_json("model", "lora", "train", "regularize"),
+        cfg=finetune_config,
         phase_flags=phase_flags,
         model_dir=model_dir,
         data_dir=data_dir,
