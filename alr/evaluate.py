@@ -118,7 +118,9 @@ def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit:
     with tempfile.TemporaryDirectory(prefix="alr-tasks-") as task_dir:
         names = write_task_yamls(data_files, task_dir, builtin)
         out = lm_eval.simple_evaluate(
-            model=lm, tasks=list(names.values()), task_manager=TaskManager(include_path=task_dir), limit=limit,
+            model=lm, tasks=list(names.values()), limit=limit,
+            # indexing lm-eval's own task catalogue takes ~8 s per call on the 2-core CPU: only when needed
+            task_manager=TaskManager(include_path=task_dir, include_defaults=bool(builtin)),
             log_samples=True,  # needed for the per-item records; we write our own files, not lm-eval's
             random_seed=0, numpy_random_seed=1234, torch_random_seed=1234,
         )
