@@ -137,14 +137,23 @@ def _snakemake(workdir, cfg_path, *extra):
 
 @pytest.mark.slow
 def test_snakemake_end_to_end(tiny):
-    tmp, cfg, cfg_path = tiny
+    tmp, cfg, _ = tiny
     work = tmp / "work"
     work.mkdir()
+    # the two baselines with their own config sections (fisher, baselines), on one domain (method_domains)
+    cfg = copy.deepcopy(cfg)
+    cfg["methods"] += ["ewc_lora", "full_ft"]
+    cfg["method_domains"] = {"ewc_lora": ["physics"], "full_ft": ["physics"]}
+    cfg_path = tmp / "e2e.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
     proc = _snakemake(work, cfg_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = pd.read_csv(work / "results" / "tables" / "main.csv")
     assert sorted(zip(table.domain, table.method)) == sorted(
-        (d, m) for d in ("medical", "physics") for m in ("base", "lora", "alr"))
+        [(d, m) for d in ("medical", "physics") for m in ("base", "lora", "alr")]
+        + [("physics", "ewc_lora"), ("physics", "full_ft")])
+    full = read_json(work / "results" / "tiny-llama" / "physics" / "full_ft" / "seed0" / "train.json")
+    assert full["config"]["train"]["lr"] == cfg["baselines"]["full_ft_lr"]
     assert table[["domain_score", "general_score", "general_nll"]].notna().all().all()
     base = table[table.method == "base"]
     assert (base.forgetting == 0).all() and (base.domain_gain == 0).all()

@@ -81,6 +81,7 @@ def tiny_config(tmp: Path) -> dict:
     cfg["data"]["domains"] = {"physics": {"source": "bigbench", "task": "physics"},
                               "medical": {"source": "icd10cm", "n_items": 20, "n_choices": 4}}
     cfg["methods"] = ["lora", "alr"]
+    cfg.pop("method_domains", None)
     cfg["train"].update(batch_size=4, max_steps=2, max_length=64, lr=1e-2)
     cfg["importance"].update(samples=8, max_steps=2)
     cfg["fisher"].update(samples=4, max_length=32)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..data import read_records, tokenize_texts
+from ..dist import is_main_process
 from ..io import atomic_dir
 from ..measure import Timer, peak_mem_mb, provenance, reset_peak_memory
 from ..models import load_base, wrap_lora
@@ -82,6 +83,8 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
                        final_ce=stats["final_ce"])
     # a training run: its own token count and optimizer steps, and the trainer's peak memory
     sidecar.update(n_tokens=stats["tokens"], steps=stats["steps"], peak_mem_mb=stats["peak_mem_mb"])
+    if not is_main_process():  # under DDP every rank holds the same importance; rank 0 writes it
+        return sidecar
     sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
     if not full:
         with atomic_dir(phase1_adapter_dir(out_path)) as tmp:

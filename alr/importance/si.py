@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from ..dist import mean_over_ranks
+
 
 def _add_product_fp32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
     """acc += a @ b with an fp32 accumulator. Half-precision operands are multiplied in their own
@@ -62,7 +64,7 @@ class _LoraTarget:
         return self.module.get_delta_weight(self.adapter).float()
 
     def take_grad(self) -> torch.Tensor:
-        g = self.grad.clone()
+        g = mean_over_ranks(self.grad.clone())
         self.grad.zero_()
         return g
 

@@ -2,8 +2,8 @@
 
 Estimator rows (from the importance sidecars; bytes are read from the files on disk): wall time,
 samples, tokens, peak memory, bytes, and their ratios to the EWC-LoRA Fisher. Training rows (from
-train.json, median over domains and seeds): time per optimizer step and peak memory, as ratios to
-plain LoRA.
+train.json, median over domains and seeds): time per optimizer step and peak memory, and their
+ratios to plain LoRA on the same domain and seed.
 """
 from __future__ import annotations
 
@@ -32,16 +32,21 @@ def estimator_rows(sidecars: list[str | Path]) -> pd.DataFrame:
 
 
 def training_rows(train_records: list[str | Path]) -> pd.DataFrame:
+    """Median per method; the ratios to `lora` are paired (same domain and seed) before the median,
+    because step time and memory depend on the domain's sequence lengths and a method may run on
+    fewer domains than lora (`method_domains`)."""
     recs = [read_json(p) for p in train_records]
-    df = pd.DataFrame([{"name": r["method"], "step_time_s": r["step_time_s"], "peak_mem_mb": r["peak_mem_mb"],
+    df = pd.DataFrame([{"name": r["method"], "domain": r.get("domain"), "seed": r.get("seed"),
+                        "step_time_s": r["step_time_s"], "peak_mem_mb": r["peak_mem_mb"],
                         "tokens_per_s": r["tokens"] / r["wall_time_s"]} for r in recs])
-    agg = df.groupby("name", sort=False).median().reset_index()
+    lora = df[df.name == "lora"].set_index(["domain", "seed"])
+    if not lora.empty:
+        key = list(zip(df.domain, df.seed))
+        df["step_time_vs_lora"] = df.step_time_s / lora.step_time_s.reindex(key).to_numpy()
+        df["peak_mem_vs_lora"] = df.peak_mem_mb / lora.peak_mem_mb.reindex(key).to_numpy()
+    agg = df.drop(columns=["domain", "seed"]).groupby("name", sort=False).median().reset_index()
     agg.insert(0, "kind", "training")
     agg["runs"] = df.groupby("name", sort=False).size().values
-    lora = agg[agg.name == "lora"]
-    if not lora.empty:
-        agg["step_time_vs_lora"] = agg.step_time_s / lora.step_time_s.iloc[0]
-        agg["peak_mem_vs_lora"] = agg.peak_mem_mb / lora.peak_mem_mb.iloc[0]
     return agg
 
 
@@ -69,6 +74,7 @@ def write_efficiency_table(sidecars, train_records, out_prefix) -> pd.DataFrame:
                                     table.get("peak_mem_vs_lora", pd.Series(dtype=float)).reindex(table.index))],
     })
     note = ("Importance rows: ratios to the EWC-LoRA Fisher (time, bytes on disk). Training rows: median over runs; "
-            "ratios to plain LoRA (time per optimizer step, peak memory: accelerator memory if used, else process RSS).")
+            "ratios to plain LoRA on the same domain and seed (time per optimizer step, peak memory: accelerator memory "
+            "if used, else process RSS).")
     write_table(table, view, note, out_prefix)
     return table
