@@ -36,10 +36,12 @@ def training_rows(train_records: list[str | Path]) -> pd.DataFrame:
     because step time and memory depend on the domain's sequence lengths and a method may run on
     fewer domains than lora (`method_domains`)."""
     recs = [read_json(p) for p in train_records]
+    if not recs:
+        return pd.DataFrame(columns=["kind", "name", "step_time_s", "peak_mem_mb", "tokens_per_s", "runs"])
     df = pd.DataFrame([{"name": r["method"], "domain": r.get("domain"), "seed": r.get("seed"),
                         "step_time_s": r["step_time_s"], "peak_mem_mb": r["peak_mem_mb"],
                         "tokens_per_s": r["tokens"] / r["wall_time_s"]} for r in recs])
-    lora = df[df.name == "lora"].set_index(["domain", "seed"])
+    lora = df[df.name == "lora"].groupby(["domain", "seed"])[["step_time_s", "peak_mem_mb"]].median()
     if not lora.empty:
         key = list(zip(df.domain, df.seed))
         df["step_time_vs_lora"] = df.step_time_s / lora.step_time_s.reindex(key).to_numpy()
