@@ -5,8 +5,9 @@
 
 Every step is a real optimizer step through alr's own Trainer path (`alr.train.run_trainer`): plain
 LoRA, LoRA + the alr penalty (`alr.regularize.Regularizer`, softmax_norm coefficients), and phase-1
-LoRA training with the SI recorder (`alr.importance.si`). Modes are interleaved repeat by repeat, the
-first steps of every run are warm-up, and the median of the remaining step times is reported.
+LoRA training with the SI recorder (`alr.importance.si`). Modes are interleaved repeat by repeat in
+rotating order, the first steps of every run are warm-up, and the median of the remaining step times
+is reported.
 Storage ratios come from real files written by `alr.importance.store.save_importance`: the SI
 importance (fp32 and bf16) and the full-model empirical Fisher of the EWC-LoRA baseline (fp32).
 Peak memory on CPU is the peak resident set of a fresh child process per mode during training (the
@@ -156,8 +157,8 @@ def run_mode(base, mode: str, cfg: dict, features: list[dict], steps: int, batch
 
 def time_modes(base, cfg, features, repeats: int, steps: int, warmup: int, batch: int, device: str, dtype):
     times = {m: [] for m in MODES}
-    for _ in range(repeats):
-        for mode in MODES:
+    for r in range(repeats):
+        for mode in MODES[r % len(MODES):] + MODES[:r % len(MODES)]:  # rotated: no mode always runs first
             t, _ = run_mode(base, mode, cfg, features, steps, batch, device, dtype)
             times[mode] += t[warmup:]
     return {m: statistics.median(v) for m, v in times.items()}
