@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import section
 from ..data import read_records, tokenize_texts
 from ..dist import is_main_process
 from ..io import atomic_dir
@@ -32,6 +33,7 @@ def _general_text(data_dir: str | Path, n: int) -> list[dict]:
 def _sidecar(estimator: str, cfg: dict, model_dir, sections: tuple[str, ...], features: list[dict],
              wall_time_s: float, **extra) -> dict:
     """The §4 sidecar fields every estimator shares (save_importance adds bytes, dtype, targets)."""
+    config = section(cfg, *sections)
     return {
         "estimator": estimator,
         "model": cfg["model"]["name"],
@@ -42,8 +44,8 @@ def _sidecar(estimator: str, cfg: dict, model_dir, sections: tuple[str, ...], fe
         "wall_time_s": round(wall_time_s, 3),
         "peak_mem_mb": peak_mem_mb(),
         **extra,
-        "config": {k: cfg[k] for k in sections},
-        "provenance": provenance({k: cfg[k] for k in sections}),
+        "config": config,
+        "provenance": provenance(config),
     }
 
 
