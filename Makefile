@@ -1,18 +1,26 @@
-# Two commands for a fresh machine (README "Quick start"):
-#   make run    build the embedded default end to end (snakemake --cores all), then results/report.html
-#   make test   run the test suite
-#   make bench  overheads of importance recording and the penalty vs plain LoRA (benchmarks/README.md)
-# Both create .venv on first use and (re)install the pinned package when pyproject.toml changes.
+# Two commands for a fresh machine (README "Quick start"), from a plain shell (nothing activated):
+#   make run        build the embedded default end to end (snakemake --cores all), then results/report.html
+#   make test       run the test suite;  make test-fast: the unit tests only (under 2 minutes)
+#   make smoke      `make run` itself on a tiny random model and fixture data in a temporary folder (CI)
+#   make bench      overheads of importance recording and the penalty vs plain LoRA (benchmarks/README.md)
+# Each creates .venv on first use and (re)installs the pinned package when pyproject.toml changes.
+#
+# Nothing here puts .venv/bin on PATH: the rules find the `alr` command beside the interpreter that
+# runs Snakemake (workflow/rules/common.smk), so `make run` and a plain `snakemake` from any
+# environment behave the same, and `make smoke` proves it from a shell without the venv.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.alr-installed
 CORES ?= all
+CONFIG ?= config/config.yaml
+SNAKEMAKE_ARGS ?=
+REPORT ?= results/report.html
 # Tests and runs never touch the Hugging Face hub; assets come from the package registries.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: run test bench lint dry-run clean-results
+.PHONY: run test test-fast smoke bench lint dry-run clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +29,26 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: $(STAMP)
-	$(OFFLINE) $(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
-	$(OFFLINE) $(BIN)/snakemake --cores 1 --configfile config/config.yaml --report results/report.html
+	$(OFFLINE) $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
+	$(OFFLINE) $(BIN)/snakemake --cores 1 --configfile $(CONFIG) $(SNAKEMAKE_ARGS) --report $(REPORT)
 
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m pytest -m "not slow"
+
+# The `run` recipe above, unchanged, on the tiny configuration of the tests (written to a fresh
+# temporary folder, which holds the whole run); fails if the tables or the report are missing.
+smoke: $(STAMP)
+	@set -e; dir=$$(mktemp -d "$${TMPDIR:-/tmp}/alr-smoke.XXXXXX"); \
+	$(OFFLINE) $(BIN)/python -m tests.smoke_config "$$dir"; \
+	$(MAKE) --no-print-directory run CONFIG="$$dir/tiny.yaml" REPORT="$$dir/report.html" \
+		SNAKEMAKE_ARGS="--directory $$dir/work --replace-workflow-config"; \
+	for f in results/tables/main.csv results/tables/efficiency.csv results/figures/tradeoff.png; do \
+		test -s "$$dir/work/$$f" || { echo "smoke: $$dir/work/$$f is missing"; exit 1; }; done; \
+	test -s "$$dir/report.html" || { echo "smoke: $$dir/report.html is missing"; exit 1; }; \
+	echo "smoke: make run passed on the tiny configuration in $$dir"; rm -rf "$$dir"
 
 bench: $(STAMP)
 	$(OFFLINE) $(BIN)/python benchmarks/bench.py

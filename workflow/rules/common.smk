@@ -1,6 +1,7 @@
 # Helpers, validation and targets; rules stay declarative.
 import json
 import os
+import sys
 
 from alr.config import ConfigError, section, validate_config
 from alr.hub import hub_assets
@@ -13,6 +14,16 @@ except ConfigError as exc:
     hint = ("\n(--configfile is merged over config/config.yaml key by key; a complete config such as "
             "config/paper.yaml needs --replace-workflow-config)")
     raise WorkflowError(str(exc) + hint) from None
+
+
+# Every rule's shell command calls the `alr` CLI. It is installed beside Snakemake (`pip install -e .`
+# puts both into one bin/), so that folder goes first on the jobs' PATH: `make run` calls
+# .venv/bin/snakemake from a shell where the venv is not activated, and a plain `snakemake` of any
+# environment finds its own `alr`. Not `sys.executable -m alr` in the rules: with `--sdm conda` a job
+# must run the conda env's `alr`, and Snakemake's activation puts that env's bin/ before this one.
+# A SLURM job re-runs Snakemake (the same interpreter, on a shared file system) on its node, so
+# this line runs there too. `os.path.dirname` without resolving links: a venv's python is a link.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
 if "hub" in config:  # hub assets come from this cache, filled by `prefetch`; every other job runs offline
