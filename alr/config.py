@@ -104,4 +104,8 @@ def load_config(path_or_json: str | Path, partial: bool = False) -> dict:
 
 def section(cfg: dict, *keys: str) -> dict:
     """The named top-level sections of a config (what a rule passes to its `alr` command)."""
+    missing = [k for k in keys if k not in cfg]
+    if missing:
+        raise ConfigError(f"the config has no section {', '.join(map(repr, missing))}; this command reads "
+                          f"{', '.join(keys)} (config/config.yaml has them all)")
     return {k: cfg[k] for k in keys}

@@ -21,6 +21,24 @@ class Method:
     def regularised(self) -> bool:
         return self.importance is not None
 
+    @property
+    def config_sections(self) -> tuple[str, ...]:
+        """Every config section `alr finetune` reads for this method, and only those: the finetune rule
+        passes them (so editing another method's section reruns nothing here), and `train.json` and
+        the checkpoint identity record them (so a changed value is visible and never resumed across)."""
+        keys = ["model", "train"]
+        if self.adapter == "lora":
+            keys += ["lora", "regularize"]  # regularize.phase2_init decides how every LoRA method starts
+        elif self.regularised:
+            keys.append("regularize")
+        if self.penalty != "regularize":
+            keys.append(self.penalty)  # its own lambda (ewc_lora: fisher)
+        if self.adapter is None or self.replay:
+            keys.append("baselines")  # full_ft_lr, replay_fraction
+        if self.replay:
+            keys.append("data")  # the general tasks whose train items are mixed in
+        return tuple(keys)
+
 
 METHODS: dict[str, Method] = {
     m.name: m

@@ -83,7 +83,9 @@ def normalise_mean(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     count = sum(t.numel() for t in importance.values())
     mean = float(total / count)
     if not mean > 0:
-        raise ValueError("importance is zero everywhere; cannot normalise it by its mean")
+        raise ValueError(f"importance has mean {mean:.3g} over all elements (zero everywhere, or negative path "
+                         "contributions kept by importance.clamp: false outweigh the rest); cannot normalise it "
+                         "by its mean: use regularize.normalize: none")
     return {n: t / mean for n, t in importance.items()}
 
 

@@ -16,6 +16,7 @@ import torch
 
 from .assets import check_model_dir
 from .checkpoints import checkpoint_dir, checkpoint_step, no_final_checkpoint_callback, remove, resume_point
+from .config import section
 from .data import mc_to_pair, read_records, tokenize_pairs
 from .dist import is_main_process
 from .importance.store import check_importance_file, load_importance, model_fingerprint
@@ -290,7 +291,8 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     spec = get_method(method)
     if not spec.trains:
         raise ValueError(f"method {method!r} does not train")
-    train_cfg = dict(cfg["train"])
+    config = section(cfg, *spec.config_sections)  # what this run reads, recorded as it reads it
+    train_cfg = config["train"] = dict(cfg["train"])
     if spec.adapter is None:
         train_cfg["lr"] = cfg["baselines"]["full_ft_lr"]
     if not spec.regularised:
@@ -302,7 +304,6 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     if spec.replay:
         general = [r for f in files[1:] for r in read_records(f, "mc")]
         rows, replay = mix_replay(rows, general, cfg["baselines"]["replay_fraction"], seed)
-    config = {**{k: cfg[k] for k in ("model", "lora", "regularize", "baselines") if k in cfg}, "train": train_cfg}
     out_dir = Path(out_dir)
     save_steps = train_cfg.get("checkpoint_steps", 0)
     resume = None

@@ -32,7 +32,7 @@ def _general_text(data_dir: str | Path, n: int) -> list[dict]:
 
 def _sidecar(estimator: str, cfg: dict, model_dir, sections: tuple[str, ...], features: list[dict],
              wall_time_s: float, **extra) -> dict:
-    """The §4 sidecar fields every estimator shares (save_importance adds bytes, dtype, targets)."""
+    """The sidecar fields every estimator shares (save_importance adds bytes, dtype, targets)."""
     config = section(cfg, *sections)
     return {
         "estimator": estimator,
@@ -43,6 +43,7 @@ def _sidecar(estimator: str, cfg: dict, model_dir, sections: tuple[str, ...], fe
         "steps": len(features),
         "wall_time_s": round(wall_time_s, 3),
         "peak_mem_mb": peak_mem_mb(),
+        "nonnegative": True,  # squares (Fisher), absolute values (MAS), clamped SI
         **extra,
         "config": config,
         "provenance": provenance(config),
@@ -82,7 +83,7 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     recorder.close()
     sections = ("model", "train", "importance", "baselines") if full else ("model", "lora", "train", "importance")
     sidecar = _sidecar("si_full" if full else "si", cfg, model_dir, sections, features, stats["wall_time_s"],
-                       final_ce=stats["final_ce"])
+                       final_ce=stats["final_ce"], nonnegative=imp_cfg["clamp"])
     # a training run: its own token count and optimizer steps, and the trainer's peak memory
     sidecar.update(n_tokens=stats["tokens"], steps=stats["steps"], peak_mem_mb=stats["peak_mem_mb"])
     if not is_main_process():  # under DDP every rank holds the same importance; rank 0 writes it

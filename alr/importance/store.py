@@ -1,7 +1,8 @@
 """Importance files: `<estimator>.safetensors` (tensor name = module name, shape = weight shape)
-plus a `<estimator>.json` sidecar (ARCHITECTURE §4). Loading checks names, shapes and the model
-fingerprint, so an importance file made for another model or other targets is refused, never
-silently broadcast."""
+plus a `<estimator>.json` sidecar (fields in README "Importance files"). Loading checks names,
+shapes and the model fingerprint, so an importance file made for another model or other targets is
+refused, never silently broadcast, and refuses negative values unless the sidecar says the
+estimator keeps them (`nonnegative: false`, SI with `importance.clamp: false`)."""
 from __future__ import annotations
 
 import json
@@ -97,7 +98,12 @@ def load_importance(path: str | Path, expected_shapes: dict[str, tuple] | None =
             if tuple(tensors[n].shape) != tuple(shape):
                 raise ImportanceMismatchError(f"{path}: tensor {n} has shape {tuple(tensors[n].shape)}, "
                                               f"the module's weight has {tuple(shape)}")
-    bad = [n for n, t in tensors.items() if not torch.isfinite(t).all() or (t < 0).any()]
+    bad = [n for n, t in tensors.items() if not torch.isfinite(t).all()]
     if bad:
-        raise ImportanceMismatchError(f"{path}: tensors {bad[:5]} hold negative or non-finite values")
+        raise ImportanceMismatchError(f"{path}: tensors {bad[:5]} hold non-finite values")
+    if sidecar.get("nonnegative", True):
+        bad = [n for n, t in tensors.items() if (t < 0).any()]
+        if bad:
+            raise ImportanceMismatchError(f"{path}: tensors {bad[:5]} hold negative values, but its sidecar "
+                                          "does not say `nonnegative: false`; the file is damaged or was edited")
     return tensors, sidecar

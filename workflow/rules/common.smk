@@ -90,14 +90,10 @@ def method_of(wildcards):
 
 
 def finetune_config(wildcards):
-    """The config sections one run's `alr finetune` reads, with the run's own regularize.lambda (they
-    are also its rerun trigger, so a change to another method's settings reruns nothing here)."""
+    """The config sections one run's `alr finetune` reads (`Method.config_sections`), with the run's
+    own regularize.lambda; they are also its rerun trigger."""
     spec = method_of(wildcards)
-    keys = ["model", "lora", "train", "regularize"]
-    keys += ["fisher"] if spec.penalty == "fisher" else []
-    keys += ["baselines"] if spec.adapter is None or spec.replay else []
-    keys += ["data"] if spec.replay else []
-    return json.dumps(section(run_config(config, wildcards.method), *keys), sort_keys=True)
+    return json.dumps(section(run_config(config, wildcards.method), *spec.config_sections), sort_keys=True)
 
 
 def importance_input(wildcards):

@@ -1,0 +1,149 @@
+"""Settings that are accepted must work: every schema key is read by the code, `importance.clamp:
+false` gives a usable importance file, and each method records (and resumes only with) every config
+section it reads."""
+import copy
+import re
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import alr.train as train_mod
+from alr.build_data import build_all
+from alr.checkpoints import CheckpointMismatchError
+from alr.config import ConfigError, section
+from alr.importance.record import record_fisher, record_importance
+from alr.importance.store import ImportanceMismatchError, load_importance, save_importance
+from alr.io import read_json
+from alr.methods import METHODS
+from alr.train import finetune
+from tests.tiny import REPO, tiny_config
+
+# How the code reads a config section besides `[...]["<section>"]["<key>"]`: the variable names it
+# binds the section to. A key counts as read when one of them (or the subscript chain) indexes it.
+READERS = {"importance": ["imp_cfg"], "train": ["train_cfg"], "eval": ["eval_cfg"], "lora": ["lora_cfg"],
+           "data": ["data_cfg", "data"], "fisher": ["f_cfg"], "mas": ["m_cfg"], "regularize": ["reg_cfg"],
+           "bootstrap": ["boot"], "bigbench": ["bb"], "text": ["text_spec", "spec"], "source": ["source", "src"]}
+_SUB = r"""(?:\[\s*["']{k}["']\s*\]|\.get\(\s*["']{k}["'])"""
+
+
+def _schema_leaves(node, path, defs):
+    if "$ref" in node:
+        node = defs[node["$ref"].split("/")[-1]]
+    out = []
+    for key, sub in node.get("properties", {}).items():
+        out += _schema_leaves(sub, path + [key], defs) or [path + [key]]
+    for alt in node.get("oneOf", []):
+        out += _schema_leaves(alt, path, defs)
+    if isinstance(node.get("additionalProperties"), dict):  # named entries (datasets, per-task metrics)
+        out += _schema_leaves(node["additionalProperties"], path + ["*"], defs)
+    return out
+
+
+def test_every_schema_key_is_read_by_the_code():
+    """A key the schema accepts but no code reads would be a setting that silently does nothing."""
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    code = "\n".join(p.read_text() for p in [*REPO.glob("alr/**/*.py"), *REPO.glob("workflow/**/*.smk"),
+                                             REPO / "Snakefile"])
+    unread = []
+    for path in sorted(set(map(tuple, _schema_leaves(schema, [], schema["$defs"])))):
+        key, parent = path[-1], (path[-2] if len(path) > 1 else None)
+        if parent in (None, "*"):  # top-level sections and named entries: the key alone
+            owner = ""
+        else:
+            owner = "(?:" + "|".join([_SUB.format(k=parent)] + [rf"\b{v}\b" for v in READERS.get(parent, [])]) + \
+                    r")(?:\[[^\]\n]+\])*"
+        if not re.search(owner + _SUB.format(k=key), code):
+            unread.append(".".join(path))
+    assert unread == [], f"schema keys no code reads: {unread}"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from alr.assets import prepare_model
+    from tests.tiny import tiny_config as make
+
+    tmp = tmp_path_factory.mktemp("settings")
+    cfg = make(tmp)
+    prepare_model(cfg["model"], tmp / "model", tmp / "dl")
+    build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp / "data")
+    return tmp, cfg
+
+
+def test_unclamped_importance_keeps_negatives_and_trains(tiny, tmp_path):
+    tmp, cfg = tiny
+    files = {}
+    for clamp in (True, False):
+        c = copy.deepcopy(cfg)
+        c["importance"]["clamp"] = clamp
+        files[clamp] = tmp_path / f"clamp{clamp}" / "si.safetensors"
+        side = record_importance(c, tmp / "model", tmp / "data", files[clamp])
+        assert side["nonnegative"] is clamp
+    clamped, free = load_file(str(files[True])), load_file(str(files[False]))
+    assert any((t < 0).any() for t in free.values())  # the tiny run has negative path contributions
+    for name, t in free.items():  # the same path integral, only the clamp differs
+        assert torch.equal(t.clamp_min(0), clamped[name]), name
+    load_importance(files[False])  # accepted: its sidecar says negatives are intended
+    c = copy.deepcopy(cfg)
+    c["importance"]["clamp"] = False
+    c["regularize"].update({"lambda": 10.0, "normalize": "none"})
+    rec = finetune(c, tmp / "model", tmp / "data", "physics", "alr", 0, tmp_path / "run", files[False])
+    assert rec["final_reg"] is not None and torch.isfinite(torch.tensor(rec["final_reg"]))
+
+
+def test_negative_importance_in_a_clamped_file_is_refused(tmp_path):
+    tensors = {"m": torch.tensor([[1.0, -0.5]])}
+    path = save_importance(tmp_path / "si.safetensors", tensors, {"estimator": "si", "fingerprint": "f",
+                                                                     "nonnegative": True})
+    assert path["nonnegative"] is True
+    with pytest.raises(ImportanceMismatchError, match="negative values"):
+        load_importance(tmp_path / "si.safetensors")
+
+
+def test_each_training_method_names_every_section_it_reads(tiny, tmp_path):
+    """finetune refuses, naming the section, a config holding one section fewer than the method's
+    `config_sections` (checked before any model loads)."""
+    tmp, cfg = tiny
+    for name, spec in METHODS.items():
+        if not spec.trains:
+            continue
+        for dropped in spec.config_sections:
+            partial = {k: v for k, v in section(cfg, *spec.config_sections).items() if k != dropped}
+            with pytest.raises(ConfigError, match=f"no section '{dropped}'"):
+                finetune(partial, tmp / "model", tmp / "data", "physics", name, 0, tmp_path / name)
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL inside one process."""
+
+
+def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_path, monkeypatch):
+    tmp, cfg = tiny
+    fisher = tmp_path / "fisher" / "fisher.safetensors"
+    record_fisher(cfg, tmp / "model", tmp / "data", fisher)
+    c = copy.deepcopy(cfg)
+    c["train"].update(max_steps=4, checkpoint_steps=2)
+    c["fisher"]["lambda"] = 3.0
+    args = (tmp / "model", tmp / "data", "physics", "ewc_lora", 0, tmp_path / "run", fisher)
+
+    from transformers import TrainerCallback
+
+    class KillAfterStep3(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise _Killed
+
+    with monkeypatch.context() as mp:
+        mp.setattr(train_mod, "no_final_checkpoint_callback", KillAfterStep3)
+        with pytest.raises(_Killed):
+            finetune(c, *args)
+    assert read_json(tmp_path / "run" / "checkpoints" / "run.json")["config"]["fisher"]["lambda"] == 3.0
+    changed = copy.deepcopy(c)
+    changed["fisher"]["lambda"] = 0.5
+    with pytest.raises(CheckpointMismatchError, match=r"config\.fisher\.lambda: 3\.0 in the checkpoints, 0\.5 now"):
+        finetune(changed, *args)
+    rec = finetune(c, *args)
+    assert rec["resumed_from_step"] == 2
+    assert read_json(tmp_path / "run" / "train.json")["config"]["fisher"] == c["fisher"]
+    assert set(rec["config"]) == set(METHODS["ewc_lora"].config_sections)
