@@ -1,4 +1,4 @@
-"""Canonical records (ARCHITECTURE §4) <-> prompts, validation, and tokenisation for training.
+"""Canonical records (docs/files.md) <-> prompts, validation, and tokenisation for training.
 
 Multiple choice: {"id", "question", "choices": [...], "label": int}; text: {"id", "text"}.
 The training prompt is the same cloze format lm-eval scores (`PROMPT` + " " + choice), so the
