@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: $(STAMP)
+	$(BIN)/alr check-config $(CONFIG) $(filter --replace-workflow-config,$(SNAKEMAKE_ARGS))
 	$(OFFLINE) $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
 	$(OFFLINE) $(BIN)/snakemake --cores 1 --configfile $(CONFIG) $(SNAKEMAKE_ARGS) --report $(REPORT)
 

@@ -12,10 +12,17 @@ import os
 
 from snakemake.utils import min_version
 
+from alr.config import DEFAULT_CONFIG, ConfigError, read_config_file
+
 min_version("9.0")
 
+try:  # Snakemake's own message for a YAML error names neither the file nor the line
+    read_config_file(DEFAULT_CONFIG)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+configfile: DEFAULT_CONFIG
 
 
 report: "workflow/report/workflow.rst"

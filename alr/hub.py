@@ -13,6 +13,7 @@ are pooled and split into test/train like every other dataset (alr.build_data).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from .io import write_json
 
@@ -39,11 +40,34 @@ def _piqa(r):
 FORMATS = {"sciq": _sciq, "medmcqa": _medmcqa, "pubmedqa": _pubmedqa, "piqa": _piqa}
 
 
+# `datasets` builders that read local files (`dataset_kwargs: {data_files: ...}`) instead of a hub repo;
+# without data_files they would scan the working directory
+FILE_BUILDERS = ("json", "csv", "parquet", "text", "arrow", "pandas")
+
+
+def reads_local_files(spec: dict) -> bool:
+    return spec.get("dataset_path") in FILE_BUILDERS
+
+
+def local_file_problems(where: str, spec: dict) -> list[str]:
+    """Config problems of a `source: hub` dataset that reads local files (config cross-checks)."""
+    if not reads_local_files(spec):
+        return []
+    files = (spec.get("dataset_kwargs") or {}).get("data_files")
+    if not files:
+        return [f"config key '{where}': dataset_path {spec['dataset_path']!r} reads local files; name them in "
+                f"dataset_kwargs: {{data_files: {{train: path/to/file}}}} (without it `datasets` would scan the "
+                "working directory)"]
+    paths = [files] if isinstance(files, str) else \
+        [p for v in (files.values() if isinstance(files, dict) else files) for p in ([v] if isinstance(v, str) else v)]
+    return [f"config key '{where}.dataset_kwargs.data_files': {p} does not exist" for p in paths if not Path(p).exists()]
+
+
 def _load(spec: dict, split: str):
     import datasets
 
     return datasets.load_dataset(spec["dataset_path"], spec.get("dataset_name"), split=split,
-                                 revision=spec.get("revision"))
+                                 revision=spec.get("revision"), **spec.get("dataset_kwargs", {}))
 
 
 def hub_mc_rows(name: str, spec: dict) -> list[dict]:
@@ -70,7 +94,7 @@ def hub_assets(cfg: dict) -> dict:
     """What a config needs from the hub: {"model": repo or None, "datasets": [...], "lm_eval_tasks": [...]}."""
     data = cfg["data"]
     specs = {**data["general"]["tasks"], **data["domains"]}
-    hub = [dict(s, name=n) for n, s in specs.items() if s["source"] == "hub"]
+    hub = [dict(s, name=n) for n, s in specs.items() if s["source"] == "hub" and not reads_local_files(s)]
     if data["general"].get("text"):
         hub.append(dict(data["general"]["text"], name="general_text"))
     source = cfg["model"]["source"]

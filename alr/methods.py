@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+IMPORTANCE_FILES = ("si", "si_full", "fisher", "mas")  # estimators written to results/<m>/importance/<name>.*
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -22,6 +25,11 @@ class Method:
         return self.importance is not None
 
     @property
+    def importance_file(self) -> str | None:
+        """The estimator whose importance file this method reads (`--importance`), or None."""
+        return self.importance if self.importance in IMPORTANCE_FILES else None
+
+    @property
     def config_sections(self) -> tuple[str, ...]:
         """Every config section `alr finetune` reads for this method, and only those: the finetune rule
         passes them (so editing another method's section reruns nothing here), and `train.json` and
@@ -31,6 +39,8 @@ class Method:
             keys += ["lora", "regularize"]  # regularize.phase2_init decides how every LoRA method starts
         elif self.regularised:
             keys.append("regularize")
+        if self.importance_file in ("si", "si_full"):
+            keys.append("importance")  # the phase-1 settings its importance file must have been made with
         if self.penalty != "regularize":
             keys.append(self.penalty)  # its own lambda (ewc_lora: fisher)
         if self.adapter is None or self.replay:
@@ -69,4 +79,6 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
+        from .config import did_you_mean
+
+        raise ValueError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; known: {', '.join(METHODS)}") from None

@@ -60,7 +60,11 @@ def parse_run(run: str) -> tuple[str, float | None]:
     """`alr-lambda0.5` -> ("alr", 0.5); `lora` -> ("lora", None). Unknown methods raise ValueError."""
     m = _RUN.match(run)
     if not m:
-        raise ValueError(f"{run!r} is not a run name (<method> or <method>-lambda<value>)")
+        from .config import did_you_mean
+        from .methods import METHODS
+
+        raise ValueError(f"{run!r} is not a method or a sweep run <method>-lambda<value>"
+                         f"{did_you_mean(run, METHODS)}; methods: {', '.join(METHODS)}")
     get_method(m["method"])
     return m["method"], (float(m["lam"]) if m["lam"] is not None else None)
 

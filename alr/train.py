@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .assets import check_model_dir
+from .assets import check_lora_targets, check_model_dir
 from .checkpoints import checkpoint_dir, checkpoint_step, no_final_checkpoint_callback, remove, resume_point
 from .config import section
 from .data import mc_to_pair, read_records, tokenize_pairs
@@ -187,7 +187,7 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
         shapes = {n: tuple(p.shape) for n, p in modules.items()}
         refs = {n: p.detach().float().clone() for n, p in modules.items()}
     dev = next(model.parameters()).device
-    if spec.importance in ("si", "si_full", "fisher", "mas"):
+    if spec.importance_file:
         # the Fisher file is full-model-shaped and parameter-named: read the adapted modules' weights
         suffix = ".weight" if spec.importance == "fisher" else ""
         importance, _ = load_importance(importance_path, shapes, model_fingerprint(model_dir), dev, suffix)
@@ -247,12 +247,22 @@ def _train_files(cfg: dict, data_dir: str | Path, domain: str, replay: bool) -> 
 def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adapter) -> None:
     """Refuse a missing or mismatched input before the model is loaded."""
     check_model_dir(model_dir)
-    if spec.importance in ("si", "si_full", "fisher", "mas"):
+    if spec.adapter == "lora":
+        check_lora_targets(model_dir, cfg["lora"]["targets"])
+    estimator = spec.importance_file
+    if estimator is None and importance_path is not None:
+        raise ValueError(f"method {spec.name!r} uses no importance file; drop --importance {importance_path}")
+    if estimator is not None:
         if importance_path is None:
-            raise ValueError(f"method {spec.name!r} needs an importance file (--importance)")
+            raise ValueError(f"method {spec.name!r} needs an importance file (--importance "
+                             f"results/<model>/importance/{estimator}.safetensors)")
         # a LoRA-shaped file must match lora.targets; the Fisher file is full-model-shaped
-        targets = cfg["lora"]["targets"] if spec.importance in ("si", "mas") else None
-        check_importance_file(importance_path, model_fingerprint(model_dir), targets)
+        targets = cfg["lora"]["targets"] if estimator in ("si", "mas") else None
+        settings = {"importance": cfg["importance"]} if estimator in ("si", "si_full") else None
+        check_importance_file(importance_path, model_fingerprint(model_dir), targets, estimator, settings)
+    if init_adapter is not None and not _continues_phase1(spec, cfg):
+        raise ValueError(f"--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1; "
+                         f"method {spec.name!r} would ignore it: drop it")
     if _continues_phase1(spec, cfg):
         if init_adapter is None:
             raise ValueError("regularize.phase2_init is 'phase1' but no phase-1 adapter was given (--init-adapter)")
@@ -295,8 +305,6 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     train_cfg = config["train"] = dict(cfg["train"])
     if spec.adapter is None:
         train_cfg["lr"] = cfg["baselines"]["full_ft_lr"]
-    if not spec.regularised:
-        importance_path = None
     _check_inputs(spec, cfg, model_dir, importance_path, init_adapter)
     files = _train_files(cfg, data_dir, domain, spec.replay)
     rows = read_records(files[0], "mc")

@@ -234,7 +234,8 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run_bitwise(built, tmp_pat
     c["baselines"]["full_ft_lr"] = 1e-3
     weights = "adapter_model.safetensors" if method == "alr" else "model.safetensors"
     args = (paths["model"], paths["data"], "physics", method, 0)
-    whole = finetune(c, *args, tmp_path / "whole", paths["imp"])
+    imp = paths["imp"] if method == "alr" else None  # full_ft takes no importance file
+    whole = finetune(c, *args, tmp_path / "whole", imp)
     assert not (tmp_path / "whole" / "checkpoints").exists()  # removed after a successful finish
 
     from transformers import TrainerCallback
@@ -247,7 +248,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run_bitwise(built, tmp_pat
     with monkeypatch.context() as mp:
         mp.setattr(train_mod, "no_final_checkpoint_callback", KillAfterStep5)
         with pytest.raises(_Killed):
-            finetune(c, *args, tmp_path / "run", paths["imp"])
+            finetune(c, *args, tmp_path / "run", imp)
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-4", "run.json"]
     assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "train.json").exists()
@@ -258,9 +259,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run_bitwise(built, tmp_pat
     changed["train"]["lr"] = 5e-3
     changed["baselines"]["full_ft_lr"] = 5e-4
     with pytest.raises(CheckpointMismatchError, match=r"config\.train\.lr: .* in the checkpoints, .* now"):
-        finetune(changed, *args, tmp_path / "run", paths["imp"])
+        finetune(changed, *args, tmp_path / "run", imp)
 
-    resumed = finetune(c, *args, tmp_path / "run", paths["imp"])
+    resumed = finetune(c, *args, tmp_path / "run", imp)
     assert resumed["resumed_from_step"] == 4 and whole["resumed_from_step"] is None
     for key in ("steps", "tokens", "first_ce", "final_ce", "final_reg"):
         assert resumed[key] == whole[key], key

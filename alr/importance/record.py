@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..assets import check_lora_targets, check_model_dir
 from ..config import section
 from ..data import read_records, tokenize_texts
 from ..dist import is_main_process
@@ -66,6 +67,9 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     imp_cfg, train_cfg = cfg["importance"], cfg["train"]
     from transformers import set_seed
 
+    check_model_dir(model_dir)
+    if not full:
+        check_lora_targets(model_dir, cfg["lora"]["targets"])
     rows = _general_text(data_dir, imp_cfg["samples"])
     set_seed(seed)
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
@@ -104,12 +108,13 @@ def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_pa
     from .fisher import empirical_fisher
 
     f_cfg = cfg["fisher"]
+    if scope not in ("full", "adapted"):
+        raise ValueError(f"Fisher scope must be 'full' or 'adapted', got {scope!r}")
+    check_lora_targets(model_dir, cfg["lora"]["targets"])
     rows = _general_text(data_dir, f_cfg["samples"])
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
     features = tokenize_texts((r["text"] for r in rows), tok, f_cfg["max_length"])
     targets = {f"{n}.weight" for n in _adapted_module_names(model, cfg["lora"]["targets"])}
-    if scope not in ("full", "adapted"):
-        raise ValueError(f"Fisher scope must be 'full' or 'adapted', got {scope!r}")
     keep = None if scope == "full" else targets.__contains__
     reset_peak_memory()
     with Timer() as timer:
@@ -127,6 +132,7 @@ def record_mas(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path:
     from .mas import mas_importance
 
     m_cfg = cfg["mas"]
+    check_lora_targets(model_dir, cfg["lora"]["targets"])
     rows = _general_text(data_dir, m_cfg["samples"])
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
     model = wrap_lora(model, cfg["lora"])

@@ -47,15 +47,29 @@ def save_importance(path: str | Path, tensors: dict[str, torch.Tensor], sidecar:
 
 
 def check_importance_file(path: str | Path, fingerprint: str | None = None,
-                          lora_targets: list[str] | None = None) -> dict:
+                          lora_targets: list[str] | None = None, estimator: str | None = None,
+                          settings: dict[str, dict] | None = None) -> dict:
     """The sidecar of an importance file, after checking (cheaply, before any model is loaded) that
-    the file exists and was made for this model and, for LoRA-shaped files, these `lora.targets`."""
+    the file exists and was made by `estimator` for this model, for LoRA-shaped files with these
+    `lora.targets`, and with these config `settings` ({section: values}, e.g. SI's phase 1)."""
     path = Path(path)
-    if not path.exists() or not sidecar_path(path).exists():
-        missing = path if not path.exists() else sidecar_path(path)
-        raise FileNotFoundError(f"importance file {missing} does not exist; build it with `alr importance` "
+    if not path.exists():
+        raise FileNotFoundError(f"importance file {path} does not exist; build it with `alr importance` "
                                 f"(or `alr fisher` / `alr mas`, or `snakemake {path}`)")
+    if path.is_dir():
+        raise ImportanceMismatchError(f"{path} is a folder; give the importance file itself "
+                                      "(results/<model>/importance/<estimator>.safetensors)")
+    if path.suffix != ".safetensors":
+        hint = f"; it looks like the sidecar of {path.with_suffix('.safetensors')}: give that file" \
+            if path.suffix == ".json" else ""
+        raise ImportanceMismatchError(f"{path} is not an importance file (.safetensors){hint}")
+    if not sidecar_path(path).exists():
+        raise FileNotFoundError(f"the sidecar {sidecar_path(path)} of importance file {path} does not exist; rebuild "
+                                f"both with `alr importance` (or `alr fisher` / `alr mas`, or `snakemake {path}`)")
     sidecar = read_json(sidecar_path(path))
+    if estimator is not None and sidecar.get("estimator") != estimator:
+        raise ImportanceMismatchError(f"{path} holds {sidecar.get('estimator')!r} importance, but this method "
+                                      f"uses {estimator!r}: give results/<model>/importance/{estimator}.safetensors")
     if fingerprint is not None and sidecar.get("fingerprint") != fingerprint:
         raise ImportanceMismatchError(f"{path} was computed for model {sidecar.get('fingerprint')}, "
                                       f"but this model is {fingerprint}; rebuild it for this model")
@@ -63,6 +77,15 @@ def check_importance_file(path: str | Path, fingerprint: str | None = None,
     if lora_targets is not None and made_for is not None and sorted(made_for) != sorted(lora_targets):
         raise ImportanceMismatchError(f"{path} was computed for LoRA targets {made_for}, but lora.targets is "
                                       f"{list(lora_targets)}; rebuild it with the same lora.targets")
+    for name, wanted in (settings or {}).items():
+        made = (sidecar.get("config") or {}).get(name)
+        if made is None:
+            continue
+        differ = [f"{name}.{k}: {made.get(k, '<absent>')!r} in the file, {wanted.get(k, '<absent>')!r} now"
+                  for k in sorted(set(made) | set(wanted)) if made.get(k) != wanted.get(k)]
+        if differ:
+            raise ImportanceMismatchError(f"{path} was made with other settings ({'; '.join(differ)}); rebuild it "
+                                          "with this config or restore the settings")
     return sidecar
 
 

@@ -98,10 +98,8 @@ def finetune_config(wildcards):
 
 def importance_input(wildcards):
     """Regularised methods depend on the model's (single) SI or Fisher file, shared by all domains."""
-    kind = method_of(wildcards).importance
-    if kind in ("si", "si_full", "fisher", "mas"):
-        return f"results/{wildcards.model}/importance/{kind}.safetensors"
-    return []
+    kind = method_of(wildcards).importance_file
+    return [f"results/{wildcards.model}/importance/{kind}.safetensors"] if kind else []
 
 
 def phase1_adapter_input(wildcards):

@@ -1,0 +1,161 @@
+"""User mistakes, tried as a user would make them: each one exits non-zero with one message that
+names the key, file or value and the fix, before any model loads, and without a traceback.
+
+`CASES` is also the README's "Common mistakes" table (a test checks that they agree)."""
+import copy
+import json
+import re
+
+import pytest
+import yaml
+
+import alr.evaluate as evaluate_mod
+import alr.importance.record as record_mod
+import alr.train as train_mod
+from alr.cli import build_parser, main
+from alr.config import ConfigError, load_config
+from alr.methods import METHODS
+from tests.tiny import REPO, tiny_config
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Tiny model, data and a phase-1 SI file, made with the CLI."""
+    tmp = tmp_path_factory.mktemp("mistakes")
+    cfg = tiny_config(tmp)
+    (tmp / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    c = ["--config", str(tmp / "tiny.yaml")]
+    assert main(["prepare-model", *c, "--out", str(tmp / "model"), "--downloads", str(tmp / "dl")]) == 0
+    assert main(["prepare-data", *c, "--out", str(tmp / "data"), "--downloads", str(tmp / "dl")]) == 0
+    assert main(["importance", *c, "--model-dir", str(tmp / "model"), "--data-dir", str(tmp / "data"),
+                 "--out", str(tmp / "importance" / "si.safetensors")]) == 0
+    return tmp, cfg
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    def forbidden(*a, **k):
+        raise AssertionError("the model was loaded before the bad input was refused")
+    for module, name in ((train_mod, "load_base"), (record_mod, "load_base"), (evaluate_mod, "load_tuned")):
+        monkeypatch.setattr(module, name, forbidden)
+
+
+def _with(cfg, edit):
+    c = copy.deepcopy(cfg)
+    edit(c)
+    return c
+
+
+def _finetune(tmp, cfg, method="lora", *extra):
+    return ["finetune", "--config", json.dumps(cfg), "--model-dir", str(tmp / "model"), "--data-dir", str(tmp / "data"),
+            "--domain", "physics", "--method", method, "--seed", "0", "--out", str(tmp / "out"), *extra]
+
+
+def _si(tmp):
+    return str(tmp / "importance" / "si.safetensors")
+
+
+def _file(tmp, name, text):
+    (tmp / name).write_text(text)
+    return str(tmp / name)
+
+
+# (case, argv from (tmp, cfg), what the message must contain). The case names are the README's.
+CASES = [
+    ("LoRA target typo", lambda t, c: _finetune(t, _with(c, lambda x: x["lora"].update(targets=["q_proj", "vproj"]))),
+     "'vproj' matches no module of the model"),
+    ("importance file of another estimator", lambda t, c: _finetune(t, c, "mas_lora", "--importance", _si(t)),
+     "holds 'si' importance, but this method uses 'mas'"),
+    ("importance file made with other phase-1 settings",
+     lambda t, c: _finetune(t, _with(c, lambda x: x["importance"].update(xi=1e-3)), "alr", "--importance", _si(t)),
+     "importance.xi: 1e-06 in the file, 0.001 now"),
+    ("--importance for a method that uses none", lambda t, c: _finetune(t, c, "lora", "--importance", _si(t)),
+     "method 'lora' uses no importance file; drop --importance"),
+    ("--init-adapter that would be ignored",
+     lambda t, c: _finetune(t, c, "lora", "--init-adapter", str(t / "importance" / "phase1_adapter")),
+     "--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1"),
+    ("YAML syntax error in a config file",
+     lambda t, c: ["check-config", _file(t, "bad.yaml", "train:\n  lr: [1, 2\nseeds: [0]\n")],
+     "bad.yaml:3:6: YAML syntax error"),
+    ("config file that does not exist", lambda t, c: ["check-config", str(t / "nope.yaml")],
+     "nope.yaml does not exist"),
+    ("evaluating a domain that is not configured",
+     lambda t, c: ["evaluate", "--config", json.dumps(c), "--model-dir", str(t / "model"), "--data-dir", str(t / "data"),
+                   "--domains", "biology", "--out", str(t / "eval.json")],
+     "--domains 'biology' has no dataset under data.domains"),
+    ("--delta-scale without --weights",
+     lambda t, c: ["evaluate", "--config", json.dumps(c), "--model-dir", str(t / "model"), "--data-dir", str(t / "data"),
+                   "--domains", "physics", "--delta-scale", "0.5", "--out", str(t / "eval.json")],
+     "without --weights (the base model) it would do nothing"),
+    ("the JSON sidecar given as the importance file",
+     lambda t, c: _finetune(t, c, "alr", "--importance", str(t / "importance" / "si.json")),
+     "looks like the sidecar of"),
+    ("a folder given as the importance file",
+     lambda t, c: _finetune(t, c, "alr", "--importance", str(t / "importance" / "phase1_adapter")),
+     "phase1_adapter is a folder; give the importance file itself"),
+    ("a partial config for a command",
+     lambda t, c: _finetune(t, {"train": c["train"], "model": c["model"]}, "alr", "--importance", _si(t)),
+     "the config has no section 'lora'"),
+    ("a hub dataset pointing at local files without data_files",
+     lambda t, c: ["check-config", "--replace-workflow-config", _file(t, "hub.yaml", yaml.safe_dump(_with(
+         c, lambda x: x["data"]["domains"].update(physics={"source": "hub", "dataset_path": "json", "format": "sciq"}))))],
+     "dataset_path 'json' reads local files; name them in dataset_kwargs"),
+    ("a method name typo on the command line", lambda t, c: _finetune(t, c, "ewc-lora"),
+     "did you mean 'ewc_lora'?); methods: base, lora"),
+    ("a method name typo in the config",
+     lambda t, c: ["check-config", "--replace-workflow-config",
+                   _file(t, "typo.yaml", yaml.safe_dump(_with(c, lambda x: x.update(methods=["LoRA"]))))],
+     "'LoRA' is not one of"),
+]
+
+
+@pytest.mark.parametrize("case, argv, expected", CASES, ids=[c[0] for c in CASES])
+def test_mistake_is_refused_with_a_message(built, no_model_load, capsys, case, argv, expected):
+    tmp, cfg = built
+    code = main(argv(tmp, cfg))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 4, err  # one short message, not a dump
+    assert not (tmp / "out").exists()  # nothing started training
+
+
+def test_readme_lists_every_case_with_its_message():
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Common mistakes", 1)[1].split("\n## ", 1)[0]
+    rows = {cells[1].strip(): cells[2] for line in section.splitlines()
+            if (cells := line.split("|")) and len(cells) > 3 and line.startswith("|")}
+    for case, _, expected in CASES:
+        assert case in rows, case
+        assert expected.replace("|", "\\|") in rows[case], case
+
+
+def test_yaml_numbers_in_exponent_form_are_numbers(tmp_path):
+    """PyYAML reads `3e-4` (no dot) as a string; YAML 1.2 and a reader of the config mean 3e-4."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 3e-4\n  weight_decay: 1E-2\nfisher:\n  lambda: 5e3\n")
+    raw = yaml.safe_load(path.read_text())
+    assert raw["train"]["lr"] == "3e-4"  # what PyYAML (and Snakemake's loader) gives
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    default["train"].update(raw["train"])
+    default["fisher"].update(raw["fisher"])
+    cfg = load_config(json.dumps(default))
+    assert cfg["train"]["lr"] == 3e-4 and cfg["train"]["weight_decay"] == 0.01 and cfg["fisher"]["lambda"] == 5000.0
+    default["train"]["lr"] = "fast"
+    with pytest.raises(ConfigError, match="train.lr"):
+        load_config(json.dumps(default))
+
+
+def test_every_command_and_flag_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        assert command.description, name
+        for action in command._actions:
+            assert action.help, (name, action.dest)
+    text = sub.choices["finetune"].format_help()
+    for name, spec in METHODS.items():
+        assert (f"  {name} " in text) == spec.trains, name
+        if spec.trains:
+            assert spec.description in re.sub(r"\s+", " ", text), name
