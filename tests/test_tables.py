@@ -1,4 +1,4 @@
-"""Result tables (main-table formatting, efficiency) on small synthetic inputs (the real
+"""Result tables (main-table formatting, ablation, efficiency) on small synthetic inputs (the real
 ones come from the snakemake end-to-end test in test_pipeline.py)."""
 import statistics
 
@@ -6,8 +6,10 @@ import pandas as pd
 import pytest
 
 from alr.io import write_json
+from alr.report.ablation import ablation_rows, write_ablation_table
 from alr.report.efficiency import write_efficiency_table
 from alr.report.tables import write_table
+from tests.tiny import main_table
 
 
 def test_write_table_formats_and_escapes(tmp_path):
@@ -22,6 +24,21 @@ def test_write_table_formats_and_escapes(tmp_path):
     assert "\\toprule" in tex and "\\bottomrule" in tex
     assert "95\\% CI" in tex and "alr\\_no\\_layer" in tex and "$\\pm$" in tex and "$\\Delta$" in tex
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_ablation_table(tmp_path):
+    main = tmp_path / "main.csv"
+    main_table(["lora", "alr", "alr_no_layer", "alr_no_element", "ewc_lora"]).to_csv(main, index=False)
+    table = write_ablation_table(main, tmp_path / "ablation")
+    assert list(table.method[table.domain == "physics"]) == ["lora", "alr_no_element", "alr_no_layer", "alr"]
+    assert list(table.layer_wise[:4]) == [False, True, False, True]
+    assert list(table.element_wise[:4]) == [False, False, True, True]
+    md = (tmp_path / "ablation.md").read_text()
+    assert "| layer-wise" in md.replace("|  ", "| ") or "layer-wise" in md
+    assert "ewc_lora" not in md and "base" not in md.split("\n\n")[0]
+    assert "\\toprule" in (tmp_path / "ablation.tex").read_text()
+    with pytest.raises(ValueError, match="no rows"):
+        ablation_rows(main_table(["lora"]).query("method != 'lora'"))
 
 
 def _sidecar(folder, estimator, wall_time_s, n_bytes):
