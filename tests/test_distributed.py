@@ -15,7 +15,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")]
 
 
 def _free_port() -> int:

@@ -51,6 +51,7 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
         assert sum(mine) / len(mine) == pytest.approx(scores["acc"])  # per-item records reproduce lm-eval's score
 
 
+@pytest.mark.slow
 def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_model, tiny_data, tmp_path):
     """`alr evaluate` and `lm_eval` on the same task YAMLs and checkpoint report the same accuracies."""
     assert main(["tasks", "--config", str(tiny_config_file), "--data-dir", str(tiny_data),
@@ -202,6 +203,7 @@ def test_snakemake_refuses_invalid_config_before_any_job(tiny_cfg, tmp_path):
     assert not (work / "results").exists()
 
 
+@pytest.mark.slow
 def test_builtin_lm_eval_task_from_local_files(tiny_cfg, tiny_model, tiny_data, tmp_path):
     """A built-in lm-eval task (sciq: its own prompt, choices and metrics) pointed at local files in
     its own schema, as a cluster without internet would run it."""
@@ -224,7 +226,9 @@ def test_builtin_lm_eval_task_from_local_files(tiny_cfg, tiny_model, tiny_data, 
     assert len(items) == 6
 
 
+@pytest.mark.slow
 def test_builtin_group_cannot_take_local_files():
+    """Slow: indexing lm-eval's task catalogue takes about 9 s."""
     from alr.evaluate import builtin_task_config
 
     with pytest.raises(ValueError, match="group"):
