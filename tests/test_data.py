@@ -7,15 +7,13 @@ import pytest
 
 from alr.build_data import build_all, icd10cm_mc, shuffle_choices, split_items
 from alr.data import DataError, mc_to_pair, read_records, tokenize_pairs
-from tests.tiny import tiny_config
+from alr.io import read_json
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("data")
-    cfg = tiny_config(tmp)
-    manifest = build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp / "data")
-    return cfg, tmp / "data", manifest
+@pytest.fixture
+def built(tiny_cfg, tiny_data):
+    """The session's tiny datasets, the config they were built from and their manifest."""
+    return tiny_cfg, tiny_data, read_json(tiny_data / "manifest.json")
 
 
 def test_every_split_is_canonical_and_sized(built):

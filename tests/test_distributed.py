@@ -15,11 +15,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from alr.assets import prepare_model
-from alr.build_data import build_all
-from tests.tiny import tiny_config
-
-pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")]
 
 
 def _free_port() -> int:
@@ -42,15 +39,13 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def test_two_processes_match_one_process_on_the_combined_batch(tmp_path):
-    cfg = tiny_config(tmp_path)
+def test_two_processes_match_one_process_on_the_combined_batch(tiny_cfg, tiny_model, tiny_data, tmp_path):
+    cfg = tiny_cfg
     cfg["lora"]["dropout"] = 0.0  # dropout masks are drawn per rank
     cfg["importance"].update(samples=16, max_steps=4)
     # whole batches inside one epoch (16 general texts, 10 physics items), so both runs see the same
     # examples in each optimizer step: DDP shards the sampler's order batch by batch across ranks
     cfg["train"].update(max_steps=2, checkpoint_steps=0)
-    prepare_model(cfg["model"], tmp_path / "model", tmp_path / "downloads")
-    build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp_path / "data")
     results = {}
     for nproc, per_device in ((1, 4), (2, 2)):  # 4 examples per optimizer step either way
         run_cfg = json.loads(json.dumps(cfg))
@@ -58,7 +53,7 @@ def test_two_processes_match_one_process_on_the_combined_batch(tmp_path):
         cfg_path = tmp_path / f"cfg{nproc}.yaml"
         cfg_path.write_text(yaml.safe_dump(run_cfg))
         out = tmp_path / f"np{nproc}"
-        common = ["--config", str(cfg_path), "--model-dir", str(tmp_path / "model"), "--data-dir", str(tmp_path / "data")]
+        common = ["--config", str(cfg_path), "--model-dir", str(tiny_model), "--data-dir", str(tiny_data)]
         _alr(["importance", *common, "--out", str(out / "si.safetensors")], nproc, tmp_path)
         _alr(["finetune", *common, "--domain", "physics", "--method", "alr", "--seed", "0",
               "--importance", str(out / "si.safetensors"), "--out", str(out / "alr")], nproc, tmp_path)

@@ -1,5 +1,4 @@
 """The chain on a tiny random Llama: `alr` commands one by one, and one real `snakemake` run."""
-import copy
 import json
 import os
 import subprocess
@@ -12,33 +11,31 @@ import yaml
 from alr.cli import main
 from alr.io import read_json
 from alr.report.stats import read_items
-from tests.tiny import REPO, tiny_config
+from tests.tiny import REPO
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tiny")
-    cfg = tiny_config(tmp)
-    path = tmp / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return tmp, cfg, path
+def lora_run(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
+    """`alr finetune` of lora on physics, seed 0 (read-only for tests)."""
+    run = tmp_path_factory.mktemp("run") / "physics" / "lora" / "seed0"
+    assert main(["finetune", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir",
+                 str(tiny_data), "--domain", "physics", "--method", "lora", "--seed", "0", "--out", str(run)]) == 0
+    return run
 
 
-def test_cli_chain(tiny):
-    tmp, cfg, cfg_path = tiny
-    model_dir, data_dir, run = tmp / "model", tmp / "data", tmp / "run" / "physics" / "lora" / "seed0"
-    assert main(["prepare-model", "--config", str(cfg_path), "--out", str(model_dir)]) == 0
-    assert main(["prepare-data", "--config", str(cfg_path), "--out", str(data_dir)]) == 0
-    assert main(["finetune", "--config", str(cfg_path), "--model-dir", str(model_dir), "--data-dir", str(data_dir),
-                 "--domain", "physics", "--method", "lora", "--seed", "0", "--out", str(run)]) == 0
-    train = read_json(run / "train.json")
+def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, tmp_path):
+    """prepare-model, prepare-data and finetune (the fixtures run them), then evaluate the tuned model."""
+    cfg = tiny_cfg
+    assert (tiny_model / "manifest.json").exists() and (tiny_data / "manifest.json").exists()
+    train = read_json(lora_run / "train.json")
     assert train["steps"] == cfg["train"]["max_steps"] and train["tokens"] > 0
     assert train["final_ce"] > 0 and train["wall_time_s"] > 0 and train["peak_mem_mb"] > 0
-    assert (run / "model" / "adapter_model.safetensors").exists()
+    assert (lora_run / "model" / "adapter_model.safetensors").exists()
 
-    assert main(["evaluate", "--config", str(cfg_path), "--model-dir", str(model_dir), "--data-dir", str(data_dir),
-                 "--domains", "physics", "--weights", str(run / "model"), "--out", str(run / "eval.json")]) == 0
-    ev = read_json(run / "eval.json")
+    assert main(["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir",
+                 str(tiny_data), "--domains", "physics", "--weights", str(lora_run / "model"),
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    ev = read_json(tmp_path / "eval.json")
     general = list(cfg["data"]["general"]["tasks"])
     assert set(ev["tasks"]) == set(general) | {"physics"}
     for scores in ev["tasks"].values():
@@ -47,47 +44,43 @@ def test_cli_chain(tiny):
     assert ev["general"]["score"] == pytest.approx(sum(ev["tasks"][t]["acc"] for t in general) / len(general))
     assert ev["domain"]["name"] == "physics" and ev["domain"]["score"] == ev["tasks"]["physics"]["acc"]
     assert ev["lm_eval"]["batch_size"] == cfg["eval"]["batch_size"]
-    items = read_items(run / "eval_items.jsonl.gz")
+    items = read_items(tmp_path / "eval_items.jsonl.gz")
     assert len(items) == sum(t["n"] for t in ev["tasks"].values())
     for task, scores in ev["tasks"].items():
         mine = [v["acc"] for (t, _), v in items.items() if t == task]
         assert sum(mine) / len(mine) == pytest.approx(scores["acc"])  # per-item records reproduce lm-eval's score
 
 
-def test_scores_equal_the_lm_eval_command_line(tiny, tmp_path):
+@pytest.mark.slow
+def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_model, tiny_data, tmp_path):
     """`alr evaluate` and `lm_eval` on the same task YAMLs and checkpoint report the same accuracies."""
-    tmp, cfg, cfg_path = tiny
-    if not (tmp / "model" / "manifest.json").exists():
-        pytest.skip("needs test_cli_chain")
-    assert main(["tasks", "--config", str(cfg_path), "--data-dir", str(tmp / "data"), "--out", str(tmp_path / "tasks")]) == 0
+    assert main(["tasks", "--config", str(tiny_config_file), "--data-dir", str(tiny_data),
+                 "--out", str(tmp_path / "tasks")]) == 0
     proc = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "lm_eval"), "--model", "hf", "--model_args",
-         f"pretrained={tmp / 'model'},dtype=float32", "--tasks", "alr_physics,alr_social_iqa", "--include_path",
-         str(tmp_path / "tasks"), "--device", "cpu", "--batch_size", str(cfg["eval"]["batch_size"]),
+         f"pretrained={tiny_model},dtype=float32", "--tasks", "alr_physics,alr_social_iqa", "--include_path",
+         str(tmp_path / "tasks"), "--device", "cpu", "--batch_size", str(tiny_cfg["eval"]["batch_size"]),
          "--output_path", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (result,) = (tmp_path / "out").rglob("results_*.json")
     cli = json.loads(result.read_text())["results"]
-    assert main(["evaluate", "--config", str(cfg_path), "--model-dir", str(tmp / "model"), "--data-dir",
-                 str(tmp / "data"), "--domains", "physics", "--out", str(tmp_path / "eval.json")]) == 0
+    assert main(["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir",
+                 str(tiny_data), "--domains", "physics", "--out", str(tmp_path / "eval.json")]) == 0
     ours = read_json(tmp_path / "eval.json")["tasks"]
     for task in ("physics", "social_iqa"):
         for metric in ("acc", "acc_norm"):
             assert ours[task][metric] == cli[f"alr_{task}"][f"{metric},none"], (task, metric)
 
 
-def test_general_nll_equals_direct_computation(tiny):
+def test_general_nll_equals_direct_computation(tiny_model):
     import torch
 
     from alr.evaluate import general_nll
     from alr.models import load_tuned
 
-    tmp, _, _ = tiny
-    if not (tmp / "model" / "manifest.json").exists():
-        pytest.skip("needs test_cli_chain")
-    model, tok = load_tuned(tmp / "model", None)
+    model, tok = load_tuned(tiny_model, None)
     texts = ["Question: which horse has four legs?\nAnswer: the horse", "a b", "paris is in france " * 5]
     total, count = 0.0, 0
     with torch.no_grad():
@@ -100,26 +93,21 @@ def test_general_nll_equals_direct_computation(tiny):
     assert got["nll"] == pytest.approx(total / count, rel=1e-5)
 
 
-def test_adapter_changes_predictions(tiny):
+def test_adapter_changes_predictions(tiny_model, lora_run):
     """The evaluated model is really the tuned one: merged LoRA weights differ from the base."""
     import torch
 
     from alr.models import load_tuned
 
-    tmp, _, _ = tiny
-    run = tmp / "run" / "physics" / "lora" / "seed0"
-    if not (run / "model").exists():
-        pytest.skip("needs test_cli_chain")
-    base, _ = load_tuned(tmp / "model", None)
-    tuned, _ = load_tuned(tmp / "model", run / "model")
+    base, _ = load_tuned(tiny_model, None)
+    tuned, _ = load_tuned(tiny_model, lora_run / "model")
     ids = torch.arange(1, 20)[None]
     with torch.no_grad():
         assert not torch.allclose(base(ids).logits, tuned(ids).logits)
 
 
-def test_cli_reports_bad_config(tiny, capsys):
-    _, _, cfg_path = tiny
-    bad = yaml.safe_load(cfg_path.read_text())
+def test_cli_reports_bad_config(tiny_cfg, capsys):
+    bad = tiny_cfg
     bad["train"]["lr"] = -1
     assert main(["finetune", "--config", json.dumps(bad), "--model-dir", "x", "--data-dir", "y",
                  "--domain", "physics", "--method", "lora", "--seed", "0", "--out", "z"]) == 2
@@ -136,15 +124,14 @@ def _snakemake(workdir, cfg_path, *extra):
 
 
 @pytest.mark.slow
-def test_snakemake_end_to_end(tiny):
-    tmp, cfg, _ = tiny
-    work = tmp / "work"
+def test_snakemake_end_to_end(tiny_cfg, tmp_path):
+    work = tmp_path / "work"
     work.mkdir()
     # the two baselines with their own config sections (fisher, baselines), on one domain (method_domains)
-    cfg = copy.deepcopy(cfg)
+    cfg = tiny_cfg
     cfg["methods"] += ["ewc_lora", "full_ft"]
     cfg["method_domains"] = {"ewc_lora": ["physics"], "full_ft": ["physics"]}
-    cfg_path = tmp / "e2e.yaml"
+    cfg_path = tmp_path / "e2e.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     proc = _snakemake(work, cfg_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -203,13 +190,12 @@ def _check_ablation_figures_report(work, cfg_path, main_table):
         assert text in html, text
 
 
-def test_snakemake_refuses_invalid_config_before_any_job(tiny):
-    tmp, _, cfg_path = tiny
-    bad = yaml.safe_load(cfg_path.read_text())
+def test_snakemake_refuses_invalid_config_before_any_job(tiny_cfg, tmp_path):
+    bad = tiny_cfg
     bad["train"]["nonsense"] = 1
-    bad_path = tmp / "bad.yaml"
+    bad_path = tmp_path / "bad.yaml"
     bad_path.write_text(yaml.safe_dump(bad))
-    work = tmp / "badwork"
+    work = tmp_path / "badwork"
     work.mkdir()
     proc = _snakemake(work, bad_path, "-n")
     assert proc.returncode != 0
@@ -217,23 +203,21 @@ def test_snakemake_refuses_invalid_config_before_any_job(tiny):
     assert not (work / "results").exists()
 
 
-def test_builtin_lm_eval_task_from_local_files(tiny, tmp_path):
+@pytest.mark.slow
+def test_builtin_lm_eval_task_from_local_files(tiny_cfg, tiny_model, tiny_data, tmp_path):
     """A built-in lm-eval task (sciq: its own prompt, choices and metrics) pointed at local files in
     its own schema, as a cluster without internet would run it."""
-    tmp, cfg, _ = tiny
-    if not (tmp / "model" / "manifest.json").exists():
-        pytest.skip("needs test_cli_chain")
     rows = [{"question": f"What does a {w} need?", "distractor1": "rocks", "distractor2": "sand",
              "distractor3": "glass", "correct_answer": "water", "support": f"Every {w} needs water."}
             for w in ("plant", "horse", "king", "queen", "river", "city")]
     (tmp_path / "sciq_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    local = copy.deepcopy(cfg)
+    local = tiny_cfg
     local["data"]["general"]["tasks"]["sciq_local"] = {
         "source": "lm_eval", "task": "sciq", "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(tmp_path / "sciq_test.jsonl")}}}
     local["eval"]["task_metrics"] = {"sciq_local": "acc_norm"}
-    assert main(["evaluate", "--config", json.dumps(local), "--model-dir", str(tmp / "model"), "--data-dir",
-                 str(tmp / "data"), "--domains", "physics", "--out", str(tmp_path / "eval.json")]) == 0
+    assert main(["evaluate", "--config", json.dumps(local), "--model-dir", str(tiny_model), "--data-dir",
+                 str(tiny_data), "--domains", "physics", "--out", str(tmp_path / "eval.json")]) == 0
     ev = read_json(tmp_path / "eval.json")
     sciq = ev["tasks"]["sciq_local"]
     assert sciq["n"] == 6 and sciq["task"] == "alr_sciq_local" and sciq["score"] == sciq["acc_norm"]
@@ -242,23 +226,24 @@ def test_builtin_lm_eval_task_from_local_files(tiny, tmp_path):
     assert len(items) == 6
 
 
-def test_builtin_group_cannot_take_local_files(tiny):
+@pytest.mark.slow
+def test_builtin_group_cannot_take_local_files():
+    """Slow: indexing lm-eval's task catalogue takes about 9 s."""
     from alr.evaluate import builtin_task_config
 
     with pytest.raises(ValueError, match="group"):
         builtin_task_config("mmlu", {"source": "lm_eval", "task": "mmlu", "dataset_path": "json"})
 
 
-def test_lambda_sweep_and_seeds_expand_into_runs(tiny):
+def test_lambda_sweep_and_seeds_expand_into_runs(tiny_cfg, tmp_path):
     """Plan only: a lambda list gives <method>-lambda<value> runs (lora keeps its path), seeds multiply them,
     and the sweep figure joins the targets."""
-    tmp, cfg, _ = tiny
-    sweep = copy.deepcopy(cfg)
+    sweep = tiny_cfg
     sweep["regularize"]["lambda"] = [0.5, 2]
     sweep["seeds"] = [0, 1]
-    path = tmp / "sweep.yaml"
+    path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
-    work = tmp / "sweepwork"
+    work = tmp_path / "sweepwork"
     work.mkdir()
     listed = _snakemake(work, path, "--summary")
     assert listed.returncode == 0, listed.stderr[-3000:]
@@ -271,12 +256,11 @@ def test_lambda_sweep_and_seeds_expand_into_runs(tiny):
     assert "results/figures/lambda_sweep.png" in planned
 
 
-def test_slurm_profile_plans(tiny):
+def test_slurm_profile_plans(tiny_config_file, tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e . installs the pinned plugin")
-    tmp, _, cfg_path = tiny
-    work = tmp / "slurmwork"
+    work = tmp_path / "slurmwork"
     work.mkdir()
-    proc = _snakemake(work, cfg_path, "-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm"))
+    proc = _snakemake(work, tiny_config_file, "-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm"))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "slurm_partition=<gpu-partition>" in out and "gpu=1" in out

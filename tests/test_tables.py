@@ -1,6 +1,15 @@
-import pandas as pd
+"""Result tables (main-table formatting, ablation, efficiency) on small synthetic inputs (the real
+ones come from the snakemake end-to-end test in test_pipeline.py)."""
+import statistics
 
+import pandas as pd
+import pytest
+
+from alr.io import write_json
+from alr.report.ablation import ablation_rows, write_ablation_table
+from alr.report.efficiency import write_efficiency_table
 from alr.report.tables import write_table
+from tests.tiny import main_table
 
 
 def test_write_table_formats_and_escapes(tmp_path):
@@ -15,3 +24,57 @@ def test_write_table_formats_and_escapes(tmp_path):
     assert "\\toprule" in tex and "\\bottomrule" in tex
     assert "95\\% CI" in tex and "alr\\_no\\_layer" in tex and "$\\pm$" in tex and "$\\Delta$" in tex
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_ablation_table(tmp_path):
+    main = tmp_path / "main.csv"
+    main_table(["lora", "alr", "alr_no_layer", "alr_no_element", "ewc_lora"]).to_csv(main, index=False)
+    table = write_ablation_table(main, tmp_path / "ablation")
+    assert list(table.method[table.domain == "physics"]) == ["lora", "alr_no_element", "alr_no_layer", "alr"]
+    assert list(table.layer_wise[:4]) == [False, True, False, True]
+    assert list(table.element_wise[:4]) == [False, False, True, True]
+    md = (tmp_path / "ablation.md").read_text()
+    assert "| layer-wise" in md.replace("|  ", "| ") or "layer-wise" in md
+    assert "ewc_lora" not in md and "base" not in md.split("\n\n")[0]
+    assert "\\toprule" in (tmp_path / "ablation.tex").read_text()
+    with pytest.raises(ValueError, match="no rows"):
+        ablation_rows(main_table(["lora"]).query("method != 'lora'"))
+
+
+def _sidecar(folder, estimator, wall_time_s, n_bytes):
+    """An importance sidecar beside a stand-in tensor file of n_bytes (the table reads the size on disk)."""
+    write_json(folder / f"{estimator}.json", {"estimator": estimator, "n_samples": 8, "n_tokens": 400,
+                                              "wall_time_s": wall_time_s, "peak_mem_mb": 100.0, "dtype": "float32"})
+    (folder / f"{estimator}.safetensors").write_bytes(b"\0" * n_bytes)
+    return folder / f"{estimator}.json"
+
+
+def test_efficiency_table_ratios(tmp_path):
+    """Estimators against the Fisher; methods against lora on the same domain and seed: ewc_lora runs on
+    physics only, where lora is faster than on medical, so an unpaired ratio would be 1.0 / 0.65."""
+    sidecars = [_sidecar(tmp_path, "si", 12.0, 300), _sidecar(tmp_path, "fisher", 120.0, 1200)]
+    records = []
+    for method, domain, step_time_s, peak_mem_mb in [
+            ("lora", "physics", 0.5, 100.0), ("lora", "medical", 0.8, 200.0), ("alr", "physics", 0.6, 110.0),
+            ("alr", "medical", 1.2, 260.0), ("ewc_lora", "physics", 1.0, 150.0)]:
+        path = tmp_path / domain / method / "seed0" / "train.json"
+        write_json(path, {"method": method, "domain": domain, "seed": 0, "step_time_s": step_time_s,
+                          "peak_mem_mb": peak_mem_mb, "tokens": 1000, "wall_time_s": 10.0})
+        records.append(path)
+    table = write_efficiency_table(sidecars, records, tmp_path / "tables" / "efficiency")
+
+    est = table[table.kind == "importance"].set_index("name")
+    assert est.loc["fisher", "time_vs_fisher"] == 1.0 and est.loc["fisher", "bytes_vs_fisher"] == 1.0
+    assert est.loc["si", "bytes"] == 300
+    assert est.loc["si", "time_vs_fisher"] == pytest.approx(0.1) and est.loc["si", "bytes_vs_fisher"] == 0.25
+    train = table[table.kind == "training"].set_index("name")
+    assert train.loc["lora", "step_time_vs_lora"] == 1.0 and train.loc["lora", "peak_mem_vs_lora"] == 1.0
+    assert train.loc["alr", "step_time_s"] == pytest.approx(0.9)  # median over domains
+    assert train.loc["alr", "step_time_vs_lora"] == pytest.approx(statistics.median([0.6 / 0.5, 1.2 / 0.8]))
+    assert train.loc["alr", "peak_mem_vs_lora"] == pytest.approx(statistics.median([110 / 100, 260 / 200]))
+    assert train.loc["ewc_lora", "step_time_vs_lora"] == pytest.approx(2.0)
+    assert list(train.runs) == [2, 2, 1] and (train.tokens_per_s == 100.0).all()
+    for ext in ("csv", "md", "tex"):
+        assert (tmp_path / "tables" / f"efficiency.{ext}").stat().st_size > 0
+    assert "1.350" in (tmp_path / "tables" / "efficiency.md").read_text()
+    assert "\\toprule" in (tmp_path / "tables" / "efficiency.tex").read_text()

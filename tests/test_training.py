@@ -1,31 +1,47 @@
 """Phase 1 and phase 2 on the tiny model: the importance file, gradient accumulation, and the effect
 of the penalty."""
 import copy
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
-from alr.build_data import build_all
 from alr.importance.store import ImportanceMismatchError, load_importance
-from alr.assets import prepare_model
 from alr.io import read_json
-from alr.importance.record import record_importance
+from alr.importance.record import record_fisher, record_importance
 from alr.train import finetune
-from tests.tiny import tiny_config
+
+
+class Env(NamedTuple):
+    model: Path
+    data: Path
+    cfg: dict
+    imp: Path
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train")
-    cfg = tiny_config(tmp)
+def env(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
+    """The session's tiny model and data, and an importance file recorded once for this module
+    (read-only for tests: copy cfg before changing it)."""
+    cfg = yaml.safe_load(tiny_config_file.read_text())
     cfg["lora"]["dropout"] = 0.0  # deterministic updates for the comparisons below
-    prepare_model(cfg["model"], tmp / "model", tmp / "downloads")
-    build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp / "data")
     cfg["importance"].update(samples=12, max_steps=6)
-    imp = tmp / "importance" / "si.safetensors"
-    record_importance(cfg, tmp / "model", tmp / "data", imp)
-    return tmp, cfg, imp
+    imp = tmp_path_factory.mktemp("train") / "importance" / "si.safetensors"
+    record_importance(cfg, tiny_model, tiny_data, imp)
+    return Env(tiny_model, tiny_data, cfg, imp)
+
+
+@pytest.fixture(scope="module")
+def fisher_file(env, tmp_path_factory):
+    """EWC-LoRA's full-model Fisher on 5 general texts of at most 24 tokens (read-only for tests)."""
+    c = copy.deepcopy(env.cfg)
+    c["fisher"].update(samples=5, max_length=24)
+    path = tmp_path_factory.mktemp("fisher") / "fisher.safetensors"
+    record_fisher(c, env.model, env.data, path)
+    return path
 
 
 def _delta(run_dir):
@@ -42,12 +58,12 @@ def _delta(run_dir):
 
 
 def test_importance_file_is_finite_nonnegative_and_shaped_like_weights(env):
-    tmp, cfg, imp = env
+    imp = env.imp
     tensors = load_file(str(imp))
     sidecar = read_json(imp.with_suffix(".json"))
     from transformers import AutoModelForCausalLM
 
-    weights = dict(AutoModelForCausalLM.from_pretrained(tmp / "model").named_parameters())
+    weights = dict(AutoModelForCausalLM.from_pretrained(env.model).named_parameters())
     assert len(tensors) == 2 * 2  # q_proj and v_proj in each of the 2 layers
     for name, t in tensors.items():
         assert name.endswith(("q_proj", "v_proj"))
@@ -61,7 +77,7 @@ def test_importance_file_is_finite_nonnegative_and_shaped_like_weights(env):
 
 
 def test_importance_mismatch_is_refused(env):
-    tmp, _, imp = env
+    imp = env.imp
     tensors = load_file(str(imp))
     shapes = {n: tuple(t.shape) for n, t in tensors.items()}
     with pytest.raises(ImportanceMismatchError, match="computed for model"):
@@ -74,38 +90,36 @@ def test_importance_mismatch_is_refused(env):
         load_importance(imp, {**shapes, "model.layers.9.self_attn.k_proj": (4, 4)})
 
 
-def test_gradient_accumulation_matches_one_big_batch(env):
+def test_gradient_accumulation_matches_one_big_batch(env, tmp_path):
     """2 micro-batches of 2 accumulated == 1 batch of 4, with the penalty active (second step)."""
-    tmp, cfg, imp = env
     runs = {}
     for name, (bs, ga) in {"big": (4, 1), "accum": (2, 2)}.items():
-        c = copy.deepcopy(cfg)
+        c = copy.deepcopy(env.cfg)
         c["train"].update(batch_size=bs, grad_accum=ga, max_steps=3, lr=1e-2)
         c["regularize"]["lambda"] = 50.0
-        finetune(c, tmp / "model", tmp / "data", "physics", "alr", 0, tmp / "ga" / name, imp)
-        runs[name] = _delta(tmp / "ga" / name)
-        assert read_json(tmp / "ga" / name / "train.json")["final_reg"] > 0
+        finetune(c, env.model, env.data, "physics", "alr", 0, tmp_path / name, env.imp)
+        runs[name] = _delta(tmp_path / name)
+        assert read_json(tmp_path / name / "train.json")["final_reg"] > 0
     for key, big in runs["big"].items():
         err = (runs["accum"][key] - big).norm() / big.norm()
         assert err < 1e-4, (key, float(err))
 
 
 @pytest.mark.parametrize("init", ["base", "phase1"])
-def test_regularised_tuning_moves_important_weights_less(env, init):
+def test_regularised_tuning_moves_important_weights_less(env, tmp_path, init):
     """Same seed, same data: alr moves the top-10% importance weights away from theta* far less than
     lora does (theta* = base weights, or the phase-1 model when phase 2 continues phase 1's adapter)."""
-    tmp, cfg, imp = env
-    importance = load_file(str(imp))
-    phase1 = tmp / "importance" / "phase1_adapter"
+    importance = load_file(str(env.imp))
+    phase1 = env.imp.parent / "phase1_adapter"
     reference = _delta(phase1.parent) if init == "phase1" else None
     moved = {}
     for method in ("lora", "alr"):
-        c = copy.deepcopy(cfg)
+        c = copy.deepcopy(env.cfg)
         c["train"].update(max_steps=8, lr=1e-2)
         c["regularize"].update({"lambda": 1e3, "phase2_init": init})
-        out = tmp / "cmp" / init / method
-        rec = finetune(c, tmp / "model", tmp / "data", "physics", method, 0, out,
-                       imp if method == "alr" else None, phase1 if init == "phase1" else None)
+        out = tmp_path / method
+        rec = finetune(c, env.model, env.data, "physics", method, 0, out,
+                       env.imp if method == "alr" else None, phase1 if init == "phase1" else None)
         assert rec["init_adapter"] == (str(phase1) if init == "phase1" else None)
         deltas = _delta(out)
         top = []
@@ -123,48 +137,43 @@ def test_regularised_tuning_moves_important_weights_less(env, init):
     assert moved["alr"] < 0.5 * moved["lora"], moved
 
 
-def test_bf16_stored_importance_trains_like_fp32(env):
+def test_bf16_stored_importance_trains_like_fp32(env, tmp_path):
     """bf16 storage halves the importance file (4.9% of the full-model Fisher for SmolLM2) without a
     measurable change: the same alr run on the fp32 and on the bf16 copy of one importance file."""
     from alr.importance.store import save_importance
 
-    tmp, cfg, imp = env
+    imp = env.imp
     tensors, sidecar = load_importance(imp)
-    bf16 = tmp / "importance_bf16" / "si.safetensors"
+    bf16 = tmp_path / "importance_bf16" / "si.safetensors"
     save_importance(bf16, tensors, sidecar, "bfloat16")
     assert bf16.stat().st_size < 0.55 * imp.stat().st_size
-    c = copy.deepcopy(cfg)
+    c = copy.deepcopy(env.cfg)
     c["train"].update(max_steps=8, lr=1e-2)
     c["regularize"]["lambda"] = 1e3  # the penalty dominates, so importance rounding would show
     recs, deltas = {}, {}
     for name, path in (("fp32", imp), ("bf16", bf16)):
-        out = tmp / "dtype" / name
-        recs[name] = finetune(c, tmp / "model", tmp / "data", "physics", "alr", 0, out, path)
+        out = tmp_path / name
+        recs[name] = finetune(c, env.model, env.data, "physics", "alr", 0, out, path)
         deltas[name] = _delta(out)
     assert recs["bf16"]["final_reg"] == pytest.approx(recs["fp32"]["final_reg"], rel=1e-2)
     for n, d in deltas["fp32"].items():
         assert (deltas["bf16"][n] - d).norm() <= 1e-2 * d.norm(), n
 
 
-def test_fisher_equals_naive_per_sample_reference(env):
+def test_fisher_equals_naive_per_sample_reference(env, fisher_file, tmp_path):
     """Per-sample squared gradients, averaged: against float64 autograd.grad on a copy of the model."""
     from alr.data import read_records, tokenize_texts
     from alr.models import load_base
-    from alr.importance.record import record_fisher
 
-    tmp, cfg, _ = env
-    c = copy.deepcopy(cfg)
-    c["fisher"].update(samples=5, max_length=24)
-    record_fisher(c, tmp / "model", tmp / "data", tmp / "fisher" / "fisher.safetensors")
-    fisher = load_file(str(tmp / "fisher" / "fisher.safetensors"))
-    sidecar = read_json(tmp / "fisher" / "fisher.json")
+    fisher = load_file(str(fisher_file))
+    sidecar = read_json(fisher_file.with_suffix(".json"))
     assert sidecar["per_sample"] is True and sidecar["n_samples"] == 5 and sidecar["scope"] == "full"
 
-    model, tok = load_base(tmp / "model")
+    model, tok = load_base(env.model)
     model = model.double().eval()
     params = dict(model.named_parameters())
     assert set(fisher) == set(params)  # full-model-shaped: every parameter
-    rows = read_records(tmp / "data" / "general_text" / "train.jsonl", "text")[:5]
+    rows = read_records(env.data / "general_text" / "train.jsonl", "text")[:5]
     reference = {n: torch.zeros_like(p) for n, p in params.items()}
     for feat in tokenize_texts((r["text"] for r in rows), tok, 24):
         ids = torch.tensor([feat["input_ids"]])
@@ -175,39 +184,37 @@ def test_fisher_equals_naive_per_sample_reference(env):
     for n, ref in reference.items():
         assert torch.allclose(fisher[n].double(), ref, rtol=1e-3, atol=1e-10), n
 
-    record_fisher(c, tmp / "model", tmp / "data", tmp / "fisher_adapted" / "fisher.safetensors", scope="adapted")
-    lean = load_file(str(tmp / "fisher_adapted" / "fisher.safetensors"))
+    c = copy.deepcopy(env.cfg)
+    c["fisher"].update(samples=5, max_length=24)
+    record_fisher(c, env.model, env.data, tmp_path / "fisher.safetensors", scope="adapted")
+    lean = load_file(str(tmp_path / "fisher.safetensors"))
     assert sorted(lean) == sorted(n for n in fisher if n.endswith(("q_proj.weight", "v_proj.weight")))
     for n, t in lean.items():
         assert torch.equal(t, fisher[n])
 
 
-def test_ewc_lora_trains_with_the_full_model_fisher(env):
-    tmp, cfg, _ = env
-    fisher = tmp / "fisher" / "fisher.safetensors"
-    if not fisher.exists():
-        pytest.skip("needs test_fisher_equals_naive_per_sample_reference")
-    c = copy.deepcopy(cfg)
+def test_ewc_lora_trains_with_the_full_model_fisher(env, fisher_file, tmp_path):
+    c = copy.deepcopy(env.cfg)
     c["train"].update(max_steps=3, lr=1e-2)
-    rec = finetune(c, tmp / "model", tmp / "data", "physics", "ewc_lora", 0, tmp / "ewc", fisher)
+    rec = finetune(c, env.model, env.data, "physics", "ewc_lora", 0, tmp_path / "ewc", fisher_file)
     assert rec["final_reg"] > 0 and set(rec["layer_coefficients"].values()) == {1.0}
-    assert rec["importance"] == str(fisher)
+    assert rec["importance"] == str(fisher_file)
 
 
-def test_wise_ft_interpolates_between_base_and_lora(env):
+def test_wise_ft_interpolates_between_base_and_lora(env, tmp_path):
     from alr.models import load_tuned
 
-    tmp, cfg, _ = env
-    c = copy.deepcopy(cfg)
+    c = copy.deepcopy(env.cfg)
     c["train"].update(max_steps=3, lr=1e-2)
-    finetune(c, tmp / "model", tmp / "data", "physics", "lora", 0, tmp / "wise")
+    finetune(c, env.model, env.data, "physics", "lora", 0, tmp_path / "wise")
+    adapter = tmp_path / "wise" / "model"
     ids = torch.arange(1, 30)[None]
     with torch.no_grad():
-        base = load_tuned(tmp / "model", None)[0](ids).logits
-        tuned = load_tuned(tmp / "model", tmp / "wise" / "model")[0](ids).logits
-        at0 = load_tuned(tmp / "model", tmp / "wise" / "model", delta_scale=0.0)[0](ids).logits
-        at1 = load_tuned(tmp / "model", tmp / "wise" / "model", delta_scale=1.0)[0](ids).logits
-        half = load_tuned(tmp / "model", tmp / "wise" / "model", delta_scale=0.5)[0](ids).logits
+        base = load_tuned(env.model, None)[0](ids).logits
+        tuned = load_tuned(env.model, adapter)[0](ids).logits
+        at0 = load_tuned(env.model, adapter, delta_scale=0.0)[0](ids).logits
+        at1 = load_tuned(env.model, adapter, delta_scale=1.0)[0](ids).logits
+        half = load_tuned(env.model, adapter, delta_scale=0.5)[0](ids).logits
     assert not torch.allclose(base, tuned, atol=1e-4)
     assert torch.allclose(at0, base, atol=1e-5) and torch.allclose(at1, tuned, atol=1e-5)
     assert not torch.allclose(half, base, atol=1e-4) and not torch.allclose(half, tuned, atol=1e-4)
@@ -226,38 +233,36 @@ def test_replay_mix_ratio_holds_over_an_epoch():
         mix_replay(domain, general[:3], 0.1, seed=0)
 
 
-def test_replay_and_full_ft_train(env):
+def test_replay_and_full_ft_train(env, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    tmp, cfg, _ = env
-    c = copy.deepcopy(cfg)
+    c = copy.deepcopy(env.cfg)
     c["train"].update(max_steps=2)
     c["baselines"]["full_ft_lr"] = 1e-3
-    rec = finetune(c, tmp / "model", tmp / "data", "physics", "replay", 0, tmp / "replay")
+    rec = finetune(c, env.model, env.data, "physics", "replay", 0, tmp_path / "replay")
     assert rec["replay"]["n_general"] == round(rec["replay"]["n_domain"] * 0.1 / 0.9)
-    rec = finetune(c, tmp / "model", tmp / "data", "physics", "full_ft", 0, tmp / "full")
+    rec = finetune(c, env.model, env.data, "physics", "full_ft", 0, tmp_path / "full")
     assert rec["config"]["train"]["lr"] == 1e-3
-    before = dict(AutoModelForCausalLM.from_pretrained(tmp / "model").named_parameters())
-    after = dict(AutoModelForCausalLM.from_pretrained(tmp / "full" / "model").named_parameters())
+    before = dict(AutoModelForCausalLM.from_pretrained(env.model).named_parameters())
+    after = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "model").named_parameters())
     assert before.keys() == after.keys() and rec["trainable_params"] == sum(p.numel() for p in before.values())
     unchanged = [n for n in before if torch.equal(before[n], after[n])]
     assert not unchanged, unchanged
 
 
-def test_mas_equals_naive_reference(env):
+def test_mas_equals_naive_reference(env, tmp_path):
     from alr.data import read_records, tokenize_texts
     from alr.models import load_base
     from alr.importance.record import record_mas
 
-    tmp, cfg, _ = env
-    c = copy.deepcopy(cfg)
+    c = copy.deepcopy(env.cfg)
     c["mas"].update(samples=4, max_length=24)
-    side = record_mas(c, tmp / "model", tmp / "data", tmp / "mas" / "mas.safetensors")
+    side = record_mas(c, env.model, env.data, tmp_path / "mas.safetensors")
     assert side["estimator"] == "mas" and side["n_samples"] == 4
-    mas = load_file(str(tmp / "mas" / "mas.safetensors"))
-    model, tok = load_base(tmp / "model")
+    mas = load_file(str(tmp_path / "mas.safetensors"))
+    model, tok = load_base(env.model)
     model = model.double().eval()
-    rows = read_records(tmp / "data" / "general_text" / "train.jsonl", "text")[:4]
+    rows = read_records(env.data / "general_text" / "train.jsonl", "text")[:4]
     weights = {n: dict(model.named_modules())[n].weight for n in mas}
     reference = {n: torch.zeros_like(w) for n, w in weights.items()}
     for feat in tokenize_texts((r["text"] for r in rows), tok, 24):
@@ -269,36 +274,15 @@ def test_mas_equals_naive_reference(env):
         assert torch.allclose(mas[n].double(), ref, rtol=1e-3, atol=1e-9), n
 
 
-def test_efficiency_table(env):
-    from alr.report.efficiency import write_efficiency_table
-
-    tmp, _, imp = env
-    fisher = tmp / "fisher" / "fisher.json"
-    if not fisher.exists():
-        pytest.skip("needs test_fisher_equals_naive_per_sample_reference")
-    records = sorted(str(p) for p in tmp.rglob("train.json"))
-    table = write_efficiency_table([str(imp.with_suffix(".json")), str(fisher)], records, tmp / "tables" / "efficiency")
-    est = table[table.kind == "importance"].set_index("name")
-    assert est.loc["fisher", "time_vs_fisher"] == 1.0 and est.loc["fisher", "bytes_vs_fisher"] == 1.0
-    assert est.loc["si", "bytes"] == imp.stat().st_size
-    assert est.loc["si", "bytes_vs_fisher"] < 1  # SI covers the adapted modules only
-    train = table[table.kind == "training"].set_index("name")
-    if "lora" in train.index:
-        assert train.loc["lora", "step_time_vs_lora"] == 1.0  # paired with itself
-    for ext in ("csv", "md", "tex"):
-        assert (tmp / "tables" / f"efficiency.{ext}").stat().st_size > 0
-    assert "\\toprule" in (tmp / "tables" / "efficiency.tex").read_text()
-
-
-def test_alr_full_moves_important_parameters_less_than_full_ft(env):
-    tmp, cfg, _ = env
-    c = copy.deepcopy(cfg)
+def test_alr_full_moves_important_parameters_less_than_full_ft(env, tmp_path):
+    c = copy.deepcopy(env.cfg)
     c["baselines"]["full_ft_lr"] = 1e-3
-    side = record_importance(c, tmp / "model", tmp / "data", tmp / "full_imp" / "si_full.safetensors", full=True)
-    importance = load_file(str(tmp / "full_imp" / "si_full.safetensors"))
+    full_imp = tmp_path / "full_imp" / "si_full.safetensors"
+    side = record_importance(c, env.model, env.data, full_imp, full=True)
+    importance = load_file(str(full_imp))
     from transformers import AutoModelForCausalLM
 
-    base = dict(AutoModelForCausalLM.from_pretrained(tmp / "model").named_parameters())
+    base = dict(AutoModelForCausalLM.from_pretrained(env.model).named_parameters())
     assert side["estimator"] == "si_full" and set(importance) == set(base)
     assert all(torch.isfinite(t).all() and (t >= 0).all() for t in importance.values())
     # AdamW moves every weight by about lr per step whatever the gradient's size, so the penalty shows
@@ -308,9 +292,9 @@ def test_alr_full_moves_important_parameters_less_than_full_ft(env):
     c["regularize"]["lambda"] = 1e4
     moved = {}
     for method in ("full_ft", "alr_full"):
-        finetune(c, tmp / "model", tmp / "data", "physics", method, 0, tmp / "fullcmp" / method,
-                 tmp / "full_imp" / "si_full.safetensors" if method == "alr_full" else None)
-        tuned = dict(AutoModelForCausalLM.from_pretrained(tmp / "fullcmp" / method / "model").named_parameters())
+        finetune(c, env.model, env.data, "physics", method, 0, tmp_path / method,
+                 full_imp if method == "alr_full" else None)
+        tuned = dict(AutoModelForCausalLM.from_pretrained(tmp_path / method / "model").named_parameters())
         top = []
         for name, omega in importance.items():
             if omega.numel() < 10:

@@ -1,6 +1,6 @@
 """Tiny, deterministic stand-ins built by the tests themselves: a random Llama with a byte-level BPE
-tokenizer, and a miniature BIG-bench sdist with the same layout as the real one (gold answer listed
-first, as in the real task files)."""
+tokenizer, a miniature BIG-bench sdist with the same layout as the real one (gold answer listed
+first, as in the real task files), and a main results table of made-up scores."""
 from __future__ import annotations
 
 import copy
@@ -88,3 +88,31 @@ def tiny_config(tmp: Path) -> dict:
     cfg["mas"].update(samples=4, max_length=32)
     cfg["eval"]["batch_size"] = 4
     return cfg
+
+
+TABLE_DOMAINS = ("physics", "medical")
+
+
+def main_table(methods: list[str]):
+    """results/tables/main.csv with made-up scores (fixed seed): base + methods on TABLE_DOMAINS, every
+    method but base and lora with a CI against lora."""
+    import numpy as np
+    import pandas as pd
+
+    from alr.report.tables import COLUMNS
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for d in TABLE_DOMAINS:
+        for m in ["base"] + methods:
+            row = dict.fromkeys(COLUMNS, np.nan)
+            row.update(domain=d, method=m, n_seeds=1 if m == "base" else 2, domain_score=rng.uniform(0.3, 0.6),
+                       domain_stderr=0.04, domain_score_sd=0.02, general_score=rng.uniform(0.3, 0.4),
+                       general_stderr=0.02, general_score_sd=0.01, general_nll=3.0,
+                       forgetting=0.0 if m == "base" else rng.uniform(-0.02, 0.05),
+                       domain_gain=0.0 if m == "base" else rng.uniform(0.0, 0.2))
+            if m not in ("base", "lora"):
+                row.update(reference="lora", d_general=0.01, d_general_lo=-0.01, d_general_hi=0.03,
+                           d_domain=0.02, d_domain_lo=-0.02, d_domain_hi=0.05)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
