@@ -8,8 +8,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -22,7 +20,7 @@ from alr.cli import main
 from alr.importance.record import record_importance
 from alr.io import read_json, sha256_file
 from alr.train import finetune
-from tests.tiny import REPO, tiny_config
+from tests.tiny import snakemake, tiny_config
 
 
 class _Killed(BaseException):
@@ -308,12 +306,7 @@ def test_same_config_and_seed_give_identical_adapter_and_scores(built, tmp_path)
 
 
 def _snakemake(work, cfg_path, *extra, wait=True):
-    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "2",
-           "--configfile", str(cfg_path), "--replace-workflow-config", *extra]
-    if wait:
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return snakemake(work, cfg_path, *extra, wait=wait, timeout=600)
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ names the key, file or value and the fix, before any model loads, and without a 
 import copy
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -15,21 +16,22 @@ import alr.train as train_mod
 from alr.cli import build_parser, main
 from alr.config import ConfigError, load_config
 from alr.methods import METHODS
-from tests.tiny import REPO, tiny_config
+from tests.tiny import REPO
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """Tiny model, data and a phase-1 SI file, made with the CLI."""
-    tmp = tmp_path_factory.mktemp("mistakes")
-    cfg = tiny_config(tmp)
-    (tmp / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    c = ["--config", str(tmp / "tiny.yaml")]
-    assert main(["prepare-model", *c, "--out", str(tmp / "model"), "--downloads", str(tmp / "dl")]) == 0
-    assert main(["prepare-data", *c, "--out", str(tmp / "data"), "--downloads", str(tmp / "dl")]) == 0
-    assert main(["importance", *c, "--model-dir", str(tmp / "model"), "--data-dir", str(tmp / "data"),
-                 "--out", str(tmp / "importance" / "si.safetensors")]) == 0
-    return tmp, cfg
+def importance_dir(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
+    """A phase-1 SI file (and its phase1_adapter/) of the session's tiny model, made with the CLI."""
+    out = tmp_path_factory.mktemp("mistakes") / "importance"
+    assert main(["importance", "--config", str(tiny_config_file), "--model-dir", str(tiny_model),
+                 "--data-dir", str(tiny_data), "--out", str(out / "si.safetensors")]) == 0
+    return out
+
+
+@pytest.fixture
+def built(tiny_model, tiny_data, importance_dir, tiny_cfg, tmp_path):
+    """Paths the cases use: t.model, t.data, t.importance, and t.work (this test's own folder)."""
+    return SimpleNamespace(model=tiny_model, data=tiny_data, importance=importance_dir, work=tmp_path), tiny_cfg
 
 
 @pytest.fixture
@@ -47,17 +49,17 @@ def _with(cfg, edit):
 
 
 def _finetune(tmp, cfg, method="lora", *extra):
-    return ["finetune", "--config", json.dumps(cfg), "--model-dir", str(tmp / "model"), "--data-dir", str(tmp / "data"),
-            "--domain", "physics", "--method", method, "--seed", "0", "--out", str(tmp / "out"), *extra]
+    return ["finetune", "--config", json.dumps(cfg), "--model-dir", str(tmp.model), "--data-dir", str(tmp.data),
+            "--domain", "physics", "--method", method, "--seed", "0", "--out", str(tmp.work / "out"), *extra]
 
 
 def _si(tmp):
-    return str(tmp / "importance" / "si.safetensors")
+    return str(tmp.importance / "si.safetensors")
 
 
 def _file(tmp, name, text):
-    (tmp / name).write_text(text)
-    return str(tmp / name)
+    (tmp.work / name).write_text(text)
+    return str(tmp.work / name)
 
 
 # (case, argv from (tmp, cfg), what the message must contain). The case names are the README's.
@@ -72,26 +74,26 @@ CASES = [
     ("--importance for a method that uses none", lambda t, c: _finetune(t, c, "lora", "--importance", _si(t)),
      "method 'lora' uses no importance file; drop --importance"),
     ("--init-adapter that would be ignored",
-     lambda t, c: _finetune(t, c, "lora", "--init-adapter", str(t / "importance" / "phase1_adapter")),
+     lambda t, c: _finetune(t, c, "lora", "--init-adapter", str(t.importance / "phase1_adapter")),
      "--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1"),
     ("YAML syntax error in a config file",
      lambda t, c: ["check-config", _file(t, "bad.yaml", "train:\n  lr: [1, 2\nseeds: [0]\n")],
      "bad.yaml:3:6: YAML syntax error"),
-    ("config file that does not exist", lambda t, c: ["check-config", str(t / "nope.yaml")],
+    ("config file that does not exist", lambda t, c: ["check-config", str(t.work / "nope.yaml")],
      "nope.yaml does not exist"),
     ("evaluating a domain that is not configured",
-     lambda t, c: ["evaluate", "--config", json.dumps(c), "--model-dir", str(t / "model"), "--data-dir", str(t / "data"),
-                   "--domains", "biology", "--out", str(t / "eval.json")],
+     lambda t, c: ["evaluate", "--config", json.dumps(c), "--model-dir", str(t.model), "--data-dir", str(t.data),
+                   "--domains", "biology", "--out", str(t.work / "eval.json")],
      "--domains 'biology' has no dataset under data.domains"),
     ("--delta-scale without --weights",
-     lambda t, c: ["evaluate", "--config", json.dumps(c), "--model-dir", str(t / "model"), "--data-dir", str(t / "data"),
-                   "--domains", "physics", "--delta-scale", "0.5", "--out", str(t / "eval.json")],
+     lambda t, c: ["evaluate", "--config", json.dumps(c), "--model-dir", str(t.model), "--data-dir", str(t.data),
+                   "--domains", "physics", "--delta-scale", "0.5", "--out", str(t.work / "eval.json")],
      "without --weights (the base model) it would do nothing"),
     ("the JSON sidecar given as the importance file",
-     lambda t, c: _finetune(t, c, "alr", "--importance", str(t / "importance" / "si.json")),
+     lambda t, c: _finetune(t, c, "alr", "--importance", str(t.importance / "si.json")),
      "looks like the sidecar of"),
     ("a folder given as the importance file",
-     lambda t, c: _finetune(t, c, "alr", "--importance", str(t / "importance" / "phase1_adapter")),
+     lambda t, c: _finetune(t, c, "alr", "--importance", str(t.importance / "phase1_adapter")),
      "phase1_adapter is a folder; give the importance file itself"),
     ("a partial config for a command",
      lambda t, c: _finetune(t, {"train": c["train"], "model": c["model"]}, "alr", "--importance", _si(t)),
@@ -118,7 +120,7 @@ def test_mistake_is_refused_with_a_message(built, no_model_load, capsys, case, a
     assert expected in err, err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) <= 4, err  # one short message, not a dump
-    assert not (tmp / "out").exists()  # nothing started training
+    assert not (tmp.work / "out").exists()  # nothing started training
 
 
 def test_readme_lists_every_case_with_its_message():

@@ -11,7 +11,7 @@ import yaml
 from alr.cli import main
 from alr.io import read_json
 from alr.report.stats import read_items
-from tests.tiny import REPO
+from tests.tiny import REPO, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +114,7 @@ def test_cli_reports_bad_config(tiny_cfg, capsys):
     assert "train.lr" in capsys.readouterr().err
 
 
-def _snakemake(workdir, cfg_path, *extra):
-    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-         "--configfile", str(cfg_path), "--replace-workflow-config", *extra],
-        capture_output=True, text=True, env=env, timeout=900,
-    )
+
 
 
 @pytest.mark.slow
@@ -133,7 +127,7 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
     cfg["method_domains"] = {"ewc_lora": ["physics"], "full_ft": ["physics"]}
     cfg_path = tmp_path / "e2e.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    proc = _snakemake(work, cfg_path)
+    proc = snakemake(work, cfg_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = pd.read_csv(work / "results" / "tables" / "main.csv")
     assert sorted(zip(table.domain, table.method)) == sorted(
@@ -161,7 +155,7 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
                 "results/tiny-llama/importance/si.safetensors", "results/tiny-llama/importance/si.json",
                 "results/tiny-llama/physics/lora/seed0/train.json", "results/tiny-llama/base/eval.json"):
         assert (work / rel).exists(), rel
-    again = _snakemake(work, cfg_path, "-n")
+    again = snakemake(work, cfg_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     _check_ablation_figures_report(work, cfg_path, table)
 
@@ -182,7 +176,7 @@ def _check_ablation_figures_report(work, cfg_path, main_table):
         assert png.shape[1] >= 3.3 * 300 * 0.9 and png.std() > 0, name  # >= one column at 300 dpi, not blank
         assert (work / "results" / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF"), name
     assert not (work / "results" / "figures" / "lambda_sweep.png").exists()  # one lambda: no sweep figure
-    proc = _snakemake(work, cfg_path, "--report", "report.html")
+    proc = snakemake(work, cfg_path, "--report", "report.html")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     html = (work / "report.html").read_text(encoding="utf-8")
     assert html.rstrip().endswith("</html>")
@@ -197,7 +191,7 @@ def test_snakemake_refuses_invalid_config_before_any_job(tiny_cfg, tmp_path):
     bad_path.write_text(yaml.safe_dump(bad))
     work = tmp_path / "badwork"
     work.mkdir()
-    proc = _snakemake(work, bad_path, "-n")
+    proc = snakemake(work, bad_path, "-n")
     assert proc.returncode != 0
     assert "'nonsense'" in proc.stdout + proc.stderr
     assert not (work / "results").exists()
@@ -245,7 +239,7 @@ def test_lambda_sweep_and_seeds_expand_into_runs(tiny_cfg, tmp_path):
     path.write_text(yaml.safe_dump(sweep))
     work = tmp_path / "sweepwork"
     work.mkdir()
-    listed = _snakemake(work, path, "--summary")
+    listed = snakemake(work, path, "--summary")
     assert listed.returncode == 0, listed.stderr[-3000:]
     planned = {line.split("\t")[0] for line in listed.stdout.splitlines()}
     runs = {p for p in planned if p.endswith("/train.json")}
@@ -260,7 +254,7 @@ def test_slurm_profile_plans(tiny_config_file, tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e . installs the pinned plugin")
     work = tmp_path / "slurmwork"
     work.mkdir()
-    proc = _snakemake(work, tiny_config_file, "-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm"))
+    proc = snakemake(work, tiny_config_file, "-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm"))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "slurm_partition=<gpu-partition>" in out and "gpu=1" in out

@@ -10,7 +10,6 @@ import yaml
 from safetensors.torch import load_file
 
 import alr.train as train_mod
-from alr.build_data import build_all
 from alr.checkpoints import CheckpointMismatchError
 from alr.config import ConfigError, section
 from alr.importance.record import record_fisher, record_importance
@@ -18,7 +17,7 @@ from alr.importance.store import ImportanceMismatchError, load_importance, save_
 from alr.io import read_json
 from alr.methods import METHODS
 from alr.train import finetune
-from tests.tiny import REPO, tiny_config
+from tests.tiny import REPO
 
 # How the code reads a config section besides `[...]["<section>"]["<key>"]`: the variable names it
 # binds the section to. A key counts as read when one of them (or the subscript chain) indexes it.
@@ -59,26 +58,19 @@ def test_every_schema_key_is_read_by_the_code():
     assert unread == [], f"schema keys no code reads: {unread}"
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from alr.assets import prepare_model
-    from tests.tiny import tiny_config as make
-
-    tmp = tmp_path_factory.mktemp("settings")
-    cfg = make(tmp)
-    prepare_model(cfg["model"], tmp / "model", tmp / "dl")
-    build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp / "data")
-    return tmp, cfg
+@pytest.fixture
+def tiny(tiny_model, tiny_data, tiny_cfg):
+    return tiny_model, tiny_data, tiny_cfg
 
 
 def test_unclamped_importance_keeps_negatives_and_trains(tiny, tmp_path):
-    tmp, cfg = tiny
+    model, data, cfg = tiny
     files = {}
     for clamp in (True, False):
         c = copy.deepcopy(cfg)
         c["importance"]["clamp"] = clamp
         files[clamp] = tmp_path / f"clamp{clamp}" / "si.safetensors"
-        side = record_importance(c, tmp / "model", tmp / "data", files[clamp])
+        side = record_importance(c, model, data, files[clamp])
         assert side["nonnegative"] is clamp
     clamped, free = load_file(str(files[True])), load_file(str(files[False]))
     assert any((t < 0).any() for t in free.values())  # the tiny run has negative path contributions
@@ -88,7 +80,7 @@ def test_unclamped_importance_keeps_negatives_and_trains(tiny, tmp_path):
     c = copy.deepcopy(cfg)
     c["importance"]["clamp"] = False
     c["regularize"].update({"lambda": 10.0, "normalize": "none"})
-    rec = finetune(c, tmp / "model", tmp / "data", "physics", "alr", 0, tmp_path / "run", files[False])
+    rec = finetune(c, model, data, "physics", "alr", 0, tmp_path / "run", files[False])
     assert rec["final_reg"] is not None and torch.isfinite(torch.tensor(rec["final_reg"]))
 
 
@@ -104,14 +96,14 @@ def test_negative_importance_in_a_clamped_file_is_refused(tmp_path):
 def test_each_training_method_names_every_section_it_reads(tiny, tmp_path):
     """finetune refuses, naming the section, a config holding one section fewer than the method's
     `config_sections` (checked before any model loads)."""
-    tmp, cfg = tiny
+    model, data, cfg = tiny
     for name, spec in METHODS.items():
         if not spec.trains:
             continue
         for dropped in spec.config_sections:
             partial = {k: v for k, v in section(cfg, *spec.config_sections).items() if k != dropped}
             with pytest.raises(ConfigError, match=f"no section '{dropped}'"):
-                finetune(partial, tmp / "model", tmp / "data", "physics", name, 0, tmp_path / name)
+                finetune(partial, model, data, "physics", name, 0, tmp_path / name)
 
 
 class _Killed(BaseException):
@@ -119,13 +111,13 @@ class _Killed(BaseException):
 
 
 def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_path, monkeypatch):
-    tmp, cfg = tiny
+    model, data, cfg = tiny
     fisher = tmp_path / "fisher" / "fisher.safetensors"
-    record_fisher(cfg, tmp / "model", tmp / "data", fisher)
+    record_fisher(cfg, model, data, fisher)
     c = copy.deepcopy(cfg)
     c["train"].update(max_steps=4, checkpoint_steps=2)
     c["fisher"]["lambda"] = 3.0
-    args = (tmp / "model", tmp / "data", "physics", "ewc_lora", 0, tmp_path / "run", fisher)
+    args = (model, data, "physics", "ewc_lora", 0, tmp_path / "run", fisher)
 
     from transformers import TrainerCallback
 

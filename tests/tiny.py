@@ -116,3 +116,22 @@ def main_table(methods: list[str]):
                            d_domain=0.02, d_domain_lo=-0.02, d_domain_hi=0.05)
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def snakemake(work: Path, cfg_path: Path, *extra: str, wait: bool = True, timeout: int = 900):
+    """`snakemake` on the repository's Snakefile in `work`, run with the test's interpreter from an
+    environment whose PATH lacks that interpreter's bin/ (as a newcomer's shell without the venv
+    activated): the workflow itself must find the `alr` command installed beside Snakemake."""
+    import os
+    import subprocess
+    import sys
+
+    bindir = os.path.dirname(sys.executable)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bindir)
+    env = dict(os.environ, PATH=path)
+    env.pop("VIRTUAL_ENV", None)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "2",
+           "--configfile", str(cfg_path), "--replace-workflow-config", *extra]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
