@@ -23,6 +23,10 @@ except ConfigError as exc:
 # must run the conda env's `alr`, and Snakemake's activation puts that env's bin/ before this one.
 # A SLURM job re-runs Snakemake (the same interpreter, on a shared file system) on its node, so
 # this line runs there too. `os.path.dirname` without resolving links: a venv's python is a link.
+envvars:
+    "PATH",
+
+
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
