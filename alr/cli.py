@@ -1,13 +1,12 @@
 """`alr <subcommand>`: one command per pipeline step, so the package works without Snakemake.
 
-Every command takes `--config` (a YAML/JSON path or an inline JSON object, as the Snakemake rules
-pass their config sections) and validates it before doing any work.
+Every command that reads the config takes `--config` (a YAML/JSON path or an inline JSON object, as
+the Snakemake rules pass their config sections) and validates it before doing any work.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from pathlib import Path
 
@@ -63,26 +62,28 @@ def cmd_prefetch(args, cfg):
 
 
 def cmd_finetune(args, cfg):
-    from .runs import parse_run, run_config
-    from .train import finetune
+    from .finetune import finetune
 
     _threads(args.threads)
-    finetune(run_config(cfg, args.method), args.model_dir, args.data_dir, args.domain, parse_run(args.method)[0],
-             args.seed, args.out, args.importance, args.init_adapter)
+    finetune(cfg, args.model_dir, args.data_dir, args.domain, args.method, args.seed, args.out, args.importance,
+             args.init_adapter)
 
 
 def cmd_importance(args, cfg):
-    from .importance.record import record_importance
+    from .importance.estimators import get_estimator
 
     _threads(args.threads)
-    record_importance(cfg, args.model_dir, args.data_dir, args.out, args.seed, args.full)
+    get_estimator(args.estimator).record(cfg, args.model_dir, args.data_dir, args.out, args.seed)
 
 
 def cmd_evaluate(args, cfg):
     from .evaluate import evaluate
 
     _threads(args.threads)
-    rec = evaluate(cfg, args.model_dir, args.data_dir, args.domains, args.out, args.weights, args.delta_scale)
+    if (args.run is None) != (args.seed is None):
+        raise ValueError("--run and --seed go together: the run a tuned model belongs to")
+    rec = evaluate(cfg, args.model_dir, args.data_dir, args.domains, args.out, args.weights, args.delta_scale,
+                   args.run, args.seed)
     log.info("general score %.4f, NLL %.4f; domains %s", rec["general"]["score"], rec["general"]["nll"],
                  {d: round(v["score"], 4) for d, v in rec["domains"].items()})
 
@@ -97,30 +98,17 @@ def cmd_tasks(args, cfg):
     log.info("wrote lm-eval task YAMLs to %s: %s", args.out, ", ".join(tasks.values()))
 
 
-def cmd_fisher(args, cfg):
-    from .importance.record import record_fisher
+def _runs_from_records(paths) -> list[dict]:
+    """{"domain", "method" (the run name), "seed", "eval"} of each run's eval.json, from its own record."""
+    from .io import read_json
 
-    _threads(args.threads)
-    record_fisher(cfg, args.model_dir, args.data_dir, args.out, args.scope)
-
-
-def cmd_mas(args, cfg):
-    from .importance.record import record_mas
-
-    _threads(args.threads)
-    record_mas(cfg, args.model_dir, args.data_dir, args.out)
-
-
-_RUN_PATH = re.compile(r"(?P<domain>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>\d+)/eval\.json$")
-
-
-def _runs_from_paths(paths) -> list[dict]:
     runs = []
     for path in paths:
-        m = _RUN_PATH.search(Path(path).as_posix())
-        if not m:
-            raise SystemExit(f"error: {path} does not look like results/<model>/<domain>/<method>/seed<N>/eval.json")
-        runs.append({"domain": m["domain"], "method": m["method"], "seed": int(m["seed"]), "eval": path})
+        run = read_json(path).get("run")
+        if not run:
+            raise ValueError(f"{path} records no run (domain, run, seed); evaluate tuned models with "
+                             "`alr evaluate --run NAME --seed N`")
+        runs.append({"domain": run["domain"], "method": run["run"], "seed": run["seed"], "eval": path})
     return runs
 
 
@@ -128,7 +116,7 @@ def cmd_tables(args, cfg):
     from .report.tables import write_main_table
     from .runs import all_runs
 
-    runs = _runs_from_paths(args.evals)
+    runs = _runs_from_records(args.evals)
     order = all_runs(cfg) if "regularize" in cfg else cfg["methods"]
     table = write_main_table(args.base_eval, runs, order, cfg["eval"], args.out_prefix)
     log.info("wrote %s.{csv,md,tex} (%d rows)", args.out_prefix, len(table))
@@ -145,7 +133,7 @@ def cmd_figures(args, cfg):
     from .report.figures import build_figure
 
     paths = build_figure(args.figure, args.out_prefix, args.main_table, args.efficiency_table, args.base_eval,
-                         _runs_from_paths(args.evals), args.train_records, args.importance)
+                         _runs_from_records(args.evals), args.train_records, args.importance)
     log.info("wrote %s", ", ".join(map(str, paths)))
 
 
@@ -164,6 +152,20 @@ def cmd_check_config(args, cfg):
           f"{len(checked['seeds'])} seeds ({', '.join(map(str, args.files)) or 'config/config.yaml'})")
 
 
+def _estimator_sections(name: str) -> tuple[str, ...]:
+    from .importance.estimators import get_estimator
+
+    return get_estimator(name).sections
+
+
+def _estimator_list() -> str:
+    from .importance.estimators import ESTIMATORS
+
+    width = max(map(len, ESTIMATORS))
+    return "estimators (alr/importance/estimators.py):\n" + "\n".join(
+        f"  {name:<{width}}  {e.description}" for name, e in ESTIMATORS.items())
+
+
 def _method_list() -> str:
     from .methods import METHODS
 
@@ -178,9 +180,7 @@ SECTIONS = {
     "prepare-model": lambda a: ("model",),
     "prepare-data": lambda a: ("data",),
     "prefetch": lambda a: ("model", "data"),
-    "importance": lambda a: ("model", "train", "importance") + (("baselines",) if a.full else ("lora",)),
-    "fisher": lambda a: ("model", "lora", "fisher"),
-    "mas": lambda a: ("model", "lora", "mas"),
+    "importance": lambda a: _estimator_sections(a.estimator),
     "evaluate": lambda a: ("model", "data", "eval"),
     "tasks": lambda a: ("data",),
     "tables": lambda a: ("methods", "eval"),
@@ -242,12 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init-adapter", help="phase-1 adapter folder to continue from (only with regularize.phase2_init: phase1)")
     threads(s)
 
-    s = add("importance", cmd_importance, "phase 1: SI importance from LoRA tuning on general text")
+    s = add("importance", cmd_importance, "record one importance file on general text (phase 1, Fisher, MAS)",
+            epilog=_estimator_list())
     model_and_data(s)
-    s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/si.safetensors); "
-                                                "the .json sidecar and phase1_adapter/ go beside it")
+    s.add_argument("--estimator", default="si", help="an estimator (below; default: %(default)s)")
+    s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/<estimator>.safetensors); "
+                                                "the .json sidecar (and for si phase1_adapter/) go beside it")
     s.add_argument("--seed", type=int, default=0, help="phase-1 seed (default: %(default)s)")
-    s.add_argument("--full", action="store_true", help="full fine-tuning phase 1 (importance of every parameter, for alr_full)")
     threads(s)
 
     s = add("evaluate", cmd_evaluate, "lm-eval general + domain tasks and general NLL -> eval.json")
@@ -256,18 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--domains", nargs="+", required=True, help="domains of data.domains to evaluate")
     s.add_argument("--weights", help="tuned weights (PEFT adapter or checkpoint folder); omit for the base model")
     s.add_argument("--delta-scale", type=float, default=1.0, help="scale the adapter's update (WiSE-FT beta; needs --weights)")
-    threads(s)
-
-    s = add("fisher", cmd_fisher, "EWC-LoRA baseline: per-sample diagonal Fisher on general text")
-    model_and_data(s)
-    s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/fisher.safetensors)")
-    s.add_argument("--scope", choices=["full", "adapted"], default="full",
-                   help="every parameter (as the original) or the adapted modules only (default: %(default)s)")
-    threads(s)
-
-    s = add("mas", cmd_mas, "MAS importance on the adapted modules from general text")
-    model_and_data(s)
-    s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/mas.safetensors)")
+    s.add_argument("--run", help="the run the weights belong to (a method or <method>-lambda<value>), recorded in eval.json")
+    s.add_argument("--seed", type=int, help="the run's seed, recorded in eval.json (with --run)")
     threads(s)
 
     s = add("tasks", cmd_tasks, "write the lm-eval task YAMLs (use with `lm_eval --include_path`)")
@@ -279,11 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--evals", nargs="*", default=[], help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv, .md and .tex)")
 
-    s = add("ablation", cmd_ablation, "ablation table (lora, alr_no_element, alr_no_layer, alr) from main.csv")
+    s = add("ablation", cmd_ablation, "ablation table (lora, alr_no_element, alr_no_layer, alr) from main.csv",
+            config=False)
     s.add_argument("--main-table", required=True, help="results/tables/main.csv")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/ablation (writes .csv, .md and .tex)")
 
-    s = add("figures", cmd_figures, "one paper figure (PNG + PDF) from result files")
+    s = add("figures", cmd_figures, "one paper figure (PNG + PDF) from result files", config=False)
     s.add_argument("--figure", required=True, help="tradeoff, forgetting_heatmap, efficiency, layer_coefficients, "
                                                   "importance or lambda_sweep (alr.report.figures)")
     s.add_argument("--out-prefix", required=True, help="e.g. results/figures/tradeoff (writes .png and .pdf)")
@@ -294,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-records", nargs="*", default=[], help="runs' train.json files (layer_coefficients)")
     s.add_argument("--importance", help="an importance .safetensors file, its .json sidecar beside it (importance)")
 
-    s = add("efficiency", cmd_efficiency, "efficiency table from importance sidecars and train.json files")
+    s = add("efficiency", cmd_efficiency, "efficiency table from importance sidecars and train.json files",
+            config=False)
     s.add_argument("--sidecars", nargs="+", required=True, help="importance sidecars (results/<m>/importance/<estimator>.json)")
     s.add_argument("--train-records", nargs="*", default=[], help="runs' train.json files")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/efficiency (writes .csv, .md and .tex)")
@@ -317,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except FloatingPointError as exc:  # NaN/Inf during training (alr.train.NonFiniteLossError)
+    except FloatingPointError as exc:  # NaN/Inf during training (alr.trainer.NonFiniteLossError)
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
         return 3
     return 0

@@ -26,8 +26,15 @@ class ConfigError(ValueError):
 
 
 def _schema() -> dict:
+    """The schema file, with the names of the method and estimator registries (and so of plugins)."""
+    from .importance.estimators import ESTIMATORS
+    from .methods import METHODS
+
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    schema["properties"]["methods"]["items"] = {"enum": list(METHODS)}
+    schema["properties"]["baselines"]["properties"]["efficiency_estimators"]["items"] = {"enum": list(ESTIMATORS)}
+    return schema
 
 
 def _describe(error: jsonschema.ValidationError) -> str:

@@ -199,8 +199,17 @@ def general_nll(model, tok, texts: list[str], max_length: int, max_tokens: int =
 
 
 def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: list[str], out_path: str | Path,
-             weights_dir: str | Path | None = None, delta_scale: float = 1.0) -> dict:
+             weights_dir: str | Path | None = None, delta_scale: float = 1.0, run: str | None = None,
+             seed: int | None = None) -> dict:
+    """Score the base model, or tuned `weights_dir`; `run` and `seed` name the run it belongs to
+    (recorded, so the tables never parse paths; a run is evaluated on its one domain)."""
     eval_cfg, data_dir = cfg["eval"], Path(data_dir)
+    if run is not None:
+        from .runs import parse_run
+
+        if len(domains) != 1:
+            raise ValueError(f"a run is evaluated on its own domain; got --domains {' '.join(domains)}")
+        identity = {"domain": domains[0], "method": parse_run(run)[0], "run": run, "seed": seed}
     general = list(cfg["data"]["general"]["tasks"])
     unknown = [d for d in domains if d not in cfg["data"]["domains"]]
     if unknown:
@@ -240,6 +249,7 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
 
     write_jsonl(items_path(out_path), items, compress=True)
     record = {
+        "run": identity if run is not None else None,
         "weights": str(weights_dir) if weights_dir else None,
         "delta_scale": delta_scale,
         "tasks": tasks,

@@ -1,78 +1,139 @@
-"""Method registry: what each method name in the config means for training and evaluation."""
+"""Method registry: everything a method name in the config means, in one entry.
+
+The rest of the pipeline reads a method only through its entry: the workflow (which inputs a run
+needs, which config sections it is passed, how evaluation rescales its weights, which tables and
+figures it joins), `alr finetune` (adapter, learning rate, importance, penalty, data mixing, an extra
+loss term), the run names of a sweep (`alr.runs`), the ablation table and the config schema (its
+list of methods comes from here). Adding a baseline is one `register(Method(...))` plus its loss or
+penalty code.
+
+Plugins: `ALR_PLUGINS=pkg.module[,other.module]` imports those modules when `alr` is imported, in
+every process of a run (Snakemake and each job); a plugin calls `register` here and
+`alr.importance.estimators.register` to add methods and estimators without editing alr.
+"""
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass
+from typing import Callable
 
-
-IMPORTANCE_FILES = ("si", "si_full", "fisher", "mas")  # estimators written to results/<m>/importance/<name>.*
+BASE = "base"    # the untouched model: the reference row of every table
+PLAIN = "lora"   # plain LoRA: the reference line of the sweep figure
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
     description: str
-    trains: bool = True           # False: the untouched base model (the reference row)
-    adapter: str | None = "lora"  # "lora": PEFT LoRA on `lora.targets`; None: no adapter
-    importance: str | None = None  # None: no penalty; "si"/"si_full"/"mas"/"fisher": that file; "uniform": ones
+    trains: bool = True           # False: nothing to tune (the base model; wise_ft reuses lora's weights)
+    adapter: str | None = "lora"  # "lora": PEFT LoRA on `lora.targets`; None: every parameter trains
+    importance: str | None = None  # an estimator of alr.importance.estimators (its file), "uniform" (ones) or
+                                   # None (no penalty)
     element_wise: bool = True     # False: each layer's importance replaced by its mean
     layer_coef: str = "config"    # "config": regularize.layer_coef; or a fixed mode ("uniform", "sum")
-    penalty: str = "regularize"   # config section with this method's lambda (and normalisation)
-    weights_from: str | None = None  # evaluate another method's weights (WiSE-FT: lora's adapter, rescaled)
-    replay: bool = False          # mix general examples into the domain data (baselines.replay_fraction)
+    strength_key: str = "regularize.lambda"  # its penalty weight (regularize.lambda: on mean-normalised
+                                             # importance, sweepable as <method>-lambda<value>)
+    lr_key: str = "train.lr"      # the learning rate it trains with (full fine-tuning: baselines.full_ft_lr)
+    weights_from: str | None = None  # evaluate another method's weights (WiSE-FT: lora's adapter)
+    delta_scale_key: str | None = None  # evaluate base + value * (tuned - base) (WiSE-FT: baselines.wise_ft_beta)
+    replay_key: str | None = None  # mix this fraction of general train items into the domain data
+    ablation: tuple[bool, bool] | None = None  # its row of the ablation table: (layer-wise, element-wise)
+    loss_hook: Callable | None = None  # (model, inputs, outputs, cfg) -> tensor, added to every micro-batch loss
+    hook_sections: tuple[str, ...] = ()  # config sections the loss hook reads
 
     @property
     def regularised(self) -> bool:
         return self.importance is not None
 
     @property
-    def importance_file(self) -> str | None:
-        """The estimator whose importance file this method reads (`--importance`), or None."""
-        return self.importance if self.importance in IMPORTANCE_FILES else None
+    def estimator(self):
+        """The importance estimator whose file this method reads (`--importance`), or None."""
+        from .importance.estimators import ESTIMATORS
+
+        return ESTIMATORS.get(self.importance) if self.importance else None
 
     @property
     def config_sections(self) -> tuple[str, ...]:
         """Every config section `alr finetune` reads for this method, and only those: the finetune rule
         passes them (so editing another method's section reruns nothing here), and `train.json` and
         the checkpoint identity record them (so a changed value is visible and never resumed across)."""
-        keys = ["model", "train"]
+        keys = ["model", "train", self.lr_key.split(".")[0]]
         if self.adapter == "lora":
             keys += ["lora", "regularize"]  # regularize.phase2_init decides how every LoRA method starts
-        elif self.regularised:
-            keys.append("regularize")
-        if self.importance_file in ("si", "si_full"):
-            keys.append("importance")  # the phase-1 settings its importance file must have been made with
-        if self.penalty != "regularize":
-            keys.append(self.penalty)  # its own lambda (ewc_lora: fisher)
-        if self.adapter is None or self.replay:
-            keys.append("baselines")  # full_ft_lr, replay_fraction
-        if self.replay:
-            keys.append("data")  # the general tasks whose train items are mixed in
-        return tuple(keys)
+        if self.regularised:
+            keys += ["regularize", self.strength_key.split(".")[0]]  # layer coefficients, granularity; its lambda
+        if self.estimator:
+            keys += self.estimator.shared_sections  # the settings its importance file must have been made with
+        if self.replay_key:
+            keys += [self.replay_key.split(".")[0], "data"]  # data: the general tasks whose items are mixed in
+        keys += self.hook_sections
+        return tuple(dict.fromkeys(keys))
+
+    def strength(self, cfg: dict) -> float:
+        return setting(cfg, self.strength_key)
+
+    def learning_rate(self, cfg: dict) -> float:
+        return setting(cfg, self.lr_key)
+
+    def delta_scale(self, cfg: dict) -> float:
+        return setting(cfg, self.delta_scale_key) if self.delta_scale_key else 1.0
+
+    def replay_fraction(self, cfg: dict) -> float | None:
+        return setting(cfg, self.replay_key) if self.replay_key else None
+
+    def continues_phase1(self, cfg: dict) -> bool:
+        """With `regularize.phase2_init: phase1` every LoRA method continues phase 1's adapter."""
+        return self.adapter == "lora" and cfg["regularize"]["phase2_init"] == "phase1"
 
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("base", "no tuning; the reference row", trains=False, adapter=None),
-        Method("lora", "plain LoRA on the domain (PEFT)"),
-        Method("alr", "LoRA + element-wise SI importance + layer-wise coefficients (the paper)", importance="si"),
-        Method("alr_no_layer", "alr with uniform layer coefficients (element-wise only)", importance="si",
-               layer_coef="uniform"),
-        Method("alr_no_element", "alr with each layer's importance replaced by its mean (layer-wise only)",
-               importance="si", element_wise=False),
-        Method("l2_lora", "LoRA + uniform importance: plain L2 on the update", importance="uniform",
-               layer_coef="uniform"),
-        Method("ewc_lora", "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model",
-               importance="fisher", layer_coef="sum", penalty="fisher"),
-        Method("full_ft", "full fine-tuning on the domain (every parameter, baselines.full_ft_lr)", adapter=None),
-        Method("mas_lora", "alr with MAS importance instead of SI", importance="mas"),
-        Method("wise_ft", "lora's adapter scaled by baselines.wise_ft_beta toward the base at evaluation",
-               trains=False, weights_from="lora"),
-        Method("replay", "LoRA on domain data mixed with a fraction of general examples", replay=True),
-        Method("alr_full", "alr on full fine-tuning: SI importance of every parameter from a full phase 1",
-               adapter=None, importance="si_full"),
-    )
-}
+def setting(cfg: dict, key: str):
+    """The value of a dotted config key (`baselines.full_ft_lr`)."""
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add a method (names are unique, lowercase letters, digits and '_', as run names need)."""
+    import re
+
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is already registered")
+    if not re.fullmatch(r"[a-z0-9_]+", method.name):
+        raise ValueError(f"method name {method.name!r}: use lowercase letters, digits and '_' only")
+    METHODS[method.name] = method
+    return method
+
+
+for _m in (
+    Method(BASE, "no tuning; the reference row", trains=False, adapter=None),
+    Method(PLAIN, "plain LoRA on the domain (PEFT)", ablation=(False, False)),
+    Method("alr", "LoRA + element-wise SI importance + layer-wise coefficients (the paper)", importance="si",
+           ablation=(True, True)),
+    Method("alr_no_layer", "alr with uniform layer coefficients (element-wise only)", importance="si",
+           layer_coef="uniform", ablation=(False, True)),
+    Method("alr_no_element", "alr with each layer's importance replaced by its mean (layer-wise only)",
+           importance="si", element_wise=False, ablation=(True, False)),
+    Method("l2_lora", "LoRA + uniform importance: plain L2 on the update", importance="uniform",
+           layer_coef="uniform"),
+    Method("ewc_lora", "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model",
+           importance="fisher", layer_coef="sum", strength_key="fisher.lambda"),
+    Method("full_ft", "full fine-tuning on the domain (every parameter, baselines.full_ft_lr)", adapter=None,
+           lr_key="baselines.full_ft_lr"),
+    Method("mas_lora", "alr with MAS importance instead of SI", importance="mas"),
+    Method("wise_ft", "lora's adapter scaled by baselines.wise_ft_beta toward the base at evaluation",
+           trains=False, weights_from=PLAIN, delta_scale_key="baselines.wise_ft_beta"),
+    Method("replay", "LoRA on domain data mixed with a fraction of general examples",
+           replay_key="baselines.replay_fraction"),
+    Method("alr_full", "alr on full fine-tuning: SI importance of every parameter from a full phase 1",
+           adapter=None, importance="si_full", lr_key="baselines.full_ft_lr"),
+):
+    register(_m)
 
 
 def get_method(name: str) -> Method:
@@ -82,3 +143,12 @@ def get_method(name: str) -> Method:
         from .config import did_you_mean
 
         raise ValueError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; known: {', '.join(METHODS)}") from None
+
+
+def load_plugins() -> None:
+    """Import the modules named in ALR_PLUGINS (once each; see the module docstring)."""
+    for name in filter(None, (n.strip() for n in os.environ.get("ALR_PLUGINS", "").split(","))):
+        importlib.import_module(name)
+
+
+load_plugins()

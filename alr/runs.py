@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import re
 
-from .methods import get_method
+from .methods import BASE, get_method
 
 _RUN = re.compile(r"^(?P<method>[a-z0-9_]+?)(?:-lambda(?P<lam>[0-9][0-9.e+-]*))?$")
 RUN_PATTERN = r"[a-z0-9_]+(?:-lambda[0-9][0-9.e+-]*)?"  # the Snakemake wildcard constraint
@@ -28,7 +28,7 @@ def format_lambda(value: float) -> str:
 
 def is_swept(method: str, cfg: dict) -> bool:
     spec = get_method(method)
-    return spec.regularised and spec.penalty == "regularize" and len(lambdas(cfg)) > 1
+    return spec.regularised and spec.strength_key == "regularize.lambda" and len(lambdas(cfg)) > 1
 
 
 def run_names(method: str, cfg: dict) -> list[str]:
@@ -40,7 +40,7 @@ def run_names(method: str, cfg: dict) -> list[str]:
 
 def all_runs(cfg: dict) -> list[str]:
     """Every run of the configured methods except `base`, in config order."""
-    return [run for m in cfg["methods"] if m != "base" for run in run_names(m, cfg)]
+    return [run for m in cfg["methods"] if m != BASE for run in run_names(m, cfg)]
 
 
 def run_domains(run: str, cfg: dict) -> list[str]:

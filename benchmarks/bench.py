@@ -3,7 +3,7 @@
     make bench                                   # = python benchmarks/bench.py (CPU, < 10 min on 2 cores)
     python benchmarks/bench.py --device cuda --sizes 1b --dtype bfloat16 --batch 8 --seq 512   # GPU check
 
-Every step is a real optimizer step through alr's own Trainer path (`alr.train.run_trainer`): plain
+Every step is a real optimizer step through alr's own Trainer path (`alr.trainer.run_trainer`): plain
 LoRA, LoRA + the alr penalty (`alr.regularize.Regularizer`, softmax_norm coefficients), and phase-1
 LoRA training with the SI recorder (`alr.importance.si`). Modes are interleaved repeat by repeat in
 rotating order, the first steps of every run are warm-up, and the median of the remaining step times
@@ -42,7 +42,7 @@ from alr.importance.si import SIRecorder, si_callback  # noqa: E402
 from alr.importance.store import save_importance  # noqa: E402
 from alr.models import lora_modules, wrap_lora  # noqa: E402
 from alr.regularize import Regularizer, normalise_mean  # noqa: E402
-from alr.train import run_trainer, training_arguments  # noqa: E402
+from alr.trainer import run_trainer, training_arguments  # noqa: E402
 
 MODES = ("lora", "reg", "si")
 TARGETS = {"si_record_step_ratio": 1.15, "reg_step_ratio": 1.05, "storage_ratio_bf16": 0.05, "peak_mem_ratio": 1.10}

@@ -14,12 +14,13 @@ import pytest
 import yaml
 
 import alr.importance.record as record_mod
-import alr.train as train_mod
+import alr.finetune as finetune_mod
+import alr.trainer as trainer_mod
 from alr.checkpoints import CheckpointMismatchError
 from alr.cli import main
 from alr.importance.record import record_importance
 from alr.io import read_json, sha256_file
-from alr.train import finetune
+from alr.finetune import finetune
 from tests.tiny import snakemake, tiny_config
 
 
@@ -88,7 +89,7 @@ def no_model_load(monkeypatch):
     """Bad input must be refused before the expensive part: loading the model fails the test."""
     def forbidden(*a, **k):
         raise AssertionError("the model was loaded before the bad input was refused")
-    monkeypatch.setattr(train_mod, "load_base", forbidden)
+    monkeypatch.setattr(finetune_mod, "load_base", forbidden)
 
 
 def test_offline_cli_chain_never_touches_the_network(built):
@@ -244,7 +245,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run_bitwise(built, tmp_pat
                 raise _Killed
 
     with monkeypatch.context() as mp:
-        mp.setattr(train_mod, "no_final_checkpoint_callback", KillAfterStep5)
+        mp.setattr(trainer_mod, "no_final_checkpoint_callback", KillAfterStep5)
         with pytest.raises(_Killed):
             finetune(c, *args, tmp_path / "run", imp)
     ckpts = tmp_path / "run" / "checkpoints"

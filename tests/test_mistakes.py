@@ -12,7 +12,7 @@ import yaml
 
 import alr.evaluate as evaluate_mod
 import alr.importance.record as record_mod
-import alr.train as train_mod
+import alr.finetune as finetune_mod
 from alr.cli import build_parser, main
 from alr.config import ConfigError, load_config
 from alr.methods import METHODS
@@ -38,7 +38,7 @@ def built(tiny_model, tiny_data, importance_dir, tiny_cfg, tmp_path):
 def no_model_load(monkeypatch):
     def forbidden(*a, **k):
         raise AssertionError("the model was loaded before the bad input was refused")
-    for module, name in ((train_mod, "load_base"), (record_mod, "load_base"), (evaluate_mod, "load_tuned")):
+    for module, name in ((finetune_mod, "load_base"), (record_mod, "load_base"), (evaluate_mod, "load_tuned")):
         monkeypatch.setattr(module, name, forbidden)
 
 

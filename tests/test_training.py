@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from alr.importance.store import ImportanceMismatchError, load_importance
 from alr.io import read_json
 from alr.importance.record import record_fisher, record_importance
-from alr.train import finetune
+from alr.finetune import finetune
 
 
 class Env(NamedTuple):
@@ -221,7 +221,7 @@ def test_wise_ft_interpolates_between_base_and_lora(env, tmp_path):
 
 
 def test_replay_mix_ratio_holds_over_an_epoch():
-    from alr.train import mix_replay
+    from alr.finetune import mix_replay
 
     domain = [{"id": f"d{i}"} for i in range(90)]
     general = [{"id": f"g{i}"} for i in range(500)]

@@ -118,17 +118,18 @@ def main_table(methods: list[str]):
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def snakemake(work: Path, cfg_path: Path, *extra: str, wait: bool = True, timeout: int = 900):
+def snakemake(work: Path, cfg_path: Path, *extra: str, wait: bool = True, timeout: int = 900, env: dict | None = None):
     """`snakemake` on the repository's Snakefile in `work`, run with the test's interpreter from an
     environment whose PATH lacks that interpreter's bin/ (as a newcomer's shell without the venv
-    activated): the workflow itself must find the `alr` command installed beside Snakemake."""
+    activated): the workflow itself must find the `alr` command installed beside Snakemake. `env`:
+    variables to add (e.g. ALR_PLUGINS)."""
     import os
     import subprocess
     import sys
 
     bindir = os.path.dirname(sys.executable)
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bindir)
-    env = dict(os.environ, PATH=path)
+    env = dict(os.environ, PATH=path, **(env or {}))
     env.pop("VIRTUAL_ENV", None)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "2",
            "--configfile", str(cfg_path), "--replace-workflow-config", *extra]

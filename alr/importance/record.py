@@ -1,9 +1,8 @@
-"""Phase-1 importance runs on general text, each writing one importance file + sidecar:
+"""The recorders of the estimators in `alr.importance.estimators`, each on general text, each writing
+one importance file + sidecar:
 
-    alr importance --config C --model-dir M --data-dir D --out results/<m>/importance/si.safetensors
-    alr importance --full ...   (si_full: every parameter, for alr_full)
-    alr fisher --scope full|adapted ...   (EWC-LoRA baseline)
-    alr mas ...   (MAS baseline)
+    alr importance --estimator si --config C --model-dir M --data-dir D --out results/<m>/importance/si.safetensors
+    (si_full: every parameter, for alr_full; fisher / fisher_adapted: EWC-LoRA; mas: MAS)
 """
 from __future__ import annotations
 
@@ -20,7 +19,8 @@ from ..dist import is_main_process
 from ..io import atomic_dir
 from ..measure import Timer, peak_mem_mb, provenance, reset_peak_memory
 from ..models import load_base, wrap_lora
-from ..train import run_trainer, training_arguments
+from ..layout import GENERAL_TEXT, phase1_adapter
+from ..trainer import run_trainer, training_arguments
 from .si import SIRecorder, si_callback
 from .store import model_fingerprint, save_importance
 
@@ -28,13 +28,15 @@ log = logging.getLogger(__name__)
 
 
 def _general_text(data_dir: str | Path, n: int) -> list[dict]:
-    return read_records(Path(data_dir) / "general_text" / "train.jsonl", "text")[:n]
+    return read_records(Path(data_dir) / GENERAL_TEXT / "train.jsonl", "text")[:n]
 
 
-def _sidecar(estimator: str, cfg: dict, model_dir, sections: tuple[str, ...], features: list[dict],
-             wall_time_s: float, **extra) -> dict:
-    """The sidecar fields every estimator shares (save_importance adds bytes, dtype, targets)."""
-    config = section(cfg, *sections)
+def _sidecar(estimator: str, cfg: dict, model_dir, features: list[dict], wall_time_s: float, **extra) -> dict:
+    """The sidecar fields every estimator shares (save_importance adds bytes, dtype, targets); its
+    config is exactly the sections the estimator reads (alr.importance.estimators)."""
+    from .estimators import get_estimator
+
+    config = section(cfg, *get_estimator(estimator).sections)
     return {
         "estimator": estimator,
         "model": cfg["model"]["name"],
@@ -49,11 +51,6 @@ def _sidecar(estimator: str, cfg: dict, model_dir, sections: tuple[str, ...], fe
         "config": config,
         "provenance": provenance(config),
     }
-
-
-def phase1_adapter_dir(importance_path: str | Path) -> Path:
-    """Phase 1's own LoRA adapter, kept beside the importance file for `phase2_init: phase1`."""
-    return Path(importance_path).parent / "phase1_adapter"
 
 
 def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, seed: int = 0,
@@ -85,17 +82,16 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
         stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder)])
     importance = recorder.importance(imp_cfg["xi"], imp_cfg["clamp"])
     recorder.close()
-    sections = ("model", "train", "importance", "baselines") if full else ("model", "lora", "train", "importance")
-    sidecar = _sidecar("si_full" if full else "si", cfg, model_dir, sections, features, stats["wall_time_s"],
+    sidecar = _sidecar("si_full" if full else "si", cfg, model_dir, features, stats["wall_time_s"],
                        final_ce=stats["final_ce"], nonnegative=imp_cfg["clamp"])
     # a training run: its own token count and optimizer steps, and the trainer's peak memory
     sidecar.update(n_tokens=stats["tokens"], steps=stats["steps"], peak_mem_mb=stats["peak_mem_mb"])
     if not is_main_process():  # under DDP every rank holds the same importance; rank 0 writes it
         return sidecar
-    sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
-    if not full:
-        with atomic_dir(phase1_adapter_dir(out_path)) as tmp:
+    if not full:  # first: the importance file, written last, marks the phase as complete
+        with atomic_dir(phase1_adapter(out_path)) as tmp:
             model.save_pretrained(tmp)
+    sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
     log.info("SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
              len(importance), len(features), stats["steps"], stats["wall_time_s"], out_path, sidecar["bytes"])
     return sidecar
@@ -119,8 +115,8 @@ def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_pa
     reset_peak_memory()
     with Timer() as timer:
         fisher = empirical_fisher(model, features, keep, next(model.parameters()).device)
-    sidecar = _sidecar("fisher" if scope == "full" else "fisher_adapted", cfg, model_dir, ("model", "lora", "fisher"),
-                       features, timer.seconds, per_sample=True, scope=scope)
+    sidecar = _sidecar("fisher" if scope == "full" else "fisher_adapted", cfg, model_dir, features, timer.seconds,
+                       per_sample=True, scope=scope)
     sidecar = save_importance(out_path, fisher, sidecar, f_cfg["dtype"])
     log.info("Fisher over %d tensors from %d samples in %.1f s -> %s (%d bytes)", len(fisher), len(features),
              timer.seconds, out_path, sidecar["bytes"])
@@ -140,7 +136,7 @@ def record_mas(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path:
     reset_peak_memory()
     with Timer() as timer:
         importance = mas_importance(model, features)
-    sidecar = _sidecar("mas", cfg, model_dir, ("model", "lora", "mas"), features, timer.seconds,
+    sidecar = _sidecar("mas", cfg, model_dir, features, timer.seconds,
                        output="mean over positions of the squared L2 norm of the logits")
     return save_importance(out_path, importance, sidecar, m_cfg["dtype"])
 

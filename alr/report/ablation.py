@@ -11,26 +11,31 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..methods import METHODS
 from ..runs import parse_run
 from .tables import main_view, write_table
 
-# method -> (layer-wise coefficients, element-wise importance)
-COMPONENTS = {"lora": (False, False), "alr_no_element": (True, False), "alr_no_layer": (False, True),
-              "alr": (True, True)}
+
+def components() -> dict[str, tuple[bool, bool]]:
+    """method -> (layer-wise coefficients, element-wise importance), from the registry's `ablation`,
+    in the order of the table: no part, one part, both."""
+    parts = {name: m.ablation for name, m in METHODS.items() if m.ablation is not None}
+    return dict(sorted(parts.items(), key=lambda kv: (sum(kv[1]), [not p for p in kv[1]])))
 
 
 def ablation_rows(main: pd.DataFrame) -> pd.DataFrame:
     """The ablation methods' rows of the numeric main table, in COMPONENTS order, with their parts."""
+    parts = components()
     parsed = main.method.map(parse_run)
     method, lam = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
-    keep = method.isin(list(COMPONENTS))
+    keep = method.isin(list(parts))
     if not keep.any():
-        raise ValueError(f"the main table has no rows for any of {list(COMPONENTS)}; add them to `methods`")
+        raise ValueError(f"the main table has no rows for any of {list(parts)}; add them to `methods`")
     table = main[keep].copy()
     table.insert(2, "lambda", lam[keep])
-    table.insert(3, "layer_wise", method[keep].map(lambda m: COMPONENTS[m][0]))
-    table.insert(4, "element_wise", method[keep].map(lambda m: COMPONENTS[m][1]))
-    order = method[keep].map(list(COMPONENTS).index)
+    table.insert(3, "layer_wise", method[keep].map(lambda m: parts[m][0]))
+    table.insert(4, "element_wise", method[keep].map(lambda m: parts[m][1]))
+    order = method[keep].map(list(parts).index)
     return (table.assign(_order=order).sort_values(["domain", "_order", "lambda"], na_position="first")
             .drop(columns="_order").reset_index(drop=True))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import read_json
+from ..methods import PLAIN
 from .tables import write_table
 
 
@@ -41,7 +42,7 @@ def training_rows(train_records: list[str | Path]) -> pd.DataFrame:
     df = pd.DataFrame([{"name": r["method"], "domain": r.get("domain"), "seed": r.get("seed"),
                         "step_time_s": r["step_time_s"], "peak_mem_mb": r["peak_mem_mb"],
                         "tokens_per_s": r["tokens"] / r["wall_time_s"]} for r in recs])
-    lora = df[df.name == "lora"].groupby(["domain", "seed"])[["step_time_s", "peak_mem_mb"]].median()
+    lora = df[df.name == PLAIN].groupby(["domain", "seed"])[["step_time_s", "peak_mem_mb"]].median()
     if not lora.empty:
         key = list(zip(df.domain, df.seed))
         df["step_time_vs_lora"] = df.step_time_s / lora.step_time_s.reindex(key).to_numpy()

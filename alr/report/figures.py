@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..io import atomic_path, read_json  # noqa: E402
+from ..methods import BASE, PLAIN  # noqa: E402
 from ..runs import format_lambda, parse_run  # noqa: E402
 
 COLUMN_IN, PAGE_IN = 3.3, 6.9
@@ -73,7 +74,7 @@ def _method_of(run: str) -> str:
 
 def tradeoff(main: pd.DataFrame):
     """(a) x: general score change against base (= -forgetting), y: domain gain; up and right is better."""
-    runs = main[main.method != "base"].copy()
+    runs = main[main.method != BASE].copy()
     if runs.empty:
         raise ValueError("the main table has no tuned runs to plot")
     runs["base_method"] = runs.method.map(_method_of)
@@ -272,7 +273,7 @@ def importance(tensors: dict[str, np.ndarray], estimator: str = "si"):
 def lambda_sweep(main: pd.DataFrame):
     """(f) forgetting (x) against domain gain (y) for every lambda of a sweep, one line per method in
     lambda order; ringed points are Pareto-optimal (no run forgets less and gains more); star: lora."""
-    df = main[main.method != "base"].copy()
+    df = main[main.method != BASE].copy()
     parsed = df.method.map(parse_run)
     df["base_method"], df["lam"] = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
     swept = df[df.lam.notna()]
@@ -296,9 +297,9 @@ def lambda_sweep(main: pd.DataFrame):
                                 xytext=(2, 2), textcoords="offset points")
             ax.scatter(x[pareto], y[pareto], s=40, facecolors="none", edgecolors="black", lw=0.6,
                        label="Pareto-optimal")
-            lora = rows[rows.method == "lora"]
+            lora = rows[rows.method == PLAIN]
             if not lora.empty:
-                ax.plot(100 * lora.forgetting, 100 * lora.domain_gain, "*", color="black", ms=6, label="lora")
+                ax.plot(100 * lora.forgetting, 100 * lora.domain_gain, "*", color="black", ms=6, label=PLAIN)
             ax.set_title(domain)
             ax.set_xlabel("forgetting (points; lower is better)")
         axes[0].set_ylabel("domain gain (points)")

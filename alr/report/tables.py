@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..evaluate import items_path
 from ..io import atomic_path, read_json
+from ..methods import BASE
 from .stats import item_scores, paired_bootstrap, read_items
 
 COLUMNS = ["domain", "method", "n_seeds", "domain_score", "domain_score_sd", "domain_stderr", "general_score",
@@ -35,10 +36,10 @@ def collect(base_eval: str | Path, runs: list[dict]) -> pd.DataFrame:
     for domain in sorted({r["domain"] for r in runs}):
         if domain not in base["domains"]:
             raise ValueError(f"base evaluation {base_eval} has no score for domain {domain!r}")
-        rows.append(_row(domain, "base", None, base, base_eval))
+        rows.append(_row(domain, BASE, None, base, base_eval))
     rows += [_row(r["domain"], r["method"], r["seed"], read_json(r["eval"]), r["eval"]) for r in runs]
     df = pd.DataFrame(rows)
-    base_by_domain = df[df.method == "base"].set_index("domain")
+    base_by_domain = df[df.method == BASE].set_index("domain")
     df["forgetting"] = df.domain.map(base_by_domain.general_score) - df.general_score
     df["domain_gain"] = df.domain_score - df.domain.map(base_by_domain.domain_score)
     return df
@@ -67,7 +68,7 @@ def _paired(runs: pd.DataFrame, domain: str, method: str, reference: str, boot: 
 
 
 def summarise(runs: pd.DataFrame, method_order: list[str], eval_cfg: dict) -> pd.DataFrame:
-    order = {m: i for i, m in enumerate(["base"] + [m for m in method_order if m != "base"])}
+    order = {m: i for i, m in enumerate([BASE] + [m for m in method_order if m != BASE])}
     agg = runs.groupby(["domain", "method"], sort=False).agg(
         n_seeds=("general_score", "size"),
         domain_score=("domain_score", "mean"), domain_score_sd=("domain_score", "std"),

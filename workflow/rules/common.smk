@@ -5,6 +5,9 @@ import sys
 
 from alr.config import ConfigError, section, validate_config
 from alr.hub import hub_assets
+from alr.importance.estimators import ESTIMATORS, get_estimator
+from alr.layout import (DATA_DIR, GENERAL_TEXT, base_file, dataset_file, figure_file, importance_file,
+                        model_dir as model_path, phase1_adapter, run_dir as run_path, table_file)
 from alr.methods import get_method
 from alr.runs import RUN_PATTERN, all_runs, domain_runs, is_swept, parse_run, run_config, run_names
 
@@ -36,9 +39,9 @@ if "hub" in config:  # hub assets come from this cache, filled by `prefetch`; ev
         os.environ.setdefault(var, "1")
 
 MODEL = config["model"]["name"]
-MODEL_DIR = f"resources/models/{MODEL}"
-DATA_DIR = "resources/data"
-RUN_DIR = "results/{model}/{domain}/{method}/seed{seed}"
+MODEL_DIR = model_path(MODEL)
+RUN_DIR = run_path("{model}", "{domain}", "{method}", "{seed}")
+IMPORTANCE = importance_file("{model}", "{estimator}")
 RUNS = all_runs(config)  # the tuned methods; one run per value of regularize.lambda when it lists several
 ENV = "../../envs/alr.yaml"
 
@@ -48,6 +51,7 @@ wildcard_constraints:
     domain="|".join(config["data"]["domains"]),
     method=RUN_PATTERN,
     seed=r"\d+",
+    estimator="|".join(ESTIMATORS),
 
 
 def config_json(*keys):
@@ -58,8 +62,7 @@ def config_json(*keys):
 def dataset_files():
     specs = {**config["data"]["general"]["tasks"], **config["data"]["domains"]}
     names = [n for n, s in specs.items() if s["source"] != "lm_eval"]  # built-in lm-eval tasks bring their data
-    files = [f"{DATA_DIR}/{name}/{split}.jsonl" for name in names for split in ("train", "test")]
-    return files + [f"{DATA_DIR}/general_text/{split}.jsonl" for split in ("train", "test")]
+    return [dataset_file(name, split) for name in names + [GENERAL_TEXT] for split in ("train", "test")]
 
 
 def prefetch_input():
@@ -94,49 +97,51 @@ def method_of(wildcards):
 
 
 def finetune_config(wildcards):
-    """The config sections one run's `alr finetune` reads (`Method.config_sections`), with the run's
-    own regularize.lambda; they are also its rerun trigger."""
+    """The config sections one run's `alr finetune` reads (`Method.config_sections`); they are also
+    its rerun trigger, so editing another method's settings reruns nothing here."""
     spec = method_of(wildcards)
-    return json.dumps(section(run_config(config, wildcards.method), *spec.config_sections), sort_keys=True)
+    return json.dumps(section(config, *spec.config_sections), sort_keys=True)
+
+
+def estimator_config(wildcards):
+    """The config sections an estimator's recorder reads (alr.importance.estimators)."""
+    return json.dumps(section(config, *get_estimator(wildcards.estimator).sections), sort_keys=True)
+
+
+def estimator_mem_mb(wildcards):
+    return get_estimator(wildcards.estimator).mem_mb
 
 
 def importance_input(wildcards):
-    """Regularised methods depend on the model's (single) SI or Fisher file, shared by all domains."""
-    kind = method_of(wildcards).importance_file
-    return [f"results/{wildcards.model}/importance/{kind}.safetensors"] if kind else []
+    """A regularised method's importance file (one per model and estimator, shared by all domains)."""
+    est = method_of(wildcards).estimator
+    return [importance_file(wildcards.model, est.name)] if est else []
 
 
 def phase1_adapter_input(wildcards):
-    """With `phase2_init: phase1` every LoRA method continues from phase 1's adapter."""
-    if config["regularize"]["phase2_init"] == "phase1" and method_of(wildcards).adapter == "lora":
-        return f"results/{wildcards.model}/importance/phase1_adapter"
-    return []
+    """With `phase2_init: phase1` every LoRA method continues phase 1's adapter, which the SI phase
+    writes beside si.safetensors before the importance file itself (docs/files.md)."""
+    return [importance_file(wildcards.model, "si")] if method_of(wildcards).continues_phase1(config) else []
 
 
 def phase_flags(wildcards, input):
     flags = [f"--importance {input.importance}"] if input.importance else []
-    return " ".join(flags + ([f"--init-adapter {input.init_adapter}"] if input.init_adapter else []))
-
-
-def fisher_scope(wildcards):
-    return "adapted" if wildcards.fisher == "fisher_adapted" else "full"
+    return " ".join(flags + ([f"--init-adapter {phase1_adapter(input.init_adapter)}"] if input.init_adapter else []))
 
 
 def weights_input(wildcards):
     """The weights a run evaluates: its own, or those of `weights_from` (WiSE-FT rescales lora's)."""
     source = method_of(wildcards).weights_from or wildcards.method
-    run = RUN_DIR.format(model=wildcards.model, domain=wildcards.domain, method=source, seed=wildcards.seed)
-    return os.path.join(run, "model")
+    return os.path.join(run_path(wildcards.model, wildcards.domain, source, wildcards.seed), "model")
 
 
 def delta_scale(wildcards):
-    return config["baselines"]["wise_ft_beta"] if wildcards.method == "wise_ft" else 1.0
+    return method_of(wildcards).delta_scale(config)
 
 
 def run_files(name, runs=None):
     """`name` in every run directory of the config (domain x run x seed, honouring method_domains)."""
-    return [os.path.join(RUN_DIR.format(model=MODEL, domain=d, method=r, seed=s), name)
-            for d, r in domain_runs(config, runs) for s in config["seeds"]]
+    return [os.path.join(run_path(MODEL, d, r, s), name) for d, r in domain_runs(config, runs) for s in config["seeds"]]
 
 
 def efficiency_train_records():
@@ -147,14 +152,23 @@ def run_evals():
     return run_files("eval.json")
 
 
+def run_items():
+    return run_files("eval_items.jsonl.gz")
+
+
 def table_names():
-    ablation = {"alr", "alr_no_layer", "alr_no_element"} & set(config["methods"])
+    """The ablation table joins when a configured method has a penalty part to ablate."""
+    ablation = any(any(get_method(m).ablation or ()) for m in config["methods"])
     return ["main", "efficiency"] + (["ablation"] if ablation else [])
 
 
 def final_outputs():
-    tables = [f"results/tables/{t}.{ext}" for t in table_names() for ext in ("csv", "md", "tex")]
-    return tables + [f"results/figures/{f}.{ext}" for f in figure_names() for ext in ("png", "pdf")]
+    tables = [table_file(t, ext) for t in table_names() for ext in ("csv", "md", "tex")]
+    return tables + [figure_file(f, ext) for f in figure_names() for ext in ("png", "pdf")]
+
+
+def efficiency_sidecars():
+    return [os.path.splitext(importance_file(MODEL, e))[0] + ".json" for e in config["baselines"]["efficiency_estimators"]]
 
 
 def coefficient_runs():
@@ -171,7 +185,7 @@ def figure_names():
         names.append("layer_coefficients")
     if "si" in config["baselines"]["efficiency_estimators"] or any(get_method(m).importance == "si" for m in config["methods"]):
         names.append("importance")
-    if any(is_swept(m, config) for m in config["methods"] if m != "base"):
+    if any(is_swept(m, config) for m in config["methods"]):
         names.append("lambda_sweep")
     return names
 
@@ -180,21 +194,25 @@ def figure_input(wildcards):
     """The result files one figure reads, keyed like the `alr figures` flags."""
     name = wildcards.figure
     if name in ("tradeoff", "lambda_sweep"):
-        return {"main_table": "results/tables/main.csv"}
+        return {"main_table": table_file("main", "csv")}
     if name == "efficiency":
-        return {"efficiency_table": "results/tables/efficiency.csv"}
+        return {"efficiency_table": table_file("efficiency", "csv")}
     if name == "forgetting_heatmap":
-        return {"base_eval": f"results/{MODEL}/base/eval.json", "evals": run_evals()}
+        return {"base_eval": base_file(MODEL, "eval.json"), "evals": run_evals()}
     if name == "layer_coefficients":
         return {"train_records": coefficient_runs()}
     if name == "importance":
-        return {"importance": f"results/{MODEL}/importance/si.safetensors"}
+        si = importance_file(MODEL, "si")
+        return {"importance": si, "_sidecar": os.path.splitext(si)[0] + ".json"}
     raise WorkflowError(f"unknown figure {name!r}")
 
 
 def figure_flags(wildcards, input):
+    """The `alr figures` flags of a figure's inputs (keys starting with '_' are read, not passed)."""
     flags = []
     for key, value in input.items():
+        if key.startswith("_"):
+            continue
         files = [value] if isinstance(value, str) else list(value)
         flags.append(f"--{key.replace('_', '-')} " + " ".join(files))
     return " ".join(flags)

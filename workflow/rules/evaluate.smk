@@ -4,8 +4,8 @@ rule evaluate_base:
         data_manifest=f"{DATA_DIR}/manifest.json",
         data=dataset_files(),
     output:
-        record="results/{model}/base/eval.json",
-        per_item="results/{model}/base/eval_items.jsonl.gz",
+        record=base_file("{model}", "eval.json"),
+        per_item=base_file("{model}", "eval_items.jsonl.gz"),
     log:
         "logs/evaluate/{model}/base.log",
     benchmark:
@@ -51,4 +51,4 @@ rule evaluate:
     shell:
         "alr evaluate --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
         " --domains {wildcards.domain} --weights {input.weights} --delta-scale {params.delta_scale}"
-        " --out {output.record} --threads {threads} > {log} 2>&1"
+        " --run {wildcards.method} --seed {wildcards.seed} --out {output.record} --threads {threads} > {log} 2>&1"

@@ -2,7 +2,7 @@ rule finetune:
     input:
         model=f"{MODEL_DIR}/manifest.json",
         data_manifest=f"{DATA_DIR}/manifest.json",
-        train=f"{DATA_DIR}/{{domain}}/train.jsonl",
+        train=dataset_file("{domain}", "train"),
         importance=importance_input,
         init_adapter=phase1_adapter_input,
     output:

@@ -1,11 +1,13 @@
 rule tables:
     input:
-        base=f"results/{MODEL}/base/eval.json",
+        base=base_file(MODEL, "eval.json"),
+        base_items=base_file(MODEL, "eval_items.jsonl.gz"),
         evals=run_evals(),
+        eval_items=run_items(),  # read beside each eval.json for the paired statistics
     output:
-        csv=report("results/tables/main.csv", caption="../report/main.rst", category="Tables", labels={"table": "main"}),
-        md="results/tables/main.md",
-        tex="results/tables/main.tex",
+        csv=report(table_file("main", "csv"), caption="../report/main.rst", category="Tables", labels={"table": "main"}),
+        md=table_file("main", "md"),
+        tex=table_file("main", "tex"),
     log:
         "logs/tables.log",
     params:
@@ -21,34 +23,33 @@ rule tables:
 
 rule efficiency:
     input:
-        sidecars=expand("results/{model}/importance/{est}.json", model=MODEL, est=config["baselines"]["efficiency_estimators"]),
+        sidecars=efficiency_sidecars(),
         train=efficiency_train_records(),
     output:
-        csv=report("results/tables/efficiency.csv", caption="../report/efficiency.rst", category="Tables",
+        csv=report(table_file("efficiency", "csv"), caption="../report/efficiency.rst", category="Tables",
                    labels={"table": "efficiency"}),
-        md="results/tables/efficiency.md",
-        tex="results/tables/efficiency.tex",
+        md=table_file("efficiency", "md"),
+        tex=table_file("efficiency", "tex"),
     log:
         "logs/efficiency.log",
     params:
-        cfg=config_json("baselines"),
         prefix=table_prefix,
     threads: 1
     conda:
         ENV
     shell:
-        "alr efficiency --config {params.cfg:q} --sidecars {input.sidecars} --train-records {input.train}"
+        "alr efficiency --sidecars {input.sidecars} --train-records {input.train}"
         " --out-prefix {params.prefix} > {log} 2>&1"
 
 
 rule ablation:
     input:
-        main="results/tables/main.csv",
+        main=table_file("main", "csv"),
     output:
-        csv=report("results/tables/ablation.csv", caption="../report/ablation.rst", category="Tables",
+        csv=report(table_file("ablation", "csv"), caption="../report/ablation.rst", category="Tables",
                    labels={"table": "ablation"}),
-        md="results/tables/ablation.md",
-        tex="results/tables/ablation.tex",
+        md=table_file("ablation", "md"),
+        tex=table_file("ablation", "tex"),
     log:
         "logs/ablation.log",
     params:
@@ -57,16 +58,16 @@ rule ablation:
     conda:
         ENV
     shell:
-        "alr ablation --config '{{}}' --main-table {input.main} --out-prefix {params.prefix} > {log} 2>&1"
+        "alr ablation --main-table {input.main} --out-prefix {params.prefix} > {log} 2>&1"
 
 
 rule figure:
     input:
         unpack(figure_input),
     output:
-        png=report("results/figures/{figure}.png", caption="../report/figure.rst", category="Figures",
+        png=report(figure_file("{figure}", "png"), caption="../report/figure.rst", category="Figures",
                    labels={"figure": "{figure}"}),
-        pdf="results/figures/{figure}.pdf",
+        pdf=figure_file("{figure}", "pdf"),
     log:
         "logs/figures/{figure}.log",
     wildcard_constraints:
@@ -80,5 +81,5 @@ rule figure:
     conda:
         ENV
     shell:
-        "alr figures --config '{{}}' --figure {wildcards.figure} {params.flags} --out-prefix {params.prefix}"
+        "alr figures --figure {wildcards.figure} {params.flags} --out-prefix {params.prefix}"
         " > {log} 2>&1"

@@ -1,0 +1,213 @@
+"""Phase 2: domain fine-tuning of one method (`alr.methods`) on one domain with one seed, optionally
+regularised, resumable, written atomically.
+
+    alr finetune --config config/config.yaml --model-dir resources/models/<m> --data-dir resources/data \
+        --domain physics --method alr --seed 0 --importance results/<m>/importance/si.safetensors \
+        --out results/<m>/physics/alr/seed0
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .assets import check_lora_targets, check_model_dir
+from .checkpoints import checkpoint_dir, remove, resume_point
+from .config import section
+from .data import mc_to_pair, read_records, tokenize_pairs
+from .dist import is_main_process
+from .importance.store import check_importance_file, load_importance, model_fingerprint
+from .io import atomic_dir, sha256_file, write_json
+from .measure import provenance
+from .layout import importance_file
+from .methods import Method, get_method
+from .models import load_base, lora_modules, wrap_lora
+from .regularize import Regularizer, group_by_layer, layer_mean_importance, normalise_mean
+from .runs import parse_run, run_config
+from .trainer import run_trainer, training_arguments
+
+log = logging.getLogger(__name__)
+
+def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path, refs=None) -> Regularizer:
+    reg_cfg = cfg["regularize"]
+    if spec.adapter == "lora":
+        modules = lora_modules(model)
+        shapes = {n: tuple(m.get_base_layer().weight.shape) for n, m in modules.items()}
+    else:  # full fine-tuning: every trainable parameter, theta* = its starting value
+        modules = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        shapes = {n: tuple(p.shape) for n, p in modules.items()}
+        refs = {n: p.detach().float().clone() for n, p in modules.items()}
+    dev = next(model.parameters()).device
+    if spec.estimator:
+        # a parameter-named (full-model) file under LoRA: read the adapted modules' weights out of it
+        suffix = ".weight" if not spec.estimator.lora_shaped and spec.adapter == "lora" else ""
+        importance, _ = load_importance(importance_path, shapes, model_fingerprint(model_dir), dev, suffix)
+    elif spec.importance == "uniform":
+        importance = {n: torch.ones(s, device=dev) for n, s in shapes.items()}
+    else:
+        raise ValueError(f"method {spec.name!r} has unknown importance {spec.importance!r}")
+    if not spec.element_wise:
+        importance = layer_mean_importance(importance, group_by_layer(importance, reg_cfg["granularity"]))
+    lam = spec.strength(cfg)  # fisher.lambda: EWC as the original, on the raw Fisher
+    if spec.strength_key == "regularize.lambda" and reg_cfg["normalize"] == "mean":
+        importance = normalise_mean(importance)
+    mode = reg_cfg["layer_coef"] if spec.layer_coef == "config" else spec.layer_coef
+    return Regularizer(modules, importance, lam, mode, reg_cfg["tau"], reg_cfg["granularity"], refs)
+
+
+def mix_replay(domain_rows: list[dict], general_rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], dict]:
+    """Domain items plus round(n * f / (1 - f)) general items drawn with a fixed seed, so general
+    examples make up `fraction` of every epoch (the Trainer shuffles them into the batches)."""
+    import random
+
+    n_general = round(len(domain_rows) * fraction / (1 - fraction))
+    if n_general > len(general_rows):
+        raise ValueError(f"replay needs {n_general} general items but only {len(general_rows)} exist")
+    chosen = random.Random(seed).sample(general_rows, n_general)
+    info = {"fraction": fraction, "n_domain": len(domain_rows), "n_general": n_general}
+    return domain_rows + chosen, info
+
+
+def _init_lora(model, cfg: dict, init_adapter: str | Path | None):
+    """A fresh LoRA (`phase2_init: base`), or phase 1's adapter `init_adapter` continued (`phase1`).
+
+    With `phase1`, theta* is the phase-1 model, so each module's reference delta is phase 1's
+    `scaling * B @ A` and the penalty acts on (delta - reference). Returns (model, refs or None).
+    """
+    if init_adapter is None:
+        return wrap_lora(model, cfg["lora"]), None
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
+    with torch.no_grad():
+        refs = {n: m.get_delta_weight("default").float().clone() for n, m in lora_modules(model).items()}
+    return model, refs
+
+
+def _train_files(cfg: dict, data_dir: str | Path, domain: str, replay: bool) -> list[Path]:
+    """The domain's train split, then (replay) the general tasks' train splits."""
+    files = [Path(data_dir) / domain / "train.jsonl"]
+    if replay:
+        files += [Path(data_dir) / name / "train.jsonl" for name in cfg["data"]["general"]["tasks"]
+                  if (Path(data_dir) / name / "train.jsonl").exists()]
+    return files
+
+
+def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adapter) -> None:
+    """Refuse a missing or mismatched input before the model is loaded."""
+    check_model_dir(model_dir)
+    if spec.adapter == "lora":
+        check_lora_targets(model_dir, cfg["lora"]["targets"])
+    est = spec.estimator
+    if est is None and importance_path is not None:
+        raise ValueError(f"method {spec.name!r} uses no importance file; drop --importance {importance_path}")
+    if est is not None:
+        if importance_path is None:
+            raise ValueError(f"method {spec.name!r} needs an importance file (--importance "
+                             f"{importance_file('<model>', est.name)})")
+        # a LoRA-shaped file must match lora.targets; a full-model-shaped one has every weight
+        targets = cfg["lora"]["targets"] if est.lora_shaped else None
+        settings = {name: cfg[name] for name in est.shared_sections}
+        check_importance_file(importance_path, model_fingerprint(model_dir), targets, est.name, settings)
+    if init_adapter is not None and not spec.continues_phase1(cfg):
+        raise ValueError(f"--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1; "
+                         f"method {spec.name!r} would ignore it: drop it")
+    if spec.continues_phase1(cfg):
+        if init_adapter is None:
+            raise ValueError("regularize.phase2_init is 'phase1' but no phase-1 adapter was given (--init-adapter)")
+        if not (Path(init_adapter) / "adapter_model.safetensors").exists():
+            raise FileNotFoundError(f"phase-1 adapter {init_adapter} does not exist; build it with `alr importance` "
+                                    "(or `snakemake` the importance rule)")
+
+
+def _run_identity(spec: Method, domain: str, seed: int, model_dir, config: dict, files: list[Path],
+                  importance_path, init_adapter) -> dict:
+    """What a checkpoint must share with this run to be resumed (checkpoint_steps may change)."""
+    train = {k: v for k, v in config["train"].items() if k != "checkpoint_steps"}
+    return {
+        "method": spec.name, "domain": domain, "seed": seed, "model": model_fingerprint(model_dir),
+        "config": {**config, "train": train},
+        "data": {f"{p.parent.name}/{p.name}": sha256_file(p) for p in files},
+        "importance": sha256_file(importance_path) if importance_path else None,
+        "init_adapter": sha256_file(Path(init_adapter) / "adapter_model.safetensors") if init_adapter else None,
+    }
+
+
+def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str, run: str, seed: int,
+             out_dir: str | Path, importance_path: str | Path | None = None,
+             init_adapter: str | Path | None = None) -> dict:
+    """Tune `run` (a method, or a sweep run `<method>-lambda<value>`, alr.runs) on the domain's train
+    split; write `out_dir/model/` and `out_dir/train.json` atomically.
+
+    Every input is checked before the model is loaded. With `train.checkpoint_steps` > 0 the Trainer
+    checkpoints into `out_dir/checkpoints/`, a re-run resumes from there (see `alr.checkpoints`),
+    and the folder is removed once the outputs are written."""
+    from transformers import set_seed
+
+    method = parse_run(run)[0]
+    spec = get_method(method)
+    if not spec.trains:
+        raise ValueError(f"method {method!r} does not train")
+    config = section(cfg, *spec.config_sections)  # what this run reads, recorded as it reads it
+    cfg = run_config(cfg, run)  # the run's own regularize.lambda
+    config = {k: cfg[k] for k in config}
+    train_cfg = config["train"] = dict(cfg["train"], lr=spec.learning_rate(cfg))
+    _check_inputs(spec, cfg, model_dir, importance_path, init_adapter)
+    files = _train_files(cfg, data_dir, domain, bool(spec.replay_key))
+    rows = read_records(files[0], "mc")
+    replay = None
+    if spec.replay_key:
+        general = [r for f in files[1:] for r in read_records(f, "mc")]
+        rows, replay = mix_replay(rows, general, spec.replay_fraction(cfg), seed)
+    out_dir = Path(out_dir)
+    save_steps = train_cfg.get("checkpoint_steps", 0)
+    resume = None
+    if save_steps:
+        identity = _run_identity(spec, domain, seed, model_dir, config, files, importance_path, init_adapter)
+        resume = resume_point(checkpoint_dir(out_dir), identity)
+    set_seed(seed)
+    model, tok = load_base(model_dir, cfg["model"]["dtype"])
+    refs = None
+    if spec.adapter == "lora":
+        model, refs = _init_lora(model, cfg, init_adapter)
+    regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, refs) if spec.regularised else None
+    loss_hook = (lambda m, inputs, outputs: spec.loss_hook(m, inputs, outputs, cfg)) if spec.loss_hook else None
+    features = tokenize_pairs((mc_to_pair(r) for r in rows), tok, train_cfg["max_length"], train_cfg["loss_on"])
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
+        trainer_dir = str(checkpoint_dir(out_dir)) if save_steps else scratch
+        args = training_arguments(train_cfg, seed, trainer_dir, save_steps=save_steps)
+        stats = run_trainer(model, tok, features, args, regularizer=regularizer, resume_from=resume,
+                            loss_hook=loss_hook)
+    if regularizer is not None:
+        with torch.no_grad():
+            stats["final_reg"] = float(regularizer())  # penalty of the final weights (refreshes per-layer values)
+    record = {
+        "method": method,
+        "run": run,
+        "domain": domain,
+        "seed": seed,
+        **stats,
+        "trainable_params": n_trainable,
+        "layer_coefficients": regularizer.coefficients if regularizer else None,
+        "layer_penalties": regularizer.layer_penalties if regularizer else None,
+        "importance": str(importance_path) if importance_path else spec.importance,
+        "init_adapter": str(init_adapter) if refs is not None else None,
+        "replay": replay,
+        "config": config,
+        "provenance": provenance(config),
+    }
+    if not is_main_process():  # under DDP the ranks hold the same weights; rank 0 writes them
+        return record
+    with atomic_dir(out_dir / "model") as tmp:
+        model.save_pretrained(tmp)
+    write_json(out_dir / "train.json", record)
+    if save_steps:
+        remove(checkpoint_dir(out_dir))
+    log.info("trained %s on %s (seed %d): %d steps%s, %.1f s, CE %.4f -> %.4f, reg %s", method, domain, seed,
+             record["steps"], f" (resumed from step {stats['resumed_from_step']})" if resume else "",
+             record["wall_time_s"], record["first_ce"] or float("nan"), record["final_ce"] or float("nan"),
+             record["final_reg"])
+    return record

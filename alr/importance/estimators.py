@@ -1,0 +1,98 @@
+"""Estimator registry: every importance file the pipeline can make, in one table.
+
+Each entry says what the rest of the pipeline reads: the file it writes
+(`results/<model>/importance/<name>.safetensors` + `<name>.json`, paths in `alr.layout`), the config
+sections its recorder reads (the importance rule passes exactly those, and they are its rerun
+trigger), whether its tensors are named by module (LoRA-shaped: `...q_proj`, checked against
+`lora.targets`) or by parameter (full-model-shaped: `...q_proj.weight`), which config sections a
+fine-tune must share with the file (SI: the phase-1 settings), and the function that records it.
+
+`alr importance --estimator NAME` and the one `importance` rule of the workflow serve every entry;
+adding an estimator is one `register(Estimator(...))` and its recorder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Estimator:
+    name: str
+    description: str
+    sections: tuple[str, ...]          # config sections the recorder reads
+    record: Callable                   # (cfg, model_dir, data_dir, out_path, seed) -> sidecar
+    named_by: str = "module"           # "module": LoRA-shaped, one tensor per adapted module; "parameter"
+    shared_sections: tuple[str, ...] = ()  # sections a fine-tune's config must share with the file's
+    mem_mb: int = 8000                 # memory the workflow reserves for recording it
+
+    @property
+    def lora_shaped(self) -> bool:
+        return self.named_by == "module"
+
+
+def _si(cfg, model_dir, data_dir, out, seed):
+    from .record import record_importance
+
+    return record_importance(cfg, model_dir, data_dir, out, seed)
+
+
+def _si_full(cfg, model_dir, data_dir, out, seed):
+    from .record import record_importance
+
+    return record_importance(cfg, model_dir, data_dir, out, seed, full=True)
+
+
+def _fisher(scope):
+    def record(cfg, model_dir, data_dir, out, seed):
+        from .record import record_fisher
+
+        return record_fisher(cfg, model_dir, data_dir, out, scope)
+    return record
+
+
+def _mas(cfg, model_dir, data_dir, out, seed):
+    from .record import record_mas
+
+    return record_mas(cfg, model_dir, data_dir, out)
+
+
+ESTIMATORS: dict[str, Estimator] = {}
+
+
+def register(estimator: Estimator) -> Estimator:
+    """Add an estimator (plugins too: see `alr.methods`); names are unique."""
+    if estimator.name in ESTIMATORS:
+        raise ValueError(f"estimator {estimator.name!r} is already registered")
+    ESTIMATORS[estimator.name] = estimator
+    return estimator
+
+
+for _e in (
+    Estimator("si", "phase 1: Synaptic Intelligence path integral on each adapted module's dense weight, from "
+              "LoRA tuning on general text (also keeps phase 1's adapter)", ("model", "lora", "train", "importance"),
+              _si, shared_sections=("importance",)),
+    Estimator("si_full", "SI of every parameter from a full fine-tuning phase 1 (alr_full)",
+              ("model", "train", "importance", "baselines"), _si_full, named_by="parameter",
+              shared_sections=("importance",), mem_mb=12000),
+    Estimator("fisher", "per-sample empirical Fisher over every parameter (EWC-LoRA, as the original)",
+              ("model", "lora", "fisher"), _fisher("full"), named_by="parameter"),
+    Estimator("fisher_adapted", "the same Fisher, adapted modules only (efficiency table)",
+              ("model", "lora", "fisher"), _fisher("adapted"), named_by="parameter"),
+    Estimator("mas", "MAS: |d mean_t ||logits_t||^2 / dW| per sample, on the adapted modules",
+              ("model", "lora", "mas"), _mas),
+):
+    register(_e)
+
+
+def get_estimator(name: str) -> Estimator:
+    try:
+        return ESTIMATORS[name]
+    except KeyError:
+        from ..config import did_you_mean
+
+        raise ValueError(f"unknown importance estimator {name!r}{did_you_mean(name, ESTIMATORS)}; "
+                         f"known: {', '.join(ESTIMATORS)}") from None
+
+
+from .. import methods  # noqa: E402,F401  (imports the ALR_PLUGINS modules, which may register estimators)

@@ -1,0 +1,45 @@
+"""Where every file lives, relative to the working directory of a run. The workflow's rules and the
+library both build paths here, so a path is spelt once (docs/files.md describes each file). Rules
+pass wildcard placeholders (`run_dir("{model}", "{domain}", "{method}", "{seed}")`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA_DIR = "resources/data"
+TABLES_DIR = "results/tables"
+FIGURES_DIR = "results/figures"
+GENERAL_TEXT = "general_text"  # the dataset folder of general text (phase 1, Fisher, MAS, replay; general NLL)
+
+
+def model_dir(model: str) -> str:
+    return f"resources/models/{model}"
+
+
+def dataset_file(name: str, split: str, data_dir: str | Path = DATA_DIR) -> str:
+    return f"{data_dir}/{name}/{split}.jsonl"
+
+
+def run_dir(model: str, domain: str, run: str, seed) -> str:
+    return f"results/{model}/{domain}/{run}/seed{seed}"
+
+
+def base_file(model: str, name: str) -> str:
+    """`eval.json` / `eval_items.jsonl.gz` of the untouched base model."""
+    return f"results/{model}/base/{name}"
+
+
+def table_file(name: str, ext: str) -> str:
+    return f"{TABLES_DIR}/{name}.{ext}"
+
+
+def figure_file(name: str, ext: str) -> str:
+    return f"{FIGURES_DIR}/{name}.{ext}"
+
+
+def importance_file(model: str, estimator: str) -> str:
+    return f"results/{model}/importance/{estimator}.safetensors"
+
+
+def phase1_adapter(importance_path: str | Path) -> Path:
+    """Phase 1's own LoRA adapter, kept beside the SI importance file for `phase2_init: phase1`."""
+    return Path(importance_path).parent / "phase1_adapter"

@@ -1,0 +1,87 @@
+"""The method and estimator registries are the one place a method or an estimator is defined: a
+plugin adds both, and the workflow, the CLI, the schema and the tables take them up unchanged."""
+import contextlib
+import copy
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from alr.finetune import finetune
+from alr.importance.estimators import ESTIMATORS
+from alr.io import read_json
+from alr.methods import METHODS, Method, register
+from tests.tiny import REPO, snakemake
+
+PLUGIN = {"ALR_PLUGINS": "tests.plugin_example", "PYTHONPATH": str(REPO)}
+
+
+@contextlib.contextmanager
+def registered(method: Method):
+    register(method)
+    try:
+        yield method
+    finally:
+        METHODS.pop(method.name)
+
+
+def test_loss_hook_sees_every_micro_batch_and_moves_the_weights(tiny_model, tiny_data, tiny_cfg, tmp_path):
+    """A method's loss hook receives each micro-batch's inputs and outputs, once per micro-batch (10
+    train items in batches of 2, 2 accumulated per step: 3 steps, the last one of a single micro-batch),
+    and its term changes what is learnt."""
+    calls = []
+
+    def hook(model, inputs, outputs, cfg):
+        calls.append(inputs["input_ids"].shape[0])
+        return 10.0 * outputs.logits.float().square().mean()
+
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["train"].update(batch_size=2, grad_accum=2, max_steps=3)
+    plain = finetune(cfg, tiny_model, tiny_data, "physics", "lora", 0, tmp_path / "lora")
+    with registered(Method("hooked_lora", "LoRA + a logit penalty (test)", loss_hook=hook)):
+        hooked = finetune(cfg, tiny_model, tiny_data, "physics", "hooked_lora", 0, tmp_path / "hooked")
+    assert calls == [2] * 5 and hooked["steps"] == 3
+    # same seed, same first batch: the first logged loss is the same cross-entropy plus the hook's term
+    assert hooked["run"] == "hooked_lora" and hooked["first_ce"] > plain["first_ce"]
+    a = load_file(str(tmp_path / "lora" / "model" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "hooked" / "model" / "adapter_model.safetensors"))
+    assert any(not (a[k] == b[k]).all() for k in a)
+
+
+def test_schema_and_cli_take_their_names_from_the_registries():
+    out = subprocess.run([sys.executable, "-c", "from alr.config import _schema; s = _schema(); "
+                          "print(s['properties']['methods']['items']['enum']); "
+                          "print(s['properties']['baselines']['properties']['efficiency_estimators']['items']['enum'])"],
+                         capture_output=True, text=True, env={**os.environ, **PLUGIN}, check=True)
+    methods, estimators = out.stdout.splitlines()
+    assert "'ones_lora'" in methods and all(f"'{m}'" in methods for m in METHODS)
+    assert "'ones'" in estimators and all(f"'{e}'" in estimators for e in ESTIMATORS)
+    helped = subprocess.run([sys.executable, "-m", "alr.cli", "finetune", "--help"], capture_output=True, text=True,
+                            env={**os.environ, **PLUGIN}, check=True).stdout
+    assert "ones_lora" in helped and "a test plugin" in helped
+
+
+@pytest.mark.slow
+def test_a_plugin_method_and_estimator_run_through_snakemake(tiny_cfg, tmp_path):
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.update(domains=["physics"], methods=["lora", "ones_lora"])
+    cfg["baselines"]["efficiency_estimators"] = ["ones"]
+    path = tmp_path / "plugin.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = snakemake(work, path, env=PLUGIN)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = pd.read_csv(work / "results" / "tables" / "main.csv")
+    assert sorted(table.method) == ["base", "lora", "ones_lora"]
+    run = work / "results" / "tiny-llama" / "physics" / "ones_lora" / "seed0"
+    train = read_json(run / "train.json")
+    assert train["importance"].endswith("results/tiny-llama/importance/ones.safetensors") and train["final_reg"] > 0
+    assert read_json(run / "eval.json")["run"] == {"domain": "physics", "method": "ones_lora", "run": "ones_lora",
+                                                    "seed": 0}
+    eff = pd.read_csv(work / "results" / "tables" / "efficiency.csv")
+    assert "ones" in set(eff.name)
