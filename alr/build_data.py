@@ -20,6 +20,7 @@ import tarfile
 import zlib
 from pathlib import Path
 
+from .config import datasets
 from .data import mc_to_text, read_records
 from .io import sha256_file, write_json, write_jsonl
 
@@ -158,7 +159,22 @@ def _source_rows(name: str, spec: dict, bigbench: dict[str, dict], seed: int) ->
         return bigbench_mc(bigbench[spec["task"]], spec["task"])
     if spec["source"] == "icd10cm":
         return icd10cm_mc(spec["n_items"], spec.get("n_choices", 4), seed)
+    if spec["source"] == "jsonl":
+        return read_records(spec["path"], "mc")
     raise ValueError(f"unknown data source {spec['source']!r}")
+
+
+def _user_splits(spec: dict, kind: str) -> dict[str, list[dict]] | None:
+    """The user's own train/test files (`source: jsonl` with `train` and `test`), validated with
+    file:line errors; None when the pipeline splits the data itself."""
+    if spec.get("source") != "jsonl" or "train" not in spec:
+        return None
+    return {split: read_records(spec[split], kind) for split in ("test", "train")}
+
+
+def _user_file_hashes(spec: dict) -> dict:
+    return {"files": {spec[k]: sha256_file(spec[k]) for k in ("path", "train", "test") if k in spec}} \
+        if spec.get("source") == "jsonl" else {}
 
 
 def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -> dict:
@@ -166,17 +182,23 @@ def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -
     out_dir = Path(out_dir)
     seed = data_cfg["seed"]
     # built-in lm-eval tasks (source: lm_eval) are evaluated from lm-eval's own data: nothing to build
-    specs = {n: s for n, s in {**data_cfg["general"]["tasks"], **data_cfg["domains"]}.items() if s["source"] != "lm_eval"}
+    specs = datasets(data_cfg, built=True)
     wanted = sorted({s["task"] for s in specs.values() if s["source"] == "bigbench"})
     bigbench = read_bigbench_tasks(archive, wanted) if wanted else {}
     manifest: dict = {"seed": seed, "datasets": {}}
     general_text: dict[str, list[dict]] = {"train": [], "test": []}
     for name, spec in specs.items():
         rng = _rng(seed, name)
-        rows = shuffle_choices(_source_rows(name, spec, bigbench, seed), rng, spec.get("max_choices"))
-        splits = split_items(rows, rng, spec.get("test_size", data_cfg["test_size"]),
-                             spec.get("train_size", data_cfg["train_size"]))
-        entry = {"source": spec["source"], **({"task": spec["task"]} if "task" in spec else {}), "splits": {}}
+        given = _user_splits(spec, "mc")
+        if given:  # already split: kept whole, choices shuffled like every other dataset's
+            splits = {s: shuffle_choices(rows, rng, spec.get("max_choices")) for s, rows in given.items()}
+            rows = splits["test"] + splits["train"]
+        else:
+            rows = shuffle_choices(_source_rows(name, spec, bigbench, seed), rng, spec.get("max_choices"))
+            splits = split_items(rows, rng, spec.get("test_size", data_cfg["test_size"]),
+                                 spec.get("train_size", data_cfg["train_size"]))
+        entry = {"source": spec["source"], **({"task": spec["task"]} if "task" in spec else {}),
+                 **_user_file_hashes(spec), "splits": {}}
         for split, items in splits.items():
             if not items:
                 raise ValueError(f"dataset {name!r} has an empty {split} split ({len(rows)} usable items)")
@@ -189,17 +211,23 @@ def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -
             for split in general_text:
                 general_text[split] += [{"id": r["id"], "text": mc_to_text(r)} for r in splits[split]]
     # Phase-1 general text: the general tasks' *train* items (disjoint from evaluation items), or a hub
-    # text dataset (`data.general.text`); the held-out text (test items) serves general NLL.
+    # text dataset or the user's text files (`data.general.text`); the held-out text serves general NLL.
     entry = {"source": "general tasks as 'Question/Answer' text", "splits": {}}
     text_spec = data_cfg["general"].get("text")
     if text_spec:
-        from .hub import hub_texts
+        general_text = _user_splits(text_spec, "text")
+        if general_text is None:
+            if text_spec["source"] == "jsonl":
+                texts = read_records(text_spec["path"], "text")
+            else:
+                from .hub import hub_texts
 
-        texts = hub_texts(text_spec)
-        _rng(seed, "general_text").shuffle(texts)
-        n_test = min(text_spec["test_size"], len(texts) // 2)
-        general_text = {"test": texts[:n_test], "train": texts[n_test:n_test + text_spec["train_size"]]}
-        entry["source"] = f"hub {text_spec['dataset_path']} ({text_spec['field']})"
+                texts = hub_texts(text_spec)
+            _rng(seed, "general_text").shuffle(texts)
+            n_test = min(text_spec["test_size"], len(texts) // 2)
+            general_text = {"test": texts[:n_test], "train": texts[n_test:n_test + text_spec["train_size"]]}
+        entry.update(source=f"hub {text_spec['dataset_path']} ({text_spec['field']})" if text_spec["source"] == "hub"
+                     else "jsonl", **_user_file_hashes(text_spec))
     for split, rows in general_text.items():
         rng = _rng(seed, f"general_text/{split}")
         rng.shuffle(rows)

@@ -39,8 +39,9 @@ def cmd_prepare_data(args, cfg):
     from .io import sha256_file
 
     bb = cfg["data"]["bigbench"]
-    specs = {**cfg["data"]["general"]["tasks"], **cfg["data"]["domains"]}
-    if not any(s["source"] == "bigbench" for s in specs.values()):
+    from .config import datasets
+
+    if not any(s["source"] == "bigbench" for s in datasets(cfg["data"]).values()):
         archive = None  # e.g. config/paper.yaml: every dataset comes from the hub
     elif bb.get("archive"):
         archive, actual = bb["archive"], sha256_file(bb["archive"])
@@ -91,9 +92,10 @@ def cmd_evaluate(args, cfg):
 def cmd_tasks(args, cfg):
     from .evaluate import write_task_yamls
 
-    specs = {**cfg["data"]["general"]["tasks"], **cfg["data"]["domains"]}
-    files = {n: Path(args.data_dir) / n / "test.jsonl" for n, s in specs.items() if s["source"] != "lm_eval"}
-    builtin = {n: s for n, s in specs.items() if s["source"] == "lm_eval"}
+    from .config import datasets
+
+    files = {n: Path(args.data_dir) / n / "test.jsonl" for n in datasets(cfg["data"], built=True)}
+    builtin = datasets(cfg["data"], built=False)
     tasks = write_task_yamls(files, args.out, builtin)
     log.info("wrote lm-eval task YAMLs to %s: %s", args.out, ", ".join(tasks.values()))
 

@@ -116,11 +116,12 @@ def _cross_checks(cfg: dict) -> list[str]:
     if "data" in cfg:
         from .hub import local_file_problems
 
-        for role in ("general.tasks", "domains"):
-            specs = cfg["data"]["general"]["tasks"] if role == "general.tasks" else cfg["data"]["domains"]
-            for name, spec in specs.items():
+        for role, where in (("general", "data.general.tasks"), ("domain", "data.domains")):
+            for name, spec in datasets(cfg["data"], role).items():
                 if spec["source"] == "hub":
-                    problems += local_file_problems(f"data.{role}.{name}", spec)
+                    problems += local_file_problems(f"{where}.{name}", spec)
+        problems += [f"config: data file {path} (source: jsonl) does not exist" for path in user_files(cfg["data"])
+                     if not Path(path).is_file()]
         for name, spec in cfg["data"]["domains"].items():
             if spec["source"] == "lm_eval":
                 problems.append(f"config key 'data.domains.{name}': a domain needs training data; source "
@@ -185,6 +186,21 @@ def check_config_files(paths: list[str | Path], replace: bool = False) -> dict:
     for path in paths:
         cfg = merge_config(cfg, read_config_file(path))
     return validate_config(cfg)
+
+
+def datasets(data_cfg: dict, role: str | None = None, built: bool | None = None) -> dict[str, dict]:
+    """The dataset specs of `data_cfg` by name: `role` "general" (the general tasks), "domain" or None
+    (both, general first); `built` True: those `alr prepare-data` writes, False: the built-in lm-eval
+    tasks (evaluated from lm-eval's own data), None: all."""
+    specs = {**(data_cfg["general"]["tasks"] if role in (None, "general") else {}),
+             **(data_cfg["domains"] if role in (None, "domain") else {})}
+    return {n: s for n, s in specs.items() if built is None or (s["source"] != "lm_eval") == built}
+
+
+def user_files(data_cfg: dict) -> list[str]:
+    """The user's own data files a config names (`source: jsonl`): prepare-data's inputs."""
+    specs = [*datasets(data_cfg).values(), data_cfg["general"].get("text") or {}]
+    return [s[key] for s in specs if s.get("source") == "jsonl" for key in ("path", "train", "test") if key in s]
 
 
 def section(cfg: dict, *keys: str) -> dict:

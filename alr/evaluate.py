@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from .assets import check_model_dir
+from .config import datasets
 from .data import PROMPT, read_records
 from .io import write_json, write_jsonl
 from .measure import Timer, peak_mem_mb, provenance
@@ -219,8 +220,8 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
                           f" (configured: {', '.join(cfg['data']['domains'])})")
     if weights_dir is None and delta_scale != 1.0:
         raise ValueError("--delta-scale scales tuned weights; without --weights (the base model) it would do nothing")
-    specs = {**cfg["data"]["general"]["tasks"], **cfg["data"]["domains"]}
-    builtin = {d: specs[d] for d in general + list(domains) if specs[d]["source"] == "lm_eval"}
+    lm_eval_tasks = datasets(cfg["data"], built=False)
+    builtin = {d: lm_eval_tasks[d] for d in general + list(domains) if d in lm_eval_tasks}
     files = {d: data_dir / d / "test.jsonl" for d in general + list(domains) if d not in builtin}
     for path in files.values():  # a bad test split is refused before the model loads
         read_records(path, "mc")

@@ -93,9 +93,11 @@ def hub_texts(spec: dict) -> list[dict]:
 def hub_assets(cfg: dict) -> dict:
     """What a config needs from the hub: {"model": repo or None, "datasets": [...], "lm_eval_tasks": [...]}."""
     data = cfg["data"]
-    specs = {**data["general"]["tasks"], **data["domains"]}
+    from .config import datasets
+
+    specs = datasets(data)
     hub = [dict(s, name=n) for n, s in specs.items() if s["source"] == "hub" and not reads_local_files(s)]
-    if data["general"].get("text"):
+    if (data["general"].get("text") or {}).get("source") == "hub":
         hub.append(dict(data["general"]["text"], name="general_text"))
     source = cfg["model"]["source"]
     return {"model": source if source["type"] == "hub" else None, "datasets": hub,

@@ -35,6 +35,7 @@ rule prepare_model:
 rule prepare_data:
     input:
         prefetch_input(),
+        user_files(config["data"]),  # your own JSONL files (source: jsonl): editing one rebuilds the data
     output:
         files=dataset_files(),
         manifest=f"{DATA_DIR}/manifest.json",

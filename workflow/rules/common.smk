@@ -3,7 +3,7 @@ import json
 import os
 import sys
 
-from alr.config import ConfigError, section, validate_config
+from alr.config import ConfigError, datasets, section, user_files, validate_config
 from alr.hub import hub_assets
 from alr.importance.estimators import ESTIMATORS, get_estimator
 from alr.layout import (DATA_DIR, GENERAL_TEXT, base_file, dataset_file, figure_file, importance_file,
@@ -60,9 +60,9 @@ def config_json(*keys):
 
 
 def dataset_files():
-    specs = {**config["data"]["general"]["tasks"], **config["data"]["domains"]}
-    names = [n for n, s in specs.items() if s["source"] != "lm_eval"]  # built-in lm-eval tasks bring their data
-    return [dataset_file(name, split) for name in names + [GENERAL_TEXT] for split in ("train", "test")]
+    """What prepare_data writes (built-in lm-eval tasks bring their own data)."""
+    names = list(datasets(config["data"], built=True)) + [GENERAL_TEXT]
+    return [dataset_file(name, split) for name in names for split in ("train", "test")]
 
 
 def prefetch_input():
