@@ -176,7 +176,7 @@ def test_evaluate_refuses_a_bad_test_split_or_missing_weights_before_loading(bui
 @pytest.mark.parametrize("missing, expected", [
     ("model", "no prepared model at {path}; build it with `alr prepare-model`"),
     ("data", "{path}/physics/train.jsonl does not exist; build it with `alr prepare-data`"),
-    ("importance", "importance file {path} does not exist; build it with `alr importance`"),
+    ("importance", "importance file {path} does not exist; build it with `alr importance --estimator absent`"),
 ])
 def test_missing_asset_names_the_command_that_builds_it(built, tmp_path, capsys, no_model_load, missing, expected):
     _, cfg, paths, _, _ = built

@@ -54,8 +54,8 @@ def check_importance_file(path: str | Path, fingerprint: str | None = None,
     `lora.targets`, and with these config `settings` ({section: values}, e.g. SI's phase 1)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"importance file {path} does not exist; build it with `alr importance` "
-                                f"(or `alr fisher` / `alr mas`, or `snakemake {path}`)")
+        raise FileNotFoundError(f"importance file {path} does not exist; build it with `alr importance "
+                                f"--estimator {path.stem}` (or `snakemake {path}`)")
     if path.is_dir():
         raise ImportanceMismatchError(f"{path} is a folder; give the importance file itself "
                                       "(results/<model>/importance/<estimator>.safetensors)")
@@ -65,7 +65,7 @@ def check_importance_file(path: str | Path, fingerprint: str | None = None,
         raise ImportanceMismatchError(f"{path} is not an importance file (.safetensors){hint}")
     if not sidecar_path(path).exists():
         raise FileNotFoundError(f"the sidecar {sidecar_path(path)} of importance file {path} does not exist; rebuild "
-                                f"both with `alr importance` (or `alr fisher` / `alr mas`, or `snakemake {path}`)")
+                                f"both with `alr importance --estimator {path.stem}` (or `snakemake {path}`)")
     sidecar = read_json(sidecar_path(path))
     if estimator is not None and sidecar.get("estimator") != estimator:
         raise ImportanceMismatchError(f"{path} holds {sidecar.get('estimator')!r} importance, but this method "
