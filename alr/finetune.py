@@ -20,8 +20,8 @@ from .data import mc_to_pair, read_records, tokenize_pairs
 from .dist import is_main_process
 from .importance.store import check_importance_file, load_importance, model_fingerprint
 from .io import atomic_dir, sha256_file, write_json
-from .measure import provenance
 from .layout import importance_file
+from .measure import provenance
 from .methods import Method, get_method
 from .models import load_base, lora_modules, wrap_lora
 from .regularize import Regularizer, group_by_layer, layer_mean_importance, normalise_mean
@@ -29,6 +29,7 @@ from .runs import parse_run, run_config
 from .trainer import run_trainer, training_arguments
 
 log = logging.getLogger(__name__)
+
 
 def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path, refs=None) -> Regularizer:
     reg_cfg = cfg["regularize"]
@@ -150,9 +151,9 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     spec = get_method(method)
     if not spec.trains:
         raise ValueError(f"method {method!r} does not train")
-    config = section(cfg, *spec.config_sections)  # what this run reads, recorded as it reads it
-    cfg = run_config(cfg, run)  # the run's own regularize.lambda
-    config = {k: cfg[k] for k in config}
+    section(cfg, *spec.config_sections)  # a config without a section this method reads is refused here
+    cfg = run_config(cfg, run)  # with the run's own regularize.lambda
+    config = {k: cfg[k] for k in spec.config_sections}  # what this run reads, recorded as it reads it
     train_cfg = config["train"] = dict(cfg["train"], lr=spec.learning_rate(cfg))
     _check_inputs(spec, cfg, model_dir, importance_path, init_adapter)
     files = _train_files(cfg, data_dir, domain, bool(spec.replay_key))
