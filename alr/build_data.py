@@ -169,7 +169,7 @@ def _user_splits(spec: dict, kind: str) -> dict[str, list[dict]] | None:
     file:line errors; None when the pipeline splits the data itself."""
     if spec.get("source") != "jsonl" or "train" not in spec:
         return None
-    return {split: read_records(spec[split], kind) for split in ("test", "train")}
+    return {"test": read_records(spec["test"], kind), "train": read_records(spec["train"], kind)}
 
 
 def _user_file_hashes(spec: dict) -> dict:
