@@ -21,11 +21,7 @@ from alr.cli import main
 from alr.importance.record import record_importance
 from alr.io import read_json, sha256_file
 from alr.finetune import finetune
-from tests.tiny import snakemake, tiny_config
-
-
-class _Killed(BaseException):
-    """Stands in for SIGKILL inside one process: not an Exception, so nothing catches it."""
+from tests.tiny import Killed, kill_at_step, snakemake, tiny_config
 
 
 def _block_network(mp, attempts: list):
@@ -237,16 +233,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run_bitwise(built, tmp_pat
     whole = finetune(c, *args, tmp_path / "whole", imp)
     assert not (tmp_path / "whole" / "checkpoints").exists()  # removed after a successful finish
 
-    from transformers import TrainerCallback
-
-    class KillAfterStep5(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            if state.global_step == 5:
-                raise _Killed
-
     with monkeypatch.context() as mp:
-        mp.setattr(trainer_mod, "no_final_checkpoint_callback", KillAfterStep5)
-        with pytest.raises(_Killed):
+        mp.setattr(trainer_mod, "no_final_checkpoint_callback", kill_at_step(5))
+        with pytest.raises(Killed):
             finetune(c, *args, tmp_path / "run", imp)
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-4", "run.json"]
@@ -281,13 +270,13 @@ def test_phase1_restarts_from_scratch_and_reproduces_bitwise(built, tmp_path, mo
 
         def on_optimizer_step(args, state, control, **kw):
             step_end(args, state, control, **kw)
-            raise _Killed
+            raise Killed
         cb.on_optimizer_step = on_optimizer_step
         return cb
 
     with monkeypatch.context() as mp:
         mp.setattr(record_mod, "si_callback", killing_callback)
-        with pytest.raises(_Killed):
+        with pytest.raises(Killed):
             record_importance(cfg, paths["model"], paths["data"], out)
     assert list(tmp_path.iterdir()) == []
     record_importance(cfg, paths["model"], paths["data"], out)

@@ -17,7 +17,7 @@ from alr.importance.store import ImportanceMismatchError, load_importance, save_
 from alr.io import read_json
 from alr.methods import METHODS
 from alr.finetune import finetune
-from tests.tiny import REPO
+from tests.tiny import REPO, Killed, kill_at_step
 
 # How the code reads a config section besides `[...]["<section>"]["<key>"]`: the variable names it
 # binds the section to. A key counts as read when one of them (or the subscript chain) indexes it.
@@ -107,10 +107,6 @@ def test_each_training_method_names_every_section_it_reads(tiny, tmp_path):
                 finetune(partial, model, data, "physics", name, 0, tmp_path / name)
 
 
-class _Killed(BaseException):
-    """Stands in for SIGKILL inside one process."""
-
-
 def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_path, monkeypatch):
     model, data, cfg = tiny
     fisher = tmp_path / "fisher" / "fisher.safetensors"
@@ -120,16 +116,9 @@ def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_
     c["fisher"]["lambda"] = 3.0
     args = (model, data, "physics", "ewc_lora", 0, tmp_path / "run", fisher)
 
-    from transformers import TrainerCallback
-
-    class KillAfterStep3(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                raise _Killed
-
     with monkeypatch.context() as mp:
-        mp.setattr(trainer_mod, "no_final_checkpoint_callback", KillAfterStep3)
-        with pytest.raises(_Killed):
+        mp.setattr(trainer_mod, "no_final_checkpoint_callback", kill_at_step(3))
+        with pytest.raises(Killed):
             finetune(c, *args)
     assert read_json(tmp_path / "run" / "checkpoints" / "run.json")["config"]["fisher"]["lambda"] == 3.0
     changed = copy.deepcopy(c)

@@ -136,3 +136,20 @@ def snakemake(work: Path, cfg_path: Path, *extra: str, wait: bool = True, timeou
     if wait:
         return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL inside one process: not an Exception, so nothing catches it."""
+
+
+def kill_at_step(step: int):
+    """A TrainerCallback class whose instance raises Killed as the Trainer begins `step` (patched in for
+    alr.trainer.no_final_checkpoint_callback, it kills a fine-tune mid-run)."""
+    from transformers import TrainerCallback
+
+    class KillAtStep(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise Killed
+
+    return KillAtStep
