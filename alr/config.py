@@ -64,7 +64,12 @@ def did_you_mean(value, known) -> str:
 def _coerce_numbers(cfg: dict, validator) -> None:
     """Where the schema wants a number and the config holds a numeric string such as `3e-4` (YAML
     1.2 reads it as a float, PyYAML as a string), store the number; everything else is untouched."""
-    for error in list(validator.iter_errors(cfg)):
+    def with_alternatives(errors):  # a oneOf (regularize.lambda: a number or a list) holds its own errors
+        for error in errors:
+            yield error
+            yield from with_alternatives(error.context or [])
+
+    for error in list(with_alternatives(validator.iter_errors(cfg))):
         wanted = error.validator_value if error.validator == "type" else None
         wanted = [wanted] if isinstance(wanted, str) else (wanted or [])
         if "number" in wanted and isinstance(error.instance, str) and _NUMBER.match(error.instance.strip()):

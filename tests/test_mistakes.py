@@ -136,14 +136,16 @@ def test_readme_lists_every_case_with_its_message():
 def test_yaml_numbers_in_exponent_form_are_numbers(tmp_path):
     """PyYAML reads `3e-4` (no dot) as a string; YAML 1.2 and a reader of the config mean 3e-4."""
     path = tmp_path / "c.yaml"
-    path.write_text("train:\n  lr: 3e-4\n  weight_decay: 1E-2\nfisher:\n  lambda: 5e3\n")
+    path.write_text("train:\n  lr: 3e-4\n  weight_decay: 1E-2\nfisher:\n  lambda: 5e3\nregularize:\n  lambda: 2e0\n")
     raw = yaml.safe_load(path.read_text())
     assert raw["train"]["lr"] == "3e-4"  # what PyYAML (and Snakemake's loader) gives
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     default["train"].update(raw["train"])
     default["fisher"].update(raw["fisher"])
+    default["regularize"].update(raw["regularize"])
     cfg = load_config(json.dumps(default))
     assert cfg["train"]["lr"] == 3e-4 and cfg["train"]["weight_decay"] == 0.01 and cfg["fisher"]["lambda"] == 5000.0
+    assert cfg["regularize"]["lambda"] == 2.0  # inside a oneOf (a number or a list)
     default["train"]["lr"] = "fast"
     with pytest.raises(ConfigError, match="train.lr"):
         load_config(json.dumps(default))
