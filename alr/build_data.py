@@ -20,7 +20,7 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from .config import datasets
+from .config import datasets, jsonl_files
 from .data import mc_to_text, read_records
 from .io import sha256_file, write_json, write_jsonl
 
@@ -173,8 +173,8 @@ def _user_splits(spec: dict, kind: str) -> dict[str, list[dict]] | None:
 
 
 def _user_file_hashes(spec: dict) -> dict:
-    return {"files": {spec[k]: sha256_file(spec[k]) for k in ("path", "train", "test") if k in spec}} \
-        if spec.get("source") == "jsonl" else {}
+    files = jsonl_files(spec)
+    return {"files": {path: sha256_file(path) for path in files}} if files else {}
 
 
 def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -> dict:

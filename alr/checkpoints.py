@@ -24,6 +24,7 @@ import re
 import shutil
 from pathlib import Path
 
+from .config import differences
 from .io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -45,21 +46,6 @@ def checkpoint_step(path: str | Path) -> int:
     return int(_STEP.match(Path(path).name)[1])
 
 
-def _flatten(obj, prefix: str = "") -> dict:
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: obj}
-
-
-def _differences(saved: dict, current: dict) -> list[str]:
-    a, b = _flatten(saved), _flatten(current)
-    return [f"{k}: {a.get(k, '<absent>')!r} in the checkpoints, {b.get(k, '<absent>')!r} now"
-            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
-
-
 def _complete(folder: Path) -> bool:
     try:
         json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
@@ -78,7 +64,7 @@ def resume_point(folder: str | Path, identity: dict) -> str | None:
     id_path = folder / IDENTITY
     if steps:
         saved = read_json(id_path) if id_path.exists() else {IDENTITY: "missing"}
-        diff = _differences(saved, json.loads(json.dumps(identity)))
+        diff = differences(saved, json.loads(json.dumps(identity)), "the checkpoints")
         if diff:
             raise CheckpointMismatchError(
                 f"{folder} holds checkpoints of a different run:\n  - " + "\n  - ".join(diff[:10])

@@ -97,14 +97,16 @@ def validate_config(cfg: dict, partial: bool = False) -> dict:
     return cfg
 
 
+def unknown_domains(known: dict, domains: list[str], where: str) -> list[str]:
+    """One problem for each of `domains` without a dataset under data.domains (`known`)."""
+    return [f"{where} {d!r} has no dataset under data.domains{did_you_mean(d, known)} (known: {', '.join(known)})"
+            for d in domains if d not in known]
+
+
 def _cross_checks(cfg: dict) -> list[str]:
     problems = []
     if "domains" in cfg and "data" in cfg:
-        known = cfg["data"]["domains"]
-        for d in cfg["domains"]:
-            if d not in known:
-                problems.append(f"config key 'domains': {d!r} has no dataset under data.domains "
-                                f"(known: {', '.join(known)})")
+        problems += unknown_domains(cfg["data"]["domains"], cfg["domains"], "config key 'domains':")
     # entries for methods or domains that are not configured are allowed (they restrict nothing),
     # so trimming `methods` or `domains` never breaks the config; typos are refused
     from .methods import METHODS
@@ -114,10 +116,8 @@ def _cross_checks(cfg: dict) -> list[str]:
             problems.append(f"config key 'method_domains.{method}': no method {method!r} "
                             f"(known: {', '.join(METHODS)})")
         known = cfg.get("data", {}).get("domains", {})
-        for d in domains:
-            if known and d not in known:
-                problems.append(f"config key 'method_domains.{method}': {d!r} has no dataset under data.domains "
-                                f"(known: {', '.join(known)})")
+        if known:
+            problems += unknown_domains(known, domains, f"config key 'method_domains.{method}':")
     if "data" in cfg:
         from .hub import local_file_problems
 
@@ -202,10 +202,32 @@ def datasets(data_cfg: dict, role: str | None = None, built: bool | None = None)
     return {n: s for n, s in specs.items() if built is None or (s["source"] != "lm_eval") == built}
 
 
+def jsonl_files(spec: dict) -> list[str]:
+    """The user's own files of one dataset spec (`source: jsonl`: `path`, or `train` and `test`)."""
+    return [spec[key] for key in ("path", "train", "test") if key in spec] if spec.get("source") == "jsonl" else []
+
+
 def user_files(data_cfg: dict) -> list[str]:
-    """The user's own data files a config names (`source: jsonl`): prepare-data's inputs."""
+    """Every user file a config names: prepare-data's inputs."""
     specs = [*datasets(data_cfg).values(), data_cfg["general"].get("text") or {}]
-    return [s[key] for s in specs if s.get("source") == "jsonl" for key in ("path", "train", "test") if key in s]
+    return [path for spec in specs for path in jsonl_files(spec)]
+
+
+def _flatten(obj, prefix: str = "") -> dict:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: obj}
+
+
+def differences(saved: dict, current: dict, saved_in: str) -> list[str]:
+    """`key.path: <saved> in <saved_in>, <current> now` for every flattened key whose value differs
+    (checkpoint identities, the settings an importance file was made with)."""
+    a, b = _flatten(saved), _flatten(current)
+    return [f"{k}: {a.get(k, '<absent>')!r} in {saved_in}, {b.get(k, '<absent>')!r} now"
+            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
 def section(cfg: dict, *keys: str) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from .assets import check_model_dir
-from .config import datasets
+from .config import ConfigError, datasets, unknown_domains
 from .data import PROMPT, read_records
 from .io import write_json, write_jsonl
 from .measure import Timer, peak_mem_mb, provenance
@@ -212,12 +212,9 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
             raise ValueError(f"a run is evaluated on its own domain; got --domains {' '.join(domains)}")
         identity = {"domain": domains[0], "method": parse_run(run)[0], "run": run, "seed": seed}
     general = list(cfg["data"]["general"]["tasks"])
-    unknown = [d for d in domains if d not in cfg["data"]["domains"]]
+    unknown = unknown_domains(cfg["data"]["domains"], domains, "--domains")
     if unknown:
-        from .config import ConfigError, did_you_mean
-
-        raise ConfigError(f"--domains {unknown[0]!r} has no dataset under data.domains{did_you_mean(unknown[0], cfg['data']['domains'])}"
-                          f" (configured: {', '.join(cfg['data']['domains'])})")
+        raise ConfigError(unknown[0])
     if weights_dir is None and delta_scale != 1.0:
         raise ValueError("--delta-scale scales tuned weights; without --weights (the base model) it would do nothing")
     lm_eval_tasks = datasets(cfg["data"], built=False)

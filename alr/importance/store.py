@@ -1,5 +1,5 @@
 """Importance files: `<estimator>.safetensors` (tensor name = module name, shape = weight shape)
-plus a `<estimator>.json` sidecar (fields in README "Importance files"). Loading checks names,
+plus a `<estimator>.json` sidecar (fields in docs/files.md). Loading checks names,
 shapes and the model fingerprint, so an importance file made for another model or other targets is
 refused, never silently broadcast, and refuses negative values unless the sidecar says the
 estimator keeps them (`nonnegative: false`, SI with `importance.clamp: false`)."""
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import differences
 from ..io import atomic_path, read_json, write_json
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -77,15 +78,12 @@ def check_importance_file(path: str | Path, fingerprint: str | None = None,
     if lora_targets is not None and made_for is not None and sorted(made_for) != sorted(lora_targets):
         raise ImportanceMismatchError(f"{path} was computed for LoRA targets {made_for}, but lora.targets is "
                                       f"{list(lora_targets)}; rebuild it with the same lora.targets")
-    for name, wanted in (settings or {}).items():
-        made = (sidecar.get("config") or {}).get(name)
-        if made is None:
-            continue
-        differ = [f"{name}.{k}: {made.get(k, '<absent>')!r} in the file, {wanted.get(k, '<absent>')!r} now"
-                  for k in sorted(set(made) | set(wanted)) if made.get(k) != wanted.get(k)]
-        if differ:
-            raise ImportanceMismatchError(f"{path} was made with other settings ({'; '.join(differ)}); rebuild it "
-                                          "with this config or restore the settings")
+    made = sidecar.get("config") or {}
+    recorded = {name: wanted for name, wanted in (settings or {}).items() if name in made}
+    differ = differences({name: made[name] for name in recorded}, recorded, "the file")
+    if differ:
+        raise ImportanceMismatchError(f"{path} was made with other settings ({'; '.join(differ)}); rebuild it "
+                                      "with this config or restore the settings")
     return sidecar
 
 
