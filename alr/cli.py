@@ -249,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_and_data(s)
     s.add_argument("--estimator", default="si", help="an estimator (below; default: %(default)s)")
     s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/<estimator>.safetensors); "
-                                                "the .json sidecar (and for si phase1_adapter/) go beside it")
-    s.add_argument("--seed", type=int, default=0, help="phase-1 seed (default: %(default)s)")
+                                                "the .json sidecar (and for SI <estimator>_adapter/) go beside it")
+    s.add_argument("--seed", type=int, help="phase-1 seed (default: importance.seed; SI estimators only)")
     threads(s)
 
     s = add("evaluate", cmd_evaluate, "lm-eval general + domain tasks and general NLL -> eval.json")

@@ -34,6 +34,10 @@ def _schema() -> dict:
         schema = yaml.safe_load(fh)
     schema["properties"]["methods"]["items"] = {"enum": list(METHODS)}
     schema["properties"]["baselines"]["properties"]["efficiency_estimators"]["items"] = {"enum": list(ESTIMATORS)}
+    # an override section holds any subset of the keys of the sections it overrides, with their types
+    props = schema["properties"]
+    props["official"]["properties"] = {k: {key: value for key, value in props[k].items() if key != "required"}
+                                       for k in OVERRIDABLE}
     return schema
 
 
@@ -118,6 +122,12 @@ def _cross_checks(cfg: dict) -> list[str]:
         known = cfg.get("data", {}).get("domains", {})
         if known:
             problems += unknown_domains(known, domains, f"config key 'method_domains.{method}':")
+    for where, reg in [("regularize", cfg.get("regularize", {})),
+                       ("official.regularize", merge_config(cfg.get("regularize", {}),
+                                                            cfg.get("official", {}).get("regularize", {})))]:
+        if reg.get("phase2_optimizer") == "phase1" and reg.get("phase2_init") != "phase1":
+            problems.append(f"config key '{where}.phase2_optimizer': 'phase1' continues phase 1's optimizer "
+                            "state, so it needs phase2_init: phase1 (phase 1's adapter) too")
     if "data" in cfg:
         from .hub import local_file_problems
 
@@ -182,6 +192,18 @@ def merge_config(base: dict, over: dict) -> dict:
         out[key] = merge_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
             else copy.deepcopy(value)
     return out
+
+
+OVERRIDABLE = ("importance", "regularize")  # the sections an override section (`official`) may hold
+
+
+def with_overrides(cfg: dict, settings: str | None) -> dict:
+    """The config a method or estimator with `settings` (a section name such as `official`) runs with:
+    that section's sub-sections merged over the top-level ones (`official.regularize.lambda` replaces
+    `regularize.lambda`), so `alr_official` and `alr` run side by side from one config."""
+    if settings is None:
+        return cfg
+    return merge_config(cfg, {k: v for k, v in cfg[settings].items() if k in OVERRIDABLE})
 
 
 def check_config_files(paths: list[str | Path], replace: bool = False) -> dict:

@@ -20,11 +20,11 @@ from .data import mc_to_pair, read_records, tokenize_pairs
 from .dist import is_main_process
 from .importance.store import check_importance_file, load_importance, model_fingerprint
 from .io import atomic_dir, sha256_file, write_json
-from .layout import importance_file
+from .layout import OPTIMIZER_STATE, importance_file
 from .measure import provenance
 from .methods import Method, get_method
 from .models import load_base, lora_modules, wrap_lora
-from .regularize import Regularizer, group_by_layer, layer_mean_importance, normalise_mean
+from .regularize import NORMALIZATIONS, Regularizer, group_by_layer, layer_mean_importance
 from .runs import parse_run, run_config
 from .trainer import run_trainer, training_arguments
 
@@ -51,11 +51,11 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
         raise ValueError(f"method {spec.name!r} has unknown importance {spec.importance!r}")
     if not spec.element_wise:
         importance = layer_mean_importance(importance, group_by_layer(importance, reg_cfg["granularity"]))
-    lam = spec.strength(cfg)  # fisher.lambda: EWC as the original, on the raw Fisher
-    if spec.strength_key == "regularize.lambda" and reg_cfg["normalize"] == "mean":
-        importance = normalise_mean(importance)
+    importance = NORMALIZATIONS[spec.normalization(cfg)](importance)
     mode = reg_cfg["layer_coef"] if spec.layer_coef == "config" else spec.layer_coef
-    return Regularizer(modules, importance, lam, mode, reg_cfg["tau"], reg_cfg["granularity"], refs)
+    return Regularizer(modules, importance, spec.strength(cfg), mode, reg_cfg["tau"], reg_cfg["granularity"], refs,
+                       layer_norm=reg_cfg["layer_norm"], layer_scale=reg_cfg["layer_scale"],
+                       uniform_coef=reg_cfg["uniform_coef"])
 
 
 def mix_replay(domain_rows: list[dict], general_rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], dict]:
@@ -121,6 +121,10 @@ def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adap
         if not (Path(init_adapter) / "adapter_model.safetensors").exists():
             raise FileNotFoundError(f"phase-1 adapter {init_adapter} does not exist; build it with `alr importance` "
                                     "(or `snakemake` the importance rule)")
+        if cfg["regularize"]["phase2_optimizer"] == "phase1" and not (Path(init_adapter) / OPTIMIZER_STATE).exists():
+            raise FileNotFoundError(f"regularize.phase2_optimizer is 'phase1' but {init_adapter} holds no "
+                                    f"{OPTIMIZER_STATE} (made before phase 1 kept its optimizer state): rebuild it "
+                                    "with `alr importance` (or delete the importance file and rerun snakemake)")
 
 
 def _run_identity(spec: Method, domain: str, seed: int, model_dir, config: dict, files: list[Path],
@@ -152,7 +156,7 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     if not spec.trains:
         raise ValueError(f"method {method!r} does not train")
     section(cfg, *spec.config_sections)  # a config without a section this method reads is refused here
-    cfg = run_config(cfg, run)  # with the run's own regularize.lambda
+    cfg = run_config(cfg, run)  # with its method's settings section merged in, and the run's own strength
     config = {k: cfg[k] for k in spec.config_sections}  # what this run reads, recorded as it reads it
     train_cfg = config["train"] = dict(cfg["train"], lr=spec.learning_rate(cfg))
     _check_inputs(spec, cfg, model_dir, importance_path, init_adapter)
@@ -173,6 +177,9 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     refs = None
     if spec.adapter == "lora":
         model, refs = _init_lora(model, cfg, init_adapter)
+    optimizer_state = None
+    if refs is not None and cfg["regularize"]["phase2_optimizer"] == "phase1":
+        optimizer_state = torch.load(Path(init_adapter) / OPTIMIZER_STATE, map_location="cpu", weights_only=True)
     regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, refs) if spec.regularised else None
     loss_hook = (lambda m, inputs, outputs: spec.loss_hook(m, inputs, outputs, cfg)) if spec.loss_hook else None
     features = tokenize_pairs((mc_to_pair(r) for r in rows), tok, train_cfg["max_length"], train_cfg["loss_on"])
@@ -181,7 +188,7 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
         trainer_dir = str(checkpoint_dir(out_dir)) if save_steps else scratch
         args = training_arguments(train_cfg, seed, trainer_dir, save_steps=save_steps)
         stats = run_trainer(model, tok, features, args, regularizer=regularizer, resume_from=resume,
-                            loss_hook=loss_hook)
+                            loss_hook=loss_hook, optimizer_state=optimizer_state)
     if regularizer is not None:
         with torch.no_grad():
             stats["final_reg"] = float(regularizer())  # penalty of the final weights (refreshes per-layer values)
@@ -196,6 +203,7 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
         "layer_penalties": regularizer.layer_penalties if regularizer else None,
         "importance": str(importance_path) if importance_path else spec.importance,
         "init_adapter": str(init_adapter) if refs is not None else None,
+        "optimizer_from_phase1": optimizer_state is not None,
         "replay": replay,
         "config": config,
         "provenance": provenance(config),

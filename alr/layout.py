@@ -40,6 +40,11 @@ def importance_file(model: str, estimator: str) -> str:
     return f"results/{model}/importance/{estimator}.safetensors"
 
 
+OPTIMIZER_STATE = "optimizer.pt"  # phase 1's final AdamW state, inside its adapter folder
+
+
 def phase1_adapter(importance_path: str | Path) -> Path:
-    """Phase 1's own LoRA adapter, kept beside the SI importance file for `phase2_init: phase1`."""
-    return Path(importance_path).parent / "phase1_adapter"
+    """Phase 1's own LoRA adapter (and its optimizer state), kept beside the SI importance file for
+    `phase2_init: phase1`: `si.safetensors` -> `si_adapter/`."""
+    path = Path(importance_path)
+    return path.parent / f"{path.stem}_adapter"

@@ -41,6 +41,9 @@ class Method:
     ablation: tuple[bool, bool] | None = None  # its row of the ablation table: (layer-wise, element-wise)
     loss_hook: Callable | None = None  # (model, inputs, outputs, cfg) -> tensor, added to every micro-batch loss
     hook_sections: tuple[str, ...] = ()  # config sections the loss hook reads
+    normalize_key: str | None = "regularize.normalize"  # how its importance is transformed before the penalty
+                                  # (alr.regularize.NORMALIZATIONS: none | mean | int8_rows); None: untouched
+    settings: str | None = None   # a section overriding importance/regularize for this method (alr.config.with_overrides)
 
     @property
     def regularised(self) -> bool:
@@ -68,10 +71,21 @@ class Method:
         if self.replay_key:
             keys += [self.replay_key.split(".")[0], "data"]  # data: the general tasks whose items are mixed in
         keys += self.hook_sections
+        if self.settings:
+            keys.append(self.settings)
         return tuple(dict.fromkeys(keys))
 
+    def effective(self, cfg: dict) -> dict:
+        """The config this method runs with: its `settings` section merged over the others (idempotent)."""
+        from .config import with_overrides
+
+        return with_overrides(cfg, self.settings)
+
     def strength(self, cfg: dict) -> float:
-        return setting(cfg, self.strength_key)
+        return setting(self.effective(cfg), self.strength_key)
+
+    def normalization(self, cfg: dict) -> str:
+        return setting(self.effective(cfg), self.normalize_key) if self.normalize_key else "none"
 
     def learning_rate(self, cfg: dict) -> float:
         return setting(cfg, self.lr_key)
@@ -84,7 +98,13 @@ class Method:
 
     def continues_phase1(self, cfg: dict) -> bool:
         """With `regularize.phase2_init: phase1` every LoRA method continues phase 1's adapter."""
-        return self.adapter == "lora" and cfg["regularize"]["phase2_init"] == "phase1"
+        return self.adapter == "lora" and self.effective(cfg)["regularize"]["phase2_init"] == "phase1"
+
+    @property
+    def phase1_estimator(self) -> str:
+        """The estimator whose phase-1 adapter it continues: its own if that keeps one, else `si`."""
+        est = self.estimator
+        return est.name if est is not None and est.keeps_adapter else "si"
 
 
 def setting(cfg: dict, key: str):
@@ -121,8 +141,16 @@ for _m in (
            importance="si", element_wise=False, ablation=(True, False)),
     Method("l2_lora", "LoRA + uniform importance: plain L2 on the update", importance="uniform",
            layer_coef="uniform"),
-    Method("ewc_lora", "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model",
-           importance="fisher", layer_coef="sum", strength_key="fisher.lambda"),
+    Method("alr_official", "alr as the authors' code runs it: `official` over importance/regularize (their u "
+           "gradient, running clamp, per-epoch sums, softmax(1e-8 * norm), lambda 1e-3 on the raw importance, "
+           "phase 2 continuing phase 1's adapter and AdamW state)", importance="si_official", settings="official"),
+    Method("alr_official_no_layer", "alr_official with the authors' fixed layer coefficient (1/blocks)",
+           importance="si_official", layer_coef="uniform", settings="official"),
+    Method("ewc_lora", "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model, as the "
+           "original used it (fisher.normalize: int8_rows by default)", importance="fisher", layer_coef="sum",
+           strength_key="fisher.lambda", normalize_key="fisher.normalize"),
+    Method("ewc_lora_raw", "ewc_lora on the raw Fisher (no row rescaling): the penalty before this was fixed",
+           importance="fisher", layer_coef="sum", strength_key="fisher.lambda", normalize_key=None),
     Method("full_ft", "full fine-tuning on the domain (every parameter, baselines.full_ft_lr)", adapter=None,
            lr_key="baselines.full_ft_lr"),
     Method("mas_lora", "alr with MAS importance instead of SI", importance="mas"),

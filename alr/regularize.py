@@ -6,14 +6,22 @@ weights, so theta* = W and the reference delta is 0). The penalty is computed mo
 product, and the dense deltas are rebuilt in backward rather than kept, so the transient memory is
 one stack's delta and the step cost a few passes over Omega.
 
-Layer coefficients (`layer_coef`):
-- `softmax_norm` (paper): alpha = softmax(n / tau) where n_l = ||Omega_l||_2 / mean_l ||Omega_l||_2.
-  Dividing by the mean makes the coefficients independent of the importance scale; tau (default 1)
-  sets how peaked they are, so one layer cannot take all the mass unless tau is made small.
-- `uniform`: alpha_l = 1/L.
-- `dynamic`: softmax over layers of the detached current per-layer penalties (also divided by their
-  mean, over tau), recomputed every step; uniform while every penalty is zero.
+Layer coefficients (`layer_coef`), from n_l, the norm of layer l's importance (`layer_norm`: `l2`
+= ||Omega_l||_2 as the paper; `rms` = ||Omega_l||_2 / sqrt(elements), which does not grow with a
+layer's size: under `l2` equal per-element importance gives a 576x576 q_proj sqrt(3) times the norm
+of a 192x576 v_proj):
+- `softmax_norm` (paper): alpha = softmax(x / tau), x_l = n_l / mean_l n_l (`layer_scale: mean`, the
+  default: independent of the importance scale, so one layer cannot take all the mass unless tau is
+  made small) or x_l = c * n_l (`layer_scale: c`; the authors' code: softmax(1e-8 * ||Omega_l||_2) on
+  the raw importance).
+- `uniform`: alpha_l = 1/L (`uniform_coef: layers`), 1/B for B transformer blocks (`blocks`: the
+  authors' no-layer ablation, 1/28 for 56 modules of 28 blocks) or a given number.
+- `dynamic`: softmax over layers of the detached current per-layer penalties (divided by their mean,
+  over tau), recomputed every step; uniform while every penalty is zero.
 - `sum`: alpha_l = 1 (plain EWC: lambda * sum F * delta^2, as the original EWC-LoRA).
+
+Importance transforms before the penalty (`normalize`): `mean` divides by the mean over all elements;
+`int8_rows` is the Fisher as the original EWC-LoRA used it (`int8_rows`).
 """
 from __future__ import annotations
 
@@ -42,26 +50,48 @@ def group_by_layer(names, granularity: str) -> dict[str, list[str]]:
     return groups
 
 
-def _softmax_of_normalised(values: torch.Tensor, tau: float) -> torch.Tensor:
+def _softmax_of_normalised(values: torch.Tensor, tau: float, scale="mean") -> torch.Tensor:
+    if scale != "mean":
+        return torch.softmax(values * float(scale) / tau, dim=0)
     mean = values.mean()
     if not torch.isfinite(mean) or mean <= 0:
         return torch.full_like(values, 1.0 / len(values))
     return torch.softmax(values / mean / tau, dim=0)
 
 
+def layer_norms(importance: dict[str, torch.Tensor], groups: dict[str, list[str]], norm: str = "l2") -> torch.Tensor:
+    """n_l per layer, in float64: the L2 norm of all its elements, or that over sqrt(count) (`rms`)."""
+    if norm not in ("l2", "rms"):
+        raise ValueError(f"regularize.layer_norm must be 'l2' or 'rms', got {norm!r}")
+    out = []
+    for names in groups.values():
+        l2 = torch.sqrt(sum(importance[n].double().square().sum() for n in names))
+        out.append(l2 / math.sqrt(sum(importance[n].numel() for n in names)) if norm == "rms" else l2)
+    return torch.stack(out)
+
+
+def uniform_coefficient(groups: dict[str, list[str]], uniform="layers") -> float:
+    """alpha_l of `layer_coef: uniform`: 1/layers, 1/transformer blocks (the authors' fixed 1/28), or a number."""
+    if uniform == "layers":
+        return 1.0 / len(groups)
+    if uniform == "blocks":
+        return 1.0 / len(group_by_layer([n for names in groups.values() for n in names], "block"))
+    return float(uniform)
+
+
 def layer_coefficients(importance: dict[str, torch.Tensor], groups: dict[str, list[str]], mode: str,
-                       tau: float = 1.0) -> dict[str, float]:
+                       tau: float = 1.0, norm: str = "l2", scale="mean", uniform="layers") -> dict[str, float]:
     """Static coefficients per layer (for `dynamic` these are the starting, uniform values)."""
     if mode not in LAYER_COEF_MODES:
         raise ValueError(f"layer_coef must be one of {LAYER_COEF_MODES}, got {mode!r}")
     layers = list(groups)
     if mode == "sum":  # plain EWC: every layer counts fully
         return {layer: 1.0 for layer in layers}
-    if mode in ("uniform", "dynamic"):
+    if mode == "dynamic":
         return {layer: 1.0 / len(layers) for layer in layers}
-    norms = torch.stack([torch.sqrt(sum(importance[n].double().square().sum() for n in groups[layer]))
-                         for layer in layers])
-    alpha = _softmax_of_normalised(norms, tau)
+    if mode == "uniform":
+        return {layer: uniform_coefficient(groups, uniform) for layer in layers}
+    alpha = _softmax_of_normalised(layer_norms(importance, groups, norm), tau, scale)
     return {layer: float(a) for layer, a in zip(layers, alpha)}
 
 
@@ -84,9 +114,30 @@ def normalise_mean(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     mean = float(total / count)
     if not mean > 0:
         raise ValueError(f"importance has mean {mean:.3g} over all elements (zero everywhere, or negative path "
-                         "contributions kept by importance.clamp: false outweigh the rest); cannot normalise it "
+                         "contributions kept by importance.clamp: none outweigh the rest); cannot normalise it "
                          "by its mean: use regularize.normalize: none")
     return {n: t / mean for n, t in importance.items()}
+
+
+def int8_rows(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The Fisher as the original EWC-LoRA used it. It loads the Fisher checkpoint with
+    `load_in_8bit=True` (bitsandbytes 0.39.0) and multiplies the penalty by the weights it then holds:
+    `Int8Params.cuda` casts each weight to fp16 and keeps only the row-wise int8 code of
+    `double_quant` (threshold 0), `rint(x * 127 / max_j |x_ij|)` per row i (round half to even);
+    the row scale is kept apart and never applied. So each row of F becomes 0..127 relative to its
+    own maximum. A row that is 0 everywhere stays 0. 1-d tensors (norms) are one row."""
+    out = {}
+    for name, t in importance.items():
+        half = t.detach().to(torch.float16).float()
+        rows = half.reshape(half.shape[0], -1) if half.dim() > 1 else half.reshape(1, -1)
+        absmax = rows.abs().amax(dim=1, keepdim=True)
+        scale = torch.where(absmax > 0, 127.0 / absmax, torch.zeros_like(absmax))
+        codes = torch.round(rows * scale)
+        out[name] = codes.reshape(t.shape).to(t.dtype)
+    return out
+
+
+NORMALIZATIONS = {"none": lambda importance: importance, "mean": normalise_mean, "int8_rows": int8_rows}
 
 
 def _lora_delta(a: torch.Tensor, b: torch.Tensor, ref: torch.Tensor | None, scaling: float) -> torch.Tensor:
@@ -179,10 +230,11 @@ class Regularizer:
 
     def __init__(self, modules: dict, importance: dict[str, torch.Tensor], lam: float, layer_coef: str,
                  tau: float = 1.0, granularity: str = "module", refs: dict[str, torch.Tensor] | None = None,
-                 adapter: str = "default"):
+                 adapter: str = "default", layer_norm: str = "l2", layer_scale="mean", uniform_coef="layers"):
         self.lam, self.mode, self.tau = lam, layer_coef, tau
         self.groups = group_by_layer(modules, granularity)
-        self.coefficients = layer_coefficients(importance, self.groups, layer_coef, tau)
+        self.coefficients = layer_coefficients(importance, self.groups, layer_coef, tau, layer_norm, layer_scale,
+                                               uniform_coef)
         self.layer_penalties: dict[str, float] = {layer: 0.0 for layer in self.groups}
         self.terms = _penalty_terms(modules, importance, refs or {}, adapter)
         layer_of = {n: i for i, names in enumerate(self.groups.values()) for n in names}

@@ -1,24 +1,27 @@
 """Run names: which directories `results/<model>/<domain>/<run>/seed<N>/` a config expands to.
 
-`regularize.lambda` is one number or a list. With one value every run is named after its method
-(`alr`), as before. With several values, each method whose penalty uses `regularize.lambda` (alr,
-its ablations, l2_lora, mas_lora, alr_full) becomes one run per value, named `<method>-lambda<value>`
-(`alr-lambda0.5`, `alr-lambda2`); methods without that penalty (lora, full_ft, ewc_lora, ...) keep
-one run. Method names never contain '-', so a run name always parses back unambiguously.
+A regularised method's strength (`Method.strength_key`: `regularize.lambda`, `fisher.lambda`, or its
+`settings` section's value, as `official.regularize.lambda`) is one number or a list. With one value
+the run is named after its method (`alr`). With several values the method becomes one run per value,
+named `<method>-lambda<value>` (`alr-lambda0.5`, `ewc_lora-lambda50`); methods without a penalty
+(lora, full_ft, ...) keep one run. Method names never contain '-', so a run name always parses back
+unambiguously.
 """
 from __future__ import annotations
 
 import copy
 import re
 
-from .methods import BASE, get_method
+from .methods import BASE, get_method, setting
 
 _RUN = re.compile(r"^(?P<method>[a-z0-9_]+?)(?:-lambda(?P<lam>[0-9][0-9.e+-]*))?$")
 RUN_PATTERN = r"[a-z0-9_]+(?:-lambda[0-9][0-9.e+-]*)?"  # the Snakemake wildcard constraint
 
 
-def lambdas(cfg: dict) -> list[float]:
-    value = cfg["regularize"]["lambda"]
+def strengths(method: str, cfg: dict) -> list[float]:
+    """The values of a regularised method's strength key (one, or the sweep's list)."""
+    spec = get_method(method)
+    value = setting(spec.effective(cfg), spec.strength_key)
     return [float(v) for v in value] if isinstance(value, list) else [float(value)]
 
 
@@ -27,14 +30,13 @@ def format_lambda(value: float) -> str:
 
 
 def is_swept(method: str, cfg: dict) -> bool:
-    spec = get_method(method)
-    return spec.regularised and spec.strength_key == "regularize.lambda" and len(lambdas(cfg)) > 1
+    return get_method(method).regularised and len(strengths(method, cfg)) > 1
 
 
 def run_names(method: str, cfg: dict) -> list[str]:
     """The runs one configured method expands to (see the module docstring)."""
     if is_swept(method, cfg):
-        return [f"{method}-lambda{format_lambda(v)}" for v in lambdas(cfg)]
+        return [f"{method}-lambda{format_lambda(v)}" for v in strengths(method, cfg)]
     return [method]
 
 
@@ -70,16 +72,22 @@ def parse_run(run: str) -> tuple[str, float | None]:
 
 
 def run_config(cfg: dict, run: str) -> dict:
-    """The config one run trains with: `regularize.lambda` is the run's own value (a number)."""
+    """The config one run trains with: its method's `settings` merged in (`Method.effective`), and its
+    strength key set to the run's own value (a number)."""
     method, lam = parse_run(run)
-    out = copy.deepcopy(cfg)
-    if "regularize" not in out:
+    spec = get_method(method)
+    out = copy.deepcopy(spec.effective(cfg))
+    if not spec.regularised:
         return out
-    values = lambdas(out)
+    values = strengths(method, out)
     if lam is None:
-        if len(values) > 1 and is_swept(method, out):
-            raise ValueError(f"regularize.lambda lists {len(values)} values; name the run "
+        if len(values) > 1:
+            raise ValueError(f"{spec.strength_key} lists {len(values)} values; name the run "
                              f"{method}-lambda<value> (one of {[format_lambda(v) for v in values]})")
         lam = values[0]
-    out["regularize"]["lambda"] = lam
+    *parents, last = spec.strength_key.split(".")
+    holder = out
+    for part in parents:
+        holder = holder[part]
+    holder[last] = lam
     return out

@@ -82,6 +82,18 @@ def training_arguments(train_cfg: dict, seed: int, output_dir: str, epochs: floa
     )
 
 
+def continue_optimizer_state(optimizer, saved: dict) -> None:
+    """Load the per-parameter state of `saved` (an optimizer state dict over the same parameters, in
+    the same groups) into `optimizer`, keeping the optimizer's own group settings."""
+    current = optimizer.state_dict()
+    sizes = [len(g["params"]) for g in current["param_groups"]]
+    saved_sizes = [len(g["params"]) for g in saved["param_groups"]]
+    if sizes != saved_sizes:
+        raise ValueError(f"the saved optimizer state has parameter groups of sizes {saved_sizes}, this run's "
+                         f"optimizer {sizes}: they were not made for the same trainable parameters")
+    optimizer.load_state_dict({"state": saved["state"], "param_groups": current["param_groups"]})
+
+
 def _regularised_trainer_class():
     from transformers import Trainer
 
@@ -95,10 +107,19 @@ def _regularised_trainer_class():
         to match, so k micro-batches see the penalty exactly once in total and the hook's mean.
         """
 
-        def __init__(self, *args, regularizer=None, loss_hook=None, **kwargs):
+        def __init__(self, *args, regularizer=None, loss_hook=None, optimizer_state=None, **kwargs):
             super().__init__(*args, **kwargs)
-            self.regularizer, self.loss_hook = regularizer, loss_hook
+            self.regularizer, self.loss_hook, self.optimizer_state = regularizer, loss_hook, optimizer_state
             self._reg_sum, self._reg_count = 0.0, 0
+
+        def create_optimizer(self, *args, **kwargs):
+            """With `optimizer_state` (phase 1's, `regularize.phase2_optimizer: phase1`): the new
+            optimizer continues its moments and step counts, but keeps this run's hyper-parameters (lr,
+            schedule). A checkpoint resumed later replaces both, as usual."""
+            optimizer = super().create_optimizer(*args, **kwargs)
+            if self.optimizer_state is not None:
+                continue_optimizer_state(optimizer, self.optimizer_state)
+            return optimizer
 
         def _task_loss_is_ga_scaled(self, num_items_in_batch) -> bool:
             if self.loss_is_scaled_for_ga is not None:
@@ -129,9 +150,10 @@ def _regularised_trainer_class():
 
 
 def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularizer=None,
-                resume_from: str | None = None, loss_hook=None) -> dict:
+                resume_from: str | None = None, loss_hook=None, optimizer_state: dict | None = None) -> dict:
     """Train; `resume_from` is a checkpoint folder whose weights, optimizer, scheduler, RNG states
-    and step the Trainer restores (it also skips the batches already seen in the current epoch)."""
+    and step the Trainer restores (it also skips the batches already seen in the current epoch);
+    `optimizer_state` starts the optimizer from another run's state (`continue_optimizer_state`)."""
     from transformers import DataCollatorForSeq2Seq
 
     trainer = _regularised_trainer_class()(
@@ -143,6 +165,7 @@ def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularize
                    *([no_final_checkpoint_callback()] if args.save_strategy == "steps" else [])],
         regularizer=regularizer,
         loss_hook=loss_hook,
+        optimizer_state=optimizer_state,
     )
     reset_peak_memory()
     with Timer() as timer:

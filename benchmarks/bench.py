@@ -144,13 +144,13 @@ def run_mode(base, mode: str, cfg: dict, features: list[dict], steps: int, batch
         importance = normalise_mean(random_importance(model))
         regularizer = Regularizer(lora_modules(model), importance, cfg["regularize"]["lambda"], "softmax_norm")
     elif mode == "si":
-        recorder = SIRecorder.for_lora(model)
+        recorder = SIRecorder.for_lora(model, cfg["importance"]["xi"])
         callbacks.append(si_callback(recorder))
     with contextlib.redirect_stdout(io.StringIO()):  # the Trainer prints every log dict
         run_trainer(model, _Pad(), features[: steps * batch], train_args(cfg, steps, batch, device, dtype),
                     callbacks=callbacks, regularizer=regularizer)
     if recorder is not None:
-        recorder.importance(cfg["importance"]["xi"])
+        recorder.importance()
         recorder.close()
     return timer.times, model
 

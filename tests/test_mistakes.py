@@ -21,7 +21,7 @@ from tests.tiny import REPO
 
 @pytest.fixture(scope="module")
 def importance_dir(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
-    """A phase-1 SI file (and its phase1_adapter/) of the session's tiny model, made with the CLI."""
+    """A phase-1 SI file (and its si_adapter/) of the session's tiny model, made with the CLI."""
     out = tmp_path_factory.mktemp("mistakes") / "importance"
     assert main(["importance", "--config", str(tiny_config_file), "--model-dir", str(tiny_model),
                  "--data-dir", str(tiny_data), "--out", str(out / "si.safetensors")]) == 0
@@ -74,7 +74,7 @@ CASES = [
     ("--importance for a method that uses none", lambda t, c: _finetune(t, c, "lora", "--importance", _si(t)),
      "method 'lora' uses no importance file; drop --importance"),
     ("--init-adapter that would be ignored",
-     lambda t, c: _finetune(t, c, "lora", "--init-adapter", str(t.importance / "phase1_adapter")),
+     lambda t, c: _finetune(t, c, "lora", "--init-adapter", str(t.importance / "si_adapter")),
      "--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1"),
     ("YAML syntax error in a config file",
      lambda t, c: ["check-config", _file(t, "bad.yaml", "train:\n  lr: [1, 2\nseeds: [0]\n")],
@@ -93,8 +93,8 @@ CASES = [
      lambda t, c: _finetune(t, c, "alr", "--importance", str(t.importance / "si.json")),
      "looks like the sidecar of"),
     ("a folder given as the importance file",
-     lambda t, c: _finetune(t, c, "alr", "--importance", str(t.importance / "phase1_adapter")),
-     "phase1_adapter is a folder; give the importance file itself"),
+     lambda t, c: _finetune(t, c, "alr", "--importance", str(t.importance / "si_adapter")),
+     "si_adapter is a folder; give the importance file itself"),
     ("a partial config for a command",
      lambda t, c: _finetune(t, {"train": c["train"], "model": c["model"]}, "alr", "--importance", _si(t)),
      "the config has no section 'lora'"),

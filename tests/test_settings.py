@@ -1,5 +1,5 @@
 """Settings that are accepted must work: every schema key is read by the code, `importance.clamp:
-false` gives a usable importance file, and each method records (and resumes only with) every config
+none` gives a usable importance file, and each method records (and resumes only with) every config
 section it reads."""
 import copy
 import re
@@ -67,21 +67,21 @@ def tiny(tiny_model, tiny_data, tiny_cfg):
 def test_unclamped_importance_keeps_negatives_and_trains(tiny, tmp_path):
     model, data, cfg = tiny
     files = {}
-    for clamp in (True, False):
+    for clamp in ("final", "none"):
         c = copy.deepcopy(cfg)
         c["importance"]["clamp"] = clamp
         files[clamp] = tmp_path / f"clamp{clamp}" / "si.safetensors"
         side = record_importance(c, model, data, files[clamp])
-        assert side["nonnegative"] is clamp
-    clamped, free = load_file(str(files[True])), load_file(str(files[False]))
+        assert side["nonnegative"] is (clamp == "final")
+    clamped, free = load_file(str(files["final"])), load_file(str(files["none"]))
     assert any((t < 0).any() for t in free.values())  # the tiny run has negative path contributions
     for name, t in free.items():  # the same path integral, only the clamp differs
         assert torch.equal(t.clamp_min(0), clamped[name]), name
-    load_importance(files[False])  # accepted: its sidecar says negatives are intended
+    load_importance(files["none"])  # accepted: its sidecar says negatives are intended
     c = copy.deepcopy(cfg)
-    c["importance"]["clamp"] = False
+    c["importance"]["clamp"] = "none"
     c["regularize"].update({"lambda": 10.0, "normalize": "none"})
-    rec = finetune(c, model, data, "physics", "alr", 0, tmp_path / "run", files[False])
+    rec = finetune(c, model, data, "physics", "alr", 0, tmp_path / "run", files["none"])
     assert rec["final_reg"] is not None and torch.isfinite(torch.tensor(rec["final_reg"]))
 
 

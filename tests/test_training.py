@@ -45,8 +45,8 @@ def fisher_file(env, tmp_path_factory):
 
 
 def _delta(run_dir):
-    """{module: B @ A} of the adapter in run_dir/model (or run_dir/phase1_adapter)."""
-    folder = run_dir / "model" if (run_dir / "model").exists() else run_dir / "phase1_adapter"
+    """{module: B @ A} of the adapter in run_dir/model (or run_dir/si_adapter)."""
+    folder = run_dir / "model" if (run_dir / "model").exists() else run_dir / "si_adapter"
     w = load_file(str(folder / "adapter_model.safetensors"))
     deltas = {}
     for name, a in w.items():
@@ -110,7 +110,7 @@ def test_regularised_tuning_moves_important_weights_less(env, tmp_path, init):
     """Same seed, same data: alr moves the top-10% importance weights away from theta* far less than
     lora does (theta* = base weights, or the phase-1 model when phase 2 continues phase 1's adapter)."""
     importance = load_file(str(env.imp))
-    phase1 = env.imp.parent / "phase1_adapter"
+    phase1 = env.imp.parent / "si_adapter"
     reference = _delta(phase1.parent) if init == "phase1" else None
     moved = {}
     for method in ("lora", "alr"):

@@ -25,16 +25,22 @@ class Estimator:
     named_by: str = "module"           # "module": LoRA-shaped, one tensor per adapted module; "parameter"
     shared_sections: tuple[str, ...] = ()  # sections a fine-tune's config must share with the file's
     mem_mb: int = 8000                 # memory the workflow reserves for recording it
+    keeps_adapter: bool = False        # also writes phase 1's LoRA adapter (alr.layout.phase1_adapter)
+    settings: str | None = None        # a config section whose sub-sections override the others for this
+                                       # estimator (si_official: `official`, alr.config.with_overrides)
 
     @property
     def lora_shaped(self) -> bool:
         return self.named_by == "module"
 
 
-def _si(cfg, model_dir, data_dir, out, seed):
-    from .record import record_importance
+def _si(name, settings=None):
+    def record(cfg, model_dir, data_dir, out, seed):
+        from ..config import with_overrides
+        from .record import record_importance
 
-    return record_importance(cfg, model_dir, data_dir, out, seed)
+        return record_importance(with_overrides(cfg, settings), model_dir, data_dir, out, seed, name=name)
+    return record
 
 
 def _si_full(cfg, model_dir, data_dir, out, seed):
@@ -71,7 +77,10 @@ def register(estimator: Estimator) -> Estimator:
 for _e in (
     Estimator("si", "phase 1: Synaptic Intelligence path integral on each adapted module's dense weight, from "
               "LoRA tuning on general text (also keeps phase 1's adapter)", ("model", "lora", "train", "importance"),
-              _si, shared_sections=("importance",)),
+              _si("si"), shared_sections=("importance",), keeps_adapter=True),
+    Estimator("si_official", "si with the authors' code settings: `official.importance` over `importance` "
+              "(their u gradient, running clamp, per-epoch sums)", ("model", "lora", "train", "importance", "official"),
+              _si("si_official", "official"), shared_sections=("importance",), keeps_adapter=True, settings="official"),
     Estimator("si_full", "SI of every parameter from a full fine-tuning phase 1 (alr_full)",
               ("model", "train", "importance", "baselines"), _si_full, named_by="parameter",
               shared_sections=("importance",), mem_mb=12000),

@@ -19,7 +19,7 @@ from ..dist import is_main_process
 from ..io import atomic_dir
 from ..measure import Timer, peak_mem_mb, provenance, reset_peak_memory
 from ..models import load_base, wrap_lora
-from ..layout import GENERAL_TEXT, phase1_adapter
+from ..layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter
 from ..trainer import run_trainer, training_arguments
 from .si import SIRecorder, si_callback
 from .store import model_fingerprint, save_importance
@@ -53,14 +53,42 @@ def _sidecar(estimator: str, cfg: dict, model_dir, features: list[dict], wall_ti
     }
 
 
-def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, seed: int = 0,
-                      full: bool = False) -> dict:
+def phase1_seed(seed: int, stream: str) -> int:
+    """The torch seed of phase 1. `separate`: derived from `importance.seed` by a hash, so phase 1
+    never draws the LoRA initialisation (or dropout masks, data order) of a phase-2 seed, whose
+    seeds are used as they are; `shared`: the seed itself, so phase 1 and the phase-2 run of the same
+    seed start from the same LoRA A (the authors' code shares more: its phase 2 continues phase 1)."""
+    if stream == "shared":
+        return seed
+    if stream != "separate":
+        raise ValueError(f"importance.seed_stream must be 'separate' or 'shared', got {stream!r}")
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"alr-phase1:{seed}".encode()).digest()[:4], "big") >> 1
+
+
+def _final_optimizer_state():
+    """A callback keeping the optimizer's state dict at the end of training (phase 2 may continue it)."""
+    from transformers import TrainerCallback
+
+    class KeepOptimizerState(TrainerCallback):
+        state = None
+
+        def on_train_end(self, args, state, control, optimizer=None, **kwargs):
+            self.state = optimizer.state_dict() if optimizer is not None else None
+
+    return KeepOptimizerState()
+
+
+def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
+                      seed: int | None = None, full: bool = False, name: str | None = None) -> dict:
     """Phase 1: tune on general text while recording SI importance; write the importance file.
 
-    LoRA by default (importance of each adapted module's dense weight, phase-1 adapter kept);
-    `full=True` fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`.
-    No checkpoints: the SI path integral accumulates over every step, and phase 1 is short, so a
-    killed run restarts from scratch (same seed, same bytes)."""
+    LoRA by default (importance of each adapted module's dense weight; phase 1's adapter and its
+    AdamW state are kept beside the file, `alr.layout.phase1_adapter`); `full=True` fine-tunes every
+    parameter (lr from baselines.full_ft_lr) for `alr_full`. `seed` (default `importance.seed`) goes
+    through `phase1_seed`. No checkpoints: the SI path integral accumulates over every step, and
+    phase 1 is short, so a killed run restarts from scratch (same seed, same bytes)."""
     imp_cfg, train_cfg = cfg["importance"], cfg["train"]
     from transformers import set_seed
 
@@ -68,22 +96,33 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     if not full:
         check_lora_targets(model_dir, cfg["lora"]["targets"])
     rows = _general_text(data_dir, imp_cfg["samples"])
-    set_seed(seed)
+    seed = imp_cfg["seed"] if seed is None else seed
+    torch_seed = phase1_seed(seed, imp_cfg["seed_stream"])
+    set_seed(torch_seed)
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
+    switches = dict(xi=imp_cfg["xi"], clamp=imp_cfg["clamp"], accumulate=imp_cfg["accumulate"])
     if full:
         train_cfg = dict(train_cfg, lr=cfg["baselines"]["full_ft_lr"])
-        recorder = SIRecorder.for_parameters(model.named_parameters())
+        if imp_cfg["gradient"] != "dense":
+            raise ValueError(f"importance.gradient {imp_cfg['gradient']!r} needs LoRA factors; si_full records "
+                             "every parameter: use importance.gradient: dense")
+        recorder = SIRecorder.for_parameters(model.named_parameters(), **switches)
     else:
         model = wrap_lora(model, cfg["lora"])
-        recorder = SIRecorder.for_lora(model)
+        recorder = SIRecorder.for_lora(model, gradient=imp_cfg["gradient"], **switches)
+    phase1 = {"lr": imp_cfg["lr"], "max_grad_norm": imp_cfg["max_grad_norm"]}  # null: as `train`
+    train_cfg = dict(train_cfg, **{k: v for k, v in phase1.items() if v is not None})
     features = tokenize_texts((r["text"] for r in rows), tok, train_cfg["max_length"])
+    keep_optimizer = _final_optimizer_state()
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
-        args = training_arguments(train_cfg, seed, scratch, epochs=imp_cfg["epochs"], max_steps=imp_cfg["max_steps"])
-        stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder)])
-    importance = recorder.importance(imp_cfg["xi"], imp_cfg["clamp"])
+        args = training_arguments(train_cfg, torch_seed, scratch, epochs=imp_cfg["epochs"],
+                                  max_steps=imp_cfg["max_steps"])
+        stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder), keep_optimizer])
+    importance = recorder.importance()
     recorder.close()
-    sidecar = _sidecar("si_full" if full else "si", cfg, model_dir, features, stats["wall_time_s"],
-                       final_ce=stats["final_ce"], nonnegative=imp_cfg["clamp"])
+    name = name or ("si_full" if full else "si")
+    sidecar = _sidecar(name, cfg, model_dir, features, stats["wall_time_s"], final_ce=stats["final_ce"],
+                       nonnegative=imp_cfg["clamp"] != "none", seed=seed, torch_seed=torch_seed)
     # a training run: its own token count and optimizer steps, and the trainer's peak memory
     sidecar.update(n_tokens=stats["tokens"], steps=stats["steps"], peak_mem_mb=stats["peak_mem_mb"])
     if not is_main_process():  # under DDP every rank holds the same importance; rank 0 writes it
@@ -91,6 +130,7 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     if not full:  # first: the importance file, written last, marks the phase as complete
         with atomic_dir(phase1_adapter(out_path)) as tmp:
             model.save_pretrained(tmp)
+            torch.save(keep_optimizer.state, Path(tmp) / OPTIMIZER_STATE)
     sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
     log.info("SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
              len(importance), len(features), stats["steps"], stats["wall_time_s"], out_path, sidecar["bytes"])

@@ -4,22 +4,38 @@
     Omega_i = max(omega_i, 0) / ((theta_i(T) - theta_i(0))^2 + xi)
 
 For LoRA the "parameter" is the dense frozen weight W of each adapted module: theta - theta_0 is the
-adapter's delta `scaling * B @ A` (PEFT's `get_delta_weight`), and g = dL/dW of the *unregularised*
-loss is accumulated from module hooks as `grad_output^T @ input` over all micro-batches of a step
-(W itself is never made trainable). dtheta is the change of the delta across the optimizer step, so
-gradient clipping, the learning-rate schedule and AdamW are all included in it.
+adapter's delta `scaling * B @ A` (PEFT's `get_delta_weight`), and dtheta is the change of the delta
+across the optimizer step, so the learning-rate schedule and AdamW are included in it.
 
-For ordinary trainable parameters (full fine-tuning) g is `p.grad` just before the optimizer step
-(after clipping) and theta is `p` itself.
+The switches (`importance.*`, config/README.md), each with the authors' code (season1blue/HLoRA) as
+one value:
+- `gradient`: what g is. `dense` (default): dL/dW of the loss, accumulated from module hooks as
+  `grad_output^T @ input` over the micro-batches of a step (W is never made trainable). `lora_sgd`
+  (the authors): u = s * (B @ gA + gB @ A - lr * gB @ gA), the change of the dense delta that one
+  plain SGD step on the factors would make, per unit of -lr, from the factor gradients the optimizer
+  is about to use (so after gradient clipping) and the step's current learning rate.
+- `clamp`: `final` (default) max(omega, 0) once, before dividing; `running` (the authors) omega is
+  clamped at 0 after every step; `none` keeps negative contributions.
+- `accumulate`: `run` (default) one Omega from the whole path; `per_epoch` (the authors) at the end of
+  every epoch Omega += omega_epoch / (delta_since_start^2 + xi), then omega restarts from 0.
 
-The recorder is independent of the Trainer: call `before_step()` right before and `after_step()`
-right after each optimizer step; `SICallback` does exactly that for a transformers Trainer.
+For ordinary trainable parameters (full fine-tuning, `alr_full`) g is the parameter's gradient as
+backpropagated, accumulated by a tensor hook over the micro-batches: unclipped, as the dense g of
+LoRA. Both paths pair the gradient of the loss with the update (clipping only shortens the update).
+
+The recorder is independent of the Trainer: call `before_step(lr)` right before and `after_step()`
+right after each optimizer step, `end_epoch()` at each epoch's end; `si_callback` does exactly that
+for a transformers Trainer.
 """
 from __future__ import annotations
 
 import torch
 
 from ..dist import mean_over_ranks
+
+GRADIENTS = ("dense", "lora_sgd")
+CLAMPS = ("final", "running", "none")
+ACCUMULATIONS = ("run", "per_epoch")
 
 
 def _add_product_fp32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -39,14 +55,19 @@ def _add_product_fp32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> No
 
 
 class _LoraTarget:
-    """theta = the adapter's dense delta; g accumulated from hooks on the wrapped layer."""
+    """theta = the adapter's dense delta; g = dL/dW from hooks (`dense`) or the authors' u (`lora_sgd`)."""
 
-    def __init__(self, module, adapter: str = "default"):
-        self.module, self.adapter = module, adapter
+    def __init__(self, module, adapter: str = "default", gradient: str = "dense"):
+        if gradient not in GRADIENTS:
+            raise ValueError(f"importance.gradient must be one of {GRADIENTS}, got {gradient!r}")
+        self.module, self.adapter, self.gradient = module, adapter, gradient
         base = module.get_base_layer()
         self.shape = tuple(base.weight.shape)
-        self.grad = torch.zeros(self.shape, dtype=torch.float32, device=base.weight.device)
-        self.handle = module.register_forward_hook(self._hook)
+        self.grad = None
+        self.handle = None
+        if gradient == "dense":
+            self.grad = torch.zeros(self.shape, dtype=torch.float32, device=base.weight.device)
+            self.handle = module.register_forward_hook(self._hook)
 
     def _hook(self, module, args, output):
         if not torch.is_grad_enabled() or not output.requires_grad:
@@ -63,7 +84,42 @@ class _LoraTarget:
     def value(self) -> torch.Tensor:
         return self.module.get_delta_weight(self.adapter).float()
 
-    def take_grad(self) -> torch.Tensor:
+    @torch.no_grad()
+    def take_grad(self, lr: float = 0.0) -> torch.Tensor:
+        if self.gradient == "dense":
+            g = mean_over_ranks(self.grad.clone())
+            self.grad.zero_()
+            return g
+        a, b = self.module.lora_A[self.adapter].weight, self.module.lora_B[self.adapter].weight
+        zero = torch.zeros(self.shape, dtype=torch.float32, device=a.device)
+        if a.grad is None or b.grad is None:
+            return zero
+        a32, b32, ga, gb = a.float(), b.float(), a.grad.float(), b.grad.float()
+        u = b32 @ ga + gb @ a32 - lr * (gb @ ga)  # DDP has already averaged the factor gradients
+        return u.mul_(float(self.module.scaling[self.adapter]))
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+
+class _ParamTarget:
+    """theta = the parameter itself; g = its gradient as backpropagated (before clipping)."""
+
+    def __init__(self, param: torch.nn.Parameter):
+        self.param = param
+        self.shape = tuple(param.shape)
+        self.grad = torch.zeros(self.shape, dtype=torch.float32, device=param.device)
+        self.handle = param.register_hook(self._accumulate)
+
+    def _accumulate(self, grad: torch.Tensor) -> None:
+        self.grad.add_(grad.detach().float())
+
+    @torch.no_grad()
+    def value(self) -> torch.Tensor:
+        return self.param.detach().float().clone()
+
+    def take_grad(self, lr: float) -> torch.Tensor:
         g = mean_over_ranks(self.grad.clone())
         self.grad.zero_()
         return g
@@ -72,69 +128,75 @@ class _LoraTarget:
         self.handle.remove()
 
 
-class _ParamTarget:
-    """theta = the parameter itself; g = its .grad just before the optimizer step."""
-
-    def __init__(self, param: torch.nn.Parameter):
-        self.param = param
-        self.shape = tuple(param.shape)
-
-    @torch.no_grad()
-    def value(self) -> torch.Tensor:
-        return self.param.detach().float().clone()
-
-    def take_grad(self) -> torch.Tensor:
-        if self.param.grad is None:
-            return torch.zeros(self.shape, dtype=torch.float32, device=self.param.device)
-        return self.param.grad.detach().float()
-
-    def close(self) -> None:
-        pass
-
-
 class SIRecorder:
-    def __init__(self, targets: dict[str, object]):
-        self.targets = targets
+    def __init__(self, targets: dict[str, object], xi: float, clamp: str = "final", accumulate: str = "run"):
+        if clamp not in CLAMPS:
+            raise ValueError(f"importance.clamp must be one of {CLAMPS}, got {clamp!r}")
+        if accumulate not in ACCUMULATIONS:
+            raise ValueError(f"importance.accumulate must be one of {ACCUMULATIONS}, got {accumulate!r}")
+        self.targets, self.xi, self.clamp, self.accumulate = targets, xi, clamp, accumulate
         self.start = {n: t.value() for n, t in targets.items()}
         self.omega = {n: torch.zeros(t.shape, dtype=torch.float32, device=self.start[n].device)
                       for n, t in targets.items()}
+        self.total = {n: torch.zeros_like(w) for n, w in self.omega.items()}  # per_epoch: the sum of epoch terms
         self._before: dict[str, torch.Tensor] = {}
+        self._lr = 0.0
         self.steps = 0
+        self._steps_in_epoch = 0
 
     @classmethod
-    def for_lora(cls, model, adapter: str = "default") -> "SIRecorder":
+    def for_lora(cls, model, xi: float, clamp: str = "final", accumulate: str = "run", gradient: str = "dense",
+                 adapter: str = "default") -> "SIRecorder":
         """One target per LoRA-wrapped module, named like the base model's module."""
         from ..models import lora_modules
 
-        targets = {name: _LoraTarget(module, adapter) for name, module in lora_modules(model).items()}
+        targets = {name: _LoraTarget(module, adapter, gradient) for name, module in lora_modules(model).items()}
         if not targets:
             raise ValueError("the model has no LoRA layers to record importance for")
-        return cls(targets)
+        return cls(targets, xi, clamp, accumulate)
 
     @classmethod
-    def for_parameters(cls, named_params) -> "SIRecorder":
-        return cls({n: _ParamTarget(p) for n, p in named_params if p.requires_grad})
+    def for_parameters(cls, named_params, xi: float, clamp: str = "final", accumulate: str = "run") -> "SIRecorder":
+        return cls({n: _ParamTarget(p) for n, p in named_params if p.requires_grad}, xi, clamp, accumulate)
 
-    def before_step(self) -> None:
+    def before_step(self, lr: float = 0.0) -> None:
+        """`lr`: the learning rate of the coming step (read only by gradient `lora_sgd`)."""
         self._before = {n: t.value() for n, t in self.targets.items()}
+        self._lr = lr
 
     @torch.no_grad()
     def after_step(self) -> None:
         for n, t in self.targets.items():
             after = t.value()
             # omega += -g * dtheta, fused: omega.addcmul_(g, dtheta, value=-1)
-            self.omega[n].addcmul_(t.take_grad(), after - self._before[n], value=-1.0)
+            self.omega[n].addcmul_(t.take_grad(self._lr), after - self._before[n], value=-1.0)
+            if self.clamp == "running":
+                self.omega[n].clamp_min_(0)
         self._before = {}
         self.steps += 1
+        self._steps_in_epoch += 1
 
     @torch.no_grad()
-    def importance(self, xi: float, clamp: bool = True) -> dict[str, torch.Tensor]:
-        out = {}
-        for n, t in self.targets.items():
-            total = t.value() - self.start[n]
-            omega = self.omega[n].clamp_min(0) if clamp else self.omega[n]
-            out[n] = omega / (total.square() + xi)
-        return out
+    def _term(self, name: str) -> torch.Tensor:
+        omega = self.omega[name].clamp_min(0) if self.clamp == "final" else self.omega[name]
+        return omega / ((self.targets[name].value() - self.start[name]).square() + self.xi)
+
+    @torch.no_grad()
+    def end_epoch(self) -> None:
+        """With `per_epoch`: add this epoch's term to Omega and restart omega (no-op after no step)."""
+        if self.accumulate != "per_epoch" or not self._steps_in_epoch:
+            return
+        for n in self.targets:
+            self.total[n].add_(self._term(n))
+            self.omega[n].zero_()
+        self._steps_in_epoch = 0
+
+    @torch.no_grad()
+    def importance(self) -> dict[str, torch.Tensor]:
+        if self.accumulate == "per_epoch":
+            self.end_epoch()  # a run cut by max_steps inside an epoch: its last, partial epoch counts too
+            return {n: t.clone() for n, t in self.total.items()}
+        return {n: self._term(n) for n in self.targets}
 
     def close(self) -> None:
         for t in self.targets.values():
@@ -145,10 +207,13 @@ def si_callback(recorder: SIRecorder):
     from transformers import TrainerCallback
 
     class SICallback(TrainerCallback):
-        def on_pre_optimizer_step(self, args, state, control, **kwargs):
-            recorder.before_step()
+        def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+            recorder.before_step(optimizer.param_groups[0]["lr"] if optimizer is not None else 0.0)
 
         def on_optimizer_step(self, args, state, control, **kwargs):
             recorder.after_step()
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            recorder.end_epoch()
 
     return SICallback()

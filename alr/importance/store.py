@@ -2,7 +2,7 @@
 plus a `<estimator>.json` sidecar (fields in docs/files.md). Loading checks names,
 shapes and the model fingerprint, so an importance file made for another model or other targets is
 refused, never silently broadcast, and refuses negative values unless the sidecar says the
-estimator keeps them (`nonnegative: false`, SI with `importance.clamp: false`)."""
+estimator keeps them (`nonnegative: false`, SI with `importance.clamp: none`)."""
 from __future__ import annotations
 
 import json

@@ -119,9 +119,11 @@ def importance_input(wildcards):
 
 
 def phase1_adapter_input(wildcards):
-    """With `phase2_init: phase1` every LoRA method continues phase 1's adapter, which the SI phase
-    writes beside si.safetensors before the importance file itself (docs/files.md)."""
-    return [importance_file(wildcards.model, "si")] if method_of(wildcards).continues_phase1(config) else []
+    """With `phase2_init: phase1` a LoRA method continues a phase-1 adapter, which the SI phase writes
+    beside its importance file before the file itself (docs/files.md): its own estimator's (si_official
+    for alr_official), else si's."""
+    spec = method_of(wildcards)
+    return [importance_file(wildcards.model, spec.phase1_estimator)] if spec.continues_phase1(config) else []
 
 
 def phase_flags(wildcards, input):

@@ -1,6 +1,6 @@
 rule importance:
     """Every importance file of alr.importance.estimators: SI phase 1 (which also keeps
-    phase1_adapter/ beside si.safetensors), si_full, the EWC Fisher, MAS, and any registered one."""
+    si_adapter/ beside si.safetensors; si_official likewise), si_full, the EWC Fisher, MAS, and any registered one."""
     input:
         model=f"{MODEL_DIR}/manifest.json",
         data_manifest=f"{DATA_DIR}/manifest.json",
