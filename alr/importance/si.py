@@ -85,18 +85,26 @@ class _LoraTarget:
         return self.module.get_delta_weight(self.adapter).float()
 
     @torch.no_grad()
-    def take_grad(self, lr: float = 0.0) -> torch.Tensor:
+    def prepare(self, lr: float) -> None:
+        """Right before the optimizer step: `lora_sgd` needs the factors and their gradients as the
+        step will use them (DDP has already averaged the gradients); `dense` has its g already."""
         if self.gradient == "dense":
-            g = mean_over_ranks(self.grad.clone())
-            self.grad.zero_()
-            return g
+            return
         a, b = self.module.lora_A[self.adapter].weight, self.module.lora_B[self.adapter].weight
-        zero = torch.zeros(self.shape, dtype=torch.float32, device=a.device)
         if a.grad is None or b.grad is None:
-            return zero
+            self.grad = torch.zeros(self.shape, dtype=torch.float32, device=a.device)
+            return
         a32, b32, ga, gb = a.float(), b.float(), a.grad.float(), b.grad.float()
-        u = b32 @ ga + gb @ a32 - lr * (gb @ ga)  # DDP has already averaged the factor gradients
-        return u.mul_(float(self.module.scaling[self.adapter]))
+        self.grad = (b32 @ ga + gb @ a32 - lr * (gb @ ga)).mul_(float(self.module.scaling[self.adapter]))
+
+    @torch.no_grad()
+    def take_grad(self) -> torch.Tensor:
+        if self.gradient == "lora_sgd":
+            g, self.grad = self.grad, None
+            return g
+        g = mean_over_ranks(self.grad.clone())
+        self.grad.zero_()
+        return g
 
     def close(self) -> None:
         if self.handle is not None:
@@ -119,7 +127,10 @@ class _ParamTarget:
     def value(self) -> torch.Tensor:
         return self.param.detach().float().clone()
 
-    def take_grad(self, lr: float) -> torch.Tensor:
+    def prepare(self, lr: float) -> None:
+        pass
+
+    def take_grad(self) -> torch.Tensor:
         g = mean_over_ranks(self.grad.clone())
         self.grad.zero_()
         return g
@@ -140,7 +151,6 @@ class SIRecorder:
                       for n, t in targets.items()}
         self.total = {n: torch.zeros_like(w) for n, w in self.omega.items()}  # per_epoch: the sum of epoch terms
         self._before: dict[str, torch.Tensor] = {}
-        self._lr = 0.0
         self.steps = 0
         self._steps_in_epoch = 0
 
@@ -161,15 +171,17 @@ class SIRecorder:
 
     def before_step(self, lr: float = 0.0) -> None:
         """`lr`: the learning rate of the coming step (read only by gradient `lora_sgd`)."""
-        self._before = {n: t.value() for n, t in self.targets.items()}
-        self._lr = lr
+        self._before = {}
+        for n, t in self.targets.items():
+            self._before[n] = t.value()
+            t.prepare(lr)
 
     @torch.no_grad()
     def after_step(self) -> None:
         for n, t in self.targets.items():
             after = t.value()
             # omega += -g * dtheta, fused: omega.addcmul_(g, dtheta, value=-1)
-            self.omega[n].addcmul_(t.take_grad(self._lr), after - self._before[n], value=-1.0)
+            self.omega[n].addcmul_(t.take_grad(), after - self._before[n], value=-1.0)
             if self.clamp == "running":
                 self.omega[n].clamp_min_(0)
         self._before = {}
