@@ -1,5 +1,6 @@
 """The chain on a tiny random Llama: `alr` commands one by one, and one real `snakemake` run."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -258,3 +259,30 @@ def test_slurm_profile_plans(tiny_config_file, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "slurm_partition=<gpu-partition>" in out and "gpu=1" in out
+
+
+def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_path):
+    """Plan only, with config/hlora-official.yaml's methods: alr_official reads si_official and
+    continues si_official's adapter; lora and alr start fresh from si; ewc_lora sweeps fisher.lambda."""
+    cfg = tiny_cfg
+    official = yaml.safe_load((REPO / "config" / "hlora-official.yaml").read_text())
+    cfg.update(methods=official["methods"], method_domains={})
+    cfg["fisher"]["lambda"] = [0.5, 50]
+    path = tmp_path / "official.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    work = tmp_path / "officialwork"
+    work.mkdir()
+    proc = snakemake(work, path, "-n", "-p")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    commands = {}
+    for line in out.splitlines():
+        if "alr finetune" in line and f"--domain {cfg['domains'][0]}" in line:
+            commands[re.search(r"--method (\S+)", line)[1]] = line
+    assert set(commands) == {"lora", "alr", "alr_official", "alr_official_no_layer", "ewc_lora-lambda0.5",
+                             "ewc_lora-lambda50", "ewc_lora_raw-lambda0.5", "ewc_lora_raw-lambda50"}
+    assert "importance/si_official.safetensors" in commands["alr_official"]
+    assert "--init-adapter results/tiny-llama/importance/si_official_adapter" in commands["alr_official"]
+    assert "--init-adapter" not in commands["lora"] and "--init-adapter" not in commands["alr"]
+    assert "importance/si.safetensors" in commands["alr"]
+    assert "--estimator si_official" in out

@@ -128,7 +128,8 @@ def phase1_adapter_input(wildcards):
 
 def phase_flags(wildcards, input):
     flags = [f"--importance {input.importance}"] if input.importance else []
-    return " ".join(flags + ([f"--init-adapter {phase1_adapter(input.init_adapter)}"] if input.init_adapter else []))
+    init = str(input.init_adapter)  # a one-file list (a Namedlist) or a str
+    return " ".join(flags + ([f"--init-adapter {phase1_adapter(init)}"] if init else []))
 
 
 def weights_input(wildcards):
