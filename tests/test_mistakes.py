@@ -102,6 +102,10 @@ CASES = [
      lambda t, c: ["check-config", "--replace-workflow-config", _file(t, "hub.yaml", yaml.safe_dump(_with(
          c, lambda x: x["data"]["domains"].update(physics={"source": "hub", "dataset_path": "json", "format": "sciq"}))))],
      "dataset_path 'json' reads local files; name them in dataset_kwargs"),
+    ("continuing phase 1's optimizer without its adapter",
+     lambda t, c: ["check-config", "--replace-workflow-config", _file(t, "opt.yaml", yaml.safe_dump(_with(
+         c, lambda x: x["regularize"].update(phase2_optimizer="phase1"))))],
+     "'phase1' continues phase 1's optimizer state, so it needs phase2_init: phase1"),
     ("a method name typo on the command line", lambda t, c: _finetune(t, c, "ewc-lora"),
      "did you mean 'ewc_lora'?); methods: base, lora"),
     ("a method name typo in the config",
