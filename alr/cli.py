@@ -116,10 +116,10 @@ def _runs_from_records(paths) -> list[dict]:
 
 def cmd_tables(args, cfg):
     from .report.tables import write_main_table
-    from .runs import all_runs
+    from .runs import run_order
 
     runs = _runs_from_records(args.evals)
-    order = all_runs(cfg) if "regularize" in cfg else cfg["methods"]
+    order = run_order(cfg["methods"], {r["method"] for r in runs})
     table = write_main_table(args.base_eval, runs, order, cfg["eval"], args.out_prefix)
     log.info("wrote %s.{csv,md,tex} (%d rows)", args.out_prefix, len(table))
 

@@ -125,15 +125,16 @@ def int8_rows(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     `Int8Params.cuda` casts each weight to fp16 and keeps only the row-wise int8 code of
     `double_quant` (threshold 0), `rint(x * 127 / max_j |x_ij|)` per row i (round half to even);
     the row scale is kept apart and never applied. So each row of F becomes 0..127 relative to its
-    own maximum. A row that is 0 everywhere stays 0. 1-d tensors (norms) are one row."""
+    own maximum. A row that is 0 everywhere stays 0 (bitsandbytes would divide by zero there). Only
+    weight matrices were quantized (Linear layers), so only 2-d tensors are accepted."""
     out = {}
     for name, t in importance.items():
+        if t.dim() != 2:
+            raise ValueError(f"int8_rows rescales the rows of weight matrices; {name!r} has shape {tuple(t.shape)}")
         half = t.detach().to(torch.float16).float()
-        rows = half.reshape(half.shape[0], -1) if half.dim() > 1 else half.reshape(1, -1)
-        absmax = rows.abs().amax(dim=1, keepdim=True)
+        absmax = half.abs().amax(dim=1, keepdim=True)
         scale = torch.where(absmax > 0, 127.0 / absmax, torch.zeros_like(absmax))
-        codes = torch.round(rows * scale)
-        out[name] = codes.reshape(t.shape).to(t.dtype)
+        out[name] = torch.round(half * scale).to(t.dtype)
     return out
 
 

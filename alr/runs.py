@@ -45,6 +45,14 @@ def all_runs(cfg: dict) -> list[str]:
     return [run for m in cfg["methods"] if m != BASE for run in run_names(m, cfg)]
 
 
+def run_order(methods: list[str], runs) -> list[str]:
+    """`runs` in the order of their methods in `methods`, each sweep by increasing strength."""
+    def key(run):
+        method, lam = parse_run(run)
+        return (methods.index(method) if method in methods else len(methods), -1.0 if lam is None else lam, run)
+    return sorted(runs, key=key)
+
+
 def run_domains(run: str, cfg: dict) -> list[str]:
     """The domains a run is made on: `method_domains[method]` if given, else every configured domain."""
     method = parse_run(run)[0]
@@ -90,4 +98,6 @@ def run_config(cfg: dict, run: str) -> dict:
     for part in parents:
         holder = holder[part]
     holder[last] = lam
+    if spec.settings:  # the settings now hold the sections as merged, so merging them again changes nothing
+        out[spec.settings] = {k: copy.deepcopy(out[k]) for k in out[spec.settings]}
     return out

@@ -243,7 +243,8 @@ def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_
     assert rec["config"]["regularize"]["lambda"] == cfg["official"]["regularize"]["lambda"]
     assert rec["optimizer_from_phase1"] is True and rec["final_reg"] > 0
     assert read_json(tmp_path / "run" / "train.json")["config"]["regularize"]["layer_scale"] == 1e-8
-    with pytest.raises(Exception, match="importance"):  # si's settings are not si_official's
+    assert side["epoch_terms"] == 2  # the Trainer called end_epoch once per epoch
+    with pytest.raises(ValueError, match="holds 'si_official' importance, but this method uses 'si'"):
         plain = copy.deepcopy(tiny_cfg)
         plain["train"]["max_steps"] = 1
         finetune(plain, tiny_model, tiny_data, "physics", "alr", 0, tmp_path / "wrong", imp)

@@ -1,7 +1,8 @@
 """Run names: one run per method, or <method>-lambda<value> for each value of a lambda sweep."""
 import pytest
 
-from alr.runs import all_runs, parse_run, run_config
+from alr.methods import get_method
+from alr.runs import all_runs, parse_run, run_config, run_order
 
 
 def test_run_names_for_sweeps():
@@ -28,4 +29,12 @@ def test_each_method_sweeps_its_own_strength_key():
     assert official["regularize"]["lambda"] == 1e-3 and run_config(cfg, "alr")["regularize"]["lambda"] == 2.0
     cfg["official"]["regularize"]["lambda"] = [1e-3, 1e-2]
     assert all_runs(cfg)[-2:] == ["alr_official-lambda0.001", "alr_official-lambda0.01"]
-    assert run_config(cfg, "alr_official-lambda0.01")["regularize"]["lambda"] == 0.01
+    swept = run_config(cfg, "alr_official-lambda0.01")
+    assert swept["regularize"]["lambda"] == 0.01
+    assert get_method("alr_official").strength(swept) == 0.01  # merging `official` again keeps the run's value
+
+
+def test_table_rows_follow_the_configured_methods_and_increasing_strength():
+    runs = {"ewc_lora-lambda50", "alr-lambda2", "lora", "alr-lambda0.5", "ewc_lora-lambda0.5"}
+    assert run_order(["lora", "alr", "ewc_lora"], runs) == [
+        "lora", "alr-lambda0.5", "alr-lambda2", "ewc_lora-lambda0.5", "ewc_lora-lambda50"]

@@ -33,6 +33,17 @@ class Estimator:
     def lora_shaped(self) -> bool:
         return self.named_by == "module"
 
+    def config(self, cfg: dict) -> dict:
+        """The config sections its recorder reads: what the importance rule passes (its rerun trigger)
+        and the sidecar records. A settings section keeps only the sections the recorder reads, so
+        changing `official.regularize` (phase 2) never reruns phase 1."""
+        from ..config import section
+
+        out = section(cfg, *self.sections)
+        if self.settings:
+            out[self.settings] = {k: v for k, v in out[self.settings].items() if k in self.sections}
+        return out
+
 
 def _si(name, settings=None):
     def record(cfg, model_dir, data_dir, out, seed):

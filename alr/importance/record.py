@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from ..assets import check_lora_targets, check_model_dir
-from ..config import section
 from ..data import read_records, tokenize_texts
 from ..dist import is_main_process
 from ..io import atomic_dir
@@ -36,7 +35,7 @@ def _sidecar(estimator: str, cfg: dict, model_dir, features: list[dict], wall_ti
     config is exactly the sections the estimator reads (alr.importance.estimators)."""
     from .estimators import get_estimator
 
-    config = section(cfg, *get_estimator(estimator).sections)
+    config = get_estimator(estimator).config(cfg)
     return {
         "estimator": estimator,
         "model": cfg["model"]["name"],
@@ -110,7 +109,8 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     else:
         model = wrap_lora(model, cfg["lora"])
         recorder = SIRecorder.for_lora(model, gradient=imp_cfg["gradient"], **switches)
-    phase1 = {"lr": imp_cfg["lr"], "max_grad_norm": imp_cfg["max_grad_norm"]}  # null: as `train`
+    # null: as `train`; importance.lr is LoRA's phase-1 rate, si_full keeps baselines.full_ft_lr
+    phase1 = {"lr": None if full else imp_cfg["lr"], "max_grad_norm": imp_cfg["max_grad_norm"]}
     train_cfg = dict(train_cfg, **{k: v for k, v in phase1.items() if v is not None})
     features = tokenize_texts((r["text"] for r in rows), tok, train_cfg["max_length"])
     keep_optimizer = _final_optimizer_state()
@@ -122,7 +122,8 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     recorder.close()
     name = name or ("si_full" if full else "si")
     sidecar = _sidecar(name, cfg, model_dir, features, stats["wall_time_s"], final_ce=stats["final_ce"],
-                       nonnegative=imp_cfg["clamp"] != "none", seed=seed, torch_seed=torch_seed)
+                       nonnegative=imp_cfg["clamp"] != "none", seed=seed, torch_seed=torch_seed,
+                       epoch_terms=recorder.epoch_terms)
     # a training run: its own token count and optimizer steps, and the trainer's peak memory
     sidecar.update(n_tokens=stats["tokens"], steps=stats["steps"], peak_mem_mb=stats["peak_mem_mb"])
     if not is_main_process():  # under DDP every rank holds the same importance; rank 0 writes it

@@ -153,6 +153,7 @@ class SIRecorder:
         self._before: dict[str, torch.Tensor] = {}
         self.steps = 0
         self._steps_in_epoch = 0
+        self.epoch_terms = 0  # per_epoch: how many epoch terms Omega sums
 
     @classmethod
     def for_lora(cls, model, xi: float, clamp: str = "final", accumulate: str = "run", gradient: str = "dense",
@@ -202,6 +203,7 @@ class SIRecorder:
             self.total[n].add_(self._term(n))
             self.omega[n].zero_()
         self._steps_in_epoch = 0
+        self.epoch_terms += 1
 
     @torch.no_grad()
     def importance(self) -> dict[str, torch.Tensor]:

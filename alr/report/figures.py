@@ -278,7 +278,7 @@ def lambda_sweep(main: pd.DataFrame):
     df["base_method"], df["lam"] = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
     swept = df[df.lam.notna()]
     if swept.base_method.nunique() == 0 or swept.groupby("base_method").lam.nunique().max() < 2:
-        raise ValueError("the main table holds no lambda sweep (set regularize.lambda to a list of values)")
+        raise ValueError("the main table holds no lambda sweep (give a method's strength, e.g. regularize.lambda, as a list of values)")
     methods = list(dict.fromkeys(swept.base_method))
     colours = _colours(methods)
     domains = list(dict.fromkeys(df.domain))

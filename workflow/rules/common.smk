@@ -9,7 +9,7 @@ from alr.importance.estimators import ESTIMATORS, get_estimator
 from alr.layout import (DATA_DIR, GENERAL_TEXT, base_file, dataset_file, figure_file, importance_file,
                         model_dir as model_path, phase1_adapter, run_dir as run_path, table_file)
 from alr.methods import get_method
-from alr.runs import RUN_PATTERN, all_runs, domain_runs, is_swept, parse_run, run_config, run_names
+from alr.runs import RUN_PATTERN, all_runs, domain_runs, is_swept, parse_run, run_names
 
 try:
     validate_config(config)
@@ -105,7 +105,7 @@ def finetune_config(wildcards):
 
 def estimator_config(wildcards):
     """The config sections an estimator's recorder reads (alr.importance.estimators)."""
-    return json.dumps(section(config, *get_estimator(wildcards.estimator).sections), sort_keys=True)
+    return json.dumps(get_estimator(wildcards.estimator).config(config), sort_keys=True)
 
 
 def estimator_mem_mb(wildcards):

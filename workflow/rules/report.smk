@@ -11,7 +11,7 @@ rule tables:
     log:
         "logs/tables.log",
     params:
-        cfg=config_json("methods", "regularize", "eval"),
+        cfg=config_json("methods", "eval"),
         prefix=table_prefix,
     threads: 1
     conda:
