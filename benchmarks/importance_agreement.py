@@ -9,8 +9,10 @@ the authors' switches alone (`importance.gradient: lora_sgd`, `clamp: running`, 
 `accumulate: per_epoch` against `run` at the same two epochs); the whole `official` section (= the
 si_official file); and phase-1 seeds 1 and 2 of the default. Files already there are reused. Then
 per module (each adapted q_proj / v_proj): the Spearman rank correlation of Omega between two files
-and the overlap of their top-10% elements, summarised as the mean (min) over modules; and the layer
-coefficients the default importance gives under `layer_norm: l2` and `rms`. Writes
+and the overlap of their top-10% elements (0.10 by chance), summarised as the mean (min) over
+modules; the Spearman correlation over modules of the modules' L2 norms (what the layer-wise
+coefficients are made of); and the layer coefficients the default importance gives under
+`layer_norm: l2` and `rms`. Writes
 `<out-dir>/agreement.{csv,md}` and prints the table.
 """
 from __future__ import annotations
@@ -90,8 +92,10 @@ def top_overlap(a: torch.Tensor, b: torch.Tensor, fraction: float = TOP) -> floa
 def compare(a: dict, b: dict) -> dict:
     rho = [spearman(a[n], b[n]) for n in a]
     over = [top_overlap(a[n], b[n]) for n in a]
+    norms = [torch.stack([t.double().norm() for t in imp.values()]) for imp in (a, b)]
     return {"spearman_mean": sum(rho) / len(rho), "spearman_min": min(rho),
-            "top10_overlap_mean": sum(over) / len(over), "top10_overlap_min": min(over)}
+            "top10_overlap_mean": sum(over) / len(over), "top10_overlap_min": min(over),
+            "module_norm_spearman": spearman(*norms)}
 
 
 def main(argv=None) -> int:
