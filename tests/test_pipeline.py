@@ -144,6 +144,9 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
     assert lora_rows.d_general.isna().all()  # the reference itself gets no CI
     alr_rows = table[table.method == "alr"]
     assert (alr_rows.d_general_lo <= alr_rows.d_general).all() and (alr_rows.d_general <= alr_rows.d_general_hi).all()
+    compared = table[table.method != "lora"]
+    assert ((compared.p_domain_holm >= compared.p_domain) & (compared.p_domain_holm <= 1)).all()
+    assert (compared[["better_general", "worse_general", "better_domain", "worse_domain"]] >= 0).all().all()
     eff = pd.read_csv(work / "results" / "tables" / "efficiency.csv")
     assert {"si", "fisher"} <= set(eff.name) and {"lora", "alr"} <= set(eff.name)
     assert (work / "results" / "tables" / "main.tex").read_text().count("\\midrule") == 1

@@ -1,10 +1,12 @@
 """The main comparison table from eval.json records: results/tables/main.{csv,md}.
 
 One row per domain x method (aggregated over seeds): domain score, general score, forgetting
-(base general - method general), domain gain (method domain - base domain), general NLL, and the
-paired-bootstrap difference to the reference method (default `lora`) with its 95% CI, computed on
-the same items. With several seeds a score is "mean ± sd"; with one seed "score ± stderr" (lm-eval's
-stderr; for the general score combined over tasks as independent).
+(base general - method general), domain gain (method domain - base domain), general NLL, and against
+the reference method (default `lora`), on the same items (`alr.report.stats`): the difference with a
+95% CI from a bootstrap over seeds and items, the items better / worse with an exact sign test, and
+that p-value Holm-adjusted over every row's comparison (per metric). With several seeds a score is
+"mean ± sd"; with one seed "score ± stderr" (lm-eval's stderr; for the general score combined over
+tasks as independent).
 """
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ import pandas as pd
 from ..evaluate import items_path
 from ..io import atomic_path, read_json
 from ..methods import BASE
-from .stats import item_scores, paired_bootstrap, read_items
+from .stats import holm, item_scores, paired_bootstrap, read_items, sign_test
 
+PAIRED = [f"{prefix}_{key}{suffix}" for key in ("general", "domain")
+          for prefix, suffix in (("d", ""), ("d", "_lo"), ("d", "_hi"), ("better", ""), ("worse", ""), ("p", ""),
+                                 ("p", "_holm"))]
 COLUMNS = ["domain", "method", "n_seeds", "domain_score", "domain_score_sd", "domain_stderr", "general_score",
-           "general_score_sd", "general_stderr", "forgetting", "domain_gain", "general_nll", "reference",
-           "d_general", "d_general_lo", "d_general_hi", "d_domain", "d_domain_lo", "d_domain_hi"]
+           "general_score_sd", "general_stderr", "forgetting", "domain_gain", "general_nll", "reference", *PAIRED]
 
 
 def _row(domain: str, method: str, seed, ev: dict, path) -> dict:
@@ -46,7 +50,7 @@ def collect(base_eval: str | Path, runs: list[dict]) -> pd.DataFrame:
 
 
 def _paired(runs: pd.DataFrame, domain: str, method: str, reference: str, boot: dict) -> dict:
-    """Bootstrap CIs of (method - reference) for the general score and the domain score."""
+    """(method - reference) for the general score and the domain score: bootstrap CI and sign test."""
     mine = runs[(runs.domain == domain) & (runs.method == method)]
     ref = runs[(runs.domain == domain) & (runs.method == reference)]
     if ref.empty or method == reference:
@@ -61,9 +65,11 @@ def _paired(runs: pd.DataFrame, domain: str, method: str, reference: str, boot: 
     items_ref = [read_items(items_path(p)) for p in ref["eval"]]
     out = {"reference": reference}
     for key, tasks in (("general", general), ("domain", [domain])):
-        ci = paired_bootstrap(item_scores(items_mine, tasks, metric_of), item_scores(items_ref, tasks, metric_of),
-                              boot["samples"], boot["seed"])
-        out.update({f"d_{key}": ci["diff"], f"d_{key}_lo": ci["lo"], f"d_{key}_hi": ci["hi"]})
+        a, b = item_scores(items_mine, tasks, metric_of), item_scores(items_ref, tasks, metric_of)
+        ci = paired_bootstrap(a, b, boot["samples"], boot["seed"])
+        sign = sign_test(a, b)
+        out.update({f"d_{key}": ci["diff"], f"d_{key}_lo": ci["lo"], f"d_{key}_hi": ci["hi"],
+                    f"better_{key}": sign["better"], f"worse_{key}": sign["worse"], f"p_{key}": sign["p"]})
     return out
 
 
@@ -80,6 +86,8 @@ def summarise(runs: pd.DataFrame, method_order: list[str], eval_cfg: dict) -> pd
     boot = eval_cfg["bootstrap"]
     paired = [_paired(runs, d, m, boot["reference"], boot) for d, m in zip(agg.domain, agg.method)]
     agg = pd.concat([agg, pd.DataFrame(paired, index=agg.index)], axis=1).reindex(columns=COLUMNS + ["_order"])
+    for key in ("general", "domain"):
+        agg[f"p_{key}_holm"] = holm([float(p) for p in agg[f"p_{key}"]])
     agg["_order"] = agg.method.map(order)
     return agg.sort_values(["domain", "_order"]).drop(columns="_order").reset_index(drop=True)
 
@@ -91,6 +99,10 @@ def _fmt(mean: float, sd: float, se: float, n: int) -> str:
 
 def _ci(diff, lo, hi) -> str:
     return "" if pd.isna(diff) else f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _sign(better, worse, p, p_holm) -> str:
+    return "" if pd.isna(p) else f"{int(better)}/{int(worse)} ({p:.2g}; {p_holm:.2g})"
 
 
 def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -106,10 +118,16 @@ def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         "domain gain": table.domain_gain.map(lambda v: f"{v:+.3f}"),
         "general NLL": table.general_nll.map(lambda v: f"{v:.3f}"),
         f"Δ general vs {reference} [95% CI]": [_ci(*x) for x in zip(table.d_general, table.d_general_lo, table.d_general_hi)],
+        f"general items ± vs {reference} (p; Holm)": [_sign(*x) for x in zip(
+            table.better_general, table.worse_general, table.p_general, table.p_general_holm)],
         f"Δ domain vs {reference} [95% CI]": [_ci(*x) for x in zip(table.d_domain, table.d_domain_lo, table.d_domain_hi)],
+        f"domain items ± vs {reference} (p; Holm)": [_sign(*x) for x in zip(
+            table.better_domain, table.worse_domain, table.p_domain, table.p_domain_holm)],
     })
     note = ("± is the sd over seeds when seeds > 1, else lm-eval's stderr. Forgetting = base general − method "
-            f"general. Δ columns: paired bootstrap over the same items against `{reference}`.")
+            f"general. Δ columns: difference to `{reference}` on the same items, 95% CI from a bootstrap over "
+            "seeds and items. Items ±: items better / worse than the reference (seed means), exact sign test p "
+            "and its Holm adjustment over every row of the table.")
     return view, note
 
 
