@@ -44,6 +44,9 @@ class Method:
     normalize_key: str | None = "regularize.normalize"  # how its importance is transformed before the penalty
                                   # (alr.regularize.NORMALIZATIONS: none | mean | int8_rows); None: untouched
     settings: str | None = None   # a section overriding importance/regularize for this method (alr.config.with_overrides)
+    phase2_init: str | None = None  # "phase1": always continue a phase-1 adapter; None: regularize.phase2_init
+    phase1: str | None = None     # the estimator whose phase-1 adapter it continues (None: its own if that keeps
+                                  # one, else si)
 
     @property
     def regularised(self) -> bool:
@@ -97,14 +100,17 @@ class Method:
         return setting(cfg, self.replay_key) if self.replay_key else None
 
     def continues_phase1(self, cfg: dict) -> bool:
-        """With `regularize.phase2_init: phase1` every LoRA method continues phase 1's adapter."""
-        return self.adapter == "lora" and self.effective(cfg)["regularize"]["phase2_init"] == "phase1"
+        """With `regularize.phase2_init: phase1` every LoRA method continues phase 1's adapter (and the
+        `*_phase1` / `*_official` warm starts always do)."""
+        init = self.phase2_init or self.effective(cfg)["regularize"]["phase2_init"]
+        return self.adapter == "lora" and init == "phase1"
 
     @property
     def phase1_estimator(self) -> str:
-        """The estimator whose phase-1 adapter it continues: its own if that keeps one, else `si`."""
+        """The estimator whose phase-1 adapter it continues: `phase1`, else its own estimator if that
+        keeps one, else `si`."""
         est = self.estimator
-        return est.name if est is not None and est.keeps_adapter else "si"
+        return self.phase1 or (est.name if est is not None and est.keeps_adapter else "si")
 
 
 def setting(cfg: dict, key: str):
@@ -146,6 +152,10 @@ for _m in (
            "phase 2 continuing phase 1's adapter and AdamW state)", importance="si_official", settings="official"),
     Method("alr_official_no_layer", "alr_official with the authors' fixed layer coefficient (1/blocks)",
            importance="si_official", layer_coef="uniform", settings="official"),
+    Method("lora_phase1", "plain LoRA continuing si's phase-1 adapter, no penalty: the warm start alone",
+           phase2_init="phase1"),
+    Method("lora_official", "alr_official without its penalty: the authors' warm start (si_official's adapter and "
+           "AdamW state) alone", settings="official", phase1="si_official"),
     Method("ewc_lora", "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model, as the "
            "original used it (fisher.normalize: int8_rows by default)", importance="fisher", layer_coef="sum",
            strength_key="fisher.lambda", normalize_key="fisher.normalize"),

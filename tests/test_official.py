@@ -244,6 +244,9 @@ def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_
     assert rec["optimizer_from_phase1"] is True and rec["final_reg"] > 0
     assert read_json(tmp_path / "run" / "train.json")["config"]["regularize"]["layer_scale"] == 1e-8
     assert side["epoch_terms"] == 2  # the Trainer called end_epoch once per epoch
+    warm = finetune(cfg, tiny_model, tiny_data, "physics", "lora_official", 0, tmp_path / "warm", None,
+                    tmp_path / "si_official_adapter")
+    assert warm["optimizer_from_phase1"] is True and warm["final_reg"] is None
     with pytest.raises(ValueError, match="holds 'si_official' importance, but this method uses 'si'"):
         plain = copy.deepcopy(tiny_cfg)
         plain["train"]["max_steps"] = 1

@@ -269,7 +269,7 @@ def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_pa
     continues si_official's adapter; lora and alr start fresh from si; ewc_lora sweeps fisher.lambda."""
     cfg = tiny_cfg
     official = yaml.safe_load((REPO / "config" / "hlora-official.yaml").read_text())
-    cfg.update(methods=official["methods"], method_domains={})
+    cfg.update(methods=official["methods"] + ["lora_phase1"], method_domains={})
     cfg["fisher"]["lambda"] = [0.5, 50]
     path = tmp_path / "official.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -282,10 +282,13 @@ def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_pa
     for line in out.splitlines():
         if "alr finetune" in line and f"--domain {cfg['domains'][0]}" in line:
             commands[re.search(r"--method (\S+)", line)[1]] = line
-    assert set(commands) == {"lora", "alr", "alr_official", "alr_official_no_layer", "ewc_lora-lambda0.5",
-                             "ewc_lora-lambda50", "ewc_lora_raw-lambda0.5", "ewc_lora_raw-lambda50"}
+    assert set(commands) == {"lora", "alr", "lora_official", "alr_official", "alr_official_no_layer", "lora_phase1",
+                             "ewc_lora-lambda0.5", "ewc_lora-lambda50", "ewc_lora_raw-lambda0.5", "ewc_lora_raw-lambda50"}
     assert "importance/si_official.safetensors" in commands["alr_official"]
-    assert "--init-adapter results/tiny-llama/importance/si_official_adapter" in commands["alr_official"]
+    for warm in ("alr_official", "lora_official"):  # the authors' warm start, with and without the penalty
+        assert "--init-adapter results/tiny-llama/importance/si_official_adapter" in commands[warm]
+    assert "--importance" not in commands["lora_official"]
+    assert "--init-adapter results/tiny-llama/importance/si_adapter" in commands["lora_phase1"]
     assert "--init-adapter" not in commands["lora"] and "--init-adapter" not in commands["alr"]
     assert "importance/si.safetensors" in commands["alr"]
     assert "--estimator si_official" in out
