@@ -251,3 +251,34 @@ def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_
         plain = copy.deepcopy(tiny_cfg)
         plain["train"]["max_steps"] = 1
         finetune(plain, tiny_model, tiny_data, "physics", "alr", 0, tmp_path / "wrong", imp)
+
+
+def test_phase1_lr_and_clipping_reach_the_trainer(tiny_model, tiny_data, tiny_cfg, tmp_path, monkeypatch):
+    """`importance.lr` and `importance.max_grad_norm` replace train's for the LoRA phase 1 (0: no
+    clipping, the authors'); si_full keeps baselines.full_ft_lr; null keeps train's values."""
+    import alr.importance.record as record_mod
+
+    seen = []
+    original = record_mod.training_arguments
+
+    def spy(train_cfg, *args, **kwargs):
+        seen.append((train_cfg["lr"], train_cfg["max_grad_norm"]))
+        return original(train_cfg, *args, **kwargs)
+
+    monkeypatch.setattr(record_mod, "training_arguments", spy)
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["importance"].update(max_steps=1, lr=8e-4, max_grad_norm=0)
+    record_importance(cfg, tiny_model, tiny_data, tmp_path / "lora" / "si.safetensors")
+    record_importance(cfg, tiny_model, tiny_data, tmp_path / "full" / "si_full.safetensors", full=True)
+    cfg["importance"].update(lr=None, max_grad_norm=None)
+    record_importance(cfg, tiny_model, tiny_data, tmp_path / "plain" / "si.safetensors")
+    assert seen == [(8e-4, 0), (cfg["baselines"]["full_ft_lr"], 0), (cfg["train"]["lr"], cfg["train"]["max_grad_norm"])]
+
+
+def test_each_method_reads_its_own_normalisation(tiny_cfg):
+    from alr.methods import get_method
+
+    assert get_method("ewc_lora").normalization(tiny_cfg) == tiny_cfg["fisher"]["normalize"] == "int8_rows"
+    assert get_method("ewc_lora_raw").normalization(tiny_cfg) == "none"
+    assert get_method("alr").normalization(tiny_cfg) == "mean"
+    assert get_method("alr_official").normalization(tiny_cfg) == "none"  # official.regularize.normalize
