@@ -102,8 +102,9 @@ class Method:
     def continues_phase1(self, cfg: dict) -> bool:
         """With `regularize.phase2_init: phase1` every LoRA method continues phase 1's adapter (and the
         `*_phase1` / `*_official` warm starts always do)."""
-        init = self.phase2_init or self.effective(cfg)["regularize"]["phase2_init"]
-        return self.adapter == "lora" and init == "phase1"
+        if self.adapter != "lora":
+            return False  # full fine-tuning has no adapter to continue (and reads no `regularize`)
+        return (self.phase2_init or self.effective(cfg)["regularize"]["phase2_init"]) == "phase1"
 
     @property
     def phase1_estimator(self) -> str:
