@@ -121,7 +121,7 @@ def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adap
         if not (Path(init_adapter) / "adapter_model.safetensors").exists():
             raise FileNotFoundError(f"phase-1 adapter {init_adapter} does not exist; build it with `alr importance` "
                                     "(or `snakemake` the importance rule)")
-        if cfg["regularize"]["phase2_optimizer"] == "phase1" and not (Path(init_adapter) / OPTIMIZER_STATE).exists():
+        if spec.continues_phase1_optimizer(cfg) and not (Path(init_adapter) / OPTIMIZER_STATE).exists():
             raise FileNotFoundError(f"regularize.phase2_optimizer is 'phase1' but {init_adapter} holds no "
                                     f"{OPTIMIZER_STATE} (made before phase 1 kept its optimizer state): rebuild it "
                                     "with `alr importance` (or delete the importance file and rerun snakemake)")
@@ -178,7 +178,7 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     if spec.adapter == "lora":
         model, refs = _init_lora(model, cfg, init_adapter)
     optimizer_state = None
-    if refs is not None and cfg["regularize"]["phase2_optimizer"] == "phase1":
+    if spec.continues_phase1_optimizer(cfg):
         optimizer_state = torch.load(Path(init_adapter) / OPTIMIZER_STATE, map_location="cpu", weights_only=True)
     regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, refs) if spec.regularised else None
     loss_hook = (lambda m, inputs, outputs: spec.loss_hook(m, inputs, outputs, cfg)) if spec.loss_hook else None

@@ -106,6 +106,10 @@ class Method:
             return False  # full fine-tuning has no adapter to continue (and reads no `regularize`)
         return (self.phase2_init or self.effective(cfg)["regularize"]["phase2_init"]) == "phase1"
 
+    def continues_phase1_optimizer(self, cfg: dict) -> bool:
+        """It continues phase 1's adapter and, with `regularize.phase2_optimizer: phase1`, its AdamW state."""
+        return self.continues_phase1(cfg) and self.effective(cfg)["regularize"]["phase2_optimizer"] == "phase1"
+
     @property
     def phase1_estimator(self) -> str:
         """The estimator whose phase-1 adapter it continues: `phase1`, else its own estimator if that

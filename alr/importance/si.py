@@ -149,7 +149,8 @@ class SIRecorder:
         self.start = {n: t.value() for n, t in targets.items()}
         self.omega = {n: torch.zeros(t.shape, dtype=torch.float32, device=self.start[n].device)
                       for n, t in targets.items()}
-        self.total = {n: torch.zeros_like(w) for n, w in self.omega.items()}  # per_epoch: the sum of epoch terms
+        # per_epoch only (one more fp32 copy of every target): the sum of the epoch terms
+        self.total = {n: torch.zeros_like(w) for n, w in self.omega.items()} if accumulate == "per_epoch" else {}
         self._before: dict[str, torch.Tensor] = {}
         self.steps = 0
         self._steps_in_epoch = 0
