@@ -21,7 +21,8 @@ import zlib
 from pathlib import Path
 
 from .config import datasets, jsonl_files
-from .data import mc_to_text, read_records
+from .data import read_records
+from .general_text import bigbench_tasks, sources, split_sources
 from .io import sha256_file, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,11 @@ def shuffle_choices(rows: list[dict], rng: random.Random, max_choices: int | Non
     return out
 
 
-def split_items(rows: list[dict], rng: random.Random, test_size: int, train_size: int) -> dict[str, list[dict]]:
-    """Dedupe by question, shuffle, then test = first min(test_size, n // 2), train = next train_size."""
+def split_items(rows: list[dict], rng: random.Random, test_size: int, train_size: int,
+                valid_size: int = 0, test_only: bool = False) -> dict[str, list[dict]]:
+    """Dedupe by question and shuffle; then test = the first min(test_size, n // 2) items, valid the
+    next valid_size (strength selection, carved from the training data), train the next train_size.
+    `test_only` (general tasks, which nothing trains on): the first test_size items, test only."""
     seen, unique = set(), []
     for r in rows:
         key = r["question"].strip().lower()
@@ -93,8 +97,12 @@ def split_items(rows: list[dict], rng: random.Random, test_size: int, train_size
             seen.add(key)
             unique.append(r)
     rng.shuffle(unique)
+    if test_only:
+        return {"test": unique[:test_size]}
     n_test = min(test_size, len(unique) // 2)
-    return {"test": unique[:n_test], "train": unique[n_test:n_test + train_size]}
+    out = {"test": unique[:n_test], "valid": unique[n_test:n_test + valid_size],
+           "train": unique[n_test + valid_size:n_test + valid_size + train_size]}
+    return out if valid_size else {k: v for k, v in out.items() if k != "valid"}
 
 
 def _strip_range(description: str) -> str:
@@ -183,20 +191,26 @@ def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -
     seed = data_cfg["seed"]
     # built-in lm-eval tasks (source: lm_eval) are evaluated from lm-eval's own data: nothing to build
     specs = datasets(data_cfg, built=True)
-    wanted = sorted({s["task"] for s in specs.values() if s["source"] == "bigbench"})
+    wanted = sorted({s["task"] for s in specs.values() if s["source"] == "bigbench"}
+                    | bigbench_tasks(data_cfg["general"]["text"]))
     bigbench = read_bigbench_tasks(archive, wanted) if wanted else {}
     manifest: dict = {"seed": seed, "datasets": {}}
-    general_text: dict[str, list[dict]] = {"train": [], "test": []}
     for name, spec in specs.items():
         rng = _rng(seed, name)
+        general = name in data_cfg["general"]["tasks"]
+        valid_size = 0 if general else spec.get("valid_size", data_cfg["valid_size"])
         given = _user_splits(spec, "mc")
-        if given:  # already split: kept whole, choices shuffled like every other dataset's
+        if given:  # already split: kept whole (valid carved from train), choices shuffled like every dataset's
             splits = {s: shuffle_choices(rows, rng, spec.get("max_choices")) for s, rows in given.items()}
             rows = splits["test"] + splits["train"]
+            if general:
+                splits = {"test": splits["test"]}
+            elif valid_size:
+                splits["valid"], splits["train"] = splits["train"][:valid_size], splits["train"][valid_size:]
         else:
             rows = shuffle_choices(_source_rows(name, spec, bigbench, seed), rng, spec.get("max_choices"))
             splits = split_items(rows, rng, spec.get("test_size", data_cfg["test_size"]),
-                                 spec.get("train_size", data_cfg["train_size"]))
+                                 spec.get("train_size", data_cfg["train_size"]), valid_size, test_only=general)
         entry = {"source": spec["source"], **({"task": spec["task"]} if "task" in spec else {}),
                  **_user_file_hashes(spec), "splits": {}}
         for split, items in splits.items():
@@ -207,33 +221,22 @@ def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -
             read_records(path, "mc")  # what we wrote must pass the same validation every reader applies
             entry["splits"][split] = {"n": len(items), "sha256": sha256_file(path)}
         manifest["datasets"][name] = entry
-        if name in data_cfg["general"]["tasks"]:
-            for split in general_text:
-                general_text[split] += [{"id": r["id"], "text": mc_to_text(r)} for r in splits[split]]
-    # Phase-1 general text: the general tasks' *train* items (disjoint from evaluation items), or a hub
-    # text dataset or the user's text files (`data.general.text`); the held-out text serves general NLL.
-    entry = {"source": "general tasks as 'Question/Answer' text", "splits": {}}
-    text_spec = data_cfg["general"].get("text")
-    if text_spec:
-        general_text = _user_splits(text_spec, "text")
-        if general_text is None:
-            if text_spec["source"] == "jsonl":
-                texts = read_records(text_spec["path"], "text")
-            else:
-                from .hub import hub_texts
-
-                texts = hub_texts(text_spec)
-            _rng(seed, "general_text").shuffle(texts)
-            n_test = min(text_spec["test_size"], len(texts) // 2)
-            general_text = {"test": texts[:n_test], "train": texts[n_test:n_test + text_spec["train_size"]]}
-        entry.update(source=f"hub {text_spec['dataset_path']} ({text_spec['field']})" if text_spec["source"] == "hub"
-                     else "jsonl", **_user_file_hashes(text_spec))
+    # Natural general text (alr.general_text): train feeds every general-data consumer, test and valid
+    # the general NLL; disjoint by content key.
+    text_cfg = data_cfg["general"]["text"]
+    general_text = split_sources(text_cfg, bigbench, lambda src: _rng(seed, f"general_text/{src}"))
+    files = {path: h for spec in sources(text_cfg).values() for path, h in _user_file_hashes(spec).get("files", {}).items()}
+    entry = {"source": "natural text: " + ", ".join(f"{n} ({s.get('task', s['source'])})"
+                                                   for n, s in sources(text_cfg).items()),
+             **({"files": files} if files else {}), "splits": {}}
     for split, rows in general_text.items():
-        rng = _rng(seed, f"general_text/{split}")
-        rng.shuffle(rows)
+        if not rows:
+            continue
+        _rng(seed, f"general_text/{split}").shuffle(rows)  # sources interleaved: any prefix draws from each
         path = out_dir / "general_text" / f"{split}.jsonl"
         write_jsonl(path, rows)
-        entry["splits"][split] = {"n": len(rows), "sha256": sha256_file(path)}
+        entry["splits"][split] = {"n": len(rows), "sha256": sha256_file(path),
+                                  "sources": {src: sum(r["source"] == src for r in rows) for src in sources(text_cfg)}}
     manifest["datasets"]["general_text"] = entry
     write_json(out_dir / "manifest.json", manifest)
     return manifest

@@ -128,6 +128,9 @@ def _cross_checks(cfg: dict) -> list[str]:
         if reg.get("phase2_optimizer") == "phase1" and reg.get("phase2_init") != "phase1":
             problems.append(f"config key '{where}.phase2_optimizer': 'phase1' continues phase 1's optimizer "
                             "state, so it needs phase2_init: phase1 (phase 1's adapter) too")
+    if "eval" in cfg and "importance" in cfg and cfg["eval"]["phase1_texts"] > cfg["importance"]["samples"]:
+        problems.append(f"config key 'eval.phase1_texts': {cfg['eval']['phase1_texts']} is more than the "
+                        f"{cfg['importance']['samples']} texts phase 1 tunes on (importance.samples)")
     if "data" in cfg:
         from .hub import local_file_problems
 
@@ -224,14 +227,32 @@ def datasets(data_cfg: dict, role: str | None = None, built: bool | None = None)
     return {n: s for n, s in specs.items() if built is None or (s["source"] != "lm_eval") == built}
 
 
+def dataset_splits(data_cfg: dict, name: str) -> list[str]:
+    """The split files `alr prepare-data` writes for a dataset: a general task only its test split
+    (nothing trains on it); a domain and the general text (`GENERAL_TEXT`) also train, and valid
+    when their valid_size is above 0."""
+    if name in data_cfg["general"]["tasks"]:
+        return ["test"]
+    if name in data_cfg["domains"]:
+        valid = data_cfg["domains"][name].get("valid_size", data_cfg["valid_size"])
+    else:
+        from .general_text import sources
+
+        text = data_cfg["general"]["text"]
+        valid = any(s.get("valid_size", text["valid_size"]) or "valid" in s for s in sources(text).values())
+    return ["test", "valid", "train"] if valid else ["test", "train"]
+
+
 def jsonl_files(spec: dict) -> list[str]:
     """The user's own files of one dataset spec (`source: jsonl`: `path`, or `train` and `test`)."""
-    return [spec[key] for key in ("path", "train", "test") if key in spec] if spec.get("source") == "jsonl" else []
+    return [spec[key] for key in ("path", "train", "valid", "test") if key in spec] if spec.get("source") == "jsonl" else []
 
 
 def user_files(data_cfg: dict) -> list[str]:
     """Every user file a config names: prepare-data's inputs."""
-    specs = [*datasets(data_cfg).values(), data_cfg["general"].get("text") or {}]
+    from .general_text import sources
+
+    specs = [*datasets(data_cfg).values(), *sources(data_cfg["general"]["text"]).values()]
     return [path for spec in specs for path in jsonl_files(spec)]
 
 

@@ -68,11 +68,6 @@ def mc_to_pair(rec: dict) -> tuple[str, str]:
     return mc_prompt(rec), TARGET_DELIMITER + rec["choices"][rec["label"]]
 
 
-def mc_to_text(rec: dict) -> str:
-    prompt, answer = mc_to_pair(rec)
-    return prompt + answer
-
-
 def tokenize_pairs(pairs: Iterable[tuple[str, str]], tokenizer, max_length: int, loss_on: str = "answer") -> list[dict]:
     """Token ids and labels for causal-LM training.
 

@@ -23,11 +23,20 @@ from .assets import check_model_dir
 from .config import ConfigError, datasets, unknown_domains
 from .data import PROMPT, read_records
 from .io import write_json, write_jsonl
+from .layout import GENERAL_TEXT
 from .measure import Timer, peak_mem_mb, provenance
 from .models import device, load_tuned
 
 log = logging.getLogger(__name__)
 TASK_PREFIX = "alr_"
+
+
+def text_task(source: str) -> str:
+    """The per-item task name of a general-text source's held-out NLL records."""
+    return f"text:{source}"
+
+
+PHASE1_TEXT = "phase1_text"  # per-item task of the NLL on phase 1's own text (overlapping, the authors' protocol)
 
 
 def task_name(dataset: str) -> str:
@@ -143,8 +152,18 @@ def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit:
                 items.append({"task": dataset, "doc_id": sample["doc_id"],
                               "id": doc_id or f"{leaf}:{sample['doc_id']}",
                               "acc": float(sample["acc"]) if "acc" in sample else None,
-                              "acc_norm": float(sample["acc_norm"]) if "acc_norm" in sample else None})
+                              "acc_norm": float(sample["acc_norm"]) if "acc_norm" in sample else None,
+                              **_gold(sample)})
     return scores, items
+
+
+def _gold(sample: dict) -> dict:
+    """The gold answer of a multiple-choice sample and its NLL (minus its summed log-likelihood, nats):
+    a continuous domain measure beside accuracy, and the answer class of the prior-robust score."""
+    target, resps = sample.get("target"), sample.get("filtered_resps")
+    if not isinstance(target, int) or not isinstance(resps, list) or not 0 <= target < len(resps):
+        return {}
+    return {"gold": sample["arguments"][target][1].strip(), "gold_nll": -float(resps[target][0])}
 
 
 def items_path(eval_path: str | Path) -> Path:
@@ -169,8 +188,8 @@ def _token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
     return batches + ([current] if current else [])
 
 
-def general_nll(model, tok, texts: list[str], max_length: int, max_tokens: int = 512) -> dict:
-    """Mean per-token negative log-likelihood (nats) of held-out general text, and its perplexity.
+def text_nll(model, tok, texts: list[str], max_length: int, max_tokens: int = 512) -> list[dict]:
+    """Per text: its mean token negative log-likelihood (nats) and its number of scored tokens.
 
     Texts are truncated to max_length tokens and batched by length (at most max_tokens padded tokens
     per batch): the full-vocabulary logits of long padded batches otherwise dominate the cost (on the
@@ -179,8 +198,10 @@ def general_nll(model, tok, texts: list[str], max_length: int, max_tokens: int =
     import torch
 
     ids = [tok(t, add_special_tokens=False)["input_ids"][:max_length] for t in texts]
+    if any(len(x) < 2 for x in ids):
+        raise ValueError("a general text has fewer than 2 tokens; nothing to score")
     dev = next(model.parameters()).device
-    total, count = 0.0, 0
+    out: list[dict] = [{}] * len(texts)
     with torch.no_grad():
         for batch in _token_batches([len(x) for x in ids], max_tokens):
             width = max(len(ids[i]) for i in batch)
@@ -190,13 +211,31 @@ def general_nll(model, tok, texts: list[str], max_length: int, max_tokens: int =
                 input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
                 mask[row, :len(ids[i])] = 1
             input_ids, mask = input_ids.to(dev), mask.to(dev)
-            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
+            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
             target = input_ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-            total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1),
-                                                       ignore_index=-100, reduction="sum").item()
-            count += int((target != -100).sum())
-    mean = total / max(count, 1)
-    return {"nll": mean, "ppl": math.exp(mean), "tokens": count, "texts": len(texts)}
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
+            for row, i in enumerate(batch):
+                n = int((target[row] != -100).sum())
+                out[i] = {"nll": float(nll[row].sum()) / n, "tokens": n}
+    return out
+
+
+def general_text_items(model, tok, records: list[dict], task_of, max_length: int) -> list[dict]:
+    """Per-text NLL records {"task": task_of(record), "id", "nll", "tokens"} (paired across models by id)."""
+    scored = text_nll(model, tok, [r["text"] for r in records], max_length)
+    return [{"task": task_of(r), "id": r["id"], **s} for r, s in zip(records, scored)]
+
+
+def nll_summary(items: list[dict]) -> dict:
+    """The general NLL of per-text records: the mean over texts (each text weighs the same), its
+    perplexity, and the same per task (source)."""
+    def mean(rows):
+        return sum(r["nll"] for r in rows) / len(rows)
+
+    tasks = sorted({r["task"] for r in items})
+    nll = mean(items)
+    return {"nll": nll, "ppl": math.exp(nll), "texts": len(items), "tokens": sum(r["tokens"] for r in items),
+            "sources": {t: mean([r for r in items if r["task"] == t]) for t in tasks}}
 
 
 def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: list[str], out_path: str | Path,
@@ -225,16 +264,20 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
     check_model_dir(model_dir)
     if weights_dir is not None and not Path(weights_dir).is_dir():
         raise FileNotFoundError(f"tuned weights {weights_dir} do not exist; build them with `alr finetune`")
-    texts = [r["text"] for r in read_records(data_dir / "general_text" / "test.jsonl", "text")]
+    held_out = read_records(data_dir / GENERAL_TEXT / "test.jsonl", "text")
+    # the authors' protocol: the text phase 1 tuned on (its first records), labelled as overlapping
+    phase1 = read_records(data_dir / GENERAL_TEXT / "train.jsonl", "text")[:eval_cfg["phase1_texts"]]
     if eval_cfg["limit"]:
-        texts = texts[:eval_cfg["limit"]]
+        held_out, phase1 = held_out[:eval_cfg["limit"]], phase1[:eval_cfg["limit"]]
     model, tok = load_tuned(model_dir, weights_dir, cfg["model"]["dtype"], delta_scale)
     model.to(device())
     if tok.padding_side != "right":
         tok.padding_side = "right"
     with Timer() as timer:
         tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"], builtin)
-        nll = general_nll(model, tok, texts, eval_cfg["nll_max_length"])
+        text_items = general_text_items(model, tok, held_out, lambda r: text_task(r.get("source", "text")),
+                                        eval_cfg["nll_max_length"])
+        overlap_items = general_text_items(model, tok, phase1, lambda r: PHASE1_TEXT, eval_cfg["nll_max_length"])
     for name, t in tasks.items():
         t["metric"] = task_metric(eval_cfg, name)
         if t[t["metric"]] is None:
@@ -245,14 +288,15 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
     general_stderr = math.sqrt(sum(tasks[t]["stderr"] ** 2 for t in general)) / len(general)
     import lm_eval
 
-    write_jsonl(items_path(out_path), items, compress=True)
+    write_jsonl(items_path(out_path), items + text_items + overlap_items, compress=True)
     record = {
         "run": identity if run is not None else None,
         "weights": str(weights_dir) if weights_dir else None,
         "delta_scale": delta_scale,
         "tasks": tasks,
         "general": {"score": sum(tasks[t]["score"] for t in general) / len(general), "stderr": general_stderr,
-                    "tasks": general, **nll},
+                    "tasks": general, **nll_summary(text_items),
+                    "phase1_text": {k: v for k, v in nll_summary(overlap_items).items() if k != "sources"}},
         "domain": {"name": domains[0], **domain_scores[domains[0]]} if len(domains) == 1 else None,
         "domains": domain_scores,
         "items": items_path(out_path).name,

@@ -16,11 +16,11 @@ import torch
 from .assets import check_lora_targets, check_model_dir
 from .checkpoints import checkpoint_dir, remove, resume_point
 from .config import section
-from .data import mc_to_pair, read_records, tokenize_pairs
+from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
 from .dist import is_main_process
 from .importance.store import check_importance_file, load_importance, model_fingerprint
 from .io import atomic_dir, sha256_file, write_json
-from .layout import OPTIMIZER_STATE, importance_file
+from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file
 from .measure import provenance
 from .methods import Method, get_method
 from .models import load_base, lora_modules, wrap_lora
@@ -87,13 +87,11 @@ def _init_lora(model, cfg: dict, init_adapter: str | Path | None):
     return model, refs
 
 
-def _train_files(cfg: dict, data_dir: str | Path, domain: str, replay: bool) -> list[Path]:
-    """The domain's train split, then (replay) the general tasks' train splits."""
+def _train_files(data_dir: str | Path, domain: str, replay: bool) -> list[Path]:
+    """The domain's train split, then (replay) the general text's train split: the same natural text
+    phase 1 tunes on, never the text the general NLL measures."""
     files = [Path(data_dir) / domain / "train.jsonl"]
-    if replay:
-        files += [Path(data_dir) / name / "train.jsonl" for name in cfg["data"]["general"]["tasks"]
-                  if (Path(data_dir) / name / "train.jsonl").exists()]
-    return files
+    return files + ([Path(data_dir) / GENERAL_TEXT / "train.jsonl"] if replay else [])
 
 
 def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adapter) -> None:
@@ -160,12 +158,11 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     config = {k: cfg[k] for k in spec.config_sections}  # what this run reads, recorded as it reads it
     train_cfg = config["train"] = dict(cfg["train"], lr=spec.learning_rate(cfg))
     _check_inputs(spec, cfg, model_dir, importance_path, init_adapter)
-    files = _train_files(cfg, data_dir, domain, bool(spec.replay_key))
+    files = _train_files(data_dir, domain, bool(spec.replay_key))
     rows = read_records(files[0], "mc")
     replay = None
     if spec.replay_key:
-        general = [r for f in files[1:] for r in read_records(f, "mc")]
-        rows, replay = mix_replay(rows, general, spec.replay_fraction(cfg), seed)
+        rows, replay = mix_replay(rows, read_records(files[1], "text"), spec.replay_fraction(cfg), seed)
     out_dir = Path(out_dir)
     save_steps = train_cfg.get("checkpoint_steps", 0)
     resume = None
@@ -182,7 +179,9 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
         optimizer_state = torch.load(Path(init_adapter) / OPTIMIZER_STATE, map_location="cpu", weights_only=True)
     regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, refs) if spec.regularised else None
     loss_hook = (lambda m, inputs, outputs: spec.loss_hook(m, inputs, outputs, cfg)) if spec.loss_hook else None
-    features = tokenize_pairs((mc_to_pair(r) for r in rows), tok, train_cfg["max_length"], train_cfg["loss_on"])
+    features = tokenize_pairs((mc_to_pair(r) for r in rows if "choices" in r), tok, train_cfg["max_length"],
+                              train_cfg["loss_on"])
+    features += tokenize_texts((r["text"] for r in rows if "text" in r), tok, train_cfg["max_length"])  # replay
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
         trainer_dir = str(checkpoint_dir(out_dir)) if save_steps else scratch

@@ -97,8 +97,9 @@ def hub_assets(cfg: dict) -> dict:
 
     specs = datasets(data)
     hub = [dict(s, name=n) for n, s in specs.items() if s["source"] == "hub" and not reads_local_files(s)]
-    if (data["general"].get("text") or {}).get("source") == "hub":
-        hub.append(dict(data["general"]["text"], name="general_text"))
+    from .general_text import sources
+
+    hub += [dict(s, name=f"general_text/{n}") for n, s in sources(data["general"]["text"]).items() if s["source"] == "hub"]
     source = cfg["model"]["source"]
     return {"model": source if source["type"] == "hub" else None, "datasets": hub,
             "lm_eval_tasks": sorted({s["task"] for s in specs.values() if s["source"] == "lm_eval"

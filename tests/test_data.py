@@ -18,26 +18,65 @@ def built(tiny_cfg, tiny_data):
 
 def test_every_split_is_canonical_and_sized(built):
     cfg, out, manifest = built
-    names = list(cfg["data"]["general"]["tasks"]) + list(cfg["data"]["domains"])
-    for name in names:
+    for name in cfg["data"]["general"]["tasks"]:  # nothing trains on a general task: test items only
         test = read_records(out / name / "test.jsonl", "mc")
-        train = read_records(out / name / "train.jsonl", "mc")
         assert len(test) == manifest["datasets"][name]["splits"]["test"]["n"] == cfg["data"]["test_size"]
-        assert 0 < len(train) <= cfg["data"]["train_size"]
-    for split in ("train", "test"):
-        assert read_records(out / "general_text" / f"{split}.jsonl", "text")
+        assert list(manifest["datasets"][name]["splits"]) == ["test"] and not (out / name / "train.jsonl").exists()
+    for name in cfg["data"]["domains"]:
+        sizes = {split: len(read_records(out / name / f"{split}.jsonl", "mc")) for split in ("test", "valid", "train")}
+        assert sizes["test"] == cfg["data"]["test_size"] and sizes["valid"] == cfg["data"]["valid_size"]
+        assert 0 < sizes["train"] <= cfg["data"]["train_size"]
+    text_cfg = cfg["data"]["general"]["text"]
+    for split in ("test", "valid", "train"):
+        rows = read_records(out / "general_text" / f"{split}.jsonl", "text")
+        counts = Counter(r["source"] for r in rows)
+        assert set(counts) == set(text_cfg["sources"]), split
+        assert all(n == text_cfg[f"{split}_size"] for n in counts.values()), (split, counts)
+        assert manifest["datasets"]["general_text"]["splits"][split]["sources"] == dict(counts)
 
 
-def test_train_and_test_never_share_a_question(built):
+def test_train_valid_and_test_never_share_a_question(built):
     cfg, out, _ = built
-    for name in list(cfg["data"]["general"]["tasks"]) + list(cfg["data"]["domains"]):
-        test = {r["question"] for r in read_records(out / name / "test.jsonl")}
-        train = {r["question"] for r in read_records(out / name / "train.jsonl")}
-        assert not test & train, name
-    # phase-1 general text comes from the general *train* items only
-    general_test = {json.loads(line)["text"] for line in open(out / "general_text" / "test.jsonl")}
-    general_train = {json.loads(line)["text"] for line in open(out / "general_text" / "train.jsonl")}
-    assert not general_test & general_train
+    for name in cfg["data"]["domains"]:
+        seen = [{r["question"] for r in read_records(out / name / f"{split}.jsonl")} for split in ("test", "valid", "train")]
+        assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2]), name
+
+
+def test_general_data_consumers_never_read_an_evaluated_text(built):
+    """Content-hash disjointness: every text a general-data consumer reads (phase 1, Fisher and MAS
+    through `_general_text`, replay through `_train_files`) is in no evaluation set: not the general
+    NLL's test texts, not the selection's valid texts, not any test or valid item of a task."""
+    from alr.finetune import _train_files
+    from alr.general_text import content_key
+    from alr.importance.record import _general_text
+
+    cfg, out, _ = built
+    consumed = [r["text"] for r in _general_text(out, 10_000)]
+    consumed += [r["text"] for r in read_records(_train_files(out, "physics", replay=True)[1], "text")]
+    consumed_keys = {content_key(t) for t in consumed}
+    assert len(consumed_keys) == len(read_records(out / "general_text" / "train.jsonl"))
+    evaluated = [r["text"] for split in ("test", "valid") for r in read_records(out / "general_text" / f"{split}.jsonl")]
+    for name in [*cfg["data"]["general"]["tasks"], *cfg["data"]["domains"]]:
+        for split in ("test", "valid"):
+            if (out / name / f"{split}.jsonl").exists():
+                evaluated += [mc_to_pair(r)[0] + mc_to_pair(r)[1] for r in read_records(out / name / f"{split}.jsonl")]
+                evaluated += [r["question"] for r in read_records(out / name / f"{split}.jsonl")]
+    assert not consumed_keys & {content_key(t) for t in evaluated}
+
+
+def test_a_text_in_two_sources_is_kept_once(tiny_cfg):
+    """The tiny archive repeats a news document in the how-to source (upper case, extra spaces): the
+    content key folds case and spacing, so only the first copy (news) survives; english_only drops the
+    German article of the encyclopedic source."""
+    from alr.build_data import read_bigbench_tasks
+    from alr.general_text import bigbench_tasks, content_key, split_sources
+
+    text_cfg = dict(tiny_cfg["data"]["general"]["text"], train_size=1000)  # every text lands in a split
+    archive = read_bigbench_tasks(tiny_cfg["data"]["bigbench"]["archive"], sorted(bigbench_tasks(text_cfg)))
+    rows = [r for split in split_sources(text_cfg, archive, lambda src: random.Random(0)).values() for r in split]
+    assert len({content_key(r["text"]) for r in rows}) == len(rows)
+    assert Counter(r["source"] for r in rows) == {"news": 24, "howto": 24, "encyclopedic": 24}
+    assert not any(r["text"].isupper() or "Die Stadt" in r["text"] for r in rows)
 
 
 def test_gold_is_no_longer_always_first(built):

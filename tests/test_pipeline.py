@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from alr.cli import main
+from alr.evaluate import PHASE1_TEXT, text_task
 from alr.io import read_json
 from alr.report.stats import read_items
 from tests.tiny import REPO, snakemake
@@ -46,10 +47,22 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
     assert ev["domain"]["name"] == "physics" and ev["domain"]["score"] == ev["tasks"]["physics"]["acc"]
     assert ev["lm_eval"]["batch_size"] == cfg["eval"]["batch_size"]
     items = read_items(tmp_path / "eval_items.jsonl.gz")
-    assert len(items) == sum(t["n"] for t in ev["tasks"].values())
+    mc = {key: v for key, v in items.items() if key[0] in ev["tasks"]}
+    assert len(mc) == sum(t["n"] for t in ev["tasks"].values())
     for task, scores in ev["tasks"].items():
-        mine = [v["acc"] for (t, _), v in items.items() if t == task]
+        mine = [v["acc"] for (t, _), v in mc.items() if t == task]
         assert sum(mine) / len(mine) == pytest.approx(scores["acc"])  # per-item records reproduce lm-eval's score
+    for (task, _), v in mc.items():  # the gold answer and its NLL beside correctness
+        assert v["gold_nll"] > 0 and isinstance(v["gold"], str) and v["gold"]
+    # the general NLL: one record per held-out text, per source, and on phase 1's own first texts
+    text_cfg = cfg["data"]["general"]["text"]
+    sources = {t: v for t, v in ev["general"]["sources"].items()}
+    assert set(sources) == {text_task(s) for s in text_cfg["sources"]}
+    texts = [v for (t, _), v in items.items() if t in sources]
+    assert len(texts) == ev["general"]["texts"] == text_cfg["test_size"] * len(text_cfg["sources"])
+    assert ev["general"]["nll"] == pytest.approx(sum(v["nll"] for v in texts) / len(texts))
+    overlap = [v for (t, _), v in items.items() if t == PHASE1_TEXT]
+    assert len(overlap) == ev["general"]["phase1_text"]["texts"] == cfg["eval"]["phase1_texts"]
 
 
 @pytest.mark.slow
@@ -75,23 +88,21 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
             assert ours[task][metric] == cli[f"alr_{task}"][f"{metric},none"], (task, metric)
 
 
-def test_general_nll_equals_direct_computation(tiny_model):
+def test_text_nll_equals_each_texts_own_loss(tiny_model):
+    """Per-text NLL, batched and padded by length, equals the model's own loss on each text alone."""
     import torch
 
-    from alr.evaluate import general_nll
+    from alr.evaluate import text_nll
     from alr.models import load_tuned
 
     model, tok = load_tuned(tiny_model, None)
-    texts = ["Question: which horse has four legs?\nAnswer: the horse", "a b", "paris is in france " * 5]
-    total, count = 0.0, 0
+    texts = ["Question: which horse has four legs?\nAnswer: the horse", "a b c", "paris is in france " * 5]
+    got = text_nll(model, tok, texts, max_length=40, max_tokens=64)
     with torch.no_grad():
-        for text in texts:  # one text at a time, no padding, the model's own loss
+        for text, scored in zip(texts, got):  # one text at a time, no padding, the model's own loss
             ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :40]
-            total += model(input_ids=ids, labels=ids).loss.item() * (ids.shape[1] - 1)
-            count += ids.shape[1] - 1
-    got = general_nll(model, tok, texts, max_length=40, max_tokens=64)
-    assert got["tokens"] == count
-    assert got["nll"] == pytest.approx(total / count, rel=1e-5)
+            assert scored["tokens"] == ids.shape[1] - 1
+            assert scored["nll"] == pytest.approx(model(input_ids=ids, labels=ids).loss.item(), rel=1e-5)
 
 
 def test_adapter_changes_predictions(tiny_model, lora_run):

@@ -41,10 +41,11 @@ def test_user_domain_files_are_kept_split_and_hashed(tiny_cfg, tmp_path):
     validate_config(cfg)
     manifest = build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp_path / "data")
     entry = manifest["datasets"]["mine"]
-    assert {s: v["n"] for s, v in entry["splits"].items()} == {"test": 6, "train": 12}
+    assert {s: v["n"] for s, v in entry["splits"].items()} == {"test": 6, "valid": 2, "train": 10}  # valid carved from train
     assert entry["files"] == {p: sha256_file(p) for p in (cfg["data"]["domains"]["mine"]["train"],
                                                            cfg["data"]["domains"]["mine"]["test"])}
-    written = [json.loads(line) for line in (tmp_path / "data" / "mine" / "train.jsonl").read_text().splitlines()]
+    written = [json.loads(line) for split in ("valid", "train")
+               for line in (tmp_path / "data" / "mine" / f"{split}.jsonl").read_text().splitlines()]
     assert sorted(r["id"] for r in written) == sorted(f"mine-{i}" for i in range(12))
     for r in written:  # choices shuffled, the gold answer kept
         original = _mc_rows("mine", 12)[int(r["id"].split("-")[1])]
@@ -55,14 +56,18 @@ def test_one_user_file_is_split_by_the_pipeline_and_general_text_can_be_yours(ti
     cfg = _with_user_domain(tiny_cfg, tmp_path, split=False)
     texts = [{"id": f"t{i}", "text": f"{WORDS[i % len(WORDS)]} is a word of the general text number {i}."}
              for i in range(30)]
-    cfg["data"]["general"]["text"] = {"source": "jsonl", "path": _write(tmp_path / "text.jsonl", texts),
-                                      "train_size": 20, "test_size": 10}
+    # the user's text replaces the default sources (null switches one off, as in a config file merged over the default)
+    cfg["data"]["general"]["text"]["sources"] = {"news": None, "howto": None, "encyclopedic": None,
+                                                 "mine": {"source": "jsonl", "path": _write(tmp_path / "text.jsonl", texts),
+                                                          "train_size": 16, "valid_size": 4, "test_size": 10}}
     validate_config(cfg)
     manifest = build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp_path / "data")
     assert {s: v["n"] for s, v in manifest["datasets"]["mine"]["splits"].items()} == {
-        "test": min(cfg["data"]["test_size"], 10), "train": min(cfg["data"]["train_size"], 20 - 6)}
+        "test": min(cfg["data"]["test_size"], 10), "valid": cfg["data"]["valid_size"],
+        "train": min(cfg["data"]["train_size"], 20 - 6 - cfg["data"]["valid_size"])}
     text = manifest["datasets"]["general_text"]
-    assert text["source"] == "jsonl" and {s: v["n"] for s, v in text["splits"].items()} == {"test": 10, "train": 20}
+    assert text["source"] == "natural text: mine (jsonl)"
+    assert {s: v["n"] for s, v in text["splits"].items()} == {"test": 10, "valid": 4, "train": 16}
     assert text["files"] == {str(tmp_path / "text.jsonl"): sha256_file(tmp_path / "text.jsonl")}
 
 

@@ -16,6 +16,7 @@ from alr.io import sha256_file
 REPO = Path(__file__).resolve().parents[1]
 GENERAL = ["general_knowledge", "social_iqa"]
 BB_TASKS = GENERAL + ["physics"]
+TEXT_TASKS = ["gem/xsum", "gem/wikilingua_en", "paragraph_segmentation"]  # the default's general text sources
 WORDS = ("alpha beta gamma delta energy force mass charge field water carbon oxygen river city king queen "
          "music horse legs four two paris france answer question which what").split()
 
@@ -29,11 +30,25 @@ def _examples(task: str, n: int) -> list[dict]:
     return out
 
 
+def _documents(task: str, n: int) -> list[dict]:
+    """Natural-text stand-ins: distinct multi-sentence documents (paragraph_segmentation's one sentence
+    per line, and one non-English document that its english_only filter must drop)."""
+    sep = "\n" if task == "paragraph_segmentation" else " "
+    docs = [{"input": sep.join(f"The {WORDS[(i + k) % len(WORDS)]} of {task} text {i} was in the {WORDS[(5 * i + k) % len(WORDS)]} "
+                               f"and {WORDS[(2 * i + 3 * k) % len(WORDS)]} is sentence {k}." for k in range(4)),
+             "target": "summary"} for i in range(n)]
+    if task == "paragraph_segmentation":
+        docs.append({"input": "Die Stadt liegt am Fluss.\nSie hat viele Einwohner.", "target": "0 1"})
+    if task == "gem/wikilingua_en":  # the same document in two sources, differing in case and spacing only
+        docs.append({"input": "  " + _documents("gem/xsum", 1)[0]["input"].upper(), "target": "summary"})
+    return docs
+
+
 def make_bigbench_archive(path: Path, n: int = 24) -> Path:
-    """A .tar.gz laid out like bigbench-1.0.0.tar.gz, holding only BB_TASKS."""
+    """A .tar.gz laid out like bigbench-1.0.0.tar.gz, holding only BB_TASKS and TEXT_TASKS."""
     with tarfile.open(path, "w:gz") as tf:
-        for task in BB_TASKS:
-            body = {"name": task, "examples": _examples(task, n)}
+        for task in BB_TASKS + TEXT_TASKS:
+            body = {"name": task, "examples": _documents(task, n) if task in TEXT_TASKS else _examples(task, n)}
             if task == "physics":
                 body["task_prefix"] = "Identify the formula."
             data = json.dumps(body).encode()
@@ -75,7 +90,8 @@ def tiny_config(tmp: Path) -> dict:
     cfg["domains"] = ["physics", "medical"]
     cfg["model"] = {"name": "tiny-llama", "dtype": "float32",
                     "source": {"type": "local", "path": str(make_tiny_model(tmp / "tiny-llama-src"))}}
-    cfg["data"].update(test_size=6, train_size=10)
+    cfg["data"].update(test_size=6, train_size=10, valid_size=2)
+    cfg["data"]["general"]["text"].update(test_size=4, valid_size=2, train_size=12)
     cfg["data"]["bigbench"].update(archive=str(archive), sha256=sha256_file(archive))
     cfg["data"]["general"]["tasks"] = {t: {"source": "bigbench", "task": t} for t in GENERAL}
     cfg["data"]["domains"] = {"physics": {"source": "bigbench", "task": "physics"},
@@ -86,7 +102,7 @@ def tiny_config(tmp: Path) -> dict:
     cfg["importance"].update(samples=8, max_steps=2)
     cfg["fisher"].update(samples=4, max_length=32)
     cfg["mas"].update(samples=4, max_length=32)
-    cfg["eval"]["batch_size"] = 4
+    cfg["eval"].update(batch_size=4, phase1_texts=4)
     return cfg
 
 

@@ -3,7 +3,7 @@ import json
 import os
 import sys
 
-from alr.config import ConfigError, datasets, section, user_files, validate_config
+from alr.config import ConfigError, dataset_splits, datasets, section, user_files, validate_config
 from alr.hub import hub_assets
 from alr.importance.estimators import ESTIMATORS, get_estimator
 from alr.layout import (DATA_DIR, GENERAL_TEXT, base_file, dataset_file, figure_file, importance_file,
@@ -62,7 +62,7 @@ def config_json(*keys):
 def dataset_files():
     """What prepare_data writes (built-in lm-eval tasks bring their own data)."""
     names = list(datasets(config["data"], built=True)) + [GENERAL_TEXT]
-    return [dataset_file(name, split) for name in names for split in ("train", "test")]
+    return [dataset_file(name, split) for name in names for split in dataset_splits(config["data"], name)]
 
 
 def prefetch_input():

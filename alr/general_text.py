@@ -1,0 +1,119 @@
+"""Natural general text: named sources, each split into test / valid / train, disjoint by content.
+
+The general-text splits serve two kinds of readers, which must never see the same text:
+- consumers (phase-1 SI tuning, the Fisher, MAS, replay, the KL baseline) read `train`;
+- measures read `test` (the forgetting metric: per-text NLL against the base model) and `valid`
+  (strength selection).
+
+Every text is keyed by `content_key` (sha256 of its whitespace-folded, lower-cased first
+`KEY_CHARS` characters, i.e. about what a 128-token window sees); a key seen twice, within a source or
+across sources, keeps its first text only, so no split can hold a text another split holds.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from .data import read_records
+
+KEY_CHARS = 500
+_ENGLISH = {"the", "and", "of", "is", "was", "in", "to"}
+
+
+def content_key(text: str) -> str:
+    folded = " ".join(text.lower().split())[:KEY_CHARS]
+    return hashlib.sha256(folded.encode()).hexdigest()
+
+
+def _clip(text: str, max_chars: int) -> str:
+    """At most max_chars characters, cut at a word boundary."""
+    text = text.strip()
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    return cut[:cut.rfind(" ")] if " " in cut else cut
+
+
+def _looks_english(text: str, min_share: float = 0.15) -> bool:
+    """Crude language filter: the share of a few very common English words among the words."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return bool(words) and sum(w in _ENGLISH for w in words) / len(words) >= min_share
+
+
+def bigbench_texts(task_json: dict, spec: dict) -> list[str]:
+    """The `input` of each example of a BIG-bench task: the documents (gem/xsum: BBC articles,
+    gem/wikilingua_en: WikiHow guides, paragraph_segmentation: Wikipedia articles, one sentence per
+    line, which `join_lines` rejoins; `english_only` drops its other languages)."""
+    out = []
+    for ex in task_json.get("examples", []):
+        text = ex.get("input")
+        if not isinstance(text, str):
+            continue
+        if spec.get("join_lines"):
+            text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+        if spec.get("english_only") and not _looks_english(text):
+            continue
+        out.append(text)
+    return out
+
+
+def source_texts(name: str, spec: dict, bigbench: dict[str, dict]) -> list[str]:
+    if spec["source"] == "bigbench":
+        return bigbench_texts(bigbench[spec["task"]], spec)
+    if spec["source"] == "jsonl":
+        return [r["text"] for r in read_records(spec["path"], "text")]
+    if spec["source"] == "hub":
+        from .hub import hub_texts
+
+        return [r["text"] for r in hub_texts(spec)]
+    raise ValueError(f"general text source {name!r}: unknown source {spec['source']!r}")
+
+
+def sources(text_cfg: dict) -> dict[str, dict]:
+    """The enabled sources (a source set to null in a config file is switched off)."""
+    return {name: spec for name, spec in text_cfg["sources"].items() if spec}
+
+
+def bigbench_tasks(text_cfg: dict) -> set[str]:
+    return {s["task"] for s in sources(text_cfg).values() if s["source"] == "bigbench"}
+
+
+def split_sources(text_cfg: dict, bigbench: dict[str, dict], rng_for) -> dict[str, list[dict]]:
+    """{"test", "valid", "train": [{"id", "text", "source"}]}: per source, texts are clipped to
+    `max_chars`, deduplicated by content key (across sources too), shuffled with `rng_for(source)`, and
+    cut into test, valid and train (sizes per source; a source may set its own); a user source given
+    as split files (`train`, `test`, optional `valid`, else carved from train) is kept as it is,
+    deduplicated the same way."""
+    seen: set[str] = set()
+    out: dict[str, list[dict]] = {"test": [], "valid": [], "train": []}
+
+    def fresh(texts: list[str], max_chars: int) -> list[str]:
+        kept = []
+        for text in texts:
+            text = _clip(text, max_chars)
+            key = content_key(text)
+            if text and key not in seen:
+                seen.add(key)
+                kept.append(text)
+        return kept
+
+    for src, spec in sources(text_cfg).items():
+        size = {k: spec.get(f"{k}_size", text_cfg[f"{k}_size"]) for k in out}
+        max_chars = spec.get("max_chars", text_cfg["max_chars"])
+        if spec["source"] == "jsonl" and "train" in spec:
+            parts = {k: fresh([r["text"] for r in read_records(spec[k], "text")], max_chars) if k in spec else []
+                     for k in ("test", "valid", "train")}
+            if "valid" not in spec:  # carved from the user's train file
+                parts["valid"], parts["train"] = parts["train"][:size["valid"]], parts["train"][size["valid"]:]
+        else:
+            texts = fresh(source_texts(src, spec, bigbench), max_chars)
+            rng_for(src).shuffle(texts)
+            need = size["test"] + size["valid"] + 1
+            if len(texts) < need:
+                raise ValueError(f"general text source {src!r} has {len(texts)} distinct texts; test_size + "
+                                 f"valid_size + at least one train text need {need}")
+            parts = {"test": texts[:size["test"]], "valid": texts[size["test"]:size["test"] + size["valid"]],
+                     "train": texts[size["test"] + size["valid"]:][:size["train"]]}
+        for split, texts in parts.items():
+            out[split] += [{"id": f"{src}-{split}-{i}", "text": t, "source": src} for i, t in enumerate(texts)]
+    return out
