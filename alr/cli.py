@@ -120,7 +120,7 @@ def cmd_tables(args, cfg):
 
     runs = _runs_from_records(args.evals)
     order = run_order(cfg["methods"], {r["method"] for r in runs})
-    table = write_main_table(args.base_eval, runs, order, cfg["eval"], args.out_prefix)
+    table = write_main_table(args.base_eval, runs, order, cfg["eval"], args.out_prefix, args.data_dir)
     log.info("wrote %s.{csv,md,tex} (%d rows)", args.out_prefix, len(table))
 
 
@@ -270,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("tables", cmd_tables, "comparison tables from eval.json files")
     s.add_argument("--base-eval", required=True, help="the base model's eval.json (results/<m>/base/eval.json)")
     s.add_argument("--evals", nargs="*", default=[], help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)")
-    s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv, .md and .tex)")
+    s.add_argument("--data-dir", help=dirs["--data-dir"] + "; adds the model-free lexical and majority rows")
+    s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv, .md and .tex; "
+                   "forgetting.* and power.* beside it)")
 
     s = add("ablation", cmd_ablation, "ablation table (lora, alr_no_element, alr_no_layer, alr) from main.csv",
             config=False)

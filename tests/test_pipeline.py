@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -143,21 +144,37 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = pd.read_csv(work / "results" / "tables" / "main.csv")
     assert sorted(zip(table.domain, table.method)) == sorted(
-        [(d, m) for d in ("medical", "physics") for m in ("base", "lora", "alr")]
+        [(d, m) for d in ("medical", "physics") for m in ("base", "lora", "alr", "lexical", "majority")]
         + [("physics", "ewc_lora"), ("physics", "full_ft")])
     full = read_json(work / "results" / "tiny-llama" / "physics" / "full_ft" / "seed0" / "train.json")
     assert full["config"]["train"]["lr"] == cfg["baselines"]["full_ft_lr"]
-    assert table[["domain_score", "general_score", "general_nll"]].notna().all().all()
+    models = table[~table.method.isin(["lexical", "majority"])]
+    assert models[["domain_score", "domain_balanced", "domain_gold_nll", "general_score", "general_nll",
+                   "phase1_nll"]].notna().all().all()
     base = table[table.method == "base"]
-    assert (base.forgetting == 0).all() and (base.domain_gain == 0).all()
+    for measure in ("forgetting", "forgetting_mc", "forgetting_phase1", "domain_gain", "gold_nll_gain"):
+        assert (base[[measure, f"{measure}_lo", f"{measure}_hi"]] == 0).all().all(), measure  # base vs itself
     assert (table[table.method == "lora"].general_nll.values != base.general_nll.values).all()  # tuning did something
+    tuned = models[models.method != "base"]
+    for measure in ("forgetting", "domain_gain", "gold_nll_gain", "balanced_gain"):
+        assert ((tuned[f"{measure}_lo"] <= tuned[measure]) & (tuned[measure] <= tuned[f"{measure}_hi"])).all(), measure
+    # equal texts per source: the mean over sources of the paired differences is the difference of the means
+    rise = tuned.general_nll - tuned.domain.map(base.set_index("domain").general_nll)
+    assert np.allclose(tuned.forgetting, rise, atol=1e-4)  # main.csv keeps 6 significant digits
     lora_rows = table[table.method == "lora"]
     assert lora_rows.d_general.isna().all()  # the reference itself gets no CI
     alr_rows = table[table.method == "alr"]
     assert (alr_rows.d_general_lo <= alr_rows.d_general).all() and (alr_rows.d_general <= alr_rows.d_general_hi).all()
-    compared = table[table.method != "lora"]
+    compared = table[table.method.isin(["alr", "ewc_lora", "full_ft"])]
     assert ((compared.p_domain_holm >= compared.p_domain) & (compared.p_domain_holm <= 1)).all()
     assert (compared[["better_general", "worse_general", "better_domain", "worse_domain"]] >= 0).all().all()
+    baselines = table[table.method.isin(["lexical", "majority"])]
+    assert baselines.domain_score.between(0, 1).all() and baselines.general_nll.isna().all()
+    sources = pd.read_csv(work / "results" / "tables" / "forgetting.csv")
+    assert set(sources.source) == set(cfg["data"]["general"]["text"]["sources"])
+    power = pd.read_csv(work / "results" / "tables" / "power.csv")
+    assert set(power.domain) == {"medical", "physics"} and (power.mde >= 0).all()
+    assert (power[power.measure == "forgetting"].mde > 0).all()  # every text moved (2 tiny steps flip no answer)
     eff = pd.read_csv(work / "results" / "tables" / "efficiency.csv")
     assert {"si", "fisher"} <= set(eff.name) and {"lora", "alr"} <= set(eff.name)
     assert (work / "results" / "tables" / "main.tex").read_text().count("\\midrule") == 1

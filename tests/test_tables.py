@@ -35,7 +35,7 @@ def test_ablation_table(tmp_path):
     assert list(table.element_wise[:4]) == [False, False, True, True]
     md = (tmp_path / "ablation.md").read_text()
     assert "| layer-wise" in md.replace("|  ", "| ") or "layer-wise" in md
-    assert "ewc_lora" not in md and "base" not in md.split("\n\n")[0]
+    assert "ewc_lora" not in md and "| base " not in md.split("\n\n")[0]
     assert "\\toprule" in (tmp_path / "ablation.tex").read_text()
     with pytest.raises(ValueError, match="no rows"):
         ablation_rows(main_table(["lora"]).query("method != 'lora'"))

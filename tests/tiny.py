@@ -115,7 +115,7 @@ def main_table(methods: list[str]):
     import numpy as np
     import pandas as pd
 
-    from alr.report.tables import COLUMNS
+    from alr.report.tables import COLUMNS, VS_BASE
 
     rng = np.random.default_rng(0)
     rows = []
@@ -124,9 +124,11 @@ def main_table(methods: list[str]):
             row = dict.fromkeys(COLUMNS, np.nan)
             row.update(domain=d, method=m, n_seeds=1 if m == "base" else 2, domain_score=rng.uniform(0.3, 0.6),
                        domain_stderr=0.04, domain_score_sd=0.02, general_score=rng.uniform(0.3, 0.4),
-                       general_stderr=0.02, general_score_sd=0.01, general_nll=3.0,
-                       forgetting=0.0 if m == "base" else rng.uniform(-0.02, 0.05),
-                       domain_gain=0.0 if m == "base" else rng.uniform(0.0, 0.2))
+                       general_stderr=0.02, general_score_sd=0.01, general_nll=3.0)
+            for measure in VS_BASE:
+                value = 0.0 if m == "base" else rng.uniform(-0.02, 0.1)
+                row.update({measure: value, f"{measure}_lo": value - 0.01, f"{measure}_hi": value + 0.01,
+                            f"{measure}_se": 0.005})
             if m not in ("base", "lora"):
                 row.update(reference="lora", d_general=0.01, d_general_lo=-0.01, d_general_hi=0.03,
                            d_domain=0.02, d_domain_lo=-0.02, d_domain_hi=0.05)

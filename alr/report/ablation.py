@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..methods import METHODS
 from ..runs import parse_run
-from .tables import main_view, write_table
+from .tables import BASELINES, main_view, write_table
 
 
 def components() -> dict[str, tuple[bool, bool]]:
@@ -26,6 +26,7 @@ def components() -> dict[str, tuple[bool, bool]]:
 def ablation_rows(main: pd.DataFrame) -> pd.DataFrame:
     """The ablation methods' rows of the numeric main table, in COMPONENTS order, with their parts."""
     parts = components()
+    main = main[~main.method.isin(BASELINES)].reset_index(drop=True)  # the model-free rows name no method
     parsed = main.method.map(parse_run)
     method, lam = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
     keep = method.isin(list(parts))

@@ -4,15 +4,16 @@
 
 | name | shows | reads |
 |---|---|---|
-| `tradeoff` | domain gain against the change of the general score, per method, one panel per domain | main.csv |
-| `forgetting_heatmap` | per general task, base score minus method score (points), methods x tasks | eval.json files |
+| `tradeoff` | domain accuracy gain against forgetting (general NLL rise), per method, one panel per domain | main.csv |
+| `forgetting_heatmap` | per general multiple-choice task, base score minus method score (points), methods x tasks | eval.json files |
 | `efficiency` | importance time and storage (log scale) against the EWC-LoRA Fisher; step time per method | efficiency.csv |
 | `layer_coefficients` | the layer coefficients alpha_l per layer and module type | train.json files |
 | `importance` | the distribution of SI importance per layer and module type (log scale) | si.safetensors |
 | `lambda_sweep` | domain gain against forgetting over the lambda values of a sweep | main.csv |
 
 Sizes: one paper column is 3.3 in wide, a two-column figure 6.9 in; text is 7 pt. Scores are in
-points (accuracy x 100). Error bars: the sd over seeds when there are several, else lm-eval's stderr.
+points (accuracy x 100), NLLs in nats. Error bars: the 95% CIs of the main table (bootstrap over
+seeds and items, paired against the base).
 """
 from __future__ import annotations
 
@@ -50,10 +51,6 @@ def _panels(n: int, height: float = 2.2, sharey: bool = True):
     return fig, list(axes[0])
 
 
-def _spread(sd: pd.Series, stderr: pd.Series, n: pd.Series) -> np.ndarray:
-    return np.where(n > 1, sd, stderr).astype(float)
-
-
 def save_figure(fig, out_prefix: str | Path) -> list[Path]:
     """`<prefix>.png` (300 dpi) and `<prefix>.pdf`, each written atomically; closes the figure."""
     out_prefix = Path(out_prefix)
@@ -72,9 +69,23 @@ def _method_of(run: str) -> str:
     return parse_run(run)[0]
 
 
+def _model_rows(main: pd.DataFrame) -> pd.DataFrame:
+    """The tuned runs' rows (no base, no model-free baseline rows)."""
+    from .tables import BASELINES
+
+    return main[~main.method.isin([BASE, *BASELINES])].copy()
+
+
+def _ci_err(rows: pd.DataFrame, measure: str, scale: float = 1.0) -> np.ndarray:
+    """Asymmetric error bars [[below], [above]] from a measure's CI columns."""
+    return scale * np.vstack([(rows[measure] - rows[f"{measure}_lo"]).clip(lower=0),
+                              (rows[f"{measure}_hi"] - rows[measure]).clip(lower=0)])
+
+
 def tradeoff(main: pd.DataFrame):
-    """(a) x: general score change against base (= -forgetting), y: domain gain; up and right is better."""
-    runs = main[main.method != BASE].copy()
+    """(a) x: forgetting (general NLL rise against base), y: domain accuracy gain, each with its 95%
+    CI; up and left is better."""
+    runs = _model_rows(main)
     if runs.empty:
         raise ValueError("the main table has no tuned runs to plot")
     runs["base_method"] = runs.method.map(_method_of)
@@ -87,19 +98,19 @@ def tradeoff(main: pd.DataFrame):
             ax.axhline(0, color="0.6", lw=0.6)
             ax.axvline(0, color="0.6", lw=0.6)
             rows = runs[runs.domain == domain]
-            xerr = 100 * _spread(rows.general_score_sd, rows.general_stderr, rows.n_seeds)
-            yerr = 100 * _spread(rows.domain_score_sd, rows.domain_stderr, rows.n_seeds)
-            for (_, r), xe, ye in zip(rows.iterrows(), xerr, yerr):
+            xerr, yerr = _ci_err(rows, "forgetting"), _ci_err(rows, "domain_gain", 100)
+            for k, (_, r) in enumerate(rows.iterrows()):
                 i = methods.index(r.base_method)
-                ax.errorbar(-100 * r.forgetting, 100 * r.domain_gain, xerr=xe, yerr=ye, fmt=MARKERS[i % len(MARKERS)],
-                            color=colours[r.base_method], elinewidth=0.6, capsize=1.5, label=r.base_method)
+                ax.errorbar(r.forgetting, 100 * r.domain_gain, xerr=xerr[:, [k]], yerr=yerr[:, [k]],
+                            fmt=MARKERS[i % len(MARKERS)], color=colours[r.base_method], elinewidth=0.6, capsize=1.5,
+                            label=r.base_method)
                 lam = parse_run(r.method)[1]
                 if lam is not None:
-                    ax.annotate(f"λ={format_lambda(lam)}", (-100 * r.forgetting, 100 * r.domain_gain), fontsize=5,
+                    ax.annotate(f"λ={format_lambda(lam)}", (r.forgetting, 100 * r.domain_gain), fontsize=5,
                                 xytext=(2, 2), textcoords="offset points")
             ax.set_title(domain)
-            ax.set_xlabel("Δ general score vs base (points)")
-        axes[0].set_ylabel("domain gain vs base (points)")
+            ax.set_xlabel("forgetting: general NLL rise (nats)")
+        axes[0].set_ylabel("domain accuracy gain (points)")
         _legend_below(fig, axes)
     return fig
 
@@ -273,7 +284,7 @@ def importance(tensors: dict[str, np.ndarray], estimator: str = "si"):
 def lambda_sweep(main: pd.DataFrame):
     """(f) forgetting (x) against domain gain (y) for every lambda of a sweep, one line per method in
     lambda order; ringed points are Pareto-optimal (no run forgets less and gains more); star: lora."""
-    df = main[main.method != BASE].copy()
+    df = _model_rows(main)
     parsed = df.method.map(parse_run)
     df["base_method"], df["lam"] = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
     swept = df[df.lam.notna()]
@@ -286,22 +297,22 @@ def lambda_sweep(main: pd.DataFrame):
         fig, axes = _panels(len(domains))
         for ax, domain in zip(axes, domains):
             rows = df[df.domain == domain]
-            x, y = 100 * rows.forgetting.to_numpy(float), 100 * rows.domain_gain.to_numpy(float)
+            x, y = rows.forgetting.to_numpy(float), 100 * rows.domain_gain.to_numpy(float)
             pareto = [not ((x <= xi) & (y >= yi) & ((x < xi) | (y > yi))).any() for xi, yi in zip(x, y)]
             for i, method in enumerate(methods):
                 s = rows[rows.base_method == method].sort_values("lam")
-                ax.plot(100 * s.forgetting, 100 * s.domain_gain, marker=MARKERS[i % len(MARKERS)], lw=0.8,
+                ax.plot(s.forgetting, 100 * s.domain_gain, marker=MARKERS[i % len(MARKERS)], lw=0.8,
                         color=colours[method], label=method)
                 for r in s.itertuples():
-                    ax.annotate(format_lambda(r.lam), (100 * r.forgetting, 100 * r.domain_gain), fontsize=5,
+                    ax.annotate(format_lambda(r.lam), (r.forgetting, 100 * r.domain_gain), fontsize=5,
                                 xytext=(2, 2), textcoords="offset points")
             ax.scatter(x[pareto], y[pareto], s=40, facecolors="none", edgecolors="black", lw=0.6,
                        label="Pareto-optimal")
             lora = rows[rows.method == PLAIN]
             if not lora.empty:
-                ax.plot(100 * lora.forgetting, 100 * lora.domain_gain, "*", color="black", ms=6, label=PLAIN)
+                ax.plot(lora.forgetting, 100 * lora.domain_gain, "*", color="black", ms=6, label=PLAIN)
             ax.set_title(domain)
-            ax.set_xlabel("forgetting (points; lower is better)")
+            ax.set_xlabel("forgetting: general NLL rise (nats; lower is better)")
         axes[0].set_ylabel("domain gain (points)")
         _legend_below(fig, axes)
     return fig

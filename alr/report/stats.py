@@ -76,7 +76,8 @@ def paired_bootstrap(a: Scores, b: Scores, samples: int = 2000, seed: int = 0, l
     replicates /= len(a)
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(replicates, [tail, 100 - tail])
-    return {"diff": float(observed), "lo": float(lo), "hi": float(hi), "level": level, "samples": samples}
+    return {"diff": float(observed), "lo": float(lo), "hi": float(hi), "se": float(replicates.std(ddof=1)),
+            "level": level, "samples": samples}
 
 
 def sign_test(a: Scores, b: Scores) -> dict:

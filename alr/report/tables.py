@@ -1,138 +1,294 @@
-"""The main comparison table from eval.json records: results/tables/main.{csv,md}.
+"""The comparison tables from eval.json records: results/tables/{main,forgetting,power}.{csv,md}.
 
-One row per domain x method (aggregated over seeds): domain score, general score, forgetting
-(base general - method general), domain gain (method domain - base domain), general NLL, and against
-the reference method (default `lora`), on the same items (`alr.report.stats`): the difference with a
-95% CI from a bootstrap over seeds and items, the items better / worse with an exact sign test, and
-that p-value Holm-adjusted over every row's comparison (per metric). With several seeds a score is
-"mean ± sd"; with one seed "score ± stderr" (lm-eval's stderr; for the general score combined over
-tasks as independent).
+`main`: one row per domain x method (aggregated over seeds), plus two model-free rows per domain
+(`lexical`, `majority`: alr.baselines). Every comparison is paired, on the same items or texts
+(`alr.report.stats`), with a 95% CI from a bootstrap over seeds and items:
+- against the base model: forgetting = the rise of the general NLL (mean token NLL of held-out
+  natural text, nats; the primary measure), the change of the general multiple-choice score, the
+  NLL rise on phase 1's own text (overlapping: the authors' protocol), and the domain gain in
+  accuracy, in balanced accuracy (prior-robust) and in gold-answer NLL (continuous);
+- against the reference method (default `lora`): the general NLL and the domain accuracy, each with
+  the texts / items better and worse, an exact sign test and its Holm adjustment over the rows.
+`forgetting`: the NLL rise against the base per general-text source and pooled.
+`power`: the minimal detectable difference of each measure at the configured sizes.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ..evaluate import items_path
+from ..baselines import answer_prior, balanced_accuracy, lexical_score, majority_score
+from ..data import read_records
+from ..evaluate import PHASE1_TEXT, items_path
 from ..io import atomic_path, read_json
 from ..methods import BASE
-from .stats import holm, item_scores, paired_bootstrap, read_items, sign_test
+from .stats import Scores, holm, item_scores, paired_bootstrap, read_items, sign_test
+
+BASELINES = ("lexical", "majority")  # model-free rows of each domain
+Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8: MDE = 2.80 x the standard error
+
+# measures against the base: (column, what, lower is better for the model's own value)
+VS_BASE = {
+    "forgetting": "general NLL rise (nats)",
+    "forgetting_mc": "general multiple-choice score loss",
+    "forgetting_phase1": "NLL rise on phase 1's own text (overlapping)",
+    "domain_gain": "domain accuracy gain",
+    "balanced_gain": "domain balanced-accuracy gain (prior-robust)",
+    "gold_nll_gain": "domain gold-answer NLL fall (nats)",
+}
 
 PAIRED = [f"{prefix}_{key}{suffix}" for key in ("general", "domain")
           for prefix, suffix in (("d", ""), ("d", "_lo"), ("d", "_hi"), ("better", ""), ("worse", ""), ("p", ""),
                                  ("p", "_holm"))]
-COLUMNS = ["domain", "method", "n_seeds", "domain_score", "domain_score_sd", "domain_stderr", "general_score",
-           "general_score_sd", "general_stderr", "forgetting", "domain_gain", "general_nll", "reference", *PAIRED]
+COLUMNS = ["domain", "method", "n_seeds", "domain_score", "domain_score_sd", "domain_stderr", "domain_balanced",
+           "domain_gold_nll", "general_nll", "general_nll_sd", "phase1_nll", "general_score", "general_score_sd",
+           "general_stderr", *[f"{m}{s}" for m in VS_BASE for s in ("", "_lo", "_hi", "_se")],
+           "better_domain_base", "worse_domain_base", "p_domain_base", "reference", *PAIRED]
 
 
-def _row(domain: str, method: str, seed, ev: dict, path) -> dict:
-    return {"domain": domain, "method": method, "seed": seed,
-            "domain_score": ev["domains"][domain]["score"], "domain_stderr": ev["domains"][domain]["stderr"],
-            "general_score": ev["general"]["score"], "general_stderr": ev["general"]["stderr"],
-            "general_nll": ev["general"]["nll"], "eval": str(path)}
+class _Run:
+    """One evaluated run: its eval.json and, on demand, its per-item records as [1 x items] scores."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.eval = read_json(self.path)
+        self._items = None
+
+    @property
+    def items(self):
+        if self._items is None:
+            self._items = read_items(items_path(self.path))
+        return self._items
+
+    def text_tasks(self) -> list[str]:
+        return sorted(self.eval["general"]["sources"])
 
 
-def collect(base_eval: str | Path, runs: list[dict]) -> pd.DataFrame:
-    """`runs`: [{"domain", "method", "seed", "eval": path}] -> one row per run, base rows included."""
-    base = read_json(base_eval)
+def _weights(items: dict, task: str) -> dict[str, float]:
+    """Per item, the weight that makes a mean of correctness the balanced accuracy of the task."""
+    golds = {i: r["gold"] for (t, i), r in items.items() if t == task}
+    counts = pd.Series(list(golds.values())).value_counts()
+    return {i: len(golds) / (len(counts) * counts[g]) for i, g in golds.items()}
+
+
+def _scores(runs: list[_Run], measure: str, domain: str) -> tuple[Scores, int]:
+    """[seeds x items] values of a measure, oriented so that higher means "more of it" as named in
+    VS_BASE (NLLs are negated for the gains, kept for the forgetting), and the sign that turns a
+    difference of these into the tabled quantity."""
+    first = runs[0].eval
+    items = [r.items for r in runs]
+    if measure == "forgetting":
+        return item_scores(items, runs[0].text_tasks(), lambda t: "nll"), 1
+    if measure == "forgetting_phase1":
+        return item_scores(items, [PHASE1_TEXT], lambda t: "nll"), 1
+    if measure == "forgetting_mc":
+        return item_scores(items, first["general"]["tasks"], lambda t: first["tasks"][t]["metric"]), -1
+    if measure == "domain_gain":
+        return item_scores(items, [domain], lambda t: first["tasks"][t]["metric"]), 1
+    if measure == "gold_nll_gain":
+        return item_scores(items, [domain], lambda t: "gold_nll"), -1
+    if measure == "balanced_gain":
+        metric = first["tasks"][domain]["metric"]
+        ids, values = item_scores(items, [domain], lambda t: metric)[domain]
+        w = _weights(runs[0].items, domain)
+        return {domain: (ids, values * np.array([w[i] for i in ids]))}, 1
+    raise ValueError(f"unknown measure {measure!r}")
+
+
+def compare(a: list[_Run], b: list[_Run], measure: str, domain: str, boot: dict) -> dict:
+    """(a - b) of a measure, signed as VS_BASE names it, with its bootstrap CI and standard error."""
+    (sa, sign), (sb, _) = _scores(a, measure, domain), _scores(b, measure, domain)
+    ci = paired_bootstrap(sa, sb, boot["samples"], boot["seed"])
+    lo, hi = sorted((sign * ci["lo"], sign * ci["hi"]))
+    return {"d": sign * ci["diff"], "lo": lo, "hi": hi, "se": ci["se"]}
+
+
+def _sign(a: list[_Run], b: list[_Run], measure: str, domain: str) -> dict:
+    """Items (texts) where a is better than b, worse, and the exact sign test; "better" is a higher
+    accuracy or a lower NLL."""
+    (sa, _), (sb, _) = _scores(a, measure, domain), _scores(b, measure, domain)
+    if measure == "forgetting":  # lower NLL is better
+        sa = {t: (i, -v) for t, (i, v) in sa.items()}
+        sb = {t: (i, -v) for t, (i, v) in sb.items()}
+    return sign_test(sa, sb)
+
+
+def _own_values(runs: list[_Run], domain: str) -> dict:
+    """The run group's own numbers (means over seeds)."""
+    ev = [r.eval for r in runs]
+    metric = ev[0]["tasks"][domain]["metric"]
+    balanced = [balanced_accuracy([r.items[(domain, i)]["gold"] for i in ids], [r.items[(domain, i)][metric] for i in ids])
+                for r in runs for ids in [[i for (t, i) in r.items if t == domain]]]
+    gold = [np.mean([v["gold_nll"] for (t, _), v in r.items.items() if t == domain]) for r in runs]
+    return {
+        "n_seeds": len(runs),
+        "domain_score": np.mean([e["domains"][domain]["score"] for e in ev]),
+        "domain_score_sd": np.std([e["domains"][domain]["score"] for e in ev], ddof=1) if len(ev) > 1 else np.nan,
+        "domain_stderr": np.mean([e["domains"][domain]["stderr"] for e in ev]),
+        "domain_balanced": float(np.mean(balanced)),
+        "domain_gold_nll": float(np.mean(gold)),
+        "general_nll": np.mean([e["general"]["nll"] for e in ev]),
+        "general_nll_sd": np.std([e["general"]["nll"] for e in ev], ddof=1) if len(ev) > 1 else np.nan,
+        "phase1_nll": np.mean([e["general"]["phase1_text"]["nll"] for e in ev]),
+        "general_score": np.mean([e["general"]["score"] for e in ev]),
+        "general_score_sd": np.std([e["general"]["score"] for e in ev], ddof=1) if len(ev) > 1 else np.nan,
+        "general_stderr": np.mean([e["general"]["stderr"] for e in ev]),
+    }
+
+
+def baseline_rows(data_dir: str | Path, domain: str, metric_items: list[str]) -> list[dict]:
+    """The lexical and majority rows of a domain, on the test items the models were scored on."""
+    test = {r["id"]: r for r in read_records(Path(data_dir) / domain / "test.jsonl", "mc")}
+    missing = sorted(set(metric_items) - set(test))
+    if missing:
+        raise ValueError(f"{data_dir}/{domain}/test.jsonl lacks evaluated items {missing[:3]}: data and evaluations "
+                         "come from different builds")
+    items = [test[i] for i in metric_items]
+    prior = answer_prior(read_records(Path(data_dir) / domain / "train.jsonl", "mc"))
+    golds = [r["choices"][r["label"]] for r in items]
     rows = []
-    for domain in sorted({r["domain"] for r in runs}):
-        if domain not in base["domains"]:
-            raise ValueError(f"base evaluation {base_eval} has no score for domain {domain!r}")
-        rows.append(_row(domain, BASE, None, base, base_eval))
-    rows += [_row(r["domain"], r["method"], r["seed"], read_json(r["eval"]), r["eval"]) for r in runs]
-    df = pd.DataFrame(rows)
-    base_by_domain = df[df.method == BASE].set_index("domain")
-    df["forgetting"] = df.domain.map(base_by_domain.general_score) - df.general_score
-    df["domain_gain"] = df.domain_score - df.domain.map(base_by_domain.domain_score)
-    return df
+    for name, score in (("lexical", lexical_score), ("majority", lambda r: majority_score(r, prior))):
+        correct = [score(r) for r in items]
+        rows.append({"domain": domain, "method": name, "n_seeds": 0, "domain_score": float(np.mean(correct)),
+                     "domain_balanced": balanced_accuracy(golds, correct)})
+    return rows
 
 
-def _paired(runs: pd.DataFrame, domain: str, method: str, reference: str, boot: dict) -> dict:
-    """(method - reference) for the general score and the domain score: bootstrap CI and sign test."""
-    mine = runs[(runs.domain == domain) & (runs.method == method)]
-    ref = runs[(runs.domain == domain) & (runs.method == reference)]
-    if ref.empty or method == reference:
-        return {}
-    first = read_json(mine["eval"].iloc[0])
-    general = first["general"]["tasks"]
-
-    def metric_of(task):
-        return first["tasks"][task]["metric"]
-
-    items_mine = [read_items(items_path(p)) for p in mine["eval"]]
-    items_ref = [read_items(items_path(p)) for p in ref["eval"]]
-    out = {"reference": reference}
-    for key, tasks in (("general", general), ("domain", [domain])):
-        a, b = item_scores(items_mine, tasks, metric_of), item_scores(items_ref, tasks, metric_of)
-        ci = paired_bootstrap(a, b, boot["samples"], boot["seed"])
-        sign = sign_test(a, b)
-        out.update({f"d_{key}": ci["diff"], f"d_{key}_lo": ci["lo"], f"d_{key}_hi": ci["hi"],
-                    f"better_{key}": sign["better"], f"worse_{key}": sign["worse"], f"p_{key}": sign["p"]})
-    return out
-
-
-def summarise(runs: pd.DataFrame, method_order: list[str], eval_cfg: dict) -> pd.DataFrame:
-    order = {m: i for i, m in enumerate([BASE] + [m for m in method_order if m != BASE])}
-    agg = runs.groupby(["domain", "method"], sort=False).agg(
-        n_seeds=("general_score", "size"),
-        domain_score=("domain_score", "mean"), domain_score_sd=("domain_score", "std"),
-        domain_stderr=("domain_stderr", "mean"),
-        general_score=("general_score", "mean"), general_score_sd=("general_score", "std"),
-        general_stderr=("general_stderr", "mean"),
-        forgetting=("forgetting", "mean"), domain_gain=("domain_gain", "mean"), general_nll=("general_nll", "mean"),
-    ).reset_index()
+def summarise(base_eval: str | Path, runs: list[dict], method_order: list[str], eval_cfg: dict,
+              data_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(main table, per-source forgetting table). `runs`: [{"domain", "method", "seed", "eval"}]."""
+    base = [_Run(base_eval)]
     boot = eval_cfg["bootstrap"]
-    paired = [_paired(runs, d, m, boot["reference"], boot) for d, m in zip(agg.domain, agg.method)]
-    agg = pd.concat([agg, pd.DataFrame(paired, index=agg.index)], axis=1).reindex(columns=COLUMNS + ["_order"])
+    reference = boot["reference"]
+    groups: dict[tuple[str, str], list[_Run]] = {}
+    for r in runs:
+        groups.setdefault((r["domain"], r["method"]), []).append(_Run(r["eval"]))
+    rows, sources = [], []
+    for domain in sorted({d for d, _ in groups}):
+        if domain not in base[0].eval["domains"]:
+            raise ValueError(f"base evaluation {base_eval} has no score for domain {domain!r}")
+        methods = [BASE] + [m for m in method_order if (domain, m) in groups]
+        methods += sorted(m for d, m in groups if d == domain and m not in methods)
+        for method in methods:
+            mine = base if method == BASE else groups[(domain, method)]
+            row = {"domain": domain, "method": method, **_own_values(mine, domain)}
+            for measure in VS_BASE:
+                c = compare(mine, base, measure, domain, boot)
+                row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]})
+            s = _sign(mine, base, "domain_gain", domain)
+            row.update(better_domain_base=s["better"], worse_domain_base=s["worse"], p_domain_base=s["p"])
+            ref = groups.get((domain, reference))
+            if ref is not None and method not in (reference, BASE):
+                row["reference"] = reference
+                for key, measure in (("general", "forgetting"), ("domain", "domain_gain")):
+                    c, s = compare(mine, ref, measure, domain, boot), _sign(mine, ref, measure, domain)
+                    row.update({f"d_{key}": c["d"], f"d_{key}_lo": c["lo"], f"d_{key}_hi": c["hi"],
+                                f"better_{key}": s["better"], f"worse_{key}": s["worse"], f"p_{key}": s["p"]})
+            rows.append(row)
+            for task in mine[0].text_tasks():
+                (sa, _), (sb, _) = _scores(mine, "forgetting", domain), _scores(base, "forgetting", domain)
+                ci = paired_bootstrap({task: sa[task]}, {task: sb[task]}, boot["samples"], boot["seed"])
+                sources.append({"domain": domain, "method": method, "source": task.removeprefix("text:"),
+                                "nll": float(sa[task][1].mean()), "forgetting": ci["diff"], "lo": ci["lo"], "hi": ci["hi"]})
+        if data_dir is not None:
+            ids = sorted(i for (t, i) in base[0].items if t == domain)
+            rows += baseline_rows(data_dir, domain, ids)
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     for key in ("general", "domain"):
-        agg[f"p_{key}_holm"] = holm([float(p) for p in agg[f"p_{key}"]])
-    agg["_order"] = agg.method.map(order)
-    return agg.sort_values(["domain", "_order"]).drop(columns="_order").reset_index(drop=True)
+        table[f"p_{key}_holm"] = holm([float(p) for p in table[f"p_{key}"]])
+    base_rows = table[table.method == BASE].set_index("domain")
+    for col in ("domain_score", "domain_balanced"):  # the model-free rows' gains too
+        table[col.replace("domain_score", "domain_gain").replace("domain_balanced", "balanced_gain")] = (
+            table[col] - table.domain.map(base_rows[col]))
+    return table, pd.DataFrame(sources)
 
 
-def _fmt(mean: float, sd: float, se: float, n: int) -> str:
-    spread = sd if n > 1 else se
-    return f"{mean:.3f}" if pd.isna(spread) else f"{mean:.3f} ± {spread:.3f}"
+def power_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per domain and measure: the minimal detectable difference (80% power, two-sided 5%) of a
+    paired comparison at this run's sizes, 2.80 x the bootstrap standard error of reference - base
+    (about the size of a method-vs-method difference's too, when two methods' errors are as correlated
+    as a method's and the base's). The reference is `eval.bootstrap.reference`, else the first method."""
+    models = table[~table.method.isin([BASE, *BASELINES])]
+    if reference not in set(models.method):
+        reference = models.method.iloc[0] if len(models) else reference
+    out = []
+    for _, row in models[models.method == reference].iterrows():
+        for measure, what in VS_BASE.items():
+            out.append({"domain": row.domain, "method": reference, "measure": measure, "what": what,
+                        "seeds": int(row.n_seeds), "vs_base": row[measure], "se": row[f"{measure}_se"],
+                        "mde": Z_POWER * row[f"{measure}_se"], "detectable": abs(row[measure]) >= Z_POWER * row[f"{measure}_se"]})
+    return pd.DataFrame(out, columns=["domain", "method", "measure", "what", "seeds", "vs_base", "se", "mde", "detectable"])
 
 
-def _ci(diff, lo, hi) -> str:
-    return "" if pd.isna(diff) else f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+def _ci(d, lo, hi, digits: int = 3) -> str:
+    return "" if pd.isna(d) else f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
-def _sign(better, worse, p, p_holm) -> str:
+def _sign_note(better, worse, p, p_holm) -> str:
     return "" if pd.isna(p) else f"{int(better)}/{int(worse)} ({p:.2g}; {p_holm:.2g})"
 
 
 def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The formatted table and its footnote."""
-    reference = next((r for r in table.reference if isinstance(r, str)), "reference")
+    """The formatted main table and its footnote."""
+    reference = next((r for r in table.reference if isinstance(r, str)), "lora")
+
+    def col(measure, digits=3):
+        return [_ci(*x, digits=digits) for x in zip(table[measure], table[f"{measure}_lo"], table[f"{measure}_hi"])]
+
+    model = table.method.isin(BASELINES) == False  # noqa: E712 (a Series, not a bool)
     view = pd.DataFrame({
         "domain": table.domain,
         "method": table.method,
-        "seeds": table.n_seeds,
-        "domain score": [_fmt(*x) for x in zip(table.domain_score, table.domain_score_sd, table.domain_stderr, table.n_seeds)],
-        "general score": [_fmt(*x) for x in zip(table.general_score, table.general_score_sd, table.general_stderr, table.n_seeds)],
-        "forgetting": table.forgetting.map(lambda v: f"{v:+.3f}"),
-        "domain gain": table.domain_gain.map(lambda v: f"{v:+.3f}"),
-        "general NLL": table.general_nll.map(lambda v: f"{v:.3f}"),
-        f"Δ general vs {reference} [95% CI]": [_ci(*x) for x in zip(table.d_general, table.d_general_lo, table.d_general_hi)],
-        f"general items ± vs {reference} (p; Holm)": [_sign(*x) for x in zip(
-            table.better_general, table.worse_general, table.p_general, table.p_general_holm)],
-        f"Δ domain vs {reference} [95% CI]": [_ci(*x) for x in zip(table.d_domain, table.d_domain_lo, table.d_domain_hi)],
-        f"domain items ± vs {reference} (p; Holm)": [_sign(*x) for x in zip(
-            table.better_domain, table.worse_domain, table.p_domain, table.p_domain_holm)],
-    })
-    note = ("± is the sd over seeds when seeds > 1, else lm-eval's stderr. Forgetting = base general − method "
-            f"general. Δ columns: difference to `{reference}` on the same items, 95% CI from a bootstrap over "
-            "seeds and items. Items ±: items better / worse than the reference (seed means), exact sign test p "
-            "and its Holm adjustment over every row of the table.")
+        "seeds": table.n_seeds.astype(int),
+        "domain acc": table.domain_score.map(lambda v: f"{v:.3f}"),
+        "Δ acc vs base [95% CI]": [c if m else f"{g:+.3f}" for c, m, g in zip(col("domain_gain"), model, table.domain_gain)],
+        "Δ balanced acc vs base": [c if m else f"{g:+.3f}" for c, m, g in zip(col("balanced_gain"), model, table.balanced_gain)],
+        "gold NLL fall vs base": col("gold_nll_gain"),
+        "forgetting: general NLL rise vs base": col("forgetting", 4),
+        "general MC loss vs base": col("forgetting_mc"),
+        "NLL rise on phase-1 text (overlap)": col("forgetting_phase1", 4),
+        f"NLL vs {reference} (texts ±; p; Holm)": [
+            "" if pd.isna(d) else f"{_ci(d, lo, hi, 4)} {_sign_note(b, w, p, ph)}" for d, lo, hi, b, w, p, ph in zip(
+                table.d_general, table.d_general_lo, table.d_general_hi, table.better_general, table.worse_general,
+                table.p_general, table.p_general_holm)],
+        f"acc vs {reference} (items ±; p; Holm)": [
+            "" if pd.isna(d) else f"{_ci(d, lo, hi)} {_sign_note(b, w, p, ph)}" for d, lo, hi, b, w, p, ph in zip(
+                table.d_domain, table.d_domain_lo, table.d_domain_hi, table.better_domain, table.worse_domain,
+                table.p_domain, table.p_domain_holm)],
+    }).fillna("")
+    note = ("All differences are paired (same items, same texts) with a 95% CI from a bootstrap over seeds and "
+            "items. Forgetting: rise of the mean token NLL of held-out natural text (news, how-to, encyclopedic; "
+            "nats; > 0 = forgot). General MC loss: base − method multiple-choice general score. NLL rise on "
+            "phase-1 text: the same on the text phase 1 tuned on (the authors' protocol; overlapping, so it "
+            "flatters methods anchored to phase 1). Domain: accuracy gain, balanced-accuracy gain (mean over gold "
+            "answers: a shift of answer prior cannot raise it) and fall of the gold answer's NLL. `lexical` and "
+            f"`majority` need no model (word overlap; most frequent train answer). vs `{reference}`: texts / items "
+            "better / worse, exact sign test p and its Holm adjustment over the rows.")
     return view, note
 
 
+def forgetting_view(sources: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    wide = sources.assign(cell=[_ci(d, lo, hi, 4) for d, lo, hi in zip(sources.forgetting, sources.lo, sources.hi)])
+    view = wide.pivot_table(index=["domain", "method"], columns="source", values="cell", aggfunc="first", sort=False)
+    view = view.reset_index()
+    view.columns.name = None
+    return view, ("General NLL rise against the base per natural-text source (nats, 95% CI from a bootstrap over "
+                  "seeds and texts, paired per text).")
+
+
+def power_view(power: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    view = power.assign(vs_base=power.vs_base.map(lambda v: f"{v:+.4f}"), se=power.se.map(lambda v: f"{v:.4f}"),
+                        mde=power.mde.map(lambda v: f"{v:.4f}"), detectable=power.detectable.map({True: "yes", False: "no"}))
+    return view, ("Minimal detectable difference (MDE) of each measure: 2.80 × the bootstrap standard error of the "
+                  "method's difference to the base (80% power, two-sided α = 0.05), at this configuration's items, "
+                  "texts and seeds. A difference between two methods smaller than the MDE is undecided at this power.")
+
+
 def _latex_escape(latex: str) -> str:
-    for raw, tex in (("%", "\\%"), ("_", "\\_"), ("±", "$\\pm$"), ("Δ", "$\\Delta$"), ("−", "-")):
+    for raw, tex in (("%", "\\%"), ("_", "\\_"), ("±", "$\\pm$"), ("Δ", "$\\Delta$"), ("−", "-"), ("×", "$\\times$"),
+                     ("α", "$\\alpha$")):
         latex = latex.replace(raw, tex)
     return latex
 
@@ -152,7 +308,12 @@ def write_table(numeric: pd.DataFrame, view: pd.DataFrame, note: str, out_prefix
 
 
 def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list[str], eval_cfg: dict,
-                     out_prefix: str | Path) -> pd.DataFrame:
-    table = summarise(collect(base_eval, runs), method_order, eval_cfg)
+                     out_prefix: str | Path, data_dir: str | Path | None = None) -> pd.DataFrame:
+    """main.{csv,md,tex}, and beside it forgetting.* (per source) and power.* (MDE)."""
+    table, sources = summarise(base_eval, runs, method_order, eval_cfg, data_dir)
     write_table(table, *main_view(table), out_prefix)
+    folder = Path(out_prefix).parent
+    write_table(sources, *forgetting_view(sources), folder / "forgetting")
+    power = power_table(table, eval_cfg["bootstrap"]["reference"])
+    write_table(power, *power_view(power), folder / "power")
     return table

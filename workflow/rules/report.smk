@@ -4,21 +4,25 @@ rule tables:
         base_items=base_file(MODEL, "eval_items.jsonl.gz"),
         evals=run_evals(),
         eval_items=run_items(),  # read beside each eval.json for the paired statistics
+        data_manifest=f"{DATA_DIR}/manifest.json",  # the lexical and majority rows read the domains' splits
     output:
         csv=report(table_file("main", "csv"), caption="../report/main.rst", category="Tables", labels={"table": "main"}),
         md=table_file("main", "md"),
         tex=table_file("main", "tex"),
+        forgetting=multiext(table_file("forgetting", ""), "csv", "md", "tex"),
+        power=multiext(table_file("power", ""), "csv", "md", "tex"),
     log:
         "logs/tables.log",
     params:
         cfg=config_json("methods", "eval"),
         prefix=table_prefix,
+        data_dir=data_dir,
     threads: 1
     conda:
         ENV
     shell:
         "alr tables --config {params.cfg:q} --base-eval {input.base} --evals {input.evals}"
-        " --out-prefix {params.prefix} > {log} 2>&1"
+        " --data-dir {params.data_dir} --out-prefix {params.prefix} > {log} 2>&1"
 
 
 rule efficiency:
