@@ -16,10 +16,25 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 BASE = "base"    # the untouched model: the reference row of every table
 PLAIN = "lora"   # plain LoRA: the reference line of the sweep figure
+
+
+@dataclass(frozen=True)
+class HookContext:
+    """What a method's loss hook is built from, once per run (`Method.loss_hook(ctx)` returns the
+    hook). Built after the adapter is attached and before training starts."""
+    model: Any      # the model being tuned (for LoRA methods the PEFT model, not any DDP wrapper around it)
+    tok: Any        # its tokenizer
+    cfg: dict       # the run's config (`alr.runs.run_config`: the run's own strength)
+    data_dir: Path  # the prepared datasets (`<data_dir>/<name>/train.jsonl`; see `Method.hook_data`)
+    seed: int       # the run's seed
+
+
+LossHook = Callable[[Any, dict, Any], Any]  # (model, inputs, outputs) -> a scalar tensor
 
 
 @dataclass(frozen=True)
@@ -39,8 +54,12 @@ class Method:
     delta_scale_key: str | None = None  # evaluate base + value * (tuned - base) (WiSE-FT: baselines.wise_ft_beta)
     replay_key: str | None = None  # mix this fraction of general train items into the domain data
     ablation: tuple[bool, bool] | None = None  # its row of the ablation table: (layer-wise, element-wise)
-    loss_hook: Callable | None = None  # (model, inputs, outputs, cfg) -> tensor, added to every micro-batch loss
+    loss_hook: Callable[[HookContext], LossHook] | None = None  # a factory: called once per run with its
+                                  # HookContext, it returns hook(model, inputs, outputs) -> tensor, whose value
+                                  # is added to every training micro-batch's loss (alr.trainer)
     hook_sections: tuple[str, ...] = ()  # config sections the loss hook reads
+    hook_data: tuple[str, ...] = ()  # datasets whose train split the loss hook reads (`<data_dir>/<name>/
+                                     # train.jsonl`): inputs of its finetune job, part of its checkpoint identity
     normalize_key: str | None = "regularize.normalize"  # how its importance is transformed before the penalty
                                   # (alr.regularize.NORMALIZATIONS: none | mean | int8_rows); None: untouched
     settings: str | None = None   # a section overriding importance/regularize for this method (alr.config.with_overrides)

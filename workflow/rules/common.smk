@@ -126,6 +126,11 @@ def phase1_adapter_input(wildcards):
     return [importance_file(wildcards.model, spec.phase1_estimator)] if spec.continues_phase1(config) else []
 
 
+def hook_data_input(wildcards):
+    """The train splits a method's loss hook reads (`Method.hook_data`; kl_lora: general_text)."""
+    return [dataset_file(name, "train") for name in method_of(wildcards).hook_data]
+
+
 def phase_flags(wildcards, input):
     flags = [f"--importance {input.importance}"] if input.importance else []
     init = str(input.init_adapter)  # a one-file list (a Namedlist) or a str
