@@ -47,8 +47,10 @@ class Method:
                                    # None (no penalty)
     element_wise: bool = True     # False: each layer's importance replaced by its mean
     layer_coef: str = "config"    # "config": regularize.layer_coef; or a fixed mode ("uniform", "sum")
-    strength_key: str = "regularize.lambda"  # its penalty weight (regularize.lambda: on mean-normalised
-                                             # importance, sweepable as <method>-lambda<value>)
+    strength_key: str | None = None  # the one setting that weighs what it adds to LoRA, swept as
+                                     # <method>-lambda<value> when it holds a list (alr.runs). Default: the
+                                     # penalty weight regularize.lambda with an importance, else replay_key,
+                                     # else delta_scale_key; None left: no strength
     lr_key: str = "train.lr"      # the learning rate it trains with (full fine-tuning: baselines.full_ft_lr)
     weights_from: str | None = None  # evaluate another method's weights (WiSE-FT: lora's adapter)
     delta_scale_key: str | None = None  # evaluate base + value * (tuned - base) (WiSE-FT: baselines.wise_ft_beta)
@@ -66,6 +68,11 @@ class Method:
     phase2_init: str | None = None  # "phase1": always continue a phase-1 adapter; None: regularize.phase2_init
     phase1: str | None = None     # the estimator whose phase-1 adapter it continues (None: its own if that keeps
                                   # one, else si)
+
+    def __post_init__(self):
+        if self.strength_key is None:
+            default = "regularize.lambda" if self.importance is not None else self.replay_key or self.delta_scale_key
+            object.__setattr__(self, "strength_key", default)
 
     @property
     def regularised(self) -> bool:
@@ -87,7 +94,9 @@ class Method:
         if self.adapter == "lora":
             keys += ["lora", "regularize"]  # regularize.phase2_init decides how every LoRA method starts
         if self.regularised:
-            keys += ["regularize", self.strength_key.split(".")[0]]  # layer coefficients, granularity; its lambda
+            keys.append("regularize")  # layer coefficients, granularity
+        if self.strength_key:
+            keys.append(self.strength_key.split(".")[0])
         if self.estimator:
             keys += self.estimator.shared_sections  # the settings its importance file must have been made with
         if self.replay_key:
@@ -103,8 +112,9 @@ class Method:
 
         return with_overrides(cfg, self.settings)
 
-    def strength(self, cfg: dict) -> float:
-        return setting(self.effective(cfg), self.strength_key)
+    def strength(self, cfg: dict):
+        """The value of its strength key (a number, or a sweep's list), or None without one."""
+        return setting(self.effective(cfg), self.strength_key) if self.strength_key else None
 
     def normalization(self, cfg: dict) -> str:
         return setting(self.effective(cfg), self.normalize_key) if self.normalize_key else "none"
