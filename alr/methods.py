@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .kl import kl_hook
+from .layout import GENERAL_TEXT
+
 BASE = "base"    # the untouched model: the reference row of every table
 PLAIN = "lora"   # plain LoRA: the reference line of the sweep figure
 
@@ -204,6 +207,9 @@ for _m in (
            replay_key="baselines.replay_fraction"),
     Method("alr_full", "alr on full fine-tuning: SI importance of every parameter from a full phase 1",
            adapter=None, importance="si_full", lr_key="baselines.full_ft_lr"),
+    Method("kl_lora", "LoRA + kl.weight x KL(base || tuned) of next-token distributions on general-text batches "
+           "(LwF / self-distillation to the base model)", loss_hook=kl_hook, hook_sections=("kl",),
+           hook_data=(GENERAL_TEXT,), strength_key="kl.weight"),
 ):
     register(_m)
 
