@@ -22,7 +22,7 @@ from .importance.store import check_importance_file, load_importance, model_fing
 from .io import atomic_dir, sha256_file, write_json
 from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file
 from .measure import provenance
-from .methods import Method, get_method
+from .methods import HookContext, Method, get_method
 from .models import load_base, lora_modules, wrap_lora
 from .regularize import NORMALIZATIONS, Regularizer, group_by_layer, layer_mean_importance
 from .runs import parse_run, run_config
@@ -94,9 +94,18 @@ def _train_files(data_dir: str | Path, domain: str, replay: bool) -> list[Path]:
     return files + ([Path(data_dir) / GENERAL_TEXT / "train.jsonl"] if replay else [])
 
 
-def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adapter) -> None:
+def _hook_files(spec: Method, data_dir: str | Path) -> list[Path]:
+    """The train splits the method's loss hook reads (`Method.hook_data`)."""
+    return [Path(data_dir) / name / "train.jsonl" for name in spec.hook_data]
+
+
+def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adapter, hook_files=()) -> None:
     """Refuse a missing or mismatched input before the model is loaded."""
     check_model_dir(model_dir)
+    for path in hook_files:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"method {spec.name!r} reads {path}, which does not exist; build it with "
+                                    "`alr prepare-data` (or `snakemake prepare_data`)")
     if spec.adapter == "lora":
         check_lora_targets(model_dir, cfg["lora"]["targets"])
     est = spec.estimator
@@ -157,7 +166,8 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     cfg = run_config(cfg, run)  # with its method's settings section merged in, and the run's own strength
     config = {k: cfg[k] for k in spec.config_sections}  # what this run reads, recorded as it reads it
     train_cfg = config["train"] = dict(cfg["train"], lr=spec.learning_rate(cfg))
-    _check_inputs(spec, cfg, model_dir, importance_path, init_adapter)
+    hook_files = _hook_files(spec, data_dir)
+    _check_inputs(spec, cfg, model_dir, importance_path, init_adapter, hook_files)
     files = _train_files(data_dir, domain, bool(spec.replay_key))
     rows = read_records(files[0], "mc")
     replay = None
@@ -167,7 +177,8 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     save_steps = train_cfg.get("checkpoint_steps", 0)
     resume = None
     if save_steps:
-        identity = _run_identity(spec, domain, seed, model_dir, config, files, importance_path, init_adapter)
+        identity = _run_identity(spec, domain, seed, model_dir, config, files + hook_files, importance_path,
+                                 init_adapter)
         resume = resume_point(checkpoint_dir(out_dir), identity)
     set_seed(seed)
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
@@ -178,7 +189,8 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     if spec.continues_phase1_optimizer(cfg):
         optimizer_state = torch.load(Path(init_adapter) / OPTIMIZER_STATE, map_location="cpu", weights_only=True)
     regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, refs) if spec.regularised else None
-    loss_hook = (lambda m, inputs, outputs: spec.loss_hook(m, inputs, outputs, cfg)) if spec.loss_hook else None
+    context = HookContext(model=model, tok=tok, cfg=cfg, data_dir=Path(data_dir), seed=seed)
+    loss_hook = spec.loss_hook(context) if spec.loss_hook else None  # built once, called per micro-batch
     features = tokenize_pairs((mc_to_pair(r) for r in rows if "choices" in r), tok, train_cfg["max_length"],
                               train_cfg["loss_on"])
     features += tokenize_texts((r["text"] for r in rows if "text" in r), tok, train_cfg["max_length"])  # replay

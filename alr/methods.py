@@ -16,10 +16,28 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
+
+from .kl import kl_hook
+from .layout import GENERAL_TEXT
 
 BASE = "base"    # the untouched model: the reference row of every table
 PLAIN = "lora"   # plain LoRA: the reference line of the sweep figure
+
+
+@dataclass(frozen=True)
+class HookContext:
+    """What a method's loss hook is built from, once per run (`Method.loss_hook(ctx)` returns the
+    hook). Built after the adapter is attached and before training starts."""
+    model: Any      # the model being tuned (for LoRA methods the PEFT model, not any DDP wrapper around it)
+    tok: Any        # its tokenizer
+    cfg: dict       # the run's config (`alr.runs.run_config`: the run's own strength)
+    data_dir: Path  # the prepared datasets (`<data_dir>/<name>/train.jsonl`; see `Method.hook_data`)
+    seed: int       # the run's seed
+
+
+LossHook = Callable[[Any, dict, Any], Any]  # (model, inputs, outputs) -> a scalar tensor
 
 
 @dataclass(frozen=True)
@@ -32,21 +50,32 @@ class Method:
                                    # None (no penalty)
     element_wise: bool = True     # False: each layer's importance replaced by its mean
     layer_coef: str = "config"    # "config": regularize.layer_coef; or a fixed mode ("uniform", "sum")
-    strength_key: str = "regularize.lambda"  # its penalty weight (regularize.lambda: on mean-normalised
-                                             # importance, sweepable as <method>-lambda<value>)
+    strength_key: str | None = None  # the one setting that weighs what it adds to LoRA, swept as
+                                     # <method>-lambda<value> when it holds a list (alr.runs). Default: the
+                                     # penalty weight regularize.lambda with an importance, else replay_key,
+                                     # else delta_scale_key; None left: no strength
     lr_key: str = "train.lr"      # the learning rate it trains with (full fine-tuning: baselines.full_ft_lr)
     weights_from: str | None = None  # evaluate another method's weights (WiSE-FT: lora's adapter)
     delta_scale_key: str | None = None  # evaluate base + value * (tuned - base) (WiSE-FT: baselines.wise_ft_beta)
     replay_key: str | None = None  # mix this fraction of general train items into the domain data
     ablation: tuple[bool, bool] | None = None  # its row of the ablation table: (layer-wise, element-wise)
-    loss_hook: Callable | None = None  # (model, inputs, outputs, cfg) -> tensor, added to every micro-batch loss
+    loss_hook: Callable[[HookContext], LossHook] | None = None  # a factory: called once per run with its
+                                  # HookContext, it returns hook(model, inputs, outputs) -> tensor, whose value
+                                  # is added to every training micro-batch's loss (alr.trainer)
     hook_sections: tuple[str, ...] = ()  # config sections the loss hook reads
+    hook_data: tuple[str, ...] = ()  # datasets whose train split the loss hook reads (`<data_dir>/<name>/
+                                     # train.jsonl`): inputs of its finetune job, part of its checkpoint identity
     normalize_key: str | None = "regularize.normalize"  # how its importance is transformed before the penalty
                                   # (alr.regularize.NORMALIZATIONS: none | mean | int8_rows); None: untouched
     settings: str | None = None   # a section overriding importance/regularize for this method (alr.config.with_overrides)
     phase2_init: str | None = None  # "phase1": always continue a phase-1 adapter; None: regularize.phase2_init
     phase1: str | None = None     # the estimator whose phase-1 adapter it continues (None: its own if that keeps
                                   # one, else si)
+
+    def __post_init__(self):
+        if self.strength_key is None:
+            default = "regularize.lambda" if self.importance is not None else self.replay_key or self.delta_scale_key
+            object.__setattr__(self, "strength_key", default)
 
     @property
     def regularised(self) -> bool:
@@ -68,7 +97,9 @@ class Method:
         if self.adapter == "lora":
             keys += ["lora", "regularize"]  # regularize.phase2_init decides how every LoRA method starts
         if self.regularised:
-            keys += ["regularize", self.strength_key.split(".")[0]]  # layer coefficients, granularity; its lambda
+            keys.append("regularize")  # layer coefficients, granularity
+        if self.strength_key:
+            keys.append(self.strength_key.split(".")[0])
         if self.estimator:
             keys += self.estimator.shared_sections  # the settings its importance file must have been made with
         if self.replay_key:
@@ -84,8 +115,9 @@ class Method:
 
         return with_overrides(cfg, self.settings)
 
-    def strength(self, cfg: dict) -> float:
-        return setting(self.effective(cfg), self.strength_key)
+    def strength(self, cfg: dict):
+        """The value of its strength key (a number, or a sweep's list), or None without one."""
+        return setting(self.effective(cfg), self.strength_key) if self.strength_key else None
 
     def normalization(self, cfg: dict) -> str:
         return setting(self.effective(cfg), self.normalize_key) if self.normalize_key else "none"
@@ -175,6 +207,9 @@ for _m in (
            replay_key="baselines.replay_fraction"),
     Method("alr_full", "alr on full fine-tuning: SI importance of every parameter from a full phase 1",
            adapter=None, importance="si_full", lr_key="baselines.full_ft_lr"),
+    Method("kl_lora", "LoRA + kl.weight x KL(base || tuned) of next-token distributions on general-text batches "
+           "(LwF / self-distillation to the base model)", loss_hook=kl_hook, hook_sections=("kl",),
+           hook_data=(GENERAL_TEXT,), strength_key="kl.weight"),
 ):
     register(_m)
 

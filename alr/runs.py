@@ -1,27 +1,29 @@
 """Run names: which directories `results/<model>/<domain>/<run>/seed<N>/` a config expands to.
 
-A regularised method's strength (`Method.strength_key`: `regularize.lambda`, `fisher.lambda`, or its
-`settings` section's value, as `official.regularize.lambda`) is one number or a list. With one value
-the run is named after its method (`alr`). With several values the method becomes one run per value,
-named `<method>-lambda<value>` (`alr-lambda0.5`, `ewc_lora-lambda50`); methods without a penalty
-(lora, full_ft, ...) keep one run. Method names never contain '-', so a run name always parses back
-unambiguously.
+A method's strength (`Method.strength_key`: `regularize.lambda`, `fisher.lambda`, `kl.weight`,
+`baselines.replay_fraction`, `baselines.wise_ft_beta`, or its `settings` section's value, as
+`official.regularize.lambda`) is one number or a list. With one value the run is named after its
+method (`alr`). With several values the method becomes one run per value, named
+`<method>-lambda<value>` (`alr-lambda0.5`, `ewc_lora-lambda50`, `wise_ft-lambda0.25`); methods
+without a strength (lora, full_ft, ...) keep one run. Method names never contain '-', so a run name
+always parses back unambiguously.
 """
 from __future__ import annotations
 
 import copy
 import re
 
-from .methods import BASE, get_method, setting
+from .methods import BASE, get_method
 
 _RUN = re.compile(r"^(?P<method>[a-z0-9_]+?)(?:-lambda(?P<lam>[0-9][0-9.e+-]*))?$")
 RUN_PATTERN = r"[a-z0-9_]+(?:-lambda[0-9][0-9.e+-]*)?"  # the Snakemake wildcard constraint
 
 
 def strengths(method: str, cfg: dict) -> list[float]:
-    """The values of a regularised method's strength key (one, or the sweep's list)."""
-    spec = get_method(method)
-    value = setting(spec.effective(cfg), spec.strength_key)
+    """The values of a method's strength key (one, or the sweep's list); none without a strength."""
+    value = get_method(method).strength(cfg)
+    if value is None:
+        return []
     return [float(v) for v in value] if isinstance(value, list) else [float(value)]
 
 
@@ -30,7 +32,7 @@ def format_lambda(value: float) -> str:
 
 
 def is_swept(method: str, cfg: dict) -> bool:
-    return get_method(method).regularised and len(strengths(method, cfg)) > 1
+    return len(strengths(method, cfg)) > 1
 
 
 def run_names(method: str, cfg: dict) -> list[str]:
@@ -85,7 +87,9 @@ def run_config(cfg: dict, run: str) -> dict:
     method, lam = parse_run(run)
     spec = get_method(method)
     out = copy.deepcopy(spec.effective(cfg))
-    if not spec.regularised:
+    if spec.strength_key is None:
+        if lam is not None:
+            raise ValueError(f"run {run!r}: method {method!r} has no strength to sweep; name the run {method}")
         return out
     values = strengths(method, out)
     if lam is None:

@@ -98,9 +98,9 @@ def _regularised_trainer_class():
     from transformers import Trainer
 
     class RegularisedTrainer(Trainer):
-        """Adds `regularizer()` (a penalty on the weights) and `loss_hook(model, inputs, outputs)` (a term
-        of the batch, e.g. a KL to the base model) to the task loss, each once per optimizer step's
-        worth of loss.
+        """Adds `regularizer()` (a penalty on the weights) and `loss_hook(model, inputs, outputs)` (a
+        method's extra term, e.g. kl_lora's KL to the base model on general text) to the task loss,
+        each once per optimizer step's worth of loss.
 
         The Trainer divides each micro-batch loss by the accumulation steps unless the model already
         normalised it over the whole accumulated batch (`num_items_in_batch`); both terms are scaled

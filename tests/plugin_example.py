@@ -5,7 +5,7 @@ through `snakemake` on the tiny configuration.
 - estimator `ones`: importance 1 for every weight of the adapted modules (an L2 penalty), recorded
   without training;
 - method `ones_lora`: LoRA with the `ones` importance, plus a loss hook on the batch (a small
-  penalty on the logits' mean square).
+  penalty on the logits' mean square), built by its factory from the run's HookContext.
 """
 from __future__ import annotations
 
@@ -35,8 +35,12 @@ def record_ones(cfg, model_dir, data_dir, out_path, seed):
     return save_importance(out_path, {n: torch.ones(s) for n, s in shapes.items()}, sidecar)
 
 
-def logit_penalty(model, inputs, outputs, cfg):
-    return 1e-3 * outputs.logits.float().square().mean()
+def logit_penalty(ctx):
+    """The loss-hook factory: called once per run with its alr.methods.HookContext, it returns the hook."""
+    def hook(model, inputs, outputs):
+        return 1e-3 * outputs.logits.float().square().mean()
+
+    return hook
 
 
 if "ones_lora" not in METHODS:

@@ -30,23 +30,32 @@ def registered(method: Method):
 
 
 def test_loss_hook_sees_every_micro_batch_and_moves_the_weights(tiny_model, tiny_data, tiny_cfg, tmp_path):
-    """A method's loss hook receives each micro-batch's inputs and outputs, once per micro-batch (10
-    train items in batches of 2, 2 accumulated per step: 3 steps, the last one of a single micro-batch),
-    and its term changes what is learnt."""
-    calls = []
+    """A method's loss-hook factory is called once with the run's HookContext; the hook it returns
+    receives each micro-batch's inputs and outputs, once per micro-batch (10 train items in batches of
+    2, 2 accumulated per step: 3 steps, the last one of a single micro-batch), and its term changes
+    what is learnt."""
+    calls, contexts = [], []
 
-    def hook(model, inputs, outputs, cfg):
-        calls.append(inputs["input_ids"].shape[0])
-        return 10.0 * outputs.logits.float().square().mean()
+    def factory(ctx):
+        contexts.append(ctx)
+
+        def hook(model, inputs, outputs):
+            calls.append(inputs["input_ids"].shape[0])
+            return 10.0 * outputs.logits.float().square().mean()
+
+        return hook
 
     cfg = copy.deepcopy(tiny_cfg)
     cfg["train"].update(batch_size=2, grad_accum=2, max_steps=3)
     plain = finetune(cfg, tiny_model, tiny_data, "physics", "lora", 0, tmp_path / "lora")
-    with registered(Method("hooked_lora", "LoRA + a logit penalty (test)", loss_hook=hook)):
+    with registered(Method("hooked_lora", "LoRA + a logit penalty (test)", loss_hook=factory)):
         hooked = finetune(cfg, tiny_model, tiny_data, "physics", "hooked_lora", 0, tmp_path / "hooked")
     assert calls == [2] * 5 and hooked["steps"] == 3
     # same seed, same first batch: the first logged loss is the same cross-entropy plus the hook's term
     assert hooked["run"] == "hooked_lora" and hooked["first_ce"] > plain["first_ce"]
+    (ctx,) = contexts  # the factory runs once per run, with what a hook may need
+    assert ctx.seed == 0 and ctx.data_dir == tiny_data and ctx.tok is not None and hasattr(ctx.model, "disable_adapter")
+    assert ctx.cfg["train"]["max_steps"] == 3
     a = load_file(str(tmp_path / "lora" / "model" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "hooked" / "model" / "adapter_model.safetensors"))
     assert any(not (a[k] == b[k]).all() for k in a)

@@ -1,8 +1,12 @@
-"""Run names: one run per method, or <method>-lambda<value> for each value of a lambda sweep."""
+"""Run names: one run per method, or <method>-lambda<value> for each value of a strength sweep."""
+import re
+
 import pytest
+import yaml
 
 from alr.methods import get_method
 from alr.runs import all_runs, parse_run, run_config, run_order
+from tests.tiny import snakemake
 
 
 def test_run_names_for_sweeps():
@@ -38,3 +42,56 @@ def test_table_rows_follow_the_configured_methods_and_increasing_strength():
     runs = {"ewc_lora-lambda50", "alr-lambda2", "lora", "alr-lambda0.5", "ewc_lora-lambda0.5"}
     assert run_order(["lora", "alr", "ewc_lora"], runs) == [
         "lora", "alr-lambda0.5", "alr-lambda2", "ewc_lora-lambda0.5", "ewc_lora-lambda50"]
+
+
+def test_every_method_with_a_strength_sweeps_it():
+    """kl.weight, baselines.replay_fraction and baselines.wise_ft_beta sweep kl_lora, replay and wise_ft
+    like any lambda; each run's config holds its own value; methods without a strength never sweep."""
+    cfg = {"methods": ["lora", "kl_lora", "replay", "wise_ft", "full_ft"], "regularize": {"lambda": [1, 2]},
+           "kl": {"weight": [0.5, 10]}, "baselines": {"replay_fraction": [0.1, 0.25], "wise_ft_beta": [0.25, 0.5, 1]}}
+    assert all_runs(cfg) == ["lora", "kl_lora-lambda0.5", "kl_lora-lambda10", "replay-lambda0.1", "replay-lambda0.25",
+                             "wise_ft-lambda0.25", "wise_ft-lambda0.5", "wise_ft-lambda1", "full_ft"]
+    assert run_config(cfg, "kl_lora-lambda10")["kl"]["weight"] == 10
+    replay, wise = get_method("replay"), get_method("wise_ft")
+    assert replay.replay_fraction(run_config(cfg, "replay-lambda0.25")) == 0.25
+    assert wise.delta_scale(run_config(cfg, "wise_ft-lambda0.25")) == 0.25
+    assert cfg["baselines"]["wise_ft_beta"] == [0.25, 0.5, 1]  # not modified in place
+    with pytest.raises(ValueError, match="name the run"):
+        run_config(cfg, "wise_ft")
+    with pytest.raises(ValueError, match="no strength to sweep"):
+        run_config(cfg, "lora-lambda2")
+    keys = [get_method(m).strength_key for m in ("lora", "full_ft", "alr", "ewc_lora", "kl_lora", "replay", "wise_ft")]
+    assert keys == [None, None, "regularize.lambda", "fisher.lambda", "kl.weight", "baselines.replay_fraction",
+                    "baselines.wise_ft_beta"]
+    cfg["kl"]["weight"], cfg["baselines"] = 1.0, {"replay_fraction": 0.1, "wise_ft_beta": 0.5}
+    assert all_runs(cfg) == ["lora", "kl_lora", "replay", "wise_ft", "full_ft"]
+    assert get_method("wise_ft").delta_scale(run_config(cfg, "wise_ft")) == 0.5
+    assert run_order(["lora", "wise_ft"], {"wise_ft-lambda1", "lora", "wise_ft-lambda0.25"}) == [
+        "lora", "wise_ft-lambda0.25", "wise_ft-lambda1"]
+
+
+def test_snakemake_plans_the_sweeps_and_kl_loras_general_text(tiny_cfg, tmp_path):
+    """Plan only: one finetune per kl.weight and replay_fraction, none for wise_ft, whose evaluations
+    rescale lora's weights by their own beta; kl_lora's finetune jobs read general_text's train split."""
+    cfg = tiny_cfg
+    cfg.update(methods=["lora", "kl_lora", "replay", "wise_ft"], domains=["physics"])
+    cfg["kl"]["weight"] = [1, 10]
+    cfg["baselines"].update(replay_fraction=[0.1, 0.2], wise_ft_beta=[0.25, 0.5])
+    path = tmp_path / "sweeps.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = snakemake(work, path, "-n", "-p")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    finetunes = set(re.findall(r"alr finetune .*--method (\S+)", out))
+    assert finetunes == {"lora", "kl_lora-lambda1", "kl_lora-lambda10", "replay-lambda0.1", "replay-lambda0.2"}
+    evals = {run: scale for scale, run in re.findall(r"--delta-scale (\S+) --run (\S+)", out)}
+    assert {run: evals[run] for run in ("wise_ft-lambda0.25", "wise_ft-lambda0.5", "lora")} == {
+        "wise_ft-lambda0.25": "0.25", "wise_ft-lambda0.5": "0.5", "lora": "1.0"}
+    assert re.search(r"--weights results/tiny-llama/physics/lora/seed0/model --delta-scale 0.25", out)
+    jobs = out.split("\nrule ")
+    kl_jobs = [j for j in jobs if j.startswith("finetune") and "/kl_lora-lambda" in j]
+    other = [j for j in jobs if j.startswith("finetune") and "/kl_lora-lambda" not in j]
+    assert len(kl_jobs) == 2 and all("resources/data/general_text/train.jsonl" in j for j in kl_jobs)
+    assert other and not any("general_text" in j for j in other)

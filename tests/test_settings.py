@@ -22,7 +22,8 @@ from tests.tiny import REPO, Killed, kill_at_step
 # How the code reads a config section besides `[...]["<section>"]["<key>"]`: the variable names it
 # binds the section to. A key counts as read when one of them (or the subscript chain) indexes it.
 READERS = {"importance": ["imp_cfg"], "train": ["train_cfg"], "eval": ["eval_cfg"], "lora": ["lora_cfg"],
-           "data": ["data_cfg", "data"], "fisher": ["f_cfg"], "mas": ["m_cfg"], "regularize": ["reg_cfg"],
+           "data": ["data_cfg", "data"], "fisher": ["f_cfg"], "mas": ["m_cfg"], "kl": ["kl_cfg"],
+           "regularize": ["reg_cfg"],
            "bootstrap": ["boot"], "bigbench": ["bb"], "text": ["text_spec", "spec"], "source": ["source", "src"]}
 _SUB = r"""(?:\[\s*["']{k}["']\s*\]|\.get\(\s*["']{k}["'])"""
 

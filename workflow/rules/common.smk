@@ -9,7 +9,7 @@ from alr.importance.estimators import ESTIMATORS, get_estimator
 from alr.layout import (DATA_DIR, GENERAL_TEXT, base_file, dataset_file, figure_file, importance_file,
                         model_dir as model_path, phase1_adapter, run_dir as run_path, table_file)
 from alr.methods import get_method
-from alr.runs import RUN_PATTERN, all_runs, domain_runs, is_swept, parse_run, run_names
+from alr.runs import RUN_PATTERN, all_runs, domain_runs, is_swept, parse_run, run_config, run_names
 
 try:
     validate_config(config)
@@ -42,7 +42,7 @@ MODEL = config["model"]["name"]
 MODEL_DIR = model_path(MODEL)
 RUN_DIR = run_path("{model}", "{domain}", "{method}", "{seed}")
 IMPORTANCE = importance_file("{model}", "{estimator}")
-RUNS = all_runs(config)  # the tuned methods; one run per value of regularize.lambda when it lists several
+RUNS = all_runs(config)  # the tuned methods; one run per value of a method's strength when it lists several
 ENV = "../../envs/alr.yaml"
 
 
@@ -126,6 +126,11 @@ def phase1_adapter_input(wildcards):
     return [importance_file(wildcards.model, spec.phase1_estimator)] if spec.continues_phase1(config) else []
 
 
+def hook_data_input(wildcards):
+    """The train splits a method's loss hook reads (`Method.hook_data`; kl_lora: general_text)."""
+    return [dataset_file(name, "train") for name in method_of(wildcards).hook_data]
+
+
 def phase_flags(wildcards, input):
     flags = [f"--importance {input.importance}"] if input.importance else []
     init = str(input.init_adapter)  # a one-file list (a Namedlist) or a str
@@ -139,7 +144,8 @@ def weights_input(wildcards):
 
 
 def delta_scale(wildcards):
-    return method_of(wildcards).delta_scale(config)
+    """The run's own scale (`wise_ft-lambda0.25` evaluates lora's delta at beta 0.25)."""
+    return method_of(wildcards).delta_scale(run_config(config, wildcards.method))
 
 
 def run_files(name, runs=None):

@@ -5,6 +5,7 @@ rule finetune:
         train=dataset_file("{domain}", "train"),
         importance=importance_input,
         init_adapter=phase1_adapter_input,
+        hook_data=hook_data_input,
     output:
         weights=directory(f"{RUN_DIR}/model"),
         record=f"{RUN_DIR}/train.json",
