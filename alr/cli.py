@@ -84,9 +84,9 @@ def cmd_evaluate(args, cfg):
     if (args.run is None) != (args.seed is None):
         raise ValueError("--run and --seed go together: the run a tuned model belongs to")
     rec = evaluate(cfg, args.model_dir, args.data_dir, args.domains, args.out, args.weights, args.delta_scale,
-                   args.run, args.seed)
-    log.info("general score %.4f, NLL %.4f; domains %s", rec["general"]["score"], rec["general"]["nll"],
-                 {d: round(v["score"], 4) for d, v in rec["domains"].items()})
+                   args.run, args.seed, args.split)
+    log.info("%s split: general score %s, NLL %.4f; domains %s", args.split, rec["general"].get("score", "-"),
+             rec["general"]["nll"], {d: round(v["score"], 4) for d, v in rec["domains"].items()})
 
 
 def cmd_tasks(args, cfg):
@@ -120,8 +120,22 @@ def cmd_tables(args, cfg):
 
     runs = _runs_from_records(args.evals)
     order = run_order(cfg["methods"], {r["method"] for r in runs})
-    table = write_main_table(args.base_eval, runs, order, cfg["eval"], args.out_prefix, args.data_dir)
-    log.info("wrote %s.{csv,md,tex} (%d rows)", args.out_prefix, len(table))
+    from .io import read_json
+
+    selection = read_json(args.selection) if args.selection else None
+    table = write_main_table(args.base_eval, runs, order, cfg["eval"], args.out_prefix, args.data_dir, selection,
+                             args.efficiency_table)
+    log.info("wrote %s.{csv,md,tex} (%d rows), and forgetting, power, hypervolume, claims beside it",
+             args.out_prefix, len(table))
+
+
+def cmd_select(args, cfg):
+    from .report.selection import select, validation_points, write_selection
+
+    points = validation_points(args.base_valid, args.valid)
+    table = select(points, cfg["eval"]["bootstrap"]["reference"], cfg["selection"]["keep_gain"])
+    record = write_selection(table, args.out_prefix, cfg["eval"]["bootstrap"]["reference"], cfg["selection"]["keep_gain"])
+    log.info("selected %s", record["selected"])
 
 
 def cmd_ablation(args, cfg):
@@ -186,6 +200,7 @@ SECTIONS = {
     "evaluate": lambda a: ("model", "data", "eval"),
     "tasks": lambda a: ("data",),
     "tables": lambda a: ("methods", "eval"),
+    "select": lambda a: ("eval", "selection"),
 }
 
 
@@ -261,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--delta-scale", type=float, default=1.0, help="scale the adapter's update (WiSE-FT beta; needs --weights)")
     s.add_argument("--run", help="the run the weights belong to (a method or <method>-lambda<value>), recorded in eval.json")
     s.add_argument("--seed", type=int, help="the run's seed, recorded in eval.json (with --run)")
+    s.add_argument("--split", choices=["test", "valid"], default="test",
+                   help="valid: the domains' valid items and the general text's valid texts (strength selection)")
     threads(s)
 
     s = add("tasks", cmd_tasks, "write the lm-eval task YAMLs (use with `lm_eval --include_path`)")
@@ -271,8 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base-eval", required=True, help="the base model's eval.json (results/<m>/base/eval.json)")
     s.add_argument("--evals", nargs="*", default=[], help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)")
     s.add_argument("--data-dir", help=dirs["--data-dir"] + "; adds the model-free lexical and majority rows")
+    s.add_argument("--selection", help="selection.json (`alr select`): the run each swept method stands for in the claims")
+    s.add_argument("--efficiency-table", help="efficiency.csv: the speed and storage claims")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv, .md and .tex; "
-                   "forgetting.* and power.* beside it)")
+                   "forgetting, power, hypervolume and claims beside it)")
+
+    s = add("select", cmd_select, "select each swept method's strength on the validation split")
+    s.add_argument("--base-valid", required=True, help="the base model's valid.json (`alr evaluate --split valid`)")
+    s.add_argument("--valid", nargs="+", required=True, help="valid.json of every swept run and of the reference")
+    s.add_argument("--out-prefix", required=True, help="e.g. results/tables/selection (.csv, .md, .tex, .json)")
 
     s = add("ablation", cmd_ablation, "ablation table (lora, alr_no_element, alr_no_layer, alr) from main.csv",
             config=False)

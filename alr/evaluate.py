@@ -240,9 +240,14 @@ def nll_summary(items: list[dict]) -> dict:
 
 def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: list[str], out_path: str | Path,
              weights_dir: str | Path | None = None, delta_scale: float = 1.0, run: str | None = None,
-             seed: int | None = None) -> dict:
+             seed: int | None = None, split: str = "test") -> dict:
     """Score the base model, or tuned `weights_dir`; `run` and `seed` name the run it belongs to
-    (recorded, so the tables never parse paths; a run is evaluated on its one domain)."""
+    (recorded, so the tables never parse paths; a run is evaluated on its one domain).
+
+    `split` "valid": the domains' valid items and the general text's valid texts only (no general
+    tasks, no phase-1 text), for strength selection, which must never see a test item."""
+    if split not in ("test", "valid"):
+        raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     eval_cfg, data_dir = cfg["eval"], Path(data_dir)
     if run is not None:
         from .runs import parse_run
@@ -250,7 +255,7 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
         if len(domains) != 1:
             raise ValueError(f"a run is evaluated on its own domain; got --domains {' '.join(domains)}")
         identity = {"domain": domains[0], "method": parse_run(run)[0], "run": run, "seed": seed}
-    general = list(cfg["data"]["general"]["tasks"])
+    general = list(cfg["data"]["general"]["tasks"]) if split == "test" else []
     unknown = unknown_domains(cfg["data"]["domains"], domains, "--domains")
     if unknown:
         raise ConfigError(unknown[0])
@@ -258,15 +263,17 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
         raise ValueError("--delta-scale scales tuned weights; without --weights (the base model) it would do nothing")
     lm_eval_tasks = datasets(cfg["data"], built=False)
     builtin = {d: lm_eval_tasks[d] for d in general + list(domains) if d in lm_eval_tasks}
-    files = {d: data_dir / d / "test.jsonl" for d in general + list(domains) if d not in builtin}
-    for path in files.values():  # a bad test split is refused before the model loads
+    if split == "valid" and builtin:
+        raise ValueError(f"{sorted(builtin)}: built-in lm-eval tasks have no valid split of ours")
+    files = {d: data_dir / d / f"{split}.jsonl" for d in general + list(domains) if d not in builtin}
+    for path in files.values():  # a bad split is refused before the model loads
         read_records(path, "mc")
     check_model_dir(model_dir)
     if weights_dir is not None and not Path(weights_dir).is_dir():
         raise FileNotFoundError(f"tuned weights {weights_dir} do not exist; build them with `alr finetune`")
-    held_out = read_records(data_dir / GENERAL_TEXT / "test.jsonl", "text")
+    held_out = read_records(data_dir / GENERAL_TEXT / f"{split}.jsonl", "text")
     # the authors' protocol: the text phase 1 tuned on (its first records), labelled as overlapping
-    phase1 = read_records(data_dir / GENERAL_TEXT / "train.jsonl", "text")[:eval_cfg["phase1_texts"]]
+    phase1 = read_records(data_dir / GENERAL_TEXT / "train.jsonl", "text")[:eval_cfg["phase1_texts"]] if general else []
     if eval_cfg["limit"]:
         held_out, phase1 = held_out[:eval_cfg["limit"]], phase1[:eval_cfg["limit"]]
     model, tok = load_tuned(model_dir, weights_dir, cfg["model"]["dtype"], delta_scale)
@@ -285,7 +292,8 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
         t["score"] = t[t["metric"]]
         t["stderr"] = t[f"{t['metric']}_stderr"]
     domain_scores = {d: {"score": tasks[d]["score"], "stderr": tasks[d]["stderr"]} for d in domains}
-    general_stderr = math.sqrt(sum(tasks[t]["stderr"] ** 2 for t in general)) / len(general)
+    general_score = {"score": sum(tasks[t]["score"] for t in general) / len(general),
+                     "stderr": math.sqrt(sum(tasks[t]["stderr"] ** 2 for t in general)) / len(general)} if general else {}
     import lm_eval
 
     write_jsonl(items_path(out_path), items + text_items + overlap_items, compress=True)
@@ -294,9 +302,10 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
         "weights": str(weights_dir) if weights_dir else None,
         "delta_scale": delta_scale,
         "tasks": tasks,
-        "general": {"score": sum(tasks[t]["score"] for t in general) / len(general), "stderr": general_stderr,
-                    "tasks": general, **nll_summary(text_items),
-                    "phase1_text": {k: v for k, v in nll_summary(overlap_items).items() if k != "sources"}},
+        "split": split,
+        "general": {**general_score, "tasks": general, **nll_summary(text_items),
+                    **({"phase1_text": {k: v for k, v in nll_summary(overlap_items).items() if k != "sources"}}
+                       if overlap_items else {})},
         "domain": {"name": domains[0], **domain_scores[domains[0]]} if len(domains) == 1 else None,
         "domains": domain_scores,
         "items": items_path(out_path).name,

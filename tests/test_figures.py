@@ -25,21 +25,26 @@ def test_tradeoff_and_sweep_figures(tmp_path):
     assert fig.get_size_inches()[0] == pytest.approx(figures.PAGE_IN)
     _check_written(figures.save_figure(fig, tmp_path / "tradeoff"))
     fig = figures.lambda_sweep(pd.read_csv(main))
-    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label() in ("alr", "alr_no_layer")]
+    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label().split(" (HV")[0] in ("alr", "alr_no_layer")]
     assert [len(ln.get_xdata()) for ln in lines] == [3, 3]  # one point per lambda, joined in lambda order
     _check_written(figures.save_figure(fig, tmp_path / "sweep"))
     with pytest.raises(ValueError, match="no lambda sweep"):
         figures.lambda_sweep(main_table(["lora", "alr"]))
 
 
-def test_pareto_marks_only_non_dominated_runs():
+def test_pareto_front_and_hypervolume_per_method():
+    """alr's two points are both on its front (dashed staircase); lora's single point, forgetting the
+    most, dominates nothing inside the box: hypervolume 0. alr: (0.01 x 2 + 0.04 x 12 points) over the
+    box 0.05 x 12 points = 0.83."""
     main = main_table(["lora", "alr-lambda1", "alr-lambda2"])
     main.loc[main.method == "lora", ["forgetting", "domain_gain"]] = [0.05, 0.10]
-    main.loc[main.method == "alr-lambda1", ["forgetting", "domain_gain"]] = [0.01, 0.12]  # dominates lora
+    main.loc[main.method == "alr-lambda1", ["forgetting", "domain_gain"]] = [0.01, 0.12]
     main.loc[main.method == "alr-lambda2", ["forgetting", "domain_gain"]] = [0.00, 0.02]
     fig = figures.lambda_sweep(main)
-    ringed = fig.axes[0].collections[0].get_offsets()
-    assert sorted(map(tuple, np.round(np.asarray(ringed), 6))) == [(0.0, 2.0), (1.0, 12.0)]
+    labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
+    assert "alr (HV 0.83)" in labels and "lora (HV 0.00)" in labels
+    front = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "--"]
+    assert len(front) == 1 and list(front[0].get_xdata()) == [0.0, 0.01] and list(front[0].get_ydata()) == [2.0, 12.0]
 
 
 def test_heatmap_values_are_base_minus_run(tmp_path):

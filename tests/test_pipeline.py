@@ -262,24 +262,68 @@ def test_builtin_group_cannot_take_local_files():
 
 
 def test_lambda_sweep_and_seeds_expand_into_runs(tiny_cfg, tmp_path):
-    """Plan only: a lambda list gives <method>-lambda<value> runs (lora keeps its path), seeds multiply them,
-    and the sweep figure joins the targets."""
+    """Plan only: a lambda list gives <method>-lambda<value> runs (lora keeps its path), seeds multiply them
+    (`selection.sweep_seeds: all`), and the sweep figure joins the targets; with `first`, only the first
+    seed of each strength is planned before the selection checkpoint."""
     sweep = tiny_cfg
     sweep["regularize"]["lambda"] = [0.5, 2]
     sweep["seeds"] = [0, 1]
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(sweep))
-    work = tmp_path / "sweepwork"
-    work.mkdir()
-    listed = snakemake(work, path, "--summary")
-    assert listed.returncode == 0, listed.stderr[-3000:]
-    planned = {line.split("\t")[0] for line in listed.stdout.splitlines()}
-    runs = {p for p in planned if p.endswith("/train.json")}
+    planned = {}
+    for mode in ("all", "first"):
+        sweep["selection"]["sweep_seeds"] = mode
+        path = tmp_path / f"sweep-{mode}.yaml"
+        path.write_text(yaml.safe_dump(sweep))
+        work = tmp_path / f"sweepwork-{mode}"
+        work.mkdir()
+        listed = snakemake(work, path, "--summary")
+        assert listed.returncode == 0, listed.stderr[-3000:]
+        planned[mode] = {line.split("\t")[0] for line in listed.stdout.splitlines()}
+    runs = {p for p in planned["all"] if p.endswith("/train.json")}
     expected = {f"results/tiny-llama/{d}/{m}/seed{s}/train.json" for d in ("physics", "medical")
                 for m in ("lora", "alr-lambda0.5", "alr-lambda2") for s in (0, 1)}
     assert expected <= runs, sorted(runs)[:10]
     assert not any("/alr/" in r for r in runs)
-    assert "results/figures/lambda_sweep.png" in planned
+    assert "results/figures/lambda_sweep.png" in planned["all"]
+    first = {p for p in planned["first"] if p.endswith("/train.json")}
+    assert {f"results/tiny-llama/physics/alr-lambda{v}/seed0/train.json" for v in ("0.5", "2")} <= first
+    assert not any("alr-lambda" in p and "/seed1/" in p for p in first)  # decided by the select checkpoint
+    assert "results/tables/selection.json" in planned["first"]
+
+
+@pytest.mark.slow
+def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg, tmp_path):
+    """A real sweep: every strength on seed 0 and the validation split, `select` (a checkpoint) picks one
+    per domain, that strength alone runs on seed 1 too; the claims name the selected run. Selection reads
+    no test file: after the run, every test evaluation is replaced by garbage and `alr select` on the
+    same inputs gives the same choice."""
+    cfg = tiny_cfg
+    cfg.update(methods=["lora", "alr"], seeds=[0, 1])
+    cfg["regularize"]["lambda"] = [0.5, 50]
+    path = tmp_path / "select.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = snakemake(work, path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    chosen = read_json(work / "results" / "tables" / "selection.json")["selected"]
+    assert set(chosen) == {"physics", "medical"}
+    runs = work / "results" / "tiny-llama"
+    for domain, methods in chosen.items():
+        for lam in ("0.5", "50"):
+            seeds = {p.parent.name for p in (runs / domain / f"alr-lambda{lam}").glob("seed*/eval.json")}
+            assert seeds == ({"seed0", "seed1"} if methods["alr"] == f"alr-lambda{lam}" else {"seed0"}), (domain, lam)
+            assert (runs / domain / f"alr-lambda{lam}" / "seed0" / "valid.json").exists()
+    claims = pd.read_csv(work / "results" / "tables" / "claims.csv")
+    row = claims[(claims.claim == "alr_vs_lora") & (claims.domain == "physics")].iloc[0]
+    assert row.a == chosen["physics"]["alr"] and row.verdict in ("supported", "contradicted", "undecided at this power")
+    selection = pd.read_csv(work / "results" / "tables" / "selection.csv")
+    for p in runs.glob("*/*/seed*/eval*"):  # test evaluations become unreadable
+        p.write_bytes(b"not json")
+    valid = sorted(str(p) for p in runs.glob("*/*/seed0/valid.json") if "/base/" not in str(p))
+    assert main(["select", "--config", str(path), "--base-valid", str(runs / "base" / "valid.json"), "--valid", *valid,
+                 "--out-prefix", str(tmp_path / "again")]) == 0
+    assert read_json(tmp_path / "again.json")["selected"] == chosen
+    assert pd.read_csv(tmp_path / "again.csv").equals(selection)
 
 
 def test_slurm_profile_plans(tiny_config_file, tmp_path):

@@ -9,7 +9,7 @@
 | `efficiency` | importance time and storage (log scale) against the EWC-LoRA Fisher; step time per method | efficiency.csv |
 | `layer_coefficients` | the layer coefficients alpha_l per layer and module type | train.json files |
 | `importance` | the distribution of SI importance per layer and module type (log scale) | si.safetensors |
-| `lambda_sweep` | domain gain against forgetting over the lambda values of a sweep | main.csv |
+| `lambda_sweep` | the Pareto figure: domain gain against forgetting for every sweep point, each method's front and hypervolume | main.csv |
 
 Sizes: one paper column is 3.3 in wide, a two-column figure 6.9 in; text is 7 pt. Scores are in
 points (accuracy x 100), NLLs in nats. Error bars: the 95% CIs of the main table (bootstrap over
@@ -282,38 +282,44 @@ def importance(tensors: dict[str, np.ndarray], estimator: str = "si"):
 
 
 def lambda_sweep(main: pd.DataFrame):
-    """(f) forgetting (x) against domain gain (y) for every lambda of a sweep, one line per method in
-    lambda order; ringed points are Pareto-optimal (no run forgets less and gains more); star: lora."""
+    """(f) The Pareto figure: forgetting (x, general NLL rise) against domain gain (y) for every point
+    of every sweep, each method's points joined in strength order, its own Pareto front drawn as a
+    dashed staircase, its hypervolume (normalised, alr.report.selection) in the legend; star: lora."""
+    from .selection import hypervolumes, pareto_mask
+
     df = _model_rows(main)
     parsed = df.method.map(parse_run)
     df["base_method"], df["lam"] = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
     swept = df[df.lam.notna()]
     if swept.base_method.nunique() == 0 or swept.groupby("base_method").lam.nunique().max() < 2:
         raise ValueError("the main table holds no lambda sweep (give a method's strength, e.g. regularize.lambda, as a list of values)")
-    methods = list(dict.fromkeys(swept.base_method))
+    hv = hypervolumes(main).set_index(["domain", "method"]).hypervolume_norm
+    methods = list(dict.fromkeys(df.base_method))
     colours = _colours(methods)
     domains = list(dict.fromkeys(df.domain))
     with plt.rc_context(STYLE):
         fig, axes = _panels(len(domains))
         for ax, domain in zip(axes, domains):
             rows = df[df.domain == domain]
-            x, y = rows.forgetting.to_numpy(float), 100 * rows.domain_gain.to_numpy(float)
-            pareto = [not ((x <= xi) & (y >= yi) & ((x < xi) | (y > yi))).any() for xi, yi in zip(x, y)]
             for i, method in enumerate(methods):
-                s = rows[rows.base_method == method].sort_values("lam")
-                ax.plot(s.forgetting, 100 * s.domain_gain, marker=MARKERS[i % len(MARKERS)], lw=0.8,
-                        color=colours[method], label=method)
-                for r in s.itertuples():
+                s = rows[rows.base_method == method].sort_values("lam", na_position="first")
+                if s.empty:
+                    continue
+                label = f"{method} (HV {hv.get((domain, method), np.nan):.2f})"
+                ax.plot(s.forgetting, 100 * s.domain_gain, marker=MARKERS[i % len(MARKERS)], lw=0.6 if len(s) > 1 else 0,
+                        color=colours[method], label=label)
+                front = s[pareto_mask(s.forgetting.to_numpy(float), s.domain_gain.to_numpy(float))].sort_values("forgetting")
+                if len(front) > 1:
+                    ax.step(front.forgetting, 100 * front.domain_gain, where="post", ls="--", lw=0.6, color=colours[method])
+                for r in s[s.lam.notna()].itertuples():
                     ax.annotate(format_lambda(r.lam), (r.forgetting, 100 * r.domain_gain), fontsize=5,
                                 xytext=(2, 2), textcoords="offset points")
-            ax.scatter(x[pareto], y[pareto], s=40, facecolors="none", edgecolors="black", lw=0.6,
-                       label="Pareto-optimal")
             lora = rows[rows.method == PLAIN]
             if not lora.empty:
                 ax.plot(lora.forgetting, 100 * lora.domain_gain, "*", color="black", ms=6, label=PLAIN)
             ax.set_title(domain)
             ax.set_xlabel("forgetting: general NLL rise (nats; lower is better)")
-        axes[0].set_ylabel("domain gain (points)")
+        axes[0].set_ylabel("domain accuracy gain (points)")
         _legend_below(fig, axes)
     return fig
 

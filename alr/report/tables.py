@@ -156,15 +156,46 @@ def baseline_rows(data_dir: str | Path, domain: str, metric_items: list[str]) ->
     return rows
 
 
+def _groups(runs: list[dict]) -> dict[tuple[str, str], list[_Run]]:
+    """{(domain, run name): its evaluated seeds}."""
+    groups: dict[tuple[str, str], list[_Run]] = {}
+    for r in runs:
+        groups.setdefault((r["domain"], r["method"]), []).append(_Run(r["eval"]))
+    return groups
+
+
+def claim_comparisons(runs: list[dict], eval_cfg: dict, selection: dict | None = None) -> pd.DataFrame:
+    """For each (a, b) of the claims (alr.report.claims.COMPARISONS) and each domain where both ran:
+    (a - b) of the forgetting and of the domain accuracy with their CIs. A swept method stands for its
+    selected run (`selection`: {domain: {method: run}})."""
+    from .claims import COMPARISONS
+
+    groups, boot = _groups(runs), eval_cfg["bootstrap"]
+    chosen = (selection or {}).get("selected", {})
+    out = []
+    for domain in sorted({d for d, _ in groups}):
+        def run_of(method):
+            return chosen.get(domain, {}).get(method, method)
+
+        for a, b in COMPARISONS:
+            ra, rb = run_of(a), run_of(b)
+            if (domain, ra) not in groups or (domain, rb) not in groups:
+                continue
+            for measure in ("forgetting", "domain_gain"):
+                c = compare(groups[(domain, ra)], groups[(domain, rb)], measure, domain, boot)
+                out.append({"domain": domain, "a": a, "b": b, "run_a": ra, "run_b": rb, "measure": measure,
+                            "seeds_a": len(groups[(domain, ra)]), "seeds_b": len(groups[(domain, rb)]), **c})
+    return pd.DataFrame(out, columns=["domain", "a", "b", "run_a", "run_b", "measure", "seeds_a", "seeds_b",
+                                      "d", "lo", "hi", "se"])
+
+
 def summarise(base_eval: str | Path, runs: list[dict], method_order: list[str], eval_cfg: dict,
               data_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(main table, per-source forgetting table). `runs`: [{"domain", "method", "seed", "eval"}]."""
     base = [_Run(base_eval)]
     boot = eval_cfg["bootstrap"]
     reference = boot["reference"]
-    groups: dict[tuple[str, str], list[_Run]] = {}
-    for r in runs:
-        groups.setdefault((r["domain"], r["method"]), []).append(_Run(r["eval"]))
+    groups = _groups(runs)
     rows, sources = [], []
     for domain in sorted({d for d, _ in groups}):
         if domain not in base[0].eval["domains"]:
@@ -308,12 +339,19 @@ def write_table(numeric: pd.DataFrame, view: pd.DataFrame, note: str, out_prefix
 
 
 def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list[str], eval_cfg: dict,
-                     out_prefix: str | Path, data_dir: str | Path | None = None) -> pd.DataFrame:
-    """main.{csv,md,tex}, and beside it forgetting.* (per source) and power.* (MDE)."""
+                     out_prefix: str | Path, data_dir: str | Path | None = None, selection: dict | None = None,
+                     efficiency_csv: str | Path | None = None) -> pd.DataFrame:
+    """main.{csv,md,tex}, and beside it forgetting.* (per source), power.* (MDE), hypervolume.* and
+    claims.* (the scorecard)."""
+    from .claims import scorecard, write_claims
+    from .selection import write_hypervolume
+
     table, sources = summarise(base_eval, runs, method_order, eval_cfg, data_dir)
     write_table(table, *main_view(table), out_prefix)
     folder = Path(out_prefix).parent
     write_table(sources, *forgetting_view(sources), folder / "forgetting")
     power = power_table(table, eval_cfg["bootstrap"]["reference"])
     write_table(power, *power_view(power), folder / "power")
+    write_hypervolume(table, folder / "hypervolume")
+    write_claims(scorecard(claim_comparisons(runs, eval_cfg, selection), efficiency_csv), folder / "claims")
     return table

@@ -5,6 +5,7 @@ import sys
 
 from alr.config import ConfigError, dataset_splits, datasets, section, user_files, validate_config
 from alr.hub import hub_assets
+from alr.io import read_json
 from alr.importance.estimators import ESTIMATORS, get_estimator
 from alr.layout import (DATA_DIR, GENERAL_TEXT, base_file, dataset_file, figure_file, importance_file,
                         model_dir as model_path, phase1_adapter, run_dir as run_path, table_file)
@@ -148,9 +149,47 @@ def delta_scale(wildcards):
     return method_of(wildcards).delta_scale(run_config(config, wildcards.method))
 
 
-def run_files(name, runs=None):
-    """`name` in every run directory of the config (domain x run x seed, honouring method_domains)."""
-    return [os.path.join(run_path(MODEL, d, r, s), name) for d, r in domain_runs(config, runs) for s in config["seeds"]]
+def swept(run):
+    return is_swept(parse_run(run)[0], config)
+
+
+def sweep_seeds():
+    """The seeds every strength of a sweep runs on (`selection.sweep_seeds`)."""
+    return config["seeds"] if config["selection"]["sweep_seeds"] == "all" else config["seeds"][:1]
+
+
+def selected_runs():
+    """(domain, run) of each swept method's selected strength: reads the `select` checkpoint, so only
+    input functions may call it (Snakemake re-plans once selection.json exists)."""
+    chosen = read_json(checkpoints.select.get().output.json)["selected"]
+    return [(d, run) for d, methods in chosen.items() for run in methods.values()]
+
+
+def run_files(name, runs=None, selected=True):
+    """`name` in every run directory of the config (domain x run x seed, honouring method_domains): a
+    swept run on `sweep_seeds()`, then (`selected`, input functions only) the selected strength on
+    the other seeds too."""
+    pairs = domain_runs(config, runs)
+    out = [os.path.join(run_path(MODEL, d, r, s), name) for d, r in pairs
+           for s in (sweep_seeds() if swept(r) else config["seeds"])]
+    rest = [s for s in config["seeds"] if s not in sweep_seeds()]
+    if selected and rest and any(swept(r) for _, r in pairs):
+        out += [os.path.join(run_path(MODEL, d, r, s), name) for d, r in selected_runs() if (d, r) in pairs
+                for s in rest]
+    return out
+
+
+def selection_valid_files(name="valid.json"):
+    """What strength selection reads: the swept runs and the reference, on the sweep seeds, validated."""
+    reference = config["eval"]["bootstrap"]["reference"]
+    pairs = [(d, r) for d, r in domain_runs(config) if swept(r)]
+    pairs += [(d, reference) for d in sorted({d for d, _ in pairs})]
+    return [os.path.join(run_path(MODEL, d, r, s), name) for d, r in pairs for s in sweep_seeds()]
+
+
+def selection_json():
+    """selection.json when a method is swept (the claims read the selected strength)."""
+    return [table_file("selection", "json")] if any(swept(r) for r in RUNS) else []
 
 
 def efficiency_train_records():
@@ -184,7 +223,7 @@ def coefficient_runs():
     """train.json of the LoRA runs whose layer coefficients come from `regularize.layer_coef`."""
     methods = [m for m in config["methods"] if get_method(m).regularised and get_method(m).adapter == "lora"
                and get_method(m).layer_coef == "config"]
-    return run_files("train.json", [r for m in methods for r in run_names(m, config)])
+    return run_files("train.json", [r for m in methods for r in run_names(m, config)], selected=False)
 
 
 def figure_names():
@@ -207,7 +246,7 @@ def figure_input(wildcards):
     if name == "efficiency":
         return {"efficiency_table": table_file("efficiency", "csv")}
     if name == "forgetting_heatmap":
-        return {"base_eval": base_file(MODEL, "eval.json"), "evals": run_evals()}
+        return {"base_eval": base_file(MODEL, "eval.json"), "evals": run_evals()}  # an input function: may read select
     if name == "layer_coefficients":
         return {"train_records": coefficient_runs()}
     if name == "importance":

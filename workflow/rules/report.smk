@@ -1,34 +1,63 @@
+checkpoint select:
+    """Each swept method's strength, chosen on the validation split (alr/report/selection.py); the
+    chosen run then runs on every seed (`run_files(..., selected=True)` reads this checkpoint)."""
+    input:
+        base=base_file(MODEL, "valid.json"),
+        valid=selection_valid_files(),
+        valid_items=selection_valid_files("valid_items.jsonl.gz"),
+    output:
+        json=table_file("selection", "json"),
+        tables=multiext(table_file("selection", ""), "csv", "md", "tex"),
+    log:
+        "logs/select.log",
+    params:
+        cfg=config_json("eval", "selection"),
+        prefix=lambda wildcards, output: os.path.splitext(output.json)[0],
+    threads: 1
+    conda:
+        ENV
+    shell:
+        "alr select --config {params.cfg:q} --base-valid {input.base} --valid {input.valid}"
+        " --out-prefix {params.prefix} > {log} 2>&1"
+
+
 rule tables:
     input:
         base=base_file(MODEL, "eval.json"),
         base_items=base_file(MODEL, "eval_items.jsonl.gz"),
-        evals=run_evals(),
-        eval_items=run_items(),  # read beside each eval.json for the paired statistics
+        evals=lambda wildcards: run_evals(),
+        eval_items=lambda wildcards: run_items(),  # read beside each eval.json for the paired statistics
         data_manifest=f"{DATA_DIR}/manifest.json",  # the lexical and majority rows read the domains' splits
+        efficiency=table_file("efficiency", "csv"),  # the speed and storage claims
+        selection=selection_json(),
     output:
         csv=report(table_file("main", "csv"), caption="../report/main.rst", category="Tables", labels={"table": "main"}),
         md=table_file("main", "md"),
         tex=table_file("main", "tex"),
         forgetting=multiext(table_file("forgetting", ""), "csv", "md", "tex"),
         power=multiext(table_file("power", ""), "csv", "md", "tex"),
+        hypervolume=multiext(table_file("hypervolume", ""), "csv", "md", "tex"),
+        claims=multiext(table_file("claims", ""), "csv", "md", "tex"),
     log:
         "logs/tables.log",
     params:
         cfg=config_json("methods", "eval"),
         prefix=table_prefix,
         data_dir=data_dir,
+        selection=lambda wildcards, input: f"--selection {input.selection}" if input.selection else "",
     threads: 1
     conda:
         ENV
     shell:
         "alr tables --config {params.cfg:q} --base-eval {input.base} --evals {input.evals}"
-        " --data-dir {params.data_dir} --out-prefix {params.prefix} > {log} 2>&1"
+        " --data-dir {params.data_dir} --efficiency-table {input.efficiency} {params.selection}"
+        " --out-prefix {params.prefix} > {log} 2>&1"
 
 
 rule efficiency:
     input:
         sidecars=efficiency_sidecars(),
-        train=efficiency_train_records(),
+        train=lambda wildcards: efficiency_train_records(),
     output:
         csv=report(table_file("efficiency", "csv"), caption="../report/efficiency.rst", category="Tables",
                    labels={"table": "efficiency"}),
