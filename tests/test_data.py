@@ -44,15 +44,21 @@ def test_train_valid_and_test_never_share_a_question(built):
 
 def test_general_data_consumers_never_read_an_evaluated_text(built):
     """Content-hash disjointness: every text a general-data consumer reads (phase 1, Fisher and MAS
-    through `_general_text`, replay through `_train_files`) is in no evaluation set: not the general
-    NLL's test texts, not the selection's valid texts, not any test or valid item of a task."""
+    through `_general_text`, replay through `_train_files`, kl_lora through `general_features`) is in
+    no evaluation set: not the general NLL's test texts, not the selection's valid texts, not any test
+    or valid item of a task."""
     from alr.finetune import _train_files
     from alr.general_text import content_key
     from alr.importance.record import _general_text
+    from alr.kl import general_features
+
+    def byte_tokenizer(text, add_special_tokens=False):  # tokens that decode back to the text itself
+        return {"input_ids": list(text.encode())}
 
     cfg, out, _ = built
-    consumed = [r["text"] for r in _general_text(out, 10_000)]
-    consumed += [r["text"] for r in read_records(_train_files(out, "physics", replay=True)[1], "text")]
+    consumed = [r["text"] for r in _general_text(out, 10_000)]  # phase-1 SI, the Fisher, MAS
+    consumed += [r["text"] for r in read_records(_train_files(out, "physics", replay=True)[1], "text")]  # replay
+    consumed += [bytes(ids).decode() for ids in general_features(out, byte_tokenizer, 10_000, 10**6)]  # kl_lora
     consumed_keys = {content_key(t) for t in consumed}
     assert len(consumed_keys) == len(read_records(out / "general_text" / "train.jsonl"))
     evaluated = [r["text"] for split in ("test", "valid") for r in read_records(out / "general_text" / f"{split}.jsonl")]

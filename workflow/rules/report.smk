@@ -35,9 +35,13 @@ rule tables:
         md=table_file("main", "md"),
         tex=table_file("main", "tex"),
         forgetting=multiext(table_file("forgetting", ""), "csv", "md", "tex"),
-        power=multiext(table_file("power", ""), "csv", "md", "tex"),
+        power_csv=report(table_file("power", "csv"), caption="../report/power.rst", category="Tables",
+                         labels={"table": "power"}),
+        power=multiext(table_file("power", ""), "md", "tex"),
         hypervolume=multiext(table_file("hypervolume", ""), "csv", "md", "tex"),
-        claims=multiext(table_file("claims", ""), "csv", "md", "tex"),
+        claims_csv=report(table_file("claims", "csv"), caption="../report/claims.rst", category="Tables",
+                          labels={"table": "claims"}),
+        claims=multiext(table_file("claims", ""), "md", "tex"),
     log:
         "logs/tables.log",
     params:
