@@ -14,7 +14,7 @@ from alr.cli import main
 from alr.evaluate import PHASE1_TEXT, text_task
 from alr.io import read_json
 from alr.report.stats import read_items
-from tests.tiny import REPO, snakemake
+from tests.tiny import REPO, snakemake, snakemake_on
 
 
 @pytest.fixture(scope="module")
@@ -299,12 +299,7 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     cfg = tiny_cfg
     cfg.update(methods=["lora", "alr"], seeds=[0, 1])
     cfg["regularize"]["lambda"] = [0.5, 50]
-    path = tmp_path / "select.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    work = tmp_path / "work"
-    work.mkdir()
-    proc = snakemake(work, path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _, work, path = snakemake_on(tmp_path, cfg, "select")
     chosen = read_json(work / "results" / "tables" / "selection.json")["selected"]
     assert set(chosen) == {"physics", "medical"}
     runs = work / "results" / "tiny-llama"
@@ -343,13 +338,7 @@ def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_pa
     official = yaml.safe_load((REPO / "config" / "hlora-official.yaml").read_text())
     cfg.update(methods=official["methods"] + ["lora_phase1"], method_domains={})
     cfg["fisher"]["lambda"] = [0.5, 50]
-    path = tmp_path / "official.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    work = tmp_path / "officialwork"
-    work.mkdir()
-    proc = snakemake(work, path, "-n", "-p")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
+    out = snakemake_on(tmp_path, cfg, "official", "-n", "-p")[0].out
     commands = {}
     for line in out.splitlines():
         if "alr finetune" in line and f"--domain {cfg['domains'][0]}" in line:

@@ -2,11 +2,10 @@
 import re
 
 import pytest
-import yaml
 
 from alr.methods import get_method
 from alr.runs import all_runs, parse_run, run_config, run_order
-from tests.tiny import snakemake
+from tests.tiny import snakemake_on
 
 
 def test_run_names_for_sweeps():
@@ -77,13 +76,7 @@ def test_snakemake_plans_the_sweeps_and_kl_loras_general_text(tiny_cfg, tmp_path
     cfg.update(methods=["lora", "kl_lora", "replay", "wise_ft"], domains=["physics"])
     cfg["kl"]["weight"] = [1, 10]
     cfg["baselines"].update(replay_fraction=[0.1, 0.2], wise_ft_beta=[0.25, 0.5])
-    path = tmp_path / "sweeps.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    work = tmp_path / "work"
-    work.mkdir()
-    proc = snakemake(work, path, "-n", "-p")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
+    out = snakemake_on(tmp_path, cfg, "sweeps", "-n", "-p")[0].out
     finetunes = set(re.findall(r"alr finetune .*--method (\S+)", out))
     assert finetunes == {"lora", "kl_lora-lambda1", "kl_lora-lambda10", "replay-lambda0.1", "replay-lambda0.2"}
     evals = {run: scale for scale, run in re.findall(r"--delta-scale (\S+) --run (\S+)", out)}

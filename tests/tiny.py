@@ -156,6 +156,19 @@ def snakemake(work: Path, cfg_path: Path, *extra: str, wait: bool = True, timeou
     return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
+def snakemake_on(tmp_path: Path, cfg: dict, name: str, *extra: str):
+    """Write `cfg` to `<name>.yaml`, run `snakemake` (above) in a fresh `<name>-work/`, require success;
+    returns (the completed process with stdout and stderr joined in `.out`, the work dir, the config path)."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    work = tmp_path / f"{name}-work"
+    work.mkdir()
+    proc = snakemake(work, path, *extra)
+    proc.out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.out[-3000:]
+    return proc, work, path
+
+
 class Killed(BaseException):
     """Stands in for SIGKILL inside one process: not an Exception, so nothing catches it."""
 
