@@ -74,9 +74,9 @@ def _weights(items: dict, task: str) -> dict[str, float]:
 
 
 def _scores(runs: list[_Run], measure: str, domain: str) -> tuple[Scores, int]:
-    """[seeds x items] values of a measure, oriented so that higher means "more of it" as named in
-    VS_BASE (NLLs are negated for the gains, kept for the forgetting), and the sign that turns a
-    difference of these into the tabled quantity."""
+    """The [seeds x items] values a measure is computed from (text NLLs, correctness, gold NLLs, or
+    correctness weighted to balanced accuracy), and the sign that turns a difference (a - b) of their
+    means into the measure as VS_BASE names it (a loss or a fall: -1)."""
     first = runs[0].eval
     items = [r.items for r in runs]
     if measure == "forgetting":
@@ -218,8 +218,8 @@ def summarise(base_eval: str | Path, runs: list[dict], method_order: list[str], 
                     row.update({f"d_{key}": c["d"], f"d_{key}_lo": c["lo"], f"d_{key}_hi": c["hi"],
                                 f"better_{key}": s["better"], f"worse_{key}": s["worse"], f"p_{key}": s["p"]})
             rows.append(row)
+            (sa, _), (sb, _) = _scores(mine, "forgetting", domain), _scores(base, "forgetting", domain)
             for task in mine[0].text_tasks():
-                (sa, _), (sb, _) = _scores(mine, "forgetting", domain), _scores(base, "forgetting", domain)
                 ci = paired_bootstrap({task: sa[task]}, {task: sb[task]}, boot["samples"], boot["seed"])
                 sources.append({"domain": domain, "method": method, "source": task.removeprefix("text:"),
                                 "nll": float(sa[task][1].mean()), "forgetting": ci["diff"], "lo": ci["lo"], "hi": ci["hi"]})
