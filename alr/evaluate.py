@@ -158,12 +158,17 @@ def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit:
 
 
 def _gold(sample: dict) -> dict:
-    """The gold answer of a multiple-choice sample and its NLL (minus its summed log-likelihood, nats):
-    a continuous domain measure beside accuracy, and the answer class of the prior-robust score."""
+    """The gold answer of a multiple-choice sample (the answer class of the prior-robust score), its
+    NLL (minus its summed log-likelihood, nats), and its NLL among the choices (minus the log of its
+    softmax over the choices' summed log-likelihoods): continuous domain measures beside accuracy.
+    The second ignores what raises every choice alike, such as learning the answers' vocabulary."""
     target, resps = sample.get("target"), sample.get("filtered_resps")
     if not isinstance(target, int) or not isinstance(resps, list) or not 0 <= target < len(resps):
         return {}
-    return {"gold": sample["arguments"][target][1].strip(), "gold_nll": -float(resps[target][0])}
+    ll = [float(r[0]) for r in resps]
+    top = max(ll)
+    log_norm = top + math.log(sum(math.exp(x - top) for x in ll))
+    return {"gold": sample["arguments"][target][1].strip(), "gold_nll": -ll[target], "choice_nll": log_norm - ll[target]}
 
 
 def items_path(eval_path: str | Path) -> Path:

@@ -35,7 +35,8 @@ def test_rule_takes_least_forgetting_among_strengths_that_keep_enough_gain():
 def _valid_record(folder, split, run=None, nll=3.0, gold=1.0):
     folder.mkdir(parents=True, exist_ok=True)
     items = [{"task": "text:news", "id": f"t{i}", "nll": nll + 0.01 * i, "tokens": 10} for i in range(4)]
-    items += [{"task": "physics", "id": f"p{i}", "acc": 1.0, "gold": "x", "gold_nll": gold + i} for i in range(3)]
+    items += [{"task": "physics", "id": f"p{i}", "acc": 1.0, "gold": "x", "gold_nll": 9.0, "choice_nll": gold + i}
+              for i in range(3)]
     write_jsonl(folder / f"{split}_items.jsonl.gz", items, compress=True)
     name = "valid" if split == "valid" else "eval"
     write_json(folder / f"{name}.json", {"split": split, "run": run, "domains": {"physics": {"score": 1.0}}})

@@ -4,8 +4,9 @@ Selection reads `valid.json` records only (`alr evaluate --split valid`: the dom
 carved from the training data, and the general text's valid texts), never a test item: a record of
 another split is refused. For each swept method and domain, every strength's validation
 - forgetting: mean paired NLL rise of the valid texts against the base model (nats);
-- gain: mean paired fall of the gold answer's NLL on the valid items against the base (nats; with 16
-  valid items accuracy moves in steps of 1/16, the gold NLL is continuous)
+- gain: mean paired fall of the gold answer's NLL among the choices on the valid items against the
+  base (nats; with 16 valid items accuracy moves in steps of 1/16, this NLL is continuous, and among
+  the choices it ignores what raises every choice alike, such as the answers' vocabulary)
 and the rule (`selection.keep_gain`, default 0.9): among the strengths whose gain is at least
 keep_gain x the reference method's (lora's) gain, the one with the least forgetting; when none
 keeps that much, the one with the largest gain (flagged). `hypervolume` is the area of the
@@ -51,7 +52,7 @@ def validation_points(base_valid: str | Path, valid: list[str | Path]) -> pd.Dat
         method, lam = parse_run(run["run"])
         rows.append({"domain": domain, "run": run["run"], "method": method, "strength": lam, "seed": run["seed"],
                      "forgetting": _paired_mean(items, base, lambda t: t.startswith("text:"), "nll"),
-                     "gain": -_paired_mean(items, base, lambda t: t == domain, "gold_nll"),
+                     "gain": -_paired_mean(items, base, lambda t: t == domain, "choice_nll"),
                      "acc": rec["domains"][domain]["score"]})
     return pd.DataFrame(rows)
 
@@ -123,13 +124,13 @@ def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str,
     view = pd.DataFrame({
         "domain": table.domain, "method": table.method, "strength": table.strength.map(format_lambda),
         "valid forgetting (nats)": table.forgetting.map(lambda v: f"{v:+.4f}"),
-        "valid gold-NLL gain (nats)": table.gain.map(lambda v: f"{v:+.3f}"),
+        "valid gain: gold NLL fall among choices (nats)": table.gain.map(lambda v: f"{v:+.3f}"),
         "valid acc": table.acc.map(lambda v: f"{v:.3f}"),
         "kept": table.kept.map({True: "yes", False: "no"}), "selected": table.selected.map({True: "**yes**", False: ""}),
         "rule": table.reason,
     })
     note = ("Validation split only (the domains' valid items, the general text's valid texts), paired against the "
-            f"base. Rule: among the strengths whose valid gold-NLL gain is at least {keep_gain:g} × `{reference}`'s, "
+            f"base. Rule: among the strengths whose valid gain (gold NLL fall among the choices) is at least {keep_gain:g} × `{reference}`'s, "
             "the least valid forgetting; if none is, the largest gain.")
     write_table(table, view, note, out_prefix)
     chosen = {}
