@@ -252,7 +252,8 @@ def power_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
         for measure, what in VS_BASE.items():
             out.append({"domain": row.domain, "method": reference, "measure": measure, "what": what,
                         "seeds": int(row.n_seeds), "vs_base": row[measure], "se": row[f"{measure}_se"],
-                        "mde": Z_POWER * row[f"{measure}_se"], "detectable": abs(row[measure]) >= Z_POWER * row[f"{measure}_se"]})
+                        "mde": Z_POWER * row[f"{measure}_se"],
+                        "detectable": row[f"{measure}_se"] > 0 and abs(row[measure]) >= Z_POWER * row[f"{measure}_se"]})
     return pd.DataFrame(out, columns=["domain", "method", "measure", "what", "seeds", "vs_base", "se", "mde", "detectable"])
 
 
