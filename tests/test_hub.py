@@ -35,7 +35,7 @@ def test_paper_config_is_valid_and_lists_its_hub_assets():
     cfg = load_config(REPO / "config" / "paper.yaml")
     assets = hub.hub_assets(cfg)
     assert assets["model"]["repo_id"] == "meta-llama/Meta-Llama-3-8B" and cfg["model"]["dtype"] == "bfloat16"
-    assert {d["name"] for d in assets["datasets"]} == {"sciq", "medmcqa", "pubmedqa", "piqa", "general_text"}
+    assert {d["name"] for d in assets["datasets"]} == {"sciq", "medmcqa", "pubmedqa", "piqa", "general_text/alpaca"}
     assert assets["lm_eval_tasks"] == ["arc_challenge", "arc_easy", "hellaswag", "mmlu", "winogrande"]
     assert cfg["fisher"]["samples"] == 20000
     gptj = yaml.safe_load((REPO / "config" / "paper-gptj.yaml").read_text())

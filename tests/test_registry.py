@@ -86,7 +86,7 @@ def test_a_plugin_method_and_estimator_run_through_snakemake(tiny_cfg, tmp_path)
     proc = snakemake(work, path, env=PLUGIN)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = pd.read_csv(work / "results" / "tables" / "main.csv")
-    assert sorted(table.method) == ["base", "lora", "ones_lora"]
+    assert sorted(table.method) == ["base", "lexical", "lora", "majority", "ones_lora"]
     run = work / "results" / "tiny-llama" / "physics" / "ones_lora" / "seed0"
     train = read_json(run / "train.json")
     assert train["importance"].endswith("results/tiny-llama/importance/ones.safetensors") and train["final_reg"] > 0
