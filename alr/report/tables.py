@@ -122,9 +122,9 @@ def _own_values(runs: list[_Run], domain: str) -> dict:
     """The run group's own numbers (means over seeds)."""
     ev = [r.eval for r in runs]
     metric = ev[0]["tasks"][domain]["metric"]
-    balanced = [balanced_accuracy([r.items[(domain, i)]["gold"] for i in ids], [r.items[(domain, i)][metric] for i in ids])
-                for r in runs for ids in [[i for (t, i) in r.items if t == domain]]]
-    gold = [np.mean([v["gold_nll"] for (t, _), v in r.items.items() if t == domain]) for r in runs]
+    domain_items = [[v for (t, _), v in r.items.items() if t == domain] for r in runs]
+    balanced = [balanced_accuracy([v["gold"] for v in rows], [v[metric] for v in rows]) for rows in domain_items]
+    gold = [np.mean([v["gold_nll"] for v in rows]) for rows in domain_items]
     return {
         "n_seeds": len(runs),
         "domain_score": np.mean([e["domains"][domain]["score"] for e in ev]),
@@ -167,13 +167,14 @@ def _groups(runs: list[dict]) -> dict[tuple[str, str], list[_Run]]:
     return groups
 
 
-def claim_comparisons(runs: list[dict], eval_cfg: dict, selection: dict | None = None) -> pd.DataFrame:
+def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], eval_cfg: dict,
+                      selection: dict | None = None) -> pd.DataFrame:
     """For each (a, b) of the claims (alr.report.claims.COMPARISONS) and each domain where both ran:
     (a - b) of the forgetting and of the domain accuracy with their CIs. A swept method stands for its
     selected run (`selection`: {domain: {method: run}})."""
     from .claims import COMPARISONS
 
-    groups, boot = _groups(runs), eval_cfg["bootstrap"]
+    boot = eval_cfg["bootstrap"]
     chosen = (selection or {}).get("selected", {})
     out = []
     for domain in sorted({d for d, _ in groups}):
@@ -192,13 +193,12 @@ def claim_comparisons(runs: list[dict], eval_cfg: dict, selection: dict | None =
                                       "d", "lo", "hi", "se"])
 
 
-def summarise(base_eval: str | Path, runs: list[dict], method_order: list[str], eval_cfg: dict,
-              data_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(main table, per-source forgetting table). `runs`: [{"domain", "method", "seed", "eval"}]."""
+def summarise(base_eval: str | Path, groups: dict[tuple[str, str], list[_Run]], method_order: list[str],
+              eval_cfg: dict, data_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(main table, per-source forgetting table). `groups`: `_groups(runs)`."""
     base = [_Run(base_eval)]
     boot = eval_cfg["bootstrap"]
     reference = boot["reference"]
-    groups = _groups(runs)
     rows, sources = [], []
     for domain in sorted({d for d, _ in groups}):
         if domain not in base[0].eval["domains"]:
@@ -352,12 +352,13 @@ def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list
     from .claims import scorecard, write_claims
     from .selection import write_hypervolume
 
-    table, sources = summarise(base_eval, runs, method_order, eval_cfg, data_dir)
+    groups = _groups(runs)  # each run's eval.json and items are read once, for every table below
+    table, sources = summarise(base_eval, groups, method_order, eval_cfg, data_dir)
     write_table(table, *main_view(table), out_prefix)
     folder = Path(out_prefix).parent
     write_table(sources, *forgetting_view(sources), folder / "forgetting")
     power = power_table(table, eval_cfg["bootstrap"]["reference"])
     write_table(power, *power_view(power), folder / "power")
     write_hypervolume(table, folder / "hypervolume")
-    write_claims(scorecard(claim_comparisons(runs, eval_cfg, selection), efficiency_csv), folder / "claims")
+    write_claims(scorecard(claim_comparisons(groups, eval_cfg, selection), efficiency_csv), folder / "claims")
     return table
