@@ -53,6 +53,7 @@ wildcard_constraints:
     method=RUN_PATTERN,
     seed=r"\d+",
     estimator="|".join(ESTIMATORS),
+    record="eval|valid",  # an evaluation record: eval.json (test split) or valid.json
 
 
 def config_json(*keys):
@@ -142,6 +143,11 @@ def weights_input(wildcards):
     """The weights a run evaluates: its own, or those of `weights_from` (WiSE-FT rescales lora's)."""
     source = method_of(wildcards).weights_from or wildcards.method
     return os.path.join(run_path(wildcards.model, wildcards.domain, source, wildcards.seed), "model")
+
+
+def split_of(wildcards):
+    """The `alr evaluate --split` of a record: eval.json is the test split."""
+    return {"eval": "test", "valid": "valid"}[wildcards.record]
 
 
 def delta_scale(wildcards):
