@@ -110,7 +110,7 @@ def _regularised_trainer_class():
         def __init__(self, *args, regularizer=None, loss_hook=None, optimizer_state=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.regularizer, self.loss_hook, self.optimizer_state = regularizer, loss_hook, optimizer_state
-            self._reg_sum, self._reg_count = 0.0, 0
+            self._terms = {}  # "reg" / "hook": [sum, count] of the term since the last log
 
         def create_optimizer(self, *args, **kwargs):
             """With `optimizer_state` (phase 1's, `regularize.phase2_optimizer: phase1`): the new
@@ -132,18 +132,24 @@ def _regularised_trainer_class():
                 return (loss, outputs) if return_outputs else loss
             scale = 1.0 / self.current_gradient_accumulation_steps if self._task_loss_is_ga_scaled(num_items_in_batch) else 1.0
             if self.regularizer is not None:
-                reg = self.regularizer()
-                self._reg_sum += float(reg.detach())
-                self._reg_count += 1
-                loss = loss + (reg * scale).to(loss.dtype)
+                loss = loss + self._add_term("reg", self.regularizer(), scale, loss.dtype)
             if self.loss_hook is not None:
-                loss = loss + (self.loss_hook(model, inputs, outputs) * scale).to(loss.dtype)
+                loss = loss + self._add_term("hook", self.loss_hook(model, inputs, outputs), scale, loss.dtype)
             return (loss, outputs) if return_outputs else loss
 
+        def _add_term(self, name, value, scale, dtype):
+            """Record a loss term for the log (its mean over the logging window, like `loss`)."""
+            total = self._terms.setdefault(name, [0.0, 0])
+            total[0] += float(value.detach())
+            total[1] += 1
+            return (value * scale).to(dtype)
+
         def log(self, logs, *args, **kwargs):
-            if self._reg_count and "loss" in logs:
-                logs["reg"] = self._reg_sum / self._reg_count
-                self._reg_sum, self._reg_count = 0.0, 0
+            if "loss" in logs:
+                for name, (total, count) in self._terms.items():
+                    if count:
+                        logs[name] = total / count
+                self._terms.clear()
             super().log(logs, *args, **kwargs)
 
     return RegularisedTrainer
@@ -173,8 +179,11 @@ def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularize
     state = trainer.state
     resumed = checkpoint_step(resume_from) if resume_from else 0
     history = state.log_history
-    losses = [h["loss"] for h in history if "loss" in h]
-    regs = [h["reg"] for h in history if "reg" in h]
+    logged = [h for h in history if "loss" in h]
+
+    def ce(entry):  # the task loss alone: the logged loss includes the penalty and the hook's term
+        return entry["loss"] - entry.get("reg", 0.0) - entry.get("hook", 0.0)
+
     return {
         "steps": state.global_step,
         "epochs": state.epoch,
@@ -184,7 +193,8 @@ def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularize
         "step_time_s": round(timer.seconds / max(state.global_step - resumed, 1), 4),
         "resumed_from_step": resumed or None,  # wall time and step time then cover this process only
         "peak_mem_mb": peak_mem_mb(),
-        "first_ce": losses[0] - (regs[0] if regs else 0.0) if losses else None,
-        "final_ce": losses[-1] - (regs[-1] if regs else 0.0) if losses else None,
-        "final_reg": regs[-1] if regs else None,
+        "first_ce": ce(logged[0]) if logged else None,
+        "final_ce": ce(logged[-1]) if logged else None,
+        "final_reg": logged[-1].get("reg") if logged else None,
+        "final_hook": logged[-1].get("hook") if logged else None,  # e.g. kl_lora's weight x KL, last step
     }

@@ -97,6 +97,7 @@ def test_kl_is_zero_at_the_first_step_then_positive(tiny_model, tiny_data, kl_cf
     values = [v for _, _, v in spied]
     assert rec["steps"] == 3 and len(values) == 3
     assert values[0] == 0.0 and values[-1] > 0
+    assert rec["final_hook"] == pytest.approx(values[-1])  # weight 1, one general batch per logged step
     assert rec["config"]["kl"] == kl_cfg["kl"]
     assert _general_kl(tiny_model, tiny_data, tmp_path / "kl" / "model", kl_cfg) > 0
 
