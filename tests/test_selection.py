@@ -22,6 +22,9 @@ def test_rule_takes_least_forgetting_among_strengths_that_keep_enough_gain():
     table = select(pts, "lora", 0.9)
     chosen = table[table.selected]
     assert list(chosen.run) == ["alr-lambda2"] and table.kept.tolist() == [True, True, False]
+    assert table.floor.tolist() == pytest.approx([0.9] * 3)  # 0.9 x lora's gain, shown in selection.md
+    wide = pd.concat([pts, _points([("physics", "alr-lambda32", "alr", 32.0, 0, 0.001, 0.2, 0.3)])])
+    assert select(wide, "lora", 0.9).strength.tolist() == [0.5, 2.0, 8.0, 32.0]  # by strength, not by name
     # none keeps 99% of lora's gain: the largest gain wins, and the rule says so
     strict = select(pts, "lora", 0.99)
     assert list(strict[strict.selected].run) == ["alr-lambda0.5"] and "no strength kept" in strict.reason.iloc[0]

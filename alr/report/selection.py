@@ -63,6 +63,7 @@ def select(points: pd.DataFrame, reference: str, keep_gain: float) -> pd.DataFra
         ["forgetting", "gain", "acc"]].mean()
     out = []
     for (domain, method), group in means[means.strength.notna()].groupby(["domain", "method"], sort=True):
+        group = group.sort_values("strength")
         ref = means[(means.domain == domain) & (means.run == reference)]
         if ref.empty:
             raise ValueError(f"selection needs the reference {reference!r} validated on {domain!r}")
@@ -126,6 +127,7 @@ def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str,
         "valid forgetting (nats)": table.forgetting.map(lambda v: f"{v:+.4f}"),
         "valid gain: gold NLL fall among choices (nats)": table.gain.map(lambda v: f"{v:+.3f}"),
         "valid acc": table.acc.map(lambda v: f"{v:.3f}"),
+        f"gain floor ({keep_gain:g} × {reference}'s)": table.floor.map(lambda v: f"{v:+.3f}"),
         "kept": table.kept.map({True: "yes", False: "no"}), "selected": table.selected.map({True: "**yes**", False: ""}),
         "rule": table.reason,
     })
