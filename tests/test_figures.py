@@ -34,15 +34,15 @@ def test_tradeoff_and_sweep_figures(tmp_path):
 
 def test_pareto_front_and_hypervolume_per_method():
     """alr's two points are both on its front (dashed staircase); lora's single point, forgetting the
-    most, dominates nothing inside the box: hypervolume 0. alr: (0.01 x 2 + 0.04 x 12 points) over the
+    most, dominates nothing inside the box (hypervolume 0; the star, no number). alr: (0.01 x 2 + 0.04 x 12 points) over the
     box 0.05 x 12 points = 0.83."""
     main = main_table(["lora", "alr-lambda1", "alr-lambda2"])
     main.loc[main.method == "lora", ["forgetting", "domain_gain"]] = [0.05, 0.10]
     main.loc[main.method == "alr-lambda1", ["forgetting", "domain_gain"]] = [0.01, 0.12]
     main.loc[main.method == "alr-lambda2", ["forgetting", "domain_gain"]] = [0.00, 0.02]
     fig = figures.lambda_sweep(main)
-    labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
-    assert "alr (HV 0.83)" in labels and "lora (HV 0.00)" in labels
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]  # one legend per domain panel
+    assert legend == ["alr (HV 0.83)", "lora"]
     front = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "--"]
     assert len(front) == 1 and list(front[0].get_xdata()) == [0.0, 0.01] and list(front[0].get_ydata()) == [2.0, 12.0]
 

@@ -284,7 +284,8 @@ def importance(tensors: dict[str, np.ndarray], estimator: str = "si"):
 def lambda_sweep(main: pd.DataFrame):
     """(f) The Pareto figure: forgetting (x, general NLL rise) against domain gain (y) for every point
     of every sweep, each method's points joined in strength order, its own Pareto front drawn as a
-    dashed staircase, its hypervolume (normalised, alr.report.selection) in the legend; star: lora."""
+    dashed staircase, its hypervolume in that domain (normalised, alr.report.selection) in the panel's
+    legend; star: lora (one point, the most forgetting: its hypervolume is 0 by construction of the box)."""
     from .selection import hypervolumes, pareto_mask
 
     df = _model_rows(main)
@@ -294,7 +295,7 @@ def lambda_sweep(main: pd.DataFrame):
     if swept.base_method.nunique() == 0 or swept.groupby("base_method").lam.nunique().max() < 2:
         raise ValueError("the main table holds no lambda sweep (give a method's strength, e.g. regularize.lambda, as a list of values)")
     hv = hypervolumes(main).set_index(["domain", "method"]).hypervolume_norm
-    methods = list(dict.fromkeys(df.base_method))
+    methods = [m for m in dict.fromkeys(df.base_method) if m != PLAIN]
     colours = _colours(methods)
     domains = list(dict.fromkeys(df.domain))
     with plt.rc_context(STYLE):
@@ -319,8 +320,8 @@ def lambda_sweep(main: pd.DataFrame):
                 ax.plot(lora.forgetting, 100 * lora.domain_gain, "*", color="black", ms=6, label=PLAIN)
             ax.set_title(domain)
             ax.set_xlabel("forgetting: general NLL rise (nats; lower is better)")
+            ax.legend(fontsize=5, frameon=False, loc="best")  # per panel: a hypervolume is per domain
         axes[0].set_ylabel("domain accuracy gain (points)")
-        _legend_below(fig, axes)
     return fig
 
 
