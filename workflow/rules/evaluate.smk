@@ -1,6 +1,6 @@
-# One pair of rules for both evaluation records of a model: `eval.json` on the test split (the
-# tables) and `valid.json` on the validation split (strength selection, checkpoint `select`). One rule
-# per pair, so a cluster profile that sizes `evaluate` sizes the validation passes too.
+# Each rule writes both evaluation records (wildcard `record`): `eval.json` on the test split (the
+# tables) and `valid.json` on the validation split (strength selection, checkpoint `select`), so a
+# cluster profile that sizes `evaluate` sizes the validation passes too (tests/test_profiles.py).
 rule evaluate_base:
     input:
         model=f"{MODEL_DIR}/manifest.json",
