@@ -127,7 +127,8 @@ ELEMENTS_TASK = "periodic_elements/subtask_0"  # its choices list the 118 elemen
 def elements_mc(task_json: dict, n_choices: int, seed: int) -> list[dict]:
     """"Which family of elements does <element> belong to?", one item per element, the gold family and
     n_choices - 1 other families. Every family is a train answer, so distractors are not biased toward
-    (or away from) answers seen in training; what transfers is the model's knowledge of the elements."""
+    (or away from) answers seen in training; what transfers is the model's knowledge of the elements.
+    Each item names its `element`, which `member_questions` asks about the other way round."""
     names = list(task_json["examples"][0]["target_scores"])
     if len(names) != 118 or names[0].lower() != "hydrogen":
         raise ValueError(f"BIG-bench {ELEMENTS_TASK}: expected the 118 element names from hydrogen on")
@@ -140,8 +141,31 @@ def elements_mc(task_json: dict, n_choices: int, seed: int) -> list[dict]:
         gold = family_of[z]
         others = rng.sample([f for f in ELEMENT_FAMILIES if f != gold], n_choices - 1)
         rows.append({"id": f"elements-{z}", "question": f"Which family of elements does {name} belong to?",
-                     "choices": [gold, *others], "label": 0})
+                     "choices": [gold, *others], "label": 0, "element": name})
     return rows
+
+
+def member_questions(items: list[dict], rng: random.Random, n_choices: int) -> list[dict]:
+    """"Which of these elements is a <family>?" for each element of one split's family items: the element
+    and n_choices - 1 elements of other families, all from the same split, so no choice of a test item
+    was ever an answer (or a choice) in training. Each gold answer is an element asked about once, so
+    no answer prior can help: the prior-robust score of this half is its accuracy. The family items
+    alone left the prior-robust score to 10 answers over 40 test items, some with one or two items."""
+    family_of = {r["element"]: r["choices"][r["label"]] for r in items}
+    rows = []
+    for element, family in family_of.items():
+        others: dict[str, str] = {}  # one distractor element per other family
+        for other in rng.sample(sorted(family_of), len(family_of)):
+            if family_of[other] != family and family_of[other] not in others:
+                others[family_of[other]] = other
+        if len(others) < n_choices - 1:
+            raise ValueError(f"the split with {element} has elements of {len(others) + 1} families; "
+                             f"{n_choices} choices need {n_choices}: give the split more elements")
+        article = "an" if family[0] in "aeiou" else "a"
+        rows.append({"id": f"elements-{element}-member", "question": f"Which of these elements is {article} {family}?",
+                     "choices": [element, *rng.sample(list(others.values()), n_choices - 1)], "label": 0,
+                     "element": element})
+    return shuffle_choices(rows, rng)
 
 
 def _strip_range(description: str) -> str:
@@ -257,6 +281,8 @@ def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -
             rows = shuffle_choices(_source_rows(name, spec, bigbench, seed), rng, spec.get("max_choices"))
             splits = split_items(rows, rng, spec.get("test_size", data_cfg["test_size"]),
                                  spec.get("train_size", data_cfg["train_size"]), valid_size, test_only=general)
+            if spec["source"] == "elements" and spec.get("member_questions", True):
+                splits = {s: items + member_questions(items, rng, spec.get("n_choices", 4)) for s, items in splits.items()}
         entry = {"source": spec["source"], **({"task": spec["task"]} if "task" in spec else {}),
                  **_user_file_hashes(spec), "splits": {}}
         for split, items in splits.items():

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from alr.build_data import build_all, icd10cm_mc, shuffle_choices, split_items
+from alr.build_data import build_all, elements_mc, icd10cm_mc, member_questions, shuffle_choices, split_items
 from alr.data import DataError, mc_to_pair, read_records, tokenize_pairs
 from alr.io import read_json
 
@@ -114,6 +114,27 @@ def test_split_dedupes_and_caps_test_at_half():
     rows = [{"id": str(i), "question": f"q{i % 10}", "choices": ["a", "b"], "label": 0} for i in range(30)]
     splits = split_items(rows, random.Random(0), test_size=100, train_size=100)
     assert len(splits["test"]) == 5 and len(splits["train"]) == 5
+
+
+def test_member_questions_draw_every_choice_from_their_own_split():
+    names = ["hydrogen"] + [f"element{z}" for z in range(2, 119)]
+    rows = elements_mc({"examples": [{"target_scores": dict.fromkeys(names, 0)}]}, 4, seed=0)
+    assert len(rows) == 101  # polonium, astatine and Z >= 104 have no agreed family
+    rng = random.Random(0)
+    splits = split_items(shuffle_choices(rows, rng), rng, test_size=40, train_size=64, valid_size=16)
+    family_of = {r["element"]: r["choices"][r["label"]] for r in rows}
+    for split, items in splits.items():
+        members = member_questions(items, rng, 4)
+        own = {r["element"] for r in items}
+        assert {r["element"] for r in members} == own
+        for r in members:
+            assert set(r["choices"]) <= own and r["choices"][r["label"]] == r["element"]
+            families = [family_of[c] for c in r["choices"]]
+            assert len(set(families)) == 4 and family_of[r["element"]] in r["question"]
+        assert Counter(r["label"] for r in members).keys() <= {0, 1, 2, 3} and len(Counter(r["label"] for r in members)) > 1
+    few = [r for r in rows if r["choices"][r["label"]] in ("halogen", "noble gas")]  # two families only
+    with pytest.raises(ValueError, match="families"):
+        member_questions(few, rng, 4)
 
 
 def test_icd10cm_items_are_real_and_balanced():
