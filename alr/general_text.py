@@ -70,8 +70,10 @@ def source_texts(name: str, spec: dict, bigbench: dict[str, dict]) -> list[str]:
 
 
 def sources(text_cfg: dict) -> dict[str, dict]:
-    """The enabled sources (a source set to null in a config file is switched off)."""
-    return {name: spec for name, spec in text_cfg["sources"].items() if spec}
+    """The enabled sources, by name (a source set to null in a config file is switched off). Sorted,
+    so the texts do not depend on the order of the config's keys (Snakemake hands its rules the config
+    as JSON with sorted keys; `alr prepare-data` on a YAML file reads them in file order)."""
+    return {name: spec for name, spec in sorted(text_cfg["sources"].items()) if spec}
 
 
 def bigbench_tasks(text_cfg: dict) -> set[str]:
