@@ -160,7 +160,7 @@ def member_questions(items: list[dict], rng: random.Random, n_choices: int) -> l
                 others[family_of[other]] = other
         if len(others) < n_choices - 1:
             raise ValueError(f"the split with {element} has elements of {len(others) + 1} families; "
-                             f"{n_choices} choices need {n_choices}: give the split more elements")
+                             f"{n_choices} choices need {n_choices} families: give the split more elements")
         article = "an" if family[0] in "aeiou" else "a"
         rows.append({"id": f"elements-{element}-member", "question": f"Which of these elements is {article} {family}?",
                      "choices": [element, *rng.sample(list(others.values()), n_choices - 1)], "label": 0,
