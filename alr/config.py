@@ -52,6 +52,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}" + \
             did_you_mean(error.instance, error.validator_value)
     if error.validator == "oneOf" and isinstance(error.instance, dict):
+        # `null or a dataset`: the one alternative of the instance's type tells what is wrong
+        fitting: dict = {}
+        for sub in error.context or []:
+            if not (sub.validator == "type" and len(sub.relative_schema_path) == 2):
+                fitting.setdefault(sub.relative_schema_path[0], []).append(sub)
+        wrong_type = {sub.relative_schema_path[0] for sub in error.context or []
+                      if sub.validator == "type" and len(sub.relative_schema_path) == 2}
+        candidates = [errs for alt, errs in fitting.items() if alt not in wrong_type]
+        if len(candidates) == 1:
+            return _describe(jsonschema.exceptions.best_match(candidates[0]))
         return f"config key '{key}': {error.instance!r} matches no allowed form (see config/README.md)"
     return f"config key '{key}': {error.message}"
 
@@ -110,7 +120,7 @@ def unknown_domains(known: dict, domains: list[str], where: str) -> list[str]:
 def _cross_checks(cfg: dict) -> list[str]:
     problems = []
     if "domains" in cfg and "data" in cfg:
-        problems += unknown_domains(cfg["data"]["domains"], cfg["domains"], "config key 'domains':")
+        problems += unknown_domains(datasets(cfg["data"], "domain"), cfg["domains"], "config key 'domains':")
     # entries for methods or domains that are not configured are allowed (they restrict nothing),
     # so trimming `methods` or `domains` never breaks the config; typos are refused
     from .methods import METHODS
@@ -119,7 +129,7 @@ def _cross_checks(cfg: dict) -> list[str]:
         if method not in METHODS:
             problems.append(f"config key 'method_domains.{method}': no method {method!r} "
                             f"(known: {', '.join(METHODS)})")
-        known = cfg.get("data", {}).get("domains", {})
+        known = datasets(cfg["data"], "domain") if "data" in cfg else {}
         if known:
             problems += unknown_domains(known, domains, f"config key 'method_domains.{method}':")
     for where, reg in [("regularize", cfg.get("regularize", {})),
@@ -140,14 +150,34 @@ def _cross_checks(cfg: dict) -> list[str]:
                     problems += local_file_problems(f"{where}.{name}", spec)
         problems += [f"config: data file {path} (source: jsonl) does not exist" for path in user_files(cfg["data"])
                      if not Path(path).is_file()]
-        for name, spec in cfg["data"]["domains"].items():
+        problems += _artifact_problems(cfg["data"])
+        for name, spec in datasets(cfg["data"], "domain").items():
             if spec["source"] == "lm_eval":
                 problems.append(f"config key 'data.domains.{name}': a domain needs training data; source "
                                 "'lm_eval' is for general evaluation tasks only")
-        clash = set(cfg["data"]["general"]["tasks"]) & set(cfg["data"]["domains"])
-        clash |= {"general_text"} & (set(cfg["data"]["general"]["tasks"]) | set(cfg["data"]["domains"]))
+        tasks, domains = set(datasets(cfg["data"], "general")), set(datasets(cfg["data"], "domain"))
+        clash = (tasks & domains) | ({"general_text"} & (tasks | domains))
         if clash:
             problems.append(f"config key 'data': dataset names must be unique and not 'general_text': {sorted(clash)}")
+    return problems
+
+
+def _artifact_problems(data_cfg: dict) -> list[str]:
+    """Every registry file a dataset names must come from an artifact of data.artifacts, and BIG-bench
+    sources need data.bigbench."""
+    from .general_text import sources
+
+    problems = []
+    artifacts = data_cfg.get("artifacts", {})
+    named = {**datasets(data_cfg), **{f"general.text.sources.{n}": s for n, s in sources(data_cfg["general"]["text"]).items()}}
+    for name, spec in named.items():
+        for alt in spec.get("files", []):
+            if alt["artifact"] not in artifacts:
+                problems.append(f"config: dataset {name!r} reads {alt['member']} from artifact {alt['artifact']!r}, which "
+                                f"data.artifacts does not define{did_you_mean(alt['artifact'], artifacts)}")
+        if spec["source"] == "bigbench" and "bigbench" not in data_cfg:
+            problems.append(f"config: dataset {name!r} has source 'bigbench', which needs data.bigbench (the pinned sdist "
+                            "or a local archive of it; config/config.yaml has the pins)")
     return problems
 
 
@@ -224,7 +254,19 @@ def datasets(data_cfg: dict, role: str | None = None, built: bool | None = None)
     tasks (evaluated from lm-eval's own data), None: all."""
     specs = {**(data_cfg["general"]["tasks"] if role in (None, "general") else {}),
              **(data_cfg["domains"] if role in (None, "domain") else {})}
-    return {n: s for n, s in specs.items() if built is None or (s["source"] != "lm_eval") == built}
+    return {n: s for n, s in specs.items() if s and (built is None or (s["source"] != "lm_eval") == built)}
+
+
+def data_in_use(cfg: dict) -> dict:
+    """The `data` section with only what the run uses: the domains `domains` names, and no dataset or
+    text source switched off with null. `alr prepare-data` builds exactly these, so a default
+    dataset you do not use is never downloaded."""
+    data = copy.deepcopy(cfg["data"])
+    wanted = cfg.get("domains", list(data["domains"]))
+    data["domains"] = {n: s for n, s in data["domains"].items() if s and n in wanted}
+    data["general"]["tasks"] = {n: s for n, s in data["general"]["tasks"].items() if s}
+    data["general"]["text"]["sources"] = {n: s for n, s in data["general"]["text"]["sources"].items() if s}
+    return data
 
 
 def dataset_splits(data_cfg: dict, name: str) -> list[str]:

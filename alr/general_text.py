@@ -57,18 +57,6 @@ def bigbench_texts(task_json: dict, spec: dict) -> list[str]:
     return out
 
 
-def source_texts(name: str, spec: dict, bigbench: dict[str, dict]) -> list[str]:
-    if spec["source"] == "bigbench":
-        return bigbench_texts(bigbench[spec["task"]], spec)
-    if spec["source"] == "jsonl":
-        return [r["text"] for r in read_records(spec["path"], "text")]
-    if spec["source"] == "hub":
-        from .hub import hub_texts
-
-        return [r["text"] for r in hub_texts(spec)]
-    raise ValueError(f"general text source {name!r}: unknown source {spec['source']!r}")
-
-
 def sources(text_cfg: dict) -> dict[str, dict]:
     """The enabled sources, by name (a source set to null in a config file is switched off). Sorted,
     so the texts do not depend on the order of the config's keys (Snakemake hands its rules the config
@@ -80,8 +68,9 @@ def bigbench_tasks(text_cfg: dict) -> set[str]:
     return {s["task"] for s in sources(text_cfg).values() if s["source"] == "bigbench"}
 
 
-def split_sources(text_cfg: dict, bigbench: dict[str, dict], rng_for) -> dict[str, list[dict]]:
-    """{"test", "valid", "train": [{"id", "text", "source"}]}: per source, texts are clipped to
+def split_sources(text_cfg: dict, texts_of, rng_for) -> dict[str, list[dict]]:
+    """{"test", "valid", "train": [{"id", "text", "source"}]}: per source, the passages `texts_of(name,
+    spec)` are clipped to
     `max_chars`, deduplicated by content key (across sources too), shuffled with `rng_for(source)`, and
     cut into test, valid and train (sizes per source; a source may set its own); a user source given
     as split files (`train`, `test`, optional `valid`, else carved from train) is kept as it is,
@@ -108,7 +97,7 @@ def split_sources(text_cfg: dict, bigbench: dict[str, dict], rng_for) -> dict[st
             if "valid" not in spec:  # carved from the user's train file
                 parts["valid"], parts["train"] = parts["train"][:size["valid"]], parts["train"][size["valid"]:]
         else:
-            texts = fresh(source_texts(src, spec, bigbench), max_chars)
+            texts = fresh(texts_of(src, spec), max_chars)
             rng_for(src).shuffle(texts)
             need = size["test"] + size["valid"] + 1
             if len(texts) < need:

@@ -43,7 +43,7 @@ def test_bad_values_are_all_reported(default_cfg):
 
 def test_domain_without_dataset_is_refused(default_cfg):
     cfg = copy.deepcopy(default_cfg)
-    cfg["domains"] = ["physics", "biology"]
+    cfg["domains"] = ["science", "biology"]
     assert "'biology' has no dataset under data.domains" in _errors(cfg)
 
 
@@ -51,10 +51,10 @@ def test_method_domains_restrict_runs_and_refuse_typos(default_cfg):
     from alr.runs import domain_runs
 
     cfg = copy.deepcopy(default_cfg)
-    cfg.update(domains=["physics", "medical"], methods=["lora", "alr"], method_domains={"alr": ["medical", "chemistry"]})
+    cfg.update(domains=["science", "medical"], methods=["lora", "alr"], method_domains={"alr": ["medical", "chemistry"]})
     validate_config(cfg)  # chemistry is a known dataset, just not configured: it restricts nothing
-    assert domain_runs(cfg) == [("physics", "lora"), ("medical", "lora"), ("medical", "alr")]
-    cfg["method_domains"] = {"alr_typo": ["physics"], "alr": ["biology"]}
+    assert domain_runs(cfg) == [("science", "lora"), ("medical", "lora"), ("medical", "alr")]
+    cfg["method_domains"] = {"alr_typo": ["science"], "alr": ["biology"]}
     msg = _errors(cfg)
     assert "method_domains.alr_typo" in msg and "method_domains.alr': 'biology'" in msg
 

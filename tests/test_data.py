@@ -5,7 +5,8 @@ from collections import Counter
 
 import pytest
 
-from alr.build_data import build_all, elements_mc, icd10cm_mc, member_questions, shuffle_choices, split_items
+from alr.build_data import build_all, element_names, elements_mc, icd10cm_mc, member_questions, shuffle_choices, split_items
+from alr.config import data_in_use
 from alr.data import DataError, mc_to_pair, read_records, tokenize_pairs
 from alr.io import read_json
 
@@ -57,7 +58,7 @@ def test_general_data_consumers_never_read_an_evaluated_text(built):
 
     cfg, out, _ = built
     consumed = [r["text"] for r in _general_text(out, 10_000)]  # phase-1 SI, the Fisher, MAS
-    consumed += [r["text"] for r in read_records(_train_files(out, "physics", replay=True)[1], "text")]  # replay
+    consumed += [r["text"] for r in read_records(_train_files(out, "science", replay=True)[1], "text")]  # replay
     consumed += [bytes(ids).decode() for ids in general_features(out, byte_tokenizer, 10_000, 10**6)]  # kl_lora
     consumed_keys = {content_key(t) for t in consumed}
     assert len(consumed_keys) == len(read_records(out / "general_text" / "train.jsonl"))
@@ -70,41 +71,43 @@ def test_general_data_consumers_never_read_an_evaluated_text(built):
     assert not consumed_keys & {content_key(t) for t in evaluated}
 
 
-def test_a_text_in_two_sources_is_kept_once(tiny_cfg):
-    """The tiny archive repeats a news document in the how-to source (upper case, extra spaces): the
-    content key folds case and spacing, so only the first copy survives (sources go by name: how-to's);
-    english_only drops the German article of the encyclopedic source."""
-    from alr.build_data import read_bigbench_tasks
-    from alr.general_text import bigbench_tasks, content_key, split_sources
+def test_a_text_in_two_sources_is_kept_once(tiny_cfg, tmp_path):
+    """The fixture repeats an encyclopedic passage in the how-to file (upper case, extra spaces): the
+    content key folds case and spacing, so only the first copy survives (sources go by name: the
+    encyclopedic one); the how-to template keeps WikiHow contexts only, with their markup removed."""
+    from alr.build_data import Sources
+    from alr.general_text import content_key, split_sources
 
     text_cfg = dict(tiny_cfg["data"]["general"]["text"], train_size=1000)  # every text lands in a split
-    archive = read_bigbench_tasks(tiny_cfg["data"]["bigbench"]["archive"], sorted(bigbench_tasks(text_cfg)))
-    rows = [r for split in split_sources(text_cfg, archive, lambda src: random.Random(0)).values() for r in split]
+    texts_of = Sources(tiny_cfg["data"], tmp_path).texts
+    rows = [r for split in split_sources(text_cfg, texts_of, lambda src: random.Random(0)).values() for r in split]
     assert len({content_key(r["text"]) for r in rows}) == len(rows)
-    assert Counter(r["source"] for r in rows) == {"news": 23, "howto": 25, "encyclopedic": 24}
-    assert [r["source"] for r in rows if r["text"].isupper()] == ["howto"]
-    assert not any("Die Stadt" in r["text"] for r in rows)
+    assert Counter(r["source"] for r in rows) == {"encyclopedic": 24, "howto": 24, "narrative": 24}
+    assert not any(r["text"].isupper() for r in rows)
+    howto = [r["text"] for r in rows if r["source"] == "howto"]
+    assert all(t.startswith("How to ") and "[" not in t for t in howto) and not any("roof" in t for t in howto)
 
 
 def test_gold_is_no_longer_always_first(built):
-    # the fixture archive lists the gold answer first in every item, like real BIG-bench tasks
+    # SciQ lists the correct answer before its distractors (doc_to_target: 0), as the real file does
     _, out, _ = built
-    labels = [r["label"] for r in read_records(out / "physics" / "train.jsonl")]
+    labels = [r["label"] for r in read_records(out / "science" / "train.jsonl")]
     assert len(set(labels)) > 1
-    physics = read_records(out / "physics" / "test.jsonl")
-    assert all(r["question"].startswith("Identify the formula.\n") for r in physics)
+    science = read_records(out / "science" / "test.jsonl")
+    assert all(r["question"].startswith("What ") and "support" not in r["question"] for r in science)
 
 
 def test_build_is_deterministic(built, tmp_path):
     cfg, out, manifest = built
-    again = build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp_path / "again")
+    cfg = dict(cfg, data=data_in_use(cfg))
+    again = build_all(cfg["data"], tmp_path / "again")
     assert again == manifest
     other = dict(cfg["data"], seed=cfg["data"]["seed"] + 1)
     text = cfg["data"]["general"]["text"]
     reordered = dict(cfg["data"], general=dict(cfg["data"]["general"], text=dict(text, sources=dict(reversed(text["sources"].items())))))
-    assert build_all(reordered, cfg["data"]["bigbench"]["archive"], tmp_path / "reordered") == manifest
-    changed = build_all(other, cfg["data"]["bigbench"]["archive"], tmp_path / "other")
-    assert changed["datasets"]["physics"]["splits"]["test"]["sha256"] != manifest["datasets"]["physics"]["splits"]["test"]["sha256"]
+    assert build_all(reordered, tmp_path / "reordered") == manifest
+    changed = build_all(other, tmp_path / "other")
+    assert changed["datasets"]["science"]["splits"]["test"]["sha256"] != manifest["datasets"]["science"]["splits"]["test"]["sha256"]
 
 
 def test_shuffle_keeps_gold_and_caps_choices():
@@ -122,7 +125,7 @@ def test_split_dedupes_and_caps_test_at_half():
 
 def test_member_questions_draw_every_choice_from_their_own_split():
     names = ["hydrogen"] + [f"element{z}" for z in range(2, 119)]
-    rows = elements_mc({"examples": [{"target_scores": dict.fromkeys(names, 0)}]}, 4, seed=0)
+    rows = elements_mc(names, 4, seed=0)
     assert len(rows) == 101  # polonium, astatine and Z >= 104 have no agreed family
     rng = random.Random(0)
     splits = split_items(shuffle_choices(rows, rng), rng, test_size=40, train_size=64, valid_size=16)

@@ -43,7 +43,7 @@ def test_two_processes_match_one_process_on_the_combined_batch(tiny_cfg, tiny_mo
     cfg = tiny_cfg
     cfg["lora"]["dropout"] = 0.0  # dropout masks are drawn per rank
     cfg["importance"].update(samples=16, max_steps=4)
-    # whole batches inside one epoch (16 general texts, 10 physics items), so both runs see the same
+    # whole batches inside one epoch (16 general texts, 10 science items), so both runs see the same
     # examples in each optimizer step: DDP shards the sampler's order batch by batch across ranks
     cfg["train"].update(max_steps=2, checkpoint_steps=0)
     results = {}
@@ -55,7 +55,7 @@ def test_two_processes_match_one_process_on_the_combined_batch(tiny_cfg, tiny_mo
         out = tmp_path / f"np{nproc}"
         common = ["--config", str(cfg_path), "--model-dir", str(tiny_model), "--data-dir", str(tiny_data)]
         _alr(["importance", *common, "--out", str(out / "si.safetensors")], nproc, tmp_path)
-        _alr(["finetune", *common, "--domain", "physics", "--method", "alr", "--seed", "0",
+        _alr(["finetune", *common, "--domain", "science", "--method", "alr", "--seed", "0",
               "--importance", str(out / "si.safetensors"), "--out", str(out / "alr")], nproc, tmp_path)
         results[nproc] = (load_file(str(out / "si.safetensors")),
                           load_file(str(out / "alr" / "model" / "adapter_model.safetensors")),

@@ -56,7 +56,7 @@ def built(tmp_path_factory):
     cfg_path.write_text(yaml.safe_dump(cfg))
     c = ["--config", str(cfg_path)]
     paths = {"model": tmp / "model", "data": tmp / "data", "imp": tmp / "importance" / "si.safetensors",
-             "run": tmp / "run" / "physics" / "lora" / "seed0"}
+             "run": tmp / "run" / "science" / "lora" / "seed0"}
     attempts, codes = [], []
     with pytest.MonkeyPatch.context() as mp:
         _block_network(mp, attempts)
@@ -64,16 +64,16 @@ def built(tmp_path_factory):
         codes.append(main(["prepare-model", *c, "--out", str(paths["model"]), "--downloads", str(tmp / "dl")]))
         codes.append(main(["prepare-data", *c, "--out", str(paths["data"]), "--downloads", str(tmp / "dl")]))
         codes.append(main(["importance", *c, *md, "--out", str(paths["imp"])]))
-        codes.append(main(["finetune", *c, *md, "--domain", "physics", "--method", "lora", "--seed", "0",
+        codes.append(main(["finetune", *c, *md, "--domain", "science", "--method", "lora", "--seed", "0",
                            "--out", str(paths["run"])]))
-        codes.append(main(["evaluate", *c, *md, "--domains", "physics", "--weights", str(paths["run"] / "model"),
+        codes.append(main(["evaluate", *c, *md, "--domains", "science", "--weights", str(paths["run"] / "model"),
                            "--out", str(paths["run"] / "eval.json")]))
     return tmp, cfg, paths, attempts, codes
 
 
 def _finetune_cli(cfg, paths, out, method="lora", **flags):
     argv = ["finetune", "--config", json.dumps(cfg), "--model-dir", str(flags.get("model", paths["model"])),
-            "--data-dir", str(flags.get("data", paths["data"])), "--domain", "physics", "--method", method,
+            "--data-dir", str(flags.get("data", paths["data"])), "--domain", "science", "--method", method,
             "--seed", "0", "--out", str(out)]
     if "importance" in flags:
         argv += ["--importance", str(flags["importance"])]
@@ -134,15 +134,15 @@ def _label(lines):
 
 
 @pytest.mark.parametrize("edit, expected", [
-    (_corrupt, "physics/train.jsonl:3: not valid JSON"),
-    (_label, "physics/train.jsonl:2: label 7 out of range for 4 choices"),
-    (lambda lines: [], "physics/train.jsonl: the split is empty"),
+    (_corrupt, "science/train.jsonl:3: not valid JSON"),
+    (_label, "science/train.jsonl:2: label 7 out of range for 4 choices"),
+    (lambda lines: [], "science/train.jsonl: the split is empty"),
 ])
 def test_bad_data_is_refused_with_file_and_line(built, tmp_path, capsys, no_model_load, edit, expected):
     _, cfg, paths, _, _ = built
     data = tmp_path / "data"
     shutil.copytree(paths["data"], data)
-    train = data / "physics" / "train.jsonl"
+    train = data / "science" / "train.jsonl"
     train.write_text("".join(line + "\n" for line in edit(train.read_text().splitlines())))
     assert _finetune_cli(cfg, paths, tmp_path / "out", data=data) == 2
     assert expected in capsys.readouterr().err
@@ -160,7 +160,7 @@ def test_evaluate_refuses_a_bad_test_split_or_missing_weights_before_loading(bui
     shutil.copytree(paths["data"], data)
     test = data / "social_iqa" / "test.jsonl"
     test.write_text("".join(line + "\n" for line in _label(test.read_text().splitlines())))
-    argv = ["evaluate", "--config", json.dumps(cfg), "--model-dir", str(paths["model"]), "--domains", "physics",
+    argv = ["evaluate", "--config", json.dumps(cfg), "--model-dir", str(paths["model"]), "--domains", "science",
             "--out", str(tmp_path / "eval.json")]
     assert main([*argv, "--data-dir", str(data)]) == 2
     assert "social_iqa/test.jsonl:2: label 7 out of range for 4 choices" in capsys.readouterr().err
@@ -171,7 +171,7 @@ def test_evaluate_refuses_a_bad_test_split_or_missing_weights_before_loading(bui
 
 @pytest.mark.parametrize("missing, expected", [
     ("model", "no prepared model at {path}; build it with `alr prepare-model`"),
-    ("data", "{path}/physics/train.jsonl does not exist; build it with `alr prepare-data`"),
+    ("data", "{path}/science/train.jsonl does not exist; build it with `alr prepare-data`"),
     ("importance", "importance file {path} does not exist; build it with `alr importance --estimator absent`"),
 ])
 def test_missing_asset_names_the_command_that_builds_it(built, tmp_path, capsys, no_model_load, missing, expected):
@@ -228,7 +228,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run_bitwise(built, tmp_pat
     c["train"].update(max_steps=8, checkpoint_steps=2)
     c["baselines"]["full_ft_lr"] = 1e-3
     weights = "adapter_model.safetensors" if method == "alr" else "model.safetensors"
-    args = (paths["model"], paths["data"], "physics", method, 0)
+    args = (paths["model"], paths["data"], "science", method, 0)
     imp = paths["imp"] if method == "alr" else None  # full_ft takes no importance file
     whole = finetune(c, *args, tmp_path / "whole", imp)
     assert not (tmp_path / "whole" / "checkpoints").exists()  # removed after a successful finish
@@ -288,10 +288,10 @@ def test_same_config_and_seed_give_identical_adapter_and_scores(built, tmp_path)
 
     _, cfg, paths, _, _ = built
     again = tmp_path / "again"
-    finetune(cfg, paths["model"], paths["data"], "physics", "lora", 0, again)
+    finetune(cfg, paths["model"], paths["data"], "science", "lora", 0, again)
     assert _adapter_bytes(again) == _adapter_bytes(paths["run"])
     first = read_json(paths["run"] / "eval.json")
-    second = evaluate(cfg, paths["model"], paths["data"], ["physics"], again / "eval.json", again / "model")
+    second = evaluate(cfg, paths["model"], paths["data"], ["science"], again / "eval.json", again / "model")
     assert second["tasks"] == first["tasks"] and second["general"] == first["general"]
 
 
@@ -313,7 +313,7 @@ def test_snakemake_killed_mid_training_resumes_on_rerun(built, tmp_path):
     # inputs, so existing outputs are up to date): the DAG left to run is the one finetune job
     shutil.copytree(paths["model"], work / "resources" / "models" / "tiny-llama")
     shutil.copytree(paths["data"], work / "resources" / "data")
-    rel = "results/tiny-llama/physics/lora/seed0"
+    rel = "results/tiny-llama/science/lora/seed0"
     run = work / rel
     proc = _snakemake(work, cfg_path, f"{rel}/train.json", wait=False)
     deadline = time.monotonic() + 300
@@ -330,12 +330,12 @@ def test_snakemake_killed_mid_training_resumes_on_rerun(built, tmp_path):
     assert _snakemake(work, cfg_path, "--unlock").returncode == 0
     done = _snakemake(work, cfg_path, f"{rel}/train.json")
     assert done.returncode == 0, done.stderr[-3000:]
-    log = (work / "logs" / "finetune" / "tiny-llama" / "physics" / "lora" / "seed0.log").read_text()
+    log = (work / "logs" / "finetune" / "tiny-llama" / "science" / "lora" / "seed0.log").read_text()
     rec = read_json(run / "train.json")
     assert rec["steps"] == 25 and rec["resumed_from_step"] >= 5
     assert f"resuming from {rel}/checkpoints/checkpoint-{rec['resumed_from_step']}" in log
     assert sorted(p.name for p in run.iterdir()) == ["model", "train.json"]  # checkpoints removed
 
-    clean = finetune(c, paths["model"], paths["data"], "physics", "lora", 0, tmp_path / "clean")
+    clean = finetune(c, paths["model"], paths["data"], "science", "lora", 0, tmp_path / "clean")
     assert clean["final_ce"] == rec["final_ce"]
     assert _adapter_bytes(tmp_path / "clean") == _adapter_bytes(run)

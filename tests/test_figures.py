@@ -49,7 +49,7 @@ def test_pareto_front_and_hypervolume_per_method():
 
 def test_heatmap_values_are_base_minus_run(tmp_path):
     base = {"general": {"tasks": ["t1", "t2"]}, "tasks": {"t1": {"score": 0.5}, "t2": {"score": 0.4}}}
-    runs = [{"domain": "physics", "method": "lora", "seed": s,
+    runs = [{"domain": "science", "method": "lora", "seed": s,
              "eval": {"tasks": {"t1": {"score": 0.4 + 0.1 * s}, "t2": {"score": 0.4}}}} for s in (0, 1)]
     fig = figures.forgetting_heatmap(base, runs)
     grid = fig.axes[0].get_images()[0].get_array()

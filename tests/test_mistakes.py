@@ -50,7 +50,7 @@ def _with(cfg, edit):
 
 def _finetune(tmp, cfg, method="lora", *extra):
     return ["finetune", "--config", json.dumps(cfg), "--model-dir", str(tmp.model), "--data-dir", str(tmp.data),
-            "--domain", "physics", "--method", method, "--seed", "0", "--out", str(tmp.work / "out"), *extra]
+            "--domain", "science", "--method", method, "--seed", "0", "--out", str(tmp.work / "out"), *extra]
 
 
 def _si(tmp):
@@ -87,7 +87,7 @@ CASES = [
      "--domains 'biology' has no dataset under data.domains"),
     ("--delta-scale without --weights",
      lambda t, c: ["evaluate", "--config", json.dumps(c), "--model-dir", str(t.model), "--data-dir", str(t.data),
-                   "--domains", "physics", "--delta-scale", "0.5", "--out", str(t.work / "eval.json")],
+                   "--domains", "science", "--delta-scale", "0.5", "--out", str(t.work / "eval.json")],
      "without --weights (the base model) it would do nothing"),
     ("the JSON sidecar given as the importance file",
      lambda t, c: _finetune(t, c, "alr", "--importance", str(t.importance / "si.json")),
@@ -100,7 +100,7 @@ CASES = [
      "the config has no section 'lora'"),
     ("a hub dataset pointing at local files without data_files",
      lambda t, c: ["check-config", "--replace-workflow-config", _file(t, "hub.yaml", yaml.safe_dump(_with(
-         c, lambda x: x["data"]["domains"].update(physics={"source": "hub", "dataset_path": "json", "format": "sciq"}))))],
+         c, lambda x: x["data"]["domains"].update(science={"source": "hub", "dataset_path": "json", "format": "sciq"}))))],
      "dataset_path 'json' reads local files; name them in dataset_kwargs"),
     ("continuing phase 1's optimizer without its adapter",
      lambda t, c: ["check-config", "--replace-workflow-config", _file(t, "opt.yaml", yaml.safe_dump(_with(

@@ -211,7 +211,7 @@ def test_phase2_continues_phase1_adam_state(tiny_model, tiny_data, tiny_cfg, tmp
         seen["lr"] = [g["lr"] for g in optimizer.param_groups]
 
     monkeypatch.setattr(trainer_mod, "continue_optimizer_state", spy)
-    rec = finetune(cfg, tiny_model, tiny_data, "physics", "alr", 0, tmp_path / "run", imp, tmp_path / "si_adapter")
+    rec = finetune(cfg, tiny_model, tiny_data, "science", "alr", 0, tmp_path / "run", imp, tmp_path / "si_adapter")
     assert rec["optimizer_from_phase1"] is True
     assert set(seen["state"]) == set(saved["state"]) and saved["state"]
     for i, s in saved["state"].items():
@@ -238,19 +238,19 @@ def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_
     assert side["estimator"] == "si_official" and side["config"]["importance"]["gradient"] == "lora_sgd"
     assert side["config"]["importance"]["clamp"] == "running" and side["seed"] == 0 and side["torch_seed"] == 0
     assert (tmp_path / "si_official_adapter" / "optimizer.pt").exists()
-    rec = finetune(cfg, tiny_model, tiny_data, "physics", "alr_official", 0, tmp_path / "run", imp,
+    rec = finetune(cfg, tiny_model, tiny_data, "science", "alr_official", 0, tmp_path / "run", imp,
                    tmp_path / "si_official_adapter")
     assert rec["config"]["regularize"]["lambda"] == cfg["official"]["regularize"]["lambda"]
     assert rec["optimizer_from_phase1"] is True and rec["final_reg"] > 0
     assert read_json(tmp_path / "run" / "train.json")["config"]["regularize"]["layer_scale"] == 1e-8
     assert side["epoch_terms"] == 2  # the Trainer called end_epoch once per epoch
-    warm = finetune(cfg, tiny_model, tiny_data, "physics", "lora_official", 0, tmp_path / "warm", None,
+    warm = finetune(cfg, tiny_model, tiny_data, "science", "lora_official", 0, tmp_path / "warm", None,
                     tmp_path / "si_official_adapter")
     assert warm["optimizer_from_phase1"] is True and warm["final_reg"] is None
     with pytest.raises(ValueError, match="holds 'si_official' importance, but this method uses 'si'"):
         plain = copy.deepcopy(tiny_cfg)
         plain["train"]["max_steps"] = 1
-        finetune(plain, tiny_model, tiny_data, "physics", "alr", 0, tmp_path / "wrong", imp)
+        finetune(plain, tiny_model, tiny_data, "science", "alr", 0, tmp_path / "wrong", imp)
 
 
 def test_phase1_lr_and_clipping_reach_the_trainer(tiny_model, tiny_data, tiny_cfg, tmp_path, monkeypatch):

@@ -20,10 +20,10 @@ from tests.tiny import REPO, snakemake, snakemake_on
 
 @pytest.fixture(scope="module")
 def lora_run(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
-    """`alr finetune` of lora on physics, seed 0 (read-only for tests)."""
-    run = tmp_path_factory.mktemp("run") / "physics" / "lora" / "seed0"
+    """`alr finetune` of lora on science, seed 0 (read-only for tests)."""
+    run = tmp_path_factory.mktemp("run") / "science" / "lora" / "seed0"
     assert main(["finetune", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir",
-                 str(tiny_data), "--domain", "physics", "--method", "lora", "--seed", "0", "--out", str(run)]) == 0
+                 str(tiny_data), "--domain", "science", "--method", "lora", "--seed", "0", "--out", str(run)]) == 0
     return run
 
 
@@ -37,16 +37,16 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
     assert (lora_run / "model" / "adapter_model.safetensors").exists()
 
     assert main(["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir",
-                 str(tiny_data), "--domains", "physics", "--weights", str(lora_run / "model"),
+                 str(tiny_data), "--domains", "science", "--weights", str(lora_run / "model"),
                  "--out", str(tmp_path / "eval.json")]) == 0
     ev = read_json(tmp_path / "eval.json")
     general = list(cfg["data"]["general"]["tasks"])
-    assert set(ev["tasks"]) == set(general) | {"physics"}
+    assert set(ev["tasks"]) == set(general) | {"science"}
     for scores in ev["tasks"].values():
         assert scores["n"] == cfg["data"]["test_size"]
         assert 0 <= scores["acc"] <= 1 and 0 <= scores["acc_norm"] <= 1 and scores["stderr"] >= 0
     assert ev["general"]["score"] == pytest.approx(sum(ev["tasks"][t]["acc"] for t in general) / len(general))
-    assert ev["domain"]["name"] == "physics" and ev["domain"]["score"] == ev["tasks"]["physics"]["acc"]
+    assert ev["domain"]["name"] == "science" and ev["domain"]["score"] == ev["tasks"]["science"]["acc"]
     assert ev["lm_eval"]["batch_size"] == cfg["eval"]["batch_size"]
     items = read_items(tmp_path / "eval_items.jsonl.gz")
     mc = {key: v for key, v in items.items() if key[0] in ev["tasks"]}
@@ -76,7 +76,7 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
                  "--out", str(tmp_path / "tasks")]) == 0
     proc = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "lm_eval"), "--model", "hf", "--model_args",
-         f"pretrained={tiny_model},dtype=float32", "--tasks", "alr_physics,alr_social_iqa", "--include_path",
+         f"pretrained={tiny_model},dtype=float32", "--tasks", "alr_science,alr_social_iqa", "--include_path",
          str(tmp_path / "tasks"), "--device", "cpu", "--batch_size", str(tiny_cfg["eval"]["batch_size"]),
          "--output_path", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=600,
@@ -85,9 +85,9 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
     (result,) = (tmp_path / "out").rglob("results_*.json")
     cli = json.loads(result.read_text())["results"]
     assert main(["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir",
-                 str(tiny_data), "--domains", "physics", "--out", str(tmp_path / "eval.json")]) == 0
+                 str(tiny_data), "--domains", "science", "--out", str(tmp_path / "eval.json")]) == 0
     ours = read_json(tmp_path / "eval.json")["tasks"]
-    for task in ("physics", "social_iqa"):
+    for task in ("science", "social_iqa"):
         for metric in ("acc", "acc_norm"):
             assert ours[task][metric] == cli[f"alr_{task}"][f"{metric},none"], (task, metric)
 
@@ -126,7 +126,7 @@ def test_cli_reports_bad_config(tiny_cfg, capsys):
     bad = tiny_cfg
     bad["train"]["lr"] = -1
     assert main(["finetune", "--config", json.dumps(bad), "--model-dir", "x", "--data-dir", "y",
-                 "--domain", "physics", "--method", "lora", "--seed", "0", "--out", "z"]) == 2
+                 "--domain", "science", "--method", "lora", "--seed", "0", "--out", "z"]) == 2
     assert "train.lr" in capsys.readouterr().err
 
 
@@ -140,16 +140,16 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
     # the two baselines with their own config sections (fisher, baselines), on one domain (method_domains)
     cfg = tiny_cfg
     cfg["methods"] += ["ewc_lora", "full_ft"]
-    cfg["method_domains"] = {"ewc_lora": ["physics"], "full_ft": ["physics"]}
+    cfg["method_domains"] = {"ewc_lora": ["science"], "full_ft": ["science"]}
     cfg_path = tmp_path / "e2e.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     proc = snakemake(work, cfg_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = pd.read_csv(work / "results" / "tables" / "main.csv")
     assert sorted(zip(table.domain, table.method)) == sorted(
-        [(d, m) for d in ("medical", "physics") for m in ("base", "lora", "alr", "lexical", "majority")]
-        + [("physics", "ewc_lora"), ("physics", "full_ft")])
-    full = read_json(work / "results" / "tiny-llama" / "physics" / "full_ft" / "seed0" / "train.json")
+        [(d, m) for d in ("medical", "science") for m in ("base", "lora", "alr", "lexical", "majority")]
+        + [("science", "ewc_lora"), ("science", "full_ft")])
+    full = read_json(work / "results" / "tiny-llama" / "science" / "full_ft" / "seed0" / "train.json")
     assert full["config"]["train"]["lr"] == cfg["baselines"]["full_ft_lr"]
     models = table[~table.method.isin(["lexical", "majority"])]
     assert models[["domain_score", "domain_balanced", "domain_gold_nll", "general_score", "general_nll",
@@ -176,19 +176,19 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
     sources = pd.read_csv(work / "results" / "tables" / "forgetting.csv")
     assert set(sources.source) == set(cfg["data"]["general"]["text"]["sources"])
     power = pd.read_csv(work / "results" / "tables" / "power.csv")
-    assert set(power.domain) == {"medical", "physics"} and (power.mde >= 0).all()
+    assert set(power.domain) == {"medical", "science"} and (power.mde >= 0).all()
     assert (power[power.measure == "forgetting"].mde > 0).all()  # every text moved (2 tiny steps flip no answer)
     eff = pd.read_csv(work / "results" / "tables" / "efficiency.csv")
     assert {"si", "fisher"} <= set(eff.name) and {"lora", "alr"} <= set(eff.name)
     assert (work / "results" / "tables" / "main.tex").read_text().count("\\midrule") == 1
     md = (work / "results" / "tables" / "main.md").read_text()
-    assert "| physics" in md and "lora" in md
-    alr_train = read_json(work / "results" / "tiny-llama" / "physics" / "alr" / "seed0" / "train.json")
+    assert "| science" in md and "lora" in md
+    alr_train = read_json(work / "results" / "tiny-llama" / "science" / "alr" / "seed0" / "train.json")
     assert alr_train["importance"].endswith("results/tiny-llama/importance/si.safetensors")
     assert sum(alr_train["layer_coefficients"].values()) == pytest.approx(1.0)
-    for rel in ("logs/prepare_data.log", "logs/finetune/tiny-llama/physics/lora/seed0.log",
+    for rel in ("logs/prepare_data.log", "logs/finetune/tiny-llama/science/lora/seed0.log",
                 "results/tiny-llama/importance/si.safetensors", "results/tiny-llama/importance/si.json",
-                "results/tiny-llama/physics/lora/seed0/train.json", "results/tiny-llama/base/eval.json"):
+                "results/tiny-llama/science/lora/seed0/train.json", "results/tiny-llama/base/eval.json"):
         assert (work / rel).exists(), rel
     again = snakemake(work, cfg_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -200,7 +200,7 @@ def _check_ablation_figures_report(work, cfg_path, main_table):
     import matplotlib.image
 
     ablation = pd.read_csv(work / "results" / "tables" / "ablation.csv")
-    assert sorted(zip(ablation.domain, ablation.method)) == sorted((d, m) for d in ("medical", "physics")
+    assert sorted(zip(ablation.domain, ablation.method)) == sorted((d, m) for d in ("medical", "science")
                                                                    for m in ("lora", "alr"))
     merged = ablation.merge(main_table, on=["domain", "method"], suffixes=("", "_main"))
     assert (merged.general_score == merged.general_score_main).all()  # the main table's numbers, not new ones
@@ -246,7 +246,7 @@ def test_builtin_lm_eval_task_from_local_files(tiny_cfg, tiny_model, tiny_data, 
         "dataset_kwargs": {"data_files": {"test": str(tmp_path / "sciq_test.jsonl")}}}
     local["eval"]["task_metrics"] = {"sciq_local": "acc_norm"}
     assert main(["evaluate", "--config", json.dumps(local), "--model-dir", str(tiny_model), "--data-dir",
-                 str(tiny_data), "--domains", "physics", "--out", str(tmp_path / "eval.json")]) == 0
+                 str(tiny_data), "--domains", "science", "--out", str(tmp_path / "eval.json")]) == 0
     ev = read_json(tmp_path / "eval.json")
     sciq = ev["tasks"]["sciq_local"]
     assert sciq["n"] == 6 and sciq["task"] == "alr_sciq_local" and sciq["score"] == sciq["acc_norm"]
@@ -282,13 +282,13 @@ def test_lambda_sweep_and_seeds_expand_into_runs(tiny_cfg, tmp_path):
         assert listed.returncode == 0, listed.stderr[-3000:]
         planned[mode] = {line.split("\t")[0] for line in listed.stdout.splitlines()}
     runs = {p for p in planned["all"] if p.endswith("/train.json")}
-    expected = {f"results/tiny-llama/{d}/{m}/seed{s}/train.json" for d in ("physics", "medical")
+    expected = {f"results/tiny-llama/{d}/{m}/seed{s}/train.json" for d in ("science", "medical")
                 for m in ("lora", "alr-lambda0.5", "alr-lambda2") for s in (0, 1)}
     assert expected <= runs, sorted(runs)[:10]
     assert not any("/alr/" in r for r in runs)
     assert "results/figures/lambda_sweep.png" in planned["all"]
     first = {p for p in planned["first"] if p.endswith("/train.json")}
-    assert {f"results/tiny-llama/physics/alr-lambda{v}/seed0/train.json" for v in ("0.5", "2")} <= first
+    assert {f"results/tiny-llama/science/alr-lambda{v}/seed0/train.json" for v in ("0.5", "2")} <= first
     assert not any("alr-lambda" in p and "/seed1/" in p for p in first)  # decided by the select checkpoint
     assert "results/tables/selection.json" in planned["first"]
 
@@ -304,7 +304,7 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     cfg["regularize"]["lambda"] = [0.5, 50]
     _, work, path = snakemake_on(tmp_path, cfg, "select")
     chosen = read_json(work / "results" / "tables" / "selection.json")["selected"]
-    assert set(chosen) == {"physics", "medical"}
+    assert set(chosen) == {"science", "medical"}
     runs = work / "results" / "tiny-llama"
     for domain, methods in chosen.items():
         for lam in ("0.5", "50"):
@@ -312,8 +312,8 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
             assert seeds == ({"seed0", "seed1"} if methods["alr"] == f"alr-lambda{lam}" else {"seed0"}), (domain, lam)
             assert (runs / domain / f"alr-lambda{lam}" / "seed0" / "valid.json").exists()
     claims = pd.read_csv(work / "results" / "tables" / "claims.csv")
-    row = claims[(claims.claim == "alr_vs_lora") & (claims.domain == "physics")].iloc[0]
-    assert row.a == chosen["physics"]["alr"] and row.verdict in ("supported", "contradicted", "undecided at this power")
+    row = claims[(claims.claim == "alr_vs_lora") & (claims.domain == "science")].iloc[0]
+    assert row.a == chosen["science"]["alr"] and row.verdict in ("supported", "contradicted", "undecided at this power")
     selection = pd.read_csv(work / "results" / "tables" / "selection.csv")
     for p in runs.glob("*/*/seed*/eval*"):  # test evaluations become unreadable
         p.write_bytes(b"not json")

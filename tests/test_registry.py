@@ -47,9 +47,9 @@ def test_loss_hook_sees_every_micro_batch_and_moves_the_weights(tiny_model, tiny
 
     cfg = copy.deepcopy(tiny_cfg)
     cfg["train"].update(batch_size=2, grad_accum=2, max_steps=3)
-    plain = finetune(cfg, tiny_model, tiny_data, "physics", "lora", 0, tmp_path / "lora")
+    plain = finetune(cfg, tiny_model, tiny_data, "science", "lora", 0, tmp_path / "lora")
     with registered(Method("hooked_lora", "LoRA + a logit penalty (test)", loss_hook=factory)):
-        hooked = finetune(cfg, tiny_model, tiny_data, "physics", "hooked_lora", 0, tmp_path / "hooked")
+        hooked = finetune(cfg, tiny_model, tiny_data, "science", "hooked_lora", 0, tmp_path / "hooked")
     assert calls == [2] * 5 and hooked["steps"] == 3
     # same seed, same first batch: the first logged loss is the same cross-entropy plus the hook's term
     assert hooked["run"] == "hooked_lora" and hooked["first_ce"] > plain["first_ce"]
@@ -77,7 +77,7 @@ def test_schema_and_cli_take_their_names_from_the_registries():
 @pytest.mark.slow
 def test_a_plugin_method_and_estimator_run_through_snakemake(tiny_cfg, tmp_path):
     cfg = copy.deepcopy(tiny_cfg)
-    cfg.update(domains=["physics"], methods=["lora", "ones_lora"])
+    cfg.update(domains=["science"], methods=["lora", "ones_lora"])
     cfg["baselines"]["efficiency_estimators"] = ["ones"]
     path = tmp_path / "plugin.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -87,10 +87,10 @@ def test_a_plugin_method_and_estimator_run_through_snakemake(tiny_cfg, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = pd.read_csv(work / "results" / "tables" / "main.csv")
     assert sorted(table.method) == ["base", "lexical", "lora", "majority", "ones_lora"]
-    run = work / "results" / "tiny-llama" / "physics" / "ones_lora" / "seed0"
+    run = work / "results" / "tiny-llama" / "science" / "ones_lora" / "seed0"
     train = read_json(run / "train.json")
     assert train["importance"].endswith("results/tiny-llama/importance/ones.safetensors") and train["final_reg"] > 0
-    assert read_json(run / "eval.json")["run"] == {"domain": "physics", "method": "ones_lora", "run": "ones_lora",
+    assert read_json(run / "eval.json")["run"] == {"domain": "science", "method": "ones_lora", "run": "ones_lora",
                                                     "seed": 0}
     eff = pd.read_csv(work / "results" / "tables" / "efficiency.csv")
     assert "ones" in set(eff.name)

@@ -73,7 +73,7 @@ def test_snakemake_plans_the_sweeps_and_kl_loras_general_text(tiny_cfg, tmp_path
     """Plan only: one finetune per kl.weight and replay_fraction, none for wise_ft, whose evaluations
     rescale lora's weights by their own beta; kl_lora's finetune jobs read general_text's train split."""
     cfg = tiny_cfg
-    cfg.update(methods=["lora", "kl_lora", "replay", "wise_ft"], domains=["physics"])
+    cfg.update(methods=["lora", "kl_lora", "replay", "wise_ft"], domains=["science"])
     cfg["kl"]["weight"] = [1, 10]
     cfg["baselines"].update(replay_fraction=[0.1, 0.2], wise_ft_beta=[0.25, 0.5])
     out = snakemake_on(tmp_path, cfg, "sweeps", "-n", "-p")[0].out
@@ -82,7 +82,7 @@ def test_snakemake_plans_the_sweeps_and_kl_loras_general_text(tiny_cfg, tmp_path
     evals = {run: scale for scale, run in re.findall(r"--delta-scale (\S+) --run (\S+)", out)}
     assert {run: evals[run] for run in ("wise_ft-lambda0.25", "wise_ft-lambda0.5", "lora")} == {
         "wise_ft-lambda0.25": "0.25", "wise_ft-lambda0.5": "0.5", "lora": "1.0"}
-    assert re.search(r"--weights results/tiny-llama/physics/lora/seed0/model --delta-scale 0.25", out)
+    assert re.search(r"--weights results/tiny-llama/science/lora/seed0/model --delta-scale 0.25", out)
     jobs = out.split("\nrule ")
     kl_jobs = [j for j in jobs if j.startswith("finetune") and "/kl_lora-lambda" in j]
     other = [j for j in jobs if j.startswith("finetune") and "/kl_lora-lambda" not in j]

@@ -14,22 +14,22 @@ def _points(rows):
 
 def test_rule_takes_least_forgetting_among_strengths_that_keep_enough_gain():
     pts = _points([
-        ("physics", "lora", "lora", None, 0, 0.020, 1.00, 0.5),
-        ("physics", "alr-lambda0.5", "alr", 0.5, 0, 0.015, 0.95, 0.5),
-        ("physics", "alr-lambda2", "alr", 2.0, 0, 0.010, 0.91, 0.5),   # kept (0.91 >= 0.9), least forgetting
-        ("physics", "alr-lambda8", "alr", 8.0, 0, 0.002, 0.50, 0.4),   # forgets least but keeps half the gain
+        ("science", "lora", "lora", None, 0, 0.020, 1.00, 0.5),
+        ("science", "alr-lambda0.5", "alr", 0.5, 0, 0.015, 0.95, 0.5),
+        ("science", "alr-lambda2", "alr", 2.0, 0, 0.010, 0.91, 0.5),   # kept (0.91 >= 0.9), least forgetting
+        ("science", "alr-lambda8", "alr", 8.0, 0, 0.002, 0.50, 0.4),   # forgets least but keeps half the gain
     ])
     table = select(pts, "lora", 0.9)
     chosen = table[table.selected]
     assert list(chosen.run) == ["alr-lambda2"] and table.kept.tolist() == [True, True, False]
     assert table.floor.tolist() == pytest.approx([0.9] * 3)  # 0.9 x lora's gain, shown in selection.md
-    wide = pd.concat([pts, _points([("physics", "alr-lambda32", "alr", 32.0, 0, 0.001, 0.2, 0.3)])])
+    wide = pd.concat([pts, _points([("science", "alr-lambda32", "alr", 32.0, 0, 0.001, 0.2, 0.3)])])
     assert select(wide, "lora", 0.9).strength.tolist() == [0.5, 2.0, 8.0, 32.0]  # by strength, not by name
     # none keeps 99% of lora's gain: the largest gain wins, and the rule says so
     strict = select(pts, "lora", 0.99)
     assert list(strict[strict.selected].run) == ["alr-lambda0.5"] and "no strength kept" in strict.reason.iloc[0]
     # seeds are averaged before the rule
-    two = pd.concat([pts, _points([("physics", "alr-lambda2", "alr", 2.0, 1, 0.010, 0.50, 0.5)])])
+    two = pd.concat([pts, _points([("science", "alr-lambda2", "alr", 2.0, 1, 0.010, 0.50, 0.5)])])
     assert list(select(two, "lora", 0.9).query("selected").run) == ["alr-lambda0.5"]
     with pytest.raises(ValueError, match="reference 'lora'"):
         select(pts[pts.run != "lora"], "lora", 0.9)
@@ -38,17 +38,17 @@ def test_rule_takes_least_forgetting_among_strengths_that_keep_enough_gain():
 def _valid_record(folder, split, run=None, nll=3.0, gold=1.0):
     folder.mkdir(parents=True, exist_ok=True)
     items = [{"task": "text:news", "id": f"t{i}", "nll": nll + 0.01 * i, "tokens": 10} for i in range(4)]
-    items += [{"task": "physics", "id": f"p{i}", "acc": 1.0, "gold": "x", "gold_nll": 9.0, "choice_nll": gold + i}
+    items += [{"task": "science", "id": f"p{i}", "acc": 1.0, "gold": "x", "gold_nll": 9.0, "choice_nll": gold + i}
               for i in range(3)]
     write_jsonl(folder / f"{split}_items.jsonl.gz", items, compress=True)
     name = "valid" if split == "valid" else "eval"
-    write_json(folder / f"{name}.json", {"split": split, "run": run, "domains": {"physics": {"score": 1.0}}})
+    write_json(folder / f"{name}.json", {"split": split, "run": run, "domains": {"science": {"score": 1.0}}})
     return folder / f"{name}.json"
 
 
 def test_selection_reads_validation_records_only(tmp_path):
     base = _valid_record(tmp_path / "base", "valid")
-    run = {"domain": "physics", "run": "alr-lambda2", "seed": 0}
+    run = {"domain": "science", "run": "alr-lambda2", "seed": 0}
     tuned = _valid_record(tmp_path / "alr", "valid", run, nll=3.5, gold=0.25)
     points = validation_points(base, [tuned])
     assert points.forgetting.iloc[0] == pytest.approx(0.5) and points.gain.iloc[0] == pytest.approx(0.75)

@@ -82,7 +82,7 @@ def test_unclamped_importance_keeps_negatives_and_trains(tiny, tmp_path):
     c = copy.deepcopy(cfg)
     c["importance"]["clamp"] = "none"
     c["regularize"].update({"lambda": 10.0, "normalize": "none"})
-    rec = finetune(c, model, data, "physics", "alr", 0, tmp_path / "run", files["none"])
+    rec = finetune(c, model, data, "science", "alr", 0, tmp_path / "run", files["none"])
     assert rec["final_reg"] is not None and torch.isfinite(torch.tensor(rec["final_reg"]))
 
 
@@ -105,7 +105,7 @@ def test_each_training_method_names_every_section_it_reads(tiny, tmp_path):
         for dropped in spec.config_sections:
             partial = {k: v for k, v in section(cfg, *spec.config_sections).items() if k != dropped}
             with pytest.raises(ConfigError, match=f"no section '{dropped}'"):
-                finetune(partial, model, data, "physics", name, 0, tmp_path / name)
+                finetune(partial, model, data, "science", name, 0, tmp_path / name)
 
 
 def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_path, monkeypatch):
@@ -115,7 +115,7 @@ def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_
     c = copy.deepcopy(cfg)
     c["train"].update(max_steps=4, checkpoint_steps=2)
     c["fisher"]["lambda"] = 3.0
-    args = (model, data, "physics", "ewc_lora", 0, tmp_path / "run", fisher)
+    args = (model, data, "science", "ewc_lora", 0, tmp_path / "run", fisher)
 
     with monkeypatch.context() as mp:
         mp.setattr(trainer_mod, "no_final_checkpoint_callback", kill_at_step(3))

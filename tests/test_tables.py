@@ -14,7 +14,7 @@ from tests.tiny import main_table
 
 def test_write_table_formats_and_escapes(tmp_path):
     numeric = pd.DataFrame({"method": ["lora", "alr_no_layer"], "score": [0.5, 0.25]})
-    view = pd.DataFrame({"domain": ["physics", "physics"], "method": ["lora", "alr_no_layer"],
+    view = pd.DataFrame({"domain": ["science", "science"], "method": ["lora", "alr_no_layer"],
                          "Δ vs lora [95% CI]": ["", "+0.010 [-0.020, +0.040]"], "score": ["0.500 ± 0.050", "0.250"]})
     write_table(numeric, view, "a note", tmp_path / "t")
     assert pd.read_csv(tmp_path / "t.csv").equals(numeric)
@@ -30,7 +30,7 @@ def test_ablation_table(tmp_path):
     main = tmp_path / "main.csv"
     main_table(["lora", "alr", "alr_no_layer", "alr_no_element", "ewc_lora"]).to_csv(main, index=False)
     table = write_ablation_table(main, tmp_path / "ablation")
-    assert list(table.method[table.domain == "physics"]) == ["lora", "alr_no_element", "alr_no_layer", "alr"]
+    assert list(table.method[table.domain == "science"]) == ["lora", "alr_no_element", "alr_no_layer", "alr"]
     assert list(table.layer_wise[:4]) == [False, True, False, True]
     assert list(table.element_wise[:4]) == [False, False, True, True]
     md = (tmp_path / "ablation.md").read_text()
@@ -51,12 +51,12 @@ def _sidecar(folder, estimator, wall_time_s, n_bytes):
 
 def test_efficiency_table_ratios(tmp_path):
     """Estimators against the Fisher; methods against lora on the same domain and seed: ewc_lora runs on
-    physics only, where lora is faster than on medical, so an unpaired ratio would be 1.0 / 0.65."""
+    science only, where lora is faster than on medical, so an unpaired ratio would be 1.0 / 0.65."""
     sidecars = [_sidecar(tmp_path, "si", 12.0, 300), _sidecar(tmp_path, "fisher", 120.0, 1200)]
     records = []
     for method, domain, step_time_s, peak_mem_mb in [
-            ("lora", "physics", 0.5, 100.0), ("lora", "medical", 0.8, 200.0), ("alr", "physics", 0.6, 110.0),
-            ("alr", "medical", 1.2, 260.0), ("ewc_lora", "physics", 1.0, 150.0)]:
+            ("lora", "science", 0.5, 100.0), ("lora", "medical", 0.8, 200.0), ("alr", "science", 0.6, 110.0),
+            ("alr", "medical", 1.2, 260.0), ("ewc_lora", "science", 1.0, 150.0)]:
         path = tmp_path / domain / method / "seed0" / "train.json"
         write_json(path, {"method": method, "domain": domain, "seed": 0, "step_time_s": step_time_s,
                           "peak_mem_mb": peak_mem_mb, "tokens": 1000, "wall_time_s": 10.0})

