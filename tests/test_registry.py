@@ -41,7 +41,7 @@ def test_loss_hook_sees_every_micro_batch_and_moves_the_weights(tiny_model, tiny
 
         def hook(model, inputs, outputs):
             calls.append(inputs["input_ids"].shape[0])
-            return 10.0 * outputs.logits.float().square().mean()
+            return 1e4 * outputs.logits.float().square().mean()
 
         return hook
 
@@ -51,8 +51,8 @@ def test_loss_hook_sees_every_micro_batch_and_moves_the_weights(tiny_model, tiny
     with registered(Method("hooked_lora", "LoRA + a logit penalty (test)", loss_hook=factory)):
         hooked = finetune(cfg, tiny_model, tiny_data, "science", "hooked_lora", 0, tmp_path / "hooked")
     assert calls == [2] * 5 and hooked["steps"] == 3
-    # same seed, same first batch: the first logged loss is the same cross-entropy plus the hook's term
-    assert hooked["run"] == "hooked_lora" and hooked["first_ce"] > plain["first_ce"]
+    # same seed, same batches: the hook's term alone moves the logged cross-entropy
+    assert hooked["run"] == "hooked_lora" and abs(hooked["first_ce"] - plain["first_ce"]) > 1e-6
     (ctx,) = contexts  # the factory runs once per run, with what a hook may need
     assert ctx.seed == 0 and ctx.data_dir == tiny_data and ctx.tok is not None and hasattr(ctx.model, "disable_adapter")
     assert ctx.cfg["train"]["max_steps"] == 3

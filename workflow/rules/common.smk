@@ -58,8 +58,10 @@ wildcard_constraints:
 
 
 def config_json(*keys):
-    """The config sections a rule's command needs, as inline JSON (also its rerun trigger)."""
-    return json.dumps(section(config, *keys), sort_keys=True)
+    """The config sections a rule's command needs, as inline JSON (also its rerun trigger). A function,
+    so Snakemake does not read the Jinja templates of registry datasets (`{{question}}`) as wildcards."""
+    text = json.dumps(section(config, *keys), sort_keys=True)
+    return lambda wildcards: text
 
 
 def dataset_files():
