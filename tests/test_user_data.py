@@ -9,7 +9,7 @@ import yaml
 
 from alr.build_data import build_all
 from alr.cli import main
-from alr.config import ConfigError, data_in_use, validate_config
+from alr.config import REPO_ROOT, ConfigError, data_in_use, validate_config
 from alr.io import read_json, sha256_file
 from tests.tiny import WORDS, snakemake
 
@@ -110,3 +110,30 @@ def test_a_user_domain_runs_and_an_edit_replans_what_depends_on_it(tiny_cfg, tmp
     jobs = {line.split()[0] for line in plan.stdout.splitlines() if line[:1].isalpha() and len(line.split()) == 2
             and line.split()[1].isdigit()}
     assert {"prepare_data", "finetune", "evaluate", "evaluate_base", "tables"} <= jobs, plan.stdout[-2000:]
+
+
+def test_data_md_example_builds_without_any_default_download(tmp_path, monkeypatch):
+    """DATA.md's "Your own data" example as written (its /data paths pointed at files of this test),
+    merged over the default: every default dataset it does not use is off or unselected, so the
+    build fetches nothing."""
+    import re
+
+    import alr.fetch
+    from alr.config import check_config_files
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"a default artifact was fetched: {args}")
+    monkeypatch.setattr(alr.fetch, "fetch_distribution", no_download)
+    text = (REPO_ROOT / "DATA.md").read_text()
+    example = re.search(r"```yaml\n(# my.yaml.*?)```", text, re.S).group(1)
+    for path in sorted(set(re.findall(r"/data/[\w/.]+\.jsonl", example))):
+        local = tmp_path / path.lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        rows = ([{"id": f"t{i}", "text": f"{WORDS[i % len(WORDS)]} text number {i} of the user's own."} for i in range(400)]
+                if "news" in path else _mc_rows(local.stem, 200))
+        _write(local, rows)
+        example = example.replace(path, str(local))
+    (tmp_path / "my.yaml").write_text(example)
+    cfg = check_config_files([tmp_path / "my.yaml"])
+    manifest = build_all(data_in_use(cfg), tmp_path / "out", tmp_path / "downloads")
+    assert set(manifest["datasets"]) == {"law", "mytask", "general_text"}
