@@ -29,7 +29,7 @@ from .baselines import overlap_scores
 from .config import datasets, jsonl_files
 from .data import read_records
 from .fetch import fetch_artifact
-from .general_text import bigbench_tasks, bigbench_texts, sources, split_sources
+from .general_text import TaskContexts, bigbench_tasks, bigbench_texts, sources, split_sources
 from .io import sha256_file, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -317,6 +317,7 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
     specs = datasets(data_cfg, built=True)
     source = Sources(data_cfg, downloads)
     manifest: dict = {"seed": seed, "datasets": {}}
+    task_items: list[dict] = []
     for name, spec in specs.items():
         rng = _rng(seed, name)
         general = name in data_cfg["general"]["tasks"]
@@ -338,6 +339,7 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
         entry = {"source": spec["source"], **{k: spec[k] for k in ("task", "sha256") if k in spec},
                  **_user_file_hashes(spec), "splits": {}}
         for split, items in splits.items():
+            task_items += items
             if not items:
                 raise ValueError(f"dataset {name!r} has an empty {split} split ({len(rows)} usable items)")
             path = out_dir / name / f"{split}.jsonl"
@@ -346,9 +348,10 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
             entry["splits"][split] = {"n": len(items), "sha256": sha256_file(path)}
         manifest["datasets"][name] = entry
     # Natural general text (alr.general_text): train feeds every general-data consumer, test and valid
-    # the general NLL; disjoint by content key.
+    # the general NLL; disjoint by content key from each other and from every task item built above.
     text_cfg = data_cfg["general"]["text"]
-    general_text = split_sources(text_cfg, source.texts, lambda src: _rng(seed, f"general_text/{src}"))
+    general_text = split_sources(text_cfg, source.texts, lambda src: _rng(seed, f"general_text/{src}"),
+                                 TaskContexts(task_items))
     files = {path: h for spec in sources(text_cfg).values() for path, h in _user_file_hashes(spec).get("files", {}).items()}
     entry = {"source": "natural text: " + ", ".join(f"{n} ({s.get('task', s['source'])})"
                                                    for n, s in sources(text_cfg).items()),

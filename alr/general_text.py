@@ -7,22 +7,51 @@ The general-text splits serve two kinds of readers, which must never see the sam
 
 Every text is keyed by `content_key` (sha256 of its whitespace-folded, lower-cased first
 `KEY_CHARS` characters, i.e. about what a 128-token window sees); a key seen twice, within a source or
-across sources, keeps its first text only, so no split can hold a text another split holds.
+across sources, keeps its first text only, so no split can hold a text another split holds. A text
+that is also a multiple-choice item of the run, or holds one's question (`TaskContexts`), is dropped
+too: no passage may be the context of a task item the run trains or evaluates on.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 
 from .data import read_records
 
+log = logging.getLogger(__name__)
+
 KEY_CHARS = 500
+CONTEXT_MIN_CHARS = 40  # shorter questions ("To make tea,") are phrases any how-to text may hold
 _ENGLISH = {"the", "and", "of", "is", "was", "in", "to"}
 
 
+def _fold(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
 def content_key(text: str) -> str:
-    folded = " ".join(text.lower().split())[:KEY_CHARS]
-    return hashlib.sha256(folded.encode()).hexdigest()
+    return hashlib.sha256(_fold(text)[:KEY_CHARS].encode()).hexdigest()
+
+
+class TaskContexts:
+    """The multiple-choice items of a run, as a filter for general text: a text is `in` it when its
+    content key is an item's question's (alone or followed by the gold answer), or when it contains an
+    item's question of at least CONTEXT_MIN_CHARS characters (whitespace-folded, lower-cased)."""
+
+    def __init__(self, items: list[dict] = ()):
+        self.keys = set()
+        self.questions = set()
+        for r in items:
+            self.keys |= {content_key(r["question"]), content_key(f"{r['question']} {r['choices'][r['label']]}")}
+            if len(question := _fold(r["question"])) >= CONTEXT_MIN_CHARS:
+                self.questions.add(question)
+
+    def __contains__(self, text: str) -> bool:
+        if content_key(text) in self.keys:
+            return True
+        folded = _fold(text)
+        return any(q in folded for q in self.questions)
 
 
 def _clip(text: str, max_chars: int) -> str:
@@ -68,13 +97,13 @@ def bigbench_tasks(text_cfg: dict) -> set[str]:
     return {s["task"] for s in sources(text_cfg).values() if s["source"] == "bigbench"}
 
 
-def split_sources(text_cfg: dict, texts_of, rng_for) -> dict[str, list[dict]]:
+def split_sources(text_cfg: dict, texts_of, rng_for, tasks: TaskContexts | None = None) -> dict[str, list[dict]]:
     """{"test", "valid", "train": [{"id", "text", "source"}]}: per source, the passages `texts_of(name,
-    spec)` are clipped to
-    `max_chars`, deduplicated by content key (across sources too), shuffled with `rng_for(source)`, and
-    cut into test, valid and train (sizes per source; a source may set its own); a user source given
-    as split files (`train`, `test`, optional `valid`, else carved from train) is kept as it is,
-    deduplicated the same way."""
+    spec)` are clipped to `max_chars`, deduplicated by content key (across sources too), shuffled with
+    `rng_for(source)`, rid of the texts in `tasks`, and cut into test, valid and train (sizes per
+    source; a source may set its own); a user source given as split files (`train`, `test`, optional
+    `valid`, else carved from train) is kept as it is, deduplicated and filtered the same way."""
+    tasks = tasks or TaskContexts()
     seen: set[str] = set()
     out: dict[str, list[dict]] = {"test": [], "valid": [], "train": []}
 
@@ -88,21 +117,36 @@ def split_sources(text_cfg: dict, texts_of, rng_for) -> dict[str, list[dict]]:
                 kept.append(text)
         return kept
 
+    def apart_from_tasks(src: str, texts: list[str], limit: int | None = None) -> list[str]:
+        """The texts not in `tasks`, in order, at most `limit` (only the texts up to it are checked)."""
+        kept, dropped = [], 0
+        for text in texts:
+            if limit is not None and len(kept) == limit:
+                break
+            if text in tasks:
+                dropped += 1
+            else:
+                kept.append(text)
+        if dropped:
+            log.info("general text %s: %d texts dropped as task items or their contexts", src, dropped)
+        return kept
+
     for src, spec in sources(text_cfg).items():
         size = {k: spec.get(f"{k}_size", text_cfg[f"{k}_size"]) for k in out}
         max_chars = spec.get("max_chars", text_cfg["max_chars"])
         if spec["source"] == "jsonl" and "train" in spec:
-            parts = {k: fresh([r["text"] for r in read_records(spec[k], "text")], max_chars) if k in spec else []
-                     for k in ("test", "valid", "train")}
+            parts = {k: apart_from_tasks(src, fresh([r["text"] for r in read_records(spec[k], "text")], max_chars))
+                     if k in spec else [] for k in ("test", "valid", "train")}
             if "valid" not in spec:  # carved from the user's train file
                 parts["valid"], parts["train"] = parts["train"][:size["valid"]], parts["train"][size["valid"]:]
         else:
             texts = fresh(texts_of(src, spec), max_chars)
             rng_for(src).shuffle(texts)
+            texts = apart_from_tasks(src, texts, size["test"] + size["valid"] + size["train"])
             need = size["test"] + size["valid"] + 1
             if len(texts) < need:
-                raise ValueError(f"general text source {src!r} has {len(texts)} distinct texts; test_size + "
-                                 f"valid_size + at least one train text need {need}")
+                raise ValueError(f"general text source {src!r} has {len(texts)} distinct texts apart from task "
+                                 f"items; test_size + valid_size + at least one train text need {need}")
             parts = {"test": texts[:size["test"]], "valid": texts[size["test"]:size["test"] + size["valid"]],
                      "train": texts[size["test"] + size["valid"]:][:size["train"]]}
         for split, texts in parts.items():

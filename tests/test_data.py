@@ -82,10 +82,42 @@ def test_a_text_in_two_sources_is_kept_once(tiny_cfg, tmp_path):
     texts_of = Sources(tiny_cfg["data"], tmp_path).texts
     rows = [r for split in split_sources(text_cfg, texts_of, lambda src: random.Random(0)).values() for r in split]
     assert len({content_key(r["text"]) for r in rows}) == len(rows)
-    assert Counter(r["source"] for r in rows) == {"encyclopedic": 24, "howto": 24, "narrative": 24}
+    # narrative: 24 passages and 24 more that quote a science question (no task items given here)
+    assert Counter(r["source"] for r in rows) == {"encyclopedic": 24, "howto": 24, "narrative": 48}
     assert not any(r["text"].isupper() for r in rows)
     howto = [r["text"] for r in rows if r["source"] == "howto"]
     assert all(t.startswith("How to ") and "[" not in t for t in howto) and not any("roof" in t for t in howto)
+
+
+def test_no_general_text_is_a_task_item_or_holds_ones_question(built):
+    """Every general text of every split, against every item the build wrote (domains' train, valid
+    and test, general tasks' test): no text is an item, nor the context of one. The fixture's
+    narrative source quotes each science question in a passage of its own, so this needs the filter."""
+    from alr.general_text import TaskContexts
+
+    cfg, out, manifest = built
+    items = [r for name in [*cfg["data"]["general"]["tasks"], *cfg["data"]["domains"]]
+             for split in manifest["datasets"][name]["splits"] for r in read_records(out / name / f"{split}.jsonl")]
+    tasks = TaskContexts(items)
+    texts = [r for split in ("test", "valid", "train") for r in read_records(out / "general_text" / f"{split}.jsonl")]
+    assert not [r["id"] for r in texts if r["text"] in tasks]
+
+
+def test_task_contexts_drop_items_and_texts_quoting_them():
+    from alr.general_text import CONTEXT_MIN_CHARS, TaskContexts, split_sources
+
+    long_q = "Which gas do plants take in from the air to make their food?"
+    short_q = "To make tea,"
+    assert len(short_q) < CONTEXT_MIN_CHARS <= len(long_q)
+    tasks = TaskContexts([{"question": long_q, "choices": ["oxygen", "carbon dioxide"], "label": 1},
+                          {"question": short_q, "choices": ["boil water", "freeze water"], "label": 0}])
+    texts = [f"{long_q} carbon dioxide", f"The teacher asked: {long_q.upper()}  Nobody knew.",
+             "To make tea, boil the water first and wait.", "Rivers run to the sea.", "Cats sleep a lot."]
+    assert [t in tasks for t in texts] == [True, True, False, False, False]
+    text_cfg = {"test_size": 1, "valid_size": 1, "train_size": 1, "max_chars": 500,
+                "sources": {"mixed": {"source": "inline"}}}
+    parts = split_sources(text_cfg, lambda src, spec: texts, lambda src: random.Random(0), tasks)
+    assert sorted(r["text"] for split in parts.values() for r in split) == sorted(texts[2:])
 
 
 def test_gold_is_no_longer_always_first(built):

@@ -94,9 +94,13 @@ def _registry_records(n: int) -> dict[str, list[dict]]:
     hellaswag.append(dict(hellaswag[0], source_id="activitynet~v_x", ctx="A man is on a roof. he"))  # not WikiHow
     hellaswag.append(dict(hellaswag[1], source_id="wikihow~dup", ctx="  " + _passage("encyclopedic", 0).upper(),
                           endings=["", "", "", ""]))  # an encyclopedic passage again, in other case and spacing
+    sciq_questions = [f"What {_w(i)} makes {_w(i, 1)} happen in science question {i}?" for i in range(n)]
+    # narrative passages that hold a science item's question: general text must not be a task's context
+    quoting = [{"id": n + i, "query": f"{_passage('narrative', n + i)} She read: {q}", "answers_text": ["x"],
+                "choices": ["x"]} for i, q in enumerate(sciq_questions)]
     return {
         "hf_datasets/sciq/none/validation/data-00000-of-00001.arrow":
-            [{"question": f"What {_w(i)} makes {_w(i, 1)} in science question {i}?", "distractor3": f"{_w(i, 3)} x",
+            [{"question": sciq_questions[i], "distractor3": f"{_w(i, 3)} x",
               "distractor1": f"{_w(i, 1)} y", "distractor2": f"{_w(i, 2)} z", "correct_answer": f"{_w(i)} gold",
               "support": _passage("support", i)} for i in range(n)],
         "hf_datasets/piqa/plain_text/validation/data-00000-of-00001.arrow":
@@ -121,7 +125,8 @@ def _registry_records(n: int) -> dict[str, list[dict]]:
               "opb": f"{_w(i, 3)} b", "opc": f"{_w(i, 4)} c", "opd": f"{_w(i, 5)} d", "cop": i % 4, "choice_type": "single",
               "subject_name": "Medicine"} for i in range(n)],
         "oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz":
-            [{"id": i, "query": _passage("narrative", i), "answers_text": [_w(i, 9)], "choices": [_w(i, 9)]} for i in range(n)],
+            [{"id": i, "query": _passage("narrative", i), "answers_text": [_w(i, 9)], "choices": [_w(i, 9)]}
+             for i in range(n)] + quoting,
     }
 
 
