@@ -178,6 +178,9 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
     power = pd.read_csv(work / "results" / "tables" / "power.csv")
     assert set(power.domain) == {"medical", "science"} and (power.mde >= 0).all()
     assert (power[power.measure == "forgetting"].mde > 0).all()  # every text moved (2 tiny steps flip no answer)
+    general = pd.read_csv(work / "results" / "tables" / "general_tasks.csv")
+    assert list(general.task) == list(cfg["data"]["general"]["tasks"])
+    assert ((general.lo <= general.base) & (general.base <= general.hi) & general.p_chance.between(0, 1)).all()
     eff = pd.read_csv(work / "results" / "tables" / "efficiency.csv")
     assert {"si", "fisher"} <= set(eff.name) and {"lora", "alr"} <= set(eff.name)
     assert (work / "results" / "tables" / "main.tex").read_text().count("\\midrule") == 1

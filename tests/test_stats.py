@@ -111,3 +111,18 @@ def test_holm_matches_a_hand_computation():
     """p sorted 0.01, 0.02, 0.04, 0.5 of 4: 0.04, 0.06, 0.08, 0.5 (monotone), NaN not counted."""
     assert holm([0.04, math.nan, 0.01, 0.5, 0.02]) == pytest.approx([0.08, math.nan, 0.04, 0.5, 0.06], nan_ok=True)
     assert holm([0.3, 0.2]) == pytest.approx([0.4, 0.4])  # step-down keeps the order monotone
+
+
+def test_chance_tail_is_the_exact_poisson_binomial_tail():
+    from math import comb
+
+    from alr.report.general_tasks import chance_tail
+
+    # equal chances: the binomial tail
+    assert chance_tail([0.25] * 10, 4) == pytest.approx(sum(comb(10, k) * 0.25**k * 0.75**(10 - k) for k in range(4, 11)))
+    # mixed chances, by enumeration of all outcomes
+    chances = [0.5, 0.25, 0.2]
+    outcomes = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+    prob = {o: np.prod([p if x else 1 - p for x, p in zip(o, chances)]) for o in outcomes}
+    assert chance_tail(chances, 2) == pytest.approx(sum(v for o, v in prob.items() if sum(o) >= 2))
+    assert chance_tail(chances, 0) == pytest.approx(1.0)

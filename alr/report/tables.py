@@ -11,6 +11,7 @@
   the texts / items better and worse, an exact sign test and its Holm adjustment over the rows.
 `forgetting`: the NLL rise against the base per general-text source and pooled.
 `power`: the minimal detectable difference of each measure at the configured sizes.
+`general_tasks`: the base model's score on each general task against chance (alr.report.general_tasks).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ..data import read_records
 from ..evaluate import PHASE1_TEXT, items_path
 from ..io import atomic_path, read_json
 from ..methods import BASE
+from .general_tasks import general_task_table, general_task_view
 from .stats import Scores, holm, item_scores, paired_bootstrap, read_items, sign_test
 
 BASELINES = ("lexical", "majority")  # model-free rows of each domain
@@ -347,8 +349,8 @@ def write_table(numeric: pd.DataFrame, view: pd.DataFrame, note: str, out_prefix
 def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list[str], eval_cfg: dict,
                      out_prefix: str | Path, data_dir: str | Path | None = None, selection: dict | None = None,
                      efficiency_csv: str | Path | None = None) -> pd.DataFrame:
-    """main.{csv,md,tex}, and beside it forgetting.* (per source), power.* (MDE), hypervolume.* and
-    claims.* (the scorecard)."""
+    """main.{csv,md,tex}, and beside it forgetting.* (per source), power.* (MDE), general_tasks.* (the
+    base model against chance; with `data_dir`), hypervolume.* and claims.* (the scorecard)."""
     from .claims import scorecard, write_claims
     from .selection import write_hypervolume
 
@@ -359,6 +361,9 @@ def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list
     write_table(sources, *forgetting_view(sources), folder / "forgetting")
     power = power_table(table, eval_cfg["bootstrap"]["reference"])
     write_table(power, *power_view(power), folder / "power")
+    if data_dir is not None:
+        general = general_task_table(read_json(base_eval), items_path(base_eval), data_dir)
+        write_table(general, *general_task_view(general), folder / "general_tasks")
     write_hypervolume(table, folder / "hypervolume")
     write_claims(scorecard(claim_comparisons(groups, eval_cfg, selection), efficiency_csv), folder / "claims")
     return table
