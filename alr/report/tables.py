@@ -297,7 +297,7 @@ def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                 table.p_domain, table.p_domain_holm)],
     }).fillna("")
     note = ("All differences are paired (same items, same texts) with a 95% CI from a bootstrap over seeds and "
-            "items. Forgetting: rise of the mean token NLL of held-out natural text (news, how-to, encyclopedic; "
+            "items. Forgetting: rise of the mean token NLL of held-out natural text (every general-text source; "
             "nats; > 0 = forgot). General MC loss: base − method multiple-choice general score. NLL rise on "
             "phase-1 text: the same on the text phase 1 tuned on (the authors' protocol; overlapping, so it "
             "flatters methods anchored to phase 1). Domain: accuracy gain, balanced-accuracy gain (mean over gold "
