@@ -141,6 +141,7 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
     cfg = tiny_cfg
     cfg["methods"] += ["ewc_lora", "full_ft"]
     cfg["method_domains"] = {"ewc_lora": ["science"], "full_ft": ["science"]}
+    cfg["baselines"]["efficiency_estimators"] = ["si", "fisher"]  # the speed and storage claims, as cpu-decide
     cfg_path = tmp_path / "e2e.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     proc = snakemake(work, cfg_path)
