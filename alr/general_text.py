@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Iterable
 
 from .data import read_records
 
@@ -39,7 +40,7 @@ class TaskContexts:
     content key is an item's question's (alone or followed by the gold answer), or when it contains an
     item's question of at least CONTEXT_MIN_CHARS characters (whitespace-folded, lower-cased)."""
 
-    def __init__(self, items: list[dict] = ()):
+    def __init__(self, items: Iterable[dict] = ()):
         self.keys = set()
         self.questions = set()
         for r in items:

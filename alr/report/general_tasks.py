@@ -17,7 +17,6 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from ..data import read_records
-from .stats import read_items
 
 ALPHA = 0.05
 
@@ -30,10 +29,10 @@ def chance_tail(chances: list[float], right: int) -> float:
     return float(min(1.0, dist[right:].sum()))
 
 
-def general_task_table(base_eval: dict, items_file: str | Path, data_dir: str | Path) -> pd.DataFrame:
-    """One row per general task whose items the build wrote (lm-eval's built-in tasks have no file
-    here: their chance is unknown, so they are left out)."""
-    items = read_items(items_file)
+def general_task_table(base_eval: dict, items: dict[tuple[str, str], dict], data_dir: str | Path) -> pd.DataFrame:
+    """One row per general task whose items the build wrote, from the base model's eval.json and its
+    per-item records (`stats.read_items`). lm-eval's built-in tasks have no file here: their chance is
+    unknown, so they are left out."""
     rows = []
     for task in base_eval["general"]["tasks"]:
         path = Path(data_dir) / task / "test.jsonl"

@@ -195,16 +195,16 @@ def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], eval_cfg: dict,
                                       "d", "lo", "hi", "se"])
 
 
-def summarise(base_eval: str | Path, groups: dict[tuple[str, str], list[_Run]], method_order: list[str],
+def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_order: list[str],
               eval_cfg: dict, data_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(main table, per-source forgetting table). `groups`: `_groups(runs)`."""
-    base = [_Run(base_eval)]
+    base = [base_run]
     boot = eval_cfg["bootstrap"]
     reference = boot["reference"]
     rows, sources = [], []
     for domain in sorted({d for d, _ in groups}):
         if domain not in base[0].eval["domains"]:
-            raise ValueError(f"base evaluation {base_eval} has no score for domain {domain!r}")
+            raise ValueError(f"base evaluation {base_run.path} has no score for domain {domain!r}")
         methods = [BASE] + [m for m in method_order if (domain, m) in groups]
         methods += sorted(m for d, m in groups if d == domain and m not in methods)
         for method in methods:
@@ -355,14 +355,15 @@ def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list
     from .selection import write_hypervolume
 
     groups = _groups(runs)  # each run's eval.json and items are read once, for every table below
-    table, sources = summarise(base_eval, groups, method_order, eval_cfg, data_dir)
+    base = _Run(base_eval)  # its eval.json and items are read once, for the main and general-task tables
+    table, sources = summarise(base, groups, method_order, eval_cfg, data_dir)
     write_table(table, *main_view(table), out_prefix)
     folder = Path(out_prefix).parent
     write_table(sources, *forgetting_view(sources), folder / "forgetting")
     power = power_table(table, eval_cfg["bootstrap"]["reference"])
     write_table(power, *power_view(power), folder / "power")
     if data_dir is not None:
-        general = general_task_table(read_json(base_eval), items_path(base_eval), data_dir)
+        general = general_task_table(base.eval, base.items, data_dir)
         write_table(general, *general_task_view(general), folder / "general_tasks")
     write_hypervolume(table, folder / "hypervolume")
     write_claims(scorecard(claim_comparisons(groups, eval_cfg, selection), efficiency_csv), folder / "claims")
