@@ -22,6 +22,7 @@ import random
 import re
 import tarfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import registry
@@ -92,6 +93,24 @@ def shuffle_choices(rows: list[dict], rng: random.Random, max_choices: int | Non
     return out
 
 
+def question_key(item: dict) -> str:
+    """What makes two items the same item: the question, stripped and lower-cased."""
+    return item["question"].strip().lower()
+
+
+def check_tasks_disjoint(items: dict[str, list[dict]], general: Iterable[str]) -> None:
+    """Refuse a general task that shares an item with a domain of the run: the forgetting measure
+    would then score the very items the domain trains or tests on."""
+    owner = {question_key(r): name for name, rows in items.items() if name not in general for r in rows}
+    for task in general:
+        shared = [r["question"] for r in items.get(task, []) if question_key(r) in owner]
+        if shared:
+            domain = owner[question_key({"question": shared[0]})]
+            raise ValueError(f"general task {task!r} shares {len(shared)} item(s) with domain {domain!r} "
+                             f"(e.g. {shared[0][:60]!r}); a general task must be disjoint from the domains: "
+                             f"set data.general.tasks.{task}: null, or leave {domain!r} out of `domains`")
+
+
 def split_items(rows: list[dict], rng: random.Random, test_size: int, train_size: int,
                 valid_size: int = 0, test_only: bool = False) -> dict[str, list[dict]]:
     """Dedupe by question and shuffle; then test = the first min(test_size, n // 2) items, valid the
@@ -99,7 +118,7 @@ def split_items(rows: list[dict], rng: random.Random, test_size: int, train_size
     `test_only` (general tasks, which nothing trains on): the first test_size items, test only."""
     seen, unique = set(), []
     for r in rows:
-        key = r["question"].strip().lower()
+        key = question_key(r)
         if key not in seen:
             seen.add(key)
             unique.append(r)
@@ -317,7 +336,7 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
     specs = datasets(data_cfg, built=True)
     source = Sources(data_cfg, downloads)
     manifest: dict = {"seed": seed, "datasets": {}}
-    task_items: list[dict] = []
+    task_items: dict[str, list[dict]] = {}
     for name, spec in specs.items():
         rng = _rng(seed, name)
         general = name in data_cfg["general"]["tasks"]
@@ -339,7 +358,7 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
         entry = {"source": spec["source"], **{k: spec[k] for k in ("task", "sha256") if k in spec},
                  **_user_file_hashes(spec), "splits": {}}
         for split, items in splits.items():
-            task_items += items
+            task_items.setdefault(name, []).extend(items)
             if not items:
                 raise ValueError(f"dataset {name!r} has an empty {split} split ({len(rows)} usable items)")
             path = out_dir / name / f"{split}.jsonl"
@@ -347,11 +366,12 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
             read_records(path, "mc")  # what we wrote must pass the same validation every reader applies
             entry["splits"][split] = {"n": len(items), "sha256": sha256_file(path)}
         manifest["datasets"][name] = entry
+    check_tasks_disjoint(task_items, data_cfg["general"]["tasks"])
     # Natural general text (alr.general_text): train feeds every general-data consumer, test and valid
     # the general NLL; disjoint by content key from each other and from every task item built above.
     text_cfg = data_cfg["general"]["text"]
     general_text = split_sources(text_cfg, source.texts, lambda src: _rng(seed, f"general_text/{src}"),
-                                 TaskContexts(task_items))
+                                 TaskContexts(r for rows in task_items.values() for r in rows))
     files = {path: h for spec in sources(text_cfg).values() for path, h in _user_file_hashes(spec).get("files", {}).items()}
     entry = {"source": "natural text: " + ", ".join(f"{n} ({s.get('task', s['source'])})"
                                                    for n, s in sources(text_cfg).items()),

@@ -158,12 +158,12 @@ def test_evaluate_refuses_a_bad_test_split_or_missing_weights_before_loading(bui
     _, cfg, paths, _, _ = built
     data = tmp_path / "data"
     shutil.copytree(paths["data"], data)
-    test = data / "social_iqa" / "test.jsonl"
+    test = data / "basic_logic" / "test.jsonl"
     test.write_text("".join(line + "\n" for line in _label(test.read_text().splitlines())))
     argv = ["evaluate", "--config", json.dumps(cfg), "--model-dir", str(paths["model"]), "--domains", "science",
             "--out", str(tmp_path / "eval.json")]
     assert main([*argv, "--data-dir", str(data)]) == 2
-    assert re.search(r"social_iqa/test.jsonl:2: label \d+ out of range for 3 choices", capsys.readouterr().err)
+    assert re.search(r"basic_logic/test.jsonl:2: label \d+ out of range for 4 choices", capsys.readouterr().err)
     assert main([*argv, "--data-dir", str(paths["data"]), "--weights", str(tmp_path / "absent")]) == 2
     assert f"tuned weights {tmp_path / 'absent'} do not exist; build them with `alr finetune`" in capsys.readouterr().err
     assert not (tmp_path / "eval.json").exists()

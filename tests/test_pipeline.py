@@ -76,7 +76,7 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
                  "--out", str(tmp_path / "tasks")]) == 0
     proc = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "lm_eval"), "--model", "hf", "--model_args",
-         f"pretrained={tiny_model},dtype=float32", "--tasks", "alr_science,alr_social_iqa", "--include_path",
+         f"pretrained={tiny_model},dtype=float32", "--tasks", "alr_science,alr_basic_logic", "--include_path",
          str(tmp_path / "tasks"), "--device", "cpu", "--batch_size", str(tiny_cfg["eval"]["batch_size"]),
          "--output_path", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=600,
@@ -87,7 +87,7 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
     assert main(["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir",
                  str(tiny_data), "--domains", "science", "--out", str(tmp_path / "eval.json")]) == 0
     ours = read_json(tmp_path / "eval.json")["tasks"]
-    for task in ("science", "social_iqa"):
+    for task in ("science", "basic_logic"):
         for metric in ("acc", "acc_norm"):
             assert ours[task][metric] == cli[f"alr_{task}"][f"{metric},none"], (task, metric)
 

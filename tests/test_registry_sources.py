@@ -30,19 +30,38 @@ def test_every_default_template_reads_its_fixture_file(data_cfg, tmp_path):
     cfg = dict(default_config(), data=data_cfg, domains=list(data_cfg["domains"]))
     cfg["data"]["domains"]["icd10"] = None  # not a registry file
     cfg["domains"].remove("icd10")
+    cfg["data"]["general"]["tasks"]["piqa"] = None  # the domain `physical` reads the same file
     for name, spec in cfg["data"]["domains"].items():
         if spec and name != "chemistry":  # chemistry's splits need elements of four families each
             spec.update(test_size=6, valid_size=2, train_size=8)
     cfg["data"]["general"]["text"].update(test_size=4, valid_size=2, train_size=8)
     validate_config(cfg)
     manifest = build_all(data_in_use(cfg), tmp_path / "data", tmp_path / "downloads")
-    assert set(manifest["datasets"]) == {"arc_easy", "social_iqa", "commonsense_qa", "copa", "science", "medical",
+    assert set(manifest["datasets"]) == {"arc_easy", "basic_knowledge", "basic_logic", "science", "medical",
                                          "physical", "chemistry", "general_text"}
     first = {n: json.loads((tmp_path / "data" / n / "test.jsonl").read_text().splitlines()[0])
-             for n in ("arc_easy", "commonsense_qa", "copa", "physical", "medical")}
-    assert len(first["arc_easy"]["choices"]) == 4 and len(first["commonsense_qa"]["choices"]) == 5
-    assert "What was the" in first["copa"]["question"] and len(first["physical"]["choices"]) == 2
+             for n in ("arc_easy", "basic_knowledge", "basic_logic", "physical", "medical")}
+    assert len(first["arc_easy"]["choices"]) == 4 and len(first["physical"]["choices"]) == 2
+    assert len(first["basic_logic"]["choices"]) == 4 and first["basic_logic"]["question"].startswith("All ")
+    assert {len(json.loads(line)["choices"]) for line in (tmp_path / "data" / "basic_knowledge" / "test.jsonl").open()} \
+        == {4, 5}  # the requests file's own choice lists, of varying length
     assert not list((tmp_path / "downloads").glob("*"))  # every artifact came from its local archive
+
+
+def test_a_general_task_sharing_items_with_a_domain_is_refused(data_cfg, tmp_path, capsys):
+    """The default's general task `piqa` and the optional domain `physical` read the same file: a run
+    with both stops at prepare-data with one line naming the fix, and writes no manifest."""
+    cfg = dict(default_config(), data=data_cfg, domains=["physical"])
+    cfg["data"]["domains"]["physical"].update(test_size=6, valid_size=2, train_size=8)
+    cfg["data"]["general"]["text"].update(test_size=4, valid_size=2, train_size=8)
+    out = tmp_path / "data"
+    assert main(["prepare-data", "--config", json.dumps(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "general task 'piqa' shares 16 item(s) with domain 'physical'" in err
+    assert "set data.general.tasks.piqa: null" in err and "Traceback" not in err
+    assert not (out / "manifest.json").exists()
+    cfg["data"]["general"]["tasks"]["piqa"] = None
+    assert main(["prepare-data", "--config", json.dumps(cfg), "--out", str(out)]) == 0
 
 
 def test_requests_reader_keeps_each_doc_once(wheels):

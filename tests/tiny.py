@@ -19,7 +19,7 @@ import yaml
 from alr.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
-GENERAL = ["arc_easy", "social_iqa"]  # the tiny config's general tasks (the default's)
+GENERAL = ["arc_easy", "basic_logic"]  # the tiny config's general tasks (the default's: an arrow file, a requests file)
 BB_TASKS = ["general_knowledge", "social_iqa", "physics"]
 TEXT_TASKS = ["gem/xsum", "gem/wikilingua_en", "paragraph_segmentation"]  # the default's general text sources
 WORDS = ("alpha beta gamma delta energy force mass charge field water carbon oxygen river city king queen "
@@ -85,8 +85,6 @@ def _registry_records(n: int) -> dict[str, list[dict]]:
     templates read, the gold in varying places as in the real files."""
     arc = [{"id": f"arc-{i}", "question": f"Which {_w(i)} is {_w(i, 2)} in arc question {i}?",
             "choices": {"text": _choices(i, 4), "label": list("ABCD")}, "answerKey": "ABCD"[i % 4]} for i in range(n)]
-    csqa = [{"id": f"csqa-{i}", "question": f"Where would a {_w(i)} keep its {_w(i, 1)} ({i})?", "question_concept": _w(i),
-             "choices": {"label": list("ABCDE"), "text": _choices(i, 5)}, "answerKey": "ABCDE"[i % 5]} for i in range(n)]
     hellaswag = [{"ind": i, "activity_label": "Home", "ctx_a": "", "ctx_b": "",
                   "ctx": f"[header] How to {_w(i)} a {_w(i, 1)} [title] Find the {_w(i, 2)}. [step] {_passage('howto', i)}",
                   "endings": [f"Then {_w(i, k)} it {k}." for k in range(4)], "source_id": f"wikihow~{i}",
@@ -107,15 +105,6 @@ def _registry_records(n: int) -> dict[str, list[dict]]:
             [{"goal": f"How do I {_w(i)} the {_w(i, 1)} ({i})?", "sol1": f"Use the {_w(i, 2)}.",
               "sol2": f"Use the {_w(i, 3)} instead.", "label": i % 2} for i in range(n)],
         "hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow": arc,
-        "hf_datasets/social_i_qa/none/validation/data-00000-of-00001.arrow":
-            [{"context": f"{_w(i).title()} met {_w(i, 1)} at the {_w(i, 2)}.", "question": f"What will {_w(i)} do next ({i})?",
-              "answerA": f"go to {_w(i, 3)}", "answerB": f"stay with {_w(i, 4)}", "answerC": f"call {_w(i, 5)}",
-              "label": str(i % 3 + 1)} for i in range(n)],
-        "hf_datasets/tau/commonsense_qa/none/validation/data-00000-of-00001.arrow": csqa,
-        "hf_datasets/super_glue/copa/validation/data-00000-of-00001.arrow":
-            [{"premise": f"The {_w(i)} fell on the {_w(i, 1)} ({i}).", "choice1": f"The {_w(i, 2)} broke.",
-              "choice2": f"The {_w(i, 3)} sang.", "question": ("cause", "effect")[i % 2], "idx": i, "label": i % 2}
-             for i in range(n)],
         "hf_datasets/boolq/none/validation/data-00000-of-00001.arrow":
             [{"question": f"is {_w(i)} a {_w(i, 1)}", "answer": i % 2 == 0, "passage": _passage("encyclopedic", i)}
              for i in range(n)],
@@ -124,6 +113,12 @@ def _registry_records(n: int) -> dict[str, list[dict]]:
             [{"id": f"med-{i}", "question": f"Which {_w(i)} treats the {_w(i, 1)} of case {i}?", "opa": f"{_w(i, 2)} a",
               "opb": f"{_w(i, 3)} b", "opc": f"{_w(i, 4)} c", "opd": f"{_w(i, 5)} d", "cop": i % 4, "choice_type": "single",
               "subject_name": "Medicine"} for i in range(n)],
+        "oe_eval_tasks/basic_skills_common_knowledge/rc_5shot/requests.jsonl.gz":
+            [{"id": str(i), "question": f"The number of {_w(i)} of a {_w(i, 1)} ({i}) is", "choices": _choices(i, 4 + i % 2),
+              "gold": i % 3} for i in range(n)],
+        "oe_eval_tasks/basic_skills_logical_reasoning/rc_5shot/requests.jsonl.gz":
+            [{"id": str(i), "question": f"All {_w(i)} are {_w(i, 1)}. A {_w(i, 2)} is a {_w(i)} ({i}).",
+              "choices": [f"Hence, a {_w(i, 2)} is {_w(i, k)}." for k in range(1, 5)], "gold": 0} for i in range(n)],
         "oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz":
             [{"id": i, "query": _passage("narrative", i), "answers_text": [_w(i, 9)], "choices": [_w(i, 9)]}
              for i in range(n)] + quoting,
