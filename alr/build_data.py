@@ -163,7 +163,8 @@ def elements_mc(names: list[str], n_choices: int, seed: int) -> list[dict]:
     """"Which family of elements does <element> belong to?", one item per element, the gold family and
     n_choices - 1 other families. Every family is a train answer, so distractors are not biased toward
     (or away from) answers seen in training; what transfers is the model's knowledge of the elements.
-    Each item names its `element`, which `member_questions` asks about the other way round."""
+    Each item names its element as its `group` (the entity it asks about, which `member_questions` asks
+    about the other way round; the CIs resample an element's two items together)."""
     if len(names) != 118 or names[0].lower() != "hydrogen":
         raise ValueError("elements: expected the 118 element names from hydrogen on")
     rng = _rng(seed, "elements")
@@ -175,7 +176,7 @@ def elements_mc(names: list[str], n_choices: int, seed: int) -> list[dict]:
         gold = family_of[z]
         others = rng.sample([f for f in ELEMENT_FAMILIES if f != gold], n_choices - 1)
         rows.append({"id": f"elements-{z}", "question": f"Which family of elements does {name} belong to?",
-                     "choices": [gold, *others], "label": 0, "element": name})
+                     "choices": [gold, *others], "label": 0, "group": name})
     return rows
 
 
@@ -185,7 +186,7 @@ def member_questions(items: list[dict], rng: random.Random, n_choices: int) -> l
     was ever an answer (or a choice) in training. Each gold answer is an element asked about once, so
     no answer prior can help: the prior-robust score of this half is its accuracy. The family items
     alone left the prior-robust score to 10 answers over 40 test items, some with one or two items."""
-    family_of = {r["element"]: r["choices"][r["label"]] for r in items}
+    family_of = {r["group"]: r["choices"][r["label"]] for r in items}
     rows = []
     for element, family in family_of.items():
         others: dict[str, str] = {}  # one distractor element per other family
@@ -198,7 +199,7 @@ def member_questions(items: list[dict], rng: random.Random, n_choices: int) -> l
         article = "an" if family[0] in "aeiou" else "a"
         rows.append({"id": f"elements-{element}-member", "question": f"Which of these elements is {article} {family}?",
                      "choices": [element, *rng.sample(list(others.values()), n_choices - 1)], "label": 0,
-                     "element": element})
+                     "group": element})
     return shuffle_choices(rows, rng)
 
 

@@ -149,8 +149,8 @@ def cmd_select(args, cfg):
     from .report.selection import select, validation_points, write_selection
 
     points = validation_points(args.base_valid, args.valid)
-    table = select(points, cfg["eval"]["bootstrap"]["reference"], cfg["selection"]["keep_gain"])
-    record = write_selection(table, args.out_prefix, cfg["eval"]["bootstrap"]["reference"], cfg["selection"]["keep_gain"])
+    table = select(points, cfg["eval"]["compare"]["reference"], cfg["selection"]["keep_gain"])
+    record = write_selection(table, args.out_prefix, cfg["eval"]["compare"]["reference"], cfg["selection"]["keep_gain"])
     log.info("selected %s", record["selected"])
 
 

@@ -153,6 +153,7 @@ def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit:
                               "id": doc_id or f"{leaf}:{sample['doc_id']}",
                               "acc": float(sample["acc"]) if "acc" in sample else None,
                               "acc_norm": float(sample["acc_norm"]) if "acc_norm" in sample else None,
+                              **({"group": sample["doc"]["group"]} if sample["doc"].get("group") is not None else {}),
                               **_gold(sample)})
     return scores, items
 

@@ -161,15 +161,15 @@ def test_member_questions_draw_every_choice_from_their_own_split():
     assert len(rows) == 101  # polonium, astatine and Z >= 104 have no agreed family
     rng = random.Random(0)
     splits = split_items(shuffle_choices(rows, rng), rng, test_size=40, train_size=64, valid_size=16)
-    family_of = {r["element"]: r["choices"][r["label"]] for r in rows}
+    family_of = {r["group"]: r["choices"][r["label"]] for r in rows}
     for split, items in splits.items():
         members = member_questions(items, rng, 4)
-        own = {r["element"] for r in items}
-        assert {r["element"] for r in members} == own
+        own = {r["group"] for r in items}
+        assert {r["group"] for r in members} == own
         for r in members:
-            assert set(r["choices"]) <= own and r["choices"][r["label"]] == r["element"]
+            assert set(r["choices"]) <= own and r["choices"][r["label"]] == r["group"]
             families = [family_of[c] for c in r["choices"]]
-            assert len(set(families)) == 4 and family_of[r["element"]] in r["question"]
+            assert len(set(families)) == 4 and family_of[r["group"]] in r["question"]
         assert Counter(r["label"] for r in members).keys() <= {0, 1, 2, 3} and len(Counter(r["label"] for r in members)) > 1
     few = [r for r in rows if r["choices"][r["label"]] in ("halogen", "noble gas")]  # two families only
     with pytest.raises(ValueError, match="families"):

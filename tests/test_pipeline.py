@@ -14,6 +14,7 @@ import yaml
 from alr.cli import main
 from alr.evaluate import PHASE1_TEXT, text_task
 from alr.io import read_json
+from alr.report.claims import CONTRADICTED, GAIN_NOT_REACHED, NO_GAIN, SUPPORTED, UNDECIDED
 from alr.report.stats import read_items
 from tests.tiny import REPO, snakemake, snakemake_on
 
@@ -317,7 +318,10 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
             assert (runs / domain / f"alr-lambda{lam}" / "seed0" / "valid.json").exists()
     claims = pd.read_csv(work / "results" / "tables" / "claims.csv")
     row = claims[(claims.claim == "alr_vs_lora") & (claims.domain == "science")].iloc[0]
-    assert row.a == chosen["science"]["alr"] and row.verdict in ("supported", "contradicted", "undecided at this power")
+    assert row.a == chosen["science"]["alr"] and row.rule.startswith("supported: d CI < 0 and g CI above −")
+    unmatched = read_json(work / "results" / "tables" / "selection.json")["gain_not_reached"]
+    assert row.verdict == (GAIN_NOT_REACHED if "alr" in unmatched.get("science", [])
+                           else row.verdict if row.verdict in (SUPPORTED, CONTRADICTED, UNDECIDED, NO_GAIN) else "?")
     selection = pd.read_csv(work / "results" / "tables" / "selection.csv")
     for p in runs.glob("*/*/seed*/eval*"):  # test evaluations become unreadable
         p.write_bytes(b"not json")

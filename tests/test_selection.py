@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from alr.io import write_json, write_jsonl
-from alr.report.claims import CLAIMS, CONTRADICTED, SUPPORTED, UNDECIDED, overall, verdict
+from alr.report.claims import (CLAIMS, CONTRADICTED, GAIN_NOT_REACHED, NO_GAIN, NOT_RUN, SUPPORTED, UNDECIDED, overall,
+                               verdict)
 from alr.report.selection import hypervolume, pareto_mask, select, validation_points
 
 
@@ -74,21 +75,43 @@ def test_pareto_mask_and_hypervolume_against_a_grid():
     assert hypervolume([2.0], [0.5], ref_f, ref_g) == 0.0  # outside the box
 
 
-@pytest.mark.parametrize("forgetting, domain, expected", [
-    ({"lo": -0.02, "hi": -0.01}, {"lo": -0.05, "hi": 0.03}, SUPPORTED),   # forgets less, domain not lower
-    ({"lo": -0.02, "hi": -0.01}, {"lo": -0.08, "hi": -0.01}, UNDECIDED),  # forgets less but gains less: a trade-off
-    ({"lo": 0.01, "hi": 0.02}, {"lo": -0.05, "hi": 0.03}, CONTRADICTED),  # forgets more
-    ({"lo": -0.01, "hi": 0.02}, {"lo": -0.05, "hi": 0.03}, UNDECIDED),   # CI spans 0
+COMPARE = {"reference": "lora", "level": 0.95, "margin": 0.2, "min_effect": 0.1}
+
+
+def _row(d, gain, gain_b=0.2, forgetting_reference=0.05, gain_reached=True):
+    """A comparison row: d = (lo, hi) of the NLL-rise difference, gain = (lo, hi) of the gain difference."""
+    return {"lo": d[0], "hi": d[1], "d": sum(d) / 2, "gain_lo": gain[0], "gain_hi": gain[1], "gain_b": gain_b,
+            "forgetting_reference": forgetting_reference, "gain_reached": gain_reached, "run_b": "lora"}
+
+
+@pytest.mark.parametrize("d, gain, expected", [
+    ((-0.02, -0.01), (-0.03, 0.03), SUPPORTED),     # forgets less, gain loss within the margin (0.2 x 0.2 = 0.04)
+    ((-0.02, -0.01), (-0.05, 0.03), UNDECIDED),     # forgets less, but may gain 0.05 less: beyond the margin
+    ((-0.02, -0.01), (-0.067, 0.0), UNDECIDED),     # the accuracy CI's upper end exactly 0 is no evidence of similar gain
+    ((0.01, 0.02), (-0.03, 0.03), CONTRADICTED),    # forgets more at a similar gain
+    ((0.01, 0.02), (0.01, 0.08), UNDECIDED),        # forgets more but may gain more: a trade-off
+    ((-0.01, 0.02), (-0.03, 0.03), UNDECIDED),      # CI spans 0
 ])
-def test_forgets_less_verdicts(forgetting, domain, expected):
+def test_forgets_less_verdicts_need_a_non_inferior_gain(d, gain, expected):
     claim = next(c for c in CLAIMS if c.key == "alr_vs_lora")
-    assert verdict(claim, forgetting, domain) == expected
+    assert verdict(claim, _row(d, gain), COMPARE) == expected
 
 
-def test_costs_verdicts_and_overall():
+def test_a_method_that_never_reached_the_gain_or_no_gain_is_undecided():
+    claim = next(c for c in CLAIMS if c.key == "alr_vs_lora")
+    assert verdict(claim, _row((-0.02, -0.01), (-0.01, 0.01), gain_reached=False), COMPARE) == GAIN_NOT_REACHED
+    assert verdict(claim, _row((-0.02, -0.01), (-0.01, 0.01), gain_b=0.0), COMPARE) == NO_GAIN
+    assert verdict(claim, None, COMPARE) == NOT_RUN
+
+
+def test_costs_verdicts_need_a_practical_effect_and_overall():
+    """min_effect 0.1 x the reference's forgetting 0.05 = 0.005."""
     claim = next(c for c in CLAIMS if c.key == "no_layer_costs")
-    assert verdict(claim, {"lo": 0.01, "hi": 0.02}, {"lo": 0, "hi": 0}) == SUPPORTED
-    assert verdict(claim, {"lo": -0.02, "hi": -0.01}, {"lo": 0, "hi": 0}) == CONTRADICTED
+    assert verdict(claim, _row((0.01, 0.02), (-0.01, 0.01)), COMPARE) == SUPPORTED
+    assert verdict(claim, _row((0.001, 0.006), (-0.01, 0.01)), COMPARE) == UNDECIDED  # d = 0.0035 < 0.005
+    assert verdict(claim, _row((0.01, 0.02), (0.0, 0.06)), COMPARE) == UNDECIDED  # the ablation may gain more
+    assert verdict(claim, _row((-0.02, 0.004), (-0.01, 0.01)), COMPARE) == CONTRADICTED  # no cost of 0.005
+    assert verdict(claim, _row((-0.02, -0.01), (-0.06, 0.0)), COMPARE) == UNDECIDED  # less forgetting, less gain
     card = pd.DataFrame({"claim": ["a", "a", "b", "b"], "text": ["x"] * 4,
                          "verdict": [SUPPORTED, SUPPORTED, SUPPORTED, CONTRADICTED]})
     assert overall(card).set_index("claim").verdict.to_dict() == {"a": SUPPORTED, "b": "mixed"}

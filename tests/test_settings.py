@@ -24,7 +24,7 @@ from tests.tiny import REPO, Killed, kill_at_step
 READERS = {"importance": ["imp_cfg"], "train": ["train_cfg"], "eval": ["eval_cfg"], "lora": ["lora_cfg"],
            "data": ["data_cfg", "data"], "fisher": ["f_cfg"], "mas": ["m_cfg"], "kl": ["kl_cfg"],
            "regularize": ["reg_cfg"],
-           "bootstrap": ["boot"], "bigbench": ["bb", "spec"], "text": ["text_spec", "spec"],
+           "compare": ["comparison", "compare_cfg"], "bigbench": ["bb", "spec"], "text": ["text_spec", "spec"],
            "source": ["source", "src", "spec"]}  # fetch_artifact(spec) reads data.bigbench and model.source
 _SUB = r"""(?:\[\s*["']{k}["']\s*\]|\.get\(\s*["']{k}["'])"""
 

@@ -1,6 +1,6 @@
 """The ablation table: which half of the penalty matters (results/tables/ablation.{csv,md,tex}).
 
-Rows come from the main table (`main.csv`, so the scores, seeds and paired bootstrap CIs are the
+Rows come from the main table (`main.csv`, so the scores, seeds and paired CIs are the
 same numbers): per domain, `lora` (no penalty), `alr_no_element` (layer-wise coefficients on each
 layer's mean importance), `alr_no_layer` (element-wise importance, uniform coefficients) and `alr`
 (both), including every lambda of a sweep (`alr-lambda0.5`, ...).

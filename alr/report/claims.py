@@ -1,14 +1,22 @@
 """The claims scorecard: each claim of the paper, the measured quantity with its CI, and a verdict by
-a fixed rule (results/tables/claims.{csv,md}).
+a fixed rule, stated with its margin beside every verdict (results/tables/claims.{csv,md}).
 
-Comparison claims (per domain, paired on the same texts / items, 95% CI from the bootstrap over seeds
-and items, `alr.report.tables.compare`):
-- `forgets_less`: a forgets less than b at similar domain gain. d = NLL rise of a - that of b.
-  supported: the CI of d lies below 0 and a's domain accuracy is not lower than b's (its CI does not
-  lie below 0); contradicted: the CI of d lies above 0; otherwise undecided at this power (a CI that
-  excludes 0 with a domain loss is a trade-off, not the claim: also undecided).
+Comparison claims (per domain, paired on the same texts / items, CIs from `alr.report.stats`; F is
+the general NLL rise against the base, G the balanced-accuracy gain against the base, which a shift
+of the answer prior cannot raise; d = F_a - F_b, g = G_a - G_b; m = `eval.compare.margin` x G_b, the
+gain loss that still counts as "similar domain gain"; e = `eval.compare.min_effect` x the
+reference's F, the smallest forgetting difference that counts as a cost):
+- `forgets_less`: a forgets less than b at similar domain gain.
+  supported: the CI of d lies below 0 and the lower end of g's CI is above -m (non-inferior gain);
+  contradicted: the CI of d lies above 0 and the upper end of g's CI is below m (b forgets less and
+  gains no less, by the same margin); otherwise undecided at this power.
 - `costs`: removing a part of the penalty costs: a (ablated) forgets more than b (the full method).
-  supported: the CI of d lies above 0; contradicted: below 0; otherwise undecided.
+  supported: the CI of d lies above 0, d >= e, and the upper end of g's CI is below m (the extra
+  forgetting is not bought with extra gain); contradicted: the CI of d lies below e (no cost of
+  practical size) and the lower end of g's CI is above -m; otherwise undecided.
+A claim is undecided before any rule when b gained nothing (G_b <= 0: no gain to match), or when strength
+selection found no strength of a or b that kept the reference's valid gain ("gain not reached";
+`selection.json`): a fallback point is never compared.
 Efficiency claims (one measurement each, no CI; the rule names its threshold):
 - SI importance about 20x faster than the Fisher: supported if Fisher time / SI time >= 10, else
   contradicted;
@@ -57,20 +65,44 @@ CLAIMS = (
 COMPARISONS = [(c.a, c.b) for c in CLAIMS if c.kind in ("forgets_less", "costs")]
 
 
-def verdict(claim: Claim, forgetting: dict | None, domain: dict | None) -> str:
-    """The rule of the module docstring, from the CIs of d = a - b: forgetting {"lo", "hi"}, domain
-    accuracy {"lo", "hi"}."""
-    if forgetting is None:
+GAIN_NOT_REACHED = "undecided (gain not reached)"
+NO_GAIN = "undecided (no gain to match)"
+
+
+def verdict(claim: Claim, c: dict | None, compare_cfg: dict) -> str:
+    """The rule of the module docstring for one comparison row of `claim_comparisons` (d, lo, hi;
+    gain_lo, gain_hi; gain_b; forgetting_reference; gain_reached)."""
+    if c is None:
         return NOT_RUN
+    if not c.get("gain_reached", True):
+        return GAIN_NOT_REACHED
+    if not c["gain_b"] > 0:
+        return NO_GAIN
+    margin = compare_cfg["margin"] * c["gain_b"]
+    gain_no_lower, gain_no_higher = c["gain_lo"] > -margin, c["gain_hi"] < margin
     if claim.kind == "forgets_less":
-        if forgetting["lo"] > 0:
-            return CONTRADICTED
-        if forgetting["hi"] < 0 and not domain["hi"] < 0:
+        if c["hi"] < 0 and gain_no_lower:
             return SUPPORTED
+        if c["lo"] > 0 and gain_no_higher:
+            return CONTRADICTED
         return UNDECIDED
-    if forgetting["lo"] > 0:
+    effect = compare_cfg["min_effect"] * max(c["forgetting_reference"], 0.0)
+    if c["lo"] > 0 and c["d"] >= effect and gain_no_higher:
         return SUPPORTED
-    return CONTRADICTED if forgetting["hi"] < 0 else UNDECIDED
+    if c["hi"] < effect and gain_no_lower:
+        return CONTRADICTED
+    return UNDECIDED
+
+
+def rule_text(claim: Claim, c: dict, compare_cfg: dict) -> str:
+    """The rule with this row's margins in numbers."""
+    margin = compare_cfg["margin"] * c["gain_b"]
+    gain = f"g CI above −{margin:.3f} ({compare_cfg['margin']:g} × {c['run_b']}'s gain)"
+    if claim.kind == "forgets_less":
+        return f"supported: d CI < 0 and {gain}"
+    effect = compare_cfg["min_effect"] * max(c["forgetting_reference"], 0.0)
+    return (f"supported: d CI > 0, d ≥ {effect:.4f} ({compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s "
+            f"forgetting) and g CI below +{margin:.3f}")
 
 
 def efficiency_rows(efficiency_csv: str | Path | None) -> list[dict]:
@@ -94,23 +126,22 @@ def efficiency_rows(efficiency_csv: str | Path | None) -> list[dict]:
     return rows
 
 
-def scorecard(comparisons: pd.DataFrame, efficiency_csv: str | Path | None) -> pd.DataFrame:
-    """`comparisons`: rows (domain, a, b, measure, d, lo, hi) from alr.report.tables.claim_comparisons."""
+def scorecard(comparisons: pd.DataFrame, efficiency_csv: str | Path | None, compare_cfg: dict) -> pd.DataFrame:
+    """`comparisons`: the rows of alr.report.tables.claim_comparisons."""
     rows = []
     domains = sorted(comparisons.domain.unique()) if len(comparisons) else []
     for claim in (c for c in CLAIMS if c.kind in ("forgets_less", "costs")):
         for domain in domains or ["-"]:
             sel = comparisons[(comparisons.domain == domain) & (comparisons.a == claim.a) & (comparisons.b == claim.b)]
-            get = {m: sel[sel.measure == m].iloc[0].to_dict() for m in ("forgetting", "domain_gain")
-                   if (sel.measure == m).any()}
-            v = verdict(claim, get.get("forgetting"), get.get("domain_gain"))
-            row = {"claim": claim.key, "text": claim.text, "domain": domain, "verdict": v}
-            if "forgetting" in get:
-                f, g = get["forgetting"], get["domain_gain"]
-                row.update(a=f["run_a"], b=f["run_b"], value=f["d"], lo=f["lo"], hi=f["hi"],
-                           domain_d=g["d"], domain_lo=g["lo"], domain_hi=g["hi"],
-                           measured=(f"NLL rise {f['run_a']} − {f['run_b']} = {f['d']:+.4f} [{f['lo']:+.4f}, "
-                                     f"{f['hi']:+.4f}]; domain acc {g['d']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}]"))
+            c = sel.iloc[0].to_dict() if len(sel) else None
+            row = {"claim": claim.key, "text": claim.text, "domain": domain, "verdict": verdict(claim, c, compare_cfg)}
+            if c is not None:
+                row.update(a=c["run_a"], b=c["run_b"], value=c["d"], lo=c["lo"], hi=c["hi"], gain_d=c["gain_d"],
+                           gain_lo=c["gain_lo"], gain_hi=c["gain_hi"], gain_b=c["gain_b"],
+                           rule=rule_text(claim, c, compare_cfg),
+                           measured=(f"d = NLL rise {c['run_a']} − {c['run_b']} = {c['d']:+.4f} [{c['lo']:+.4f}, "
+                                     f"{c['hi']:+.4f}]; g = balanced gain {c['gain_d']:+.3f} [{c['gain_lo']:+.3f}, "
+                                     f"{c['gain_hi']:+.3f}] ({c['run_b']}'s own {c['gain_b']:+.3f})"))
             rows.append(row)
     rows += efficiency_rows(efficiency_csv)
     return pd.DataFrame(rows)
@@ -129,18 +160,24 @@ def overall(card: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def write_claims(card: pd.DataFrame, out_prefix: str | Path) -> None:
+def write_claims(card: pd.DataFrame, out_prefix: str | Path, compare_cfg: dict) -> None:
     from .tables import write_table
 
     summary = overall(card)
     view = pd.concat([
-        summary.assign(domain="all").rename(columns={"domains": "measured"})[["claim", "domain", "text", "measured", "verdict"]],
-        card.assign(measured=card.get("measured", "").fillna(""))[["claim", "domain", "text", "measured", "verdict"]],
+        summary.assign(domain="all", rule="").rename(columns={"domains": "measured"})[
+            ["claim", "domain", "text", "measured", "rule", "verdict"]],
+        card.assign(measured=card.get("measured", "").fillna(""), rule=card.get("rule", "").fillna(""))[
+            ["claim", "domain", "text", "measured", "rule", "verdict"]],
     ]).rename(columns={"text": "claim (paper)"})
     view = view.sort_values(["claim", "domain"], key=lambda s: s.map(lambda v: "" if v == "all" else str(v)),
                             kind="stable").reset_index(drop=True)
-    write_table(card, view[["claim", "domain", "claim (paper)", "measured", "verdict"]], (
-        "Verdicts by fixed rules (alr/report/claims.py): a comparison is supported or contradicted only when its 95% "
-        "CI (bootstrap over seeds and items, paired) excludes 0 in that direction; 'forgets less' also needs the "
-        "domain accuracy not lower (CI). Efficiency: one timing / size measurement each, thresholds 10x and 15%. "
-        "Row 'all': the verdict over domains (every domain alike, else mixed or undecided)."), out_prefix)
+    level = f"{100 * compare_cfg['level']:g}%"
+    write_table(card, view[["claim", "domain", "claim (paper)", "measured", "rule", "verdict"]], (
+        f"Verdicts by fixed rules (alr/report/claims.py), {level} CIs (t intervals over seeds and items, paired). "
+        "d: general NLL rise of a − b (nats); g: balanced-accuracy gain of a − b. 'Similar domain gain' is "
+        f"non-inferiority: g's CI above −{compare_cfg['margin']:g} × b's gain; an ablation costs only when d is at "
+        f"least {compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s forgetting. A method whose strength "
+        "selection kept no strength at the reference's valid gain is never compared (undecided, gain not reached). "
+        "Efficiency: one timing / size measurement each, thresholds 10x and 15%. Row 'all': the verdict over "
+        "domains (every domain alike, else mixed or undecided)."), out_prefix)

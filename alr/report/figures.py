@@ -12,7 +12,7 @@
 | `lambda_sweep` | the Pareto figure: domain gain against forgetting for every sweep point, each method's front and hypervolume | main.csv |
 
 Sizes: one paper column is 3.3 in wide, a two-column figure 6.9 in; text is 7 pt. Scores are in
-points (accuracy x 100), NLLs in nats. Error bars: the 95% CIs of the main table (bootstrap over
+points (accuracy x 100), NLLs in nats. Error bars: the 95% CIs of the main table (t intervals over
 seeds and items, paired against the base).
 """
 from __future__ import annotations

@@ -9,7 +9,8 @@ another split is refused. For each swept method and domain, every strength's val
   the choices it ignores what raises every choice alike, such as the answers' vocabulary)
 and the rule (`selection.keep_gain`, default 0.9): among the strengths whose gain is at least
 keep_gain x the reference method's (lora's) gain, the one with the least forgetting; when none
-keeps that much, the one with the largest gain (flagged). `hypervolume` is the area of the
+keeps that much, the one with the largest gain, flagged in `selection.json` (`gain_not_reached`):
+the claims never compare such a point (alr.report.claims: "undecided (gain not reached)"). `hypervolume` is the area of the
 (forgetting, gain) plane a method's points dominate, within a box common to every method of a domain.
 """
 from __future__ import annotations
@@ -133,12 +134,14 @@ def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str,
     })
     note = ("Validation split only (the domains' valid items, the general text's valid texts), paired against the "
             f"base. Rule: among the strengths whose valid gain (gold NLL fall among the choices) is at least {keep_gain:g} × `{reference}`'s, "
-            "the least valid forgetting; if none is, the largest gain.")
+            "the least valid forgetting; if none is, the largest gain, which the claims do not compare (gain not reached).")
     write_table(table, view, note, out_prefix)
-    chosen = {}
+    chosen, unmatched = {}, {}
     for r in table[table.selected].itertuples():
         chosen.setdefault(r.domain, {})[r.method] = r.run
-    record = {"selected": chosen}
+        if not r.kept:
+            unmatched.setdefault(r.domain, []).append(r.method)
+    record = {"selected": chosen, "gain_not_reached": unmatched}
     write_json(out_prefix.with_suffix(".json"), record)
     return record
 

@@ -1,18 +1,27 @@
-"""Paired statistics on per-item correctness: a two-level bootstrap CI, an exact sign test, Holm.
+"""Paired statistics on per-item scores: a seeds-by-items t interval, an exact sign test, Holm.
 
 Two methods evaluated on the same items are compared item by item. Each method's scores of a task
-are a matrix, one row per seed (training run), one column per item.
+are a matrix, one row per seed (training run), one column per item; a comparison's statistic is the
+mean over tasks (general-text sources, general tasks) of the task's mean difference (a - b).
 
-- `paired_bootstrap`: the difference (a - b) of the general score (mean over tasks of the task
-  accuracy) or of the domain accuracy, with a percentile CI from a two-level bootstrap: every
-  replicate draws seeds with replacement (the same seeds for both methods when both have the same
-  seeds, e.g. 0, 1, 2; independently otherwise, e.g. against the single base model), then items
-  with replacement (the same items for both). So the CI holds training variance as well as item
-  variance; averaging seeds per item before an item bootstrap would leave the first out.
-- `sign_test`: per item, the seed-mean correctness of a minus that of b; the items where a is better
+- `paired_interval`: that difference with a t interval whose variance has two parts, each estimated
+  from the data (a two-way seeds x items random-effects decomposition):
+  - seeds: the variance of the per-seed differences over seeds, divided by the number of seeds. One
+    training run's effect is shared by every task and every item of that run, so a seed is one draw
+    for all tasks together, never re-drawn per task. With equal seed lists the two methods are paired
+    seed by seed (seed k of a against seed k of b); otherwise each method's seed variance is added.
+    A method with one seed (the base model, or a single run) adds none: the interval is then
+    conditional on that run.
+  - items: the variance of the per-item seed-mean differences within each task, divided by its items
+    (a cluster-robust variance where items share an entity), minus the within-item seed noise that the
+    seed part already holds; summed over tasks with weight 1/tasks^2.
+  Its degrees of freedom are Welch-Satterthwaite's, so with three seeds and a dominant seed part the
+  interval is as wide as a t interval on 2 degrees of freedom (`tests/test_stats.py` checks coverage in
+  simulation at the configs' sizes). A percentile bootstrap over three seeds cannot reach its level.
+- `sign_test`: per item, the seed-mean score of a minus that of b; the items where a is better
   and where it is worse, and the exact two-sided binomial test of better vs worse (ties dropped).
   With one seed this is the exact McNemar test on the discordant pairs.
-- `holm`: Holm's step-down adjustment of a family of p-values (every method against the reference).
+- `holm`: Holm's step-down adjustment of a family of p-values.
 """
 from __future__ import annotations
 
@@ -22,6 +31,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 Scores = dict[str, tuple[list[str], np.ndarray]]  # task -> (item ids, [seeds x items] correctness)
 
@@ -61,23 +71,69 @@ def _paired_tasks(a: Scores, b: Scores):
         yield task, _rows(sa), _rows(sb)
 
 
-def paired_bootstrap(a: Scores, b: Scores, samples: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """Difference (a - b) of the mean-over-tasks score, with the two-level bootstrap CI above."""
-    rng = np.random.default_rng(seed)
-    observed, replicates = 0.0, np.zeros(samples)
-    for _, sa, sb in _paired_tasks(a, b):
-        observed += sa.mean() - sb.mean()
-        rows_a = rng.integers(0, len(sa), size=(samples, len(sa)))
-        rows_b = rows_a if len(sa) == len(sb) else rng.integers(0, len(sb), size=(samples, len(sb)))
-        per_item = sa[rows_a].mean(axis=1) - sb[rows_b].mean(axis=1)  # [samples x items]
-        items = rng.integers(0, sa.shape[1], size=(samples, sa.shape[1]))
-        replicates += np.take_along_axis(per_item, items, axis=1).mean(axis=1)
-    observed /= len(a)
-    replicates /= len(a)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(replicates, [tail, 100 - tail])
-    return {"diff": float(observed), "lo": float(lo), "hi": float(hi), "se": float(replicates.std(ddof=1)),
-            "level": level, "samples": samples}
+def _seed_part(rows: list[np.ndarray]) -> tuple[float, int]:
+    """(variance of the mean over seeds, its degrees of freedom) from per-task [seeds x items]
+    matrices of one method (or of paired differences): a seed's value is its mean over tasks."""
+    per_seed = np.mean([m.mean(axis=1) for m in rows], axis=0)
+    k = len(per_seed)
+    return (float(per_seed.var(ddof=1)) / k, k - 1) if k > 1 else (0.0, 0)
+
+
+def _within_item_noise(m: np.ndarray) -> float:
+    """The residual variance of a [seeds x items] matrix after seed and item means (two-way ANOVA):
+    how much one item's score moves between seeds beyond the seed's shift of every item."""
+    k, n = m.shape
+    if k < 2 or n < 2:
+        return 0.0
+    resid = m - m.mean(axis=0, keepdims=True) - m.mean(axis=1, keepdims=True) + m.mean()
+    return float((resid ** 2).sum()) / ((k - 1) * (n - 1))
+
+
+def _mean_variance(values: np.ndarray, clusters: list | None) -> float:
+    """The variance of the mean of `values` over items, with items of one cluster resampled together."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    if clusters is None:
+        return float(values.var(ddof=1)) / n
+    dev = pd.Series(values - values.mean()).groupby(clusters).sum().to_numpy()
+    c = len(dev)
+    return float(c / (c - 1) * (dev ** 2).sum()) / n ** 2 if c > 1 else 0.0
+
+
+def paired_interval(a: Scores, b: Scores, level: float = 0.95, clusters: dict[str, dict[str, str]] | None = None) -> dict:
+    """(a - b) of the mean-over-tasks score with the seeds x items t interval of the module docstring.
+    `clusters`: {task: {item id: entity}} for tasks whose items share an entity (resampled together)."""
+    from scipy.stats import t as student_t
+
+    tasks = list(_paired_tasks(a, b))
+    weight = 1 / len(tasks)
+    paired = all(sa.shape[0] == sb.shape[0] for _, sa, sb in tasks) and tasks[0][1].shape[0] > 1
+    if paired:
+        seed_parts = [_seed_part([sa - sb for _, sa, sb in tasks])]
+    else:
+        seed_parts = [part for part in (_seed_part([sa for _, sa, _ in tasks]), _seed_part([sb for _, _, sb in tasks]))
+                      if part[1]]
+    diff, item_var, item_df = 0.0, 0.0, 0
+    for task, sa, sb in tasks:
+        d = sa.mean(axis=0) - sb.mean(axis=0)
+        diff += weight * float(d.mean())
+        if paired:
+            noise = _within_item_noise(sa - sb) / len(sa)
+        else:
+            noise = _within_item_noise(sa) / len(sa) + _within_item_noise(sb) / len(sb)
+        ids = a[task][0]
+        groups = [clusters[task][i] for i in ids] if clusters and task in clusters else None
+        item_var += weight ** 2 * max(_mean_variance(d, groups) - noise / len(d), 0.0)
+        item_df += (len(set(groups)) if groups else len(d)) - 1
+    parts = [*seed_parts, *([(item_var, item_df)] if item_df else [])]
+    var = sum(v for v, _ in parts)
+    se = math.sqrt(var)
+    denominator = sum(v ** 2 / df for v, df in parts if v > 0)
+    df = var ** 2 / denominator if denominator > 0 else math.inf
+    half = float(student_t.ppf(0.5 + level / 2, df)) * se if se > 0 else 0.0
+    return {"diff": diff, "lo": diff - half, "hi": diff + half, "se": se, "df": df, "level": level,
+            "seeds": "paired" if paired else "independent"}
 
 
 def sign_test(a: Scores, b: Scores) -> dict:

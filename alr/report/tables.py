@@ -2,7 +2,7 @@
 
 `main`: one row per domain x method (aggregated over seeds), plus two model-free rows per domain
 (`lexical`, `majority`: alr.baselines). Every comparison is paired, on the same items or texts
-(`alr.report.stats`), with a 95% CI from a bootstrap over seeds and items:
+(`alr.report.stats`), with a 95% t interval over seeds (one draw shared by every task) and items:
 - against the base model: forgetting = the rise of the general NLL (mean token NLL of held-out
   natural text, nats; the primary measure), the change of the general multiple-choice score, the
   NLL rise on phase 1's own text (overlapping: the authors' protocol), and the domain gain in
@@ -26,7 +26,7 @@ from ..evaluate import PHASE1_TEXT, items_path
 from ..io import atomic_path, read_json
 from ..methods import BASE
 from .general_tasks import general_task_table, general_task_view
-from .stats import Scores, holm, item_scores, paired_bootstrap, read_items, sign_test
+from .stats import Scores, holm, item_scores, paired_interval, read_items, sign_test
 
 BASELINES = ("lexical", "majority")  # model-free rows of each domain
 Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8: MDE = 2.80 x the standard error
@@ -102,10 +102,20 @@ def _scores(runs: list[_Run], measure: str, domain: str) -> tuple[Scores, int]:
     raise ValueError(f"unknown measure {measure!r}")
 
 
-def compare(a: list[_Run], b: list[_Run], measure: str, domain: str, boot: dict) -> dict:
-    """(a - b) of a measure, signed as VS_BASE names it, with its bootstrap CI and standard error."""
+def _clusters(run: _Run, tasks) -> dict[str, dict[str, str]]:
+    """{task: {item id: group}} for tasks whose items name a shared entity (`group`, e.g. chemistry's
+    element, which two questions ask about): such items are resampled together."""
+    out: dict[str, dict[str, str]] = {}
+    for (task, item), record in run.items.items():
+        if task in tasks and record.get("group") is not None:
+            out.setdefault(task, {})[item] = str(record["group"])
+    return out
+
+
+def compare(a: list[_Run], b: list[_Run], measure: str, domain: str, comparison: dict) -> dict:
+    """(a - b) of a measure, signed as VS_BASE names it, with its CI and standard error."""
     (sa, sign), (sb, _) = _scores(a, measure, domain), _scores(b, measure, domain)
-    ci = paired_bootstrap(sa, sb, boot["samples"], boot["seed"])
+    ci = paired_interval(sa, sb, comparison["level"], _clusters(a[0], sa))
     lo, hi = sorted((sign * ci["lo"], sign * ci["hi"]))
     return {"d": sign * ci["diff"], "lo": lo, "hi": hi, "se": ci["se"]}
 
@@ -169,38 +179,48 @@ def _groups(runs: list[dict]) -> dict[tuple[str, str], list[_Run]]:
     return groups
 
 
-def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], eval_cfg: dict,
+def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], table: pd.DataFrame, eval_cfg: dict,
                       selection: dict | None = None) -> pd.DataFrame:
     """For each (a, b) of the claims (alr.report.claims.COMPARISONS) and each domain where both ran:
-    (a - b) of the forgetting and of the domain accuracy with their CIs. A swept method stands for its
-    selected run (`selection`: {domain: {method: run}})."""
+    (a - b) of the forgetting and of the balanced-accuracy gain with their CIs, b's own balanced gain
+    and the reference's forgetting against the base (`table`: the main table; they scale the margins).
+    A swept method stands for its selected run (`selection`: {"selected": {domain: {method: run}}});
+    `gain_reached` is False where selection found no strength that kept the reference's gain."""
     from .claims import COMPARISONS
 
-    boot = eval_cfg["bootstrap"]
+    comparison = eval_cfg["compare"]
     chosen = (selection or {}).get("selected", {})
+    unmatched = (selection or {}).get("gain_not_reached", {})
+    own = table.set_index(["domain", "method"])
     out = []
     for domain in sorted({d for d, _ in groups}):
         def run_of(method):
             return chosen.get(domain, {}).get(method, method)
 
+        reference = (domain, comparison["reference"])
         for a, b in COMPARISONS:
             ra, rb = run_of(a), run_of(b)
             if (domain, ra) not in groups or (domain, rb) not in groups:
                 continue
-            for measure in ("forgetting", "domain_gain"):
-                c = compare(groups[(domain, ra)], groups[(domain, rb)], measure, domain, boot)
-                out.append({"domain": domain, "a": a, "b": b, "run_a": ra, "run_b": rb, "measure": measure,
-                            "seeds_a": len(groups[(domain, ra)]), "seeds_b": len(groups[(domain, rb)]), **c})
-    return pd.DataFrame(out, columns=["domain", "a", "b", "run_a", "run_b", "measure", "seeds_a", "seeds_b",
-                                      "d", "lo", "hi", "se"])
+            row = {"domain": domain, "a": a, "b": b, "run_a": ra, "run_b": rb, "seeds_a": len(groups[(domain, ra)]),
+                   "seeds_b": len(groups[(domain, rb)]), "gain_b": float(own.loc[(domain, rb), "balanced_gain"]),
+                   "forgetting_reference": float(own.loc[reference, "forgetting"]) if reference in own.index else np.nan,
+                   "gain_reached": not {a, b} & set(unmatched.get(domain, []))}
+            for measure in ("forgetting", "balanced_gain"):
+                c = compare(groups[(domain, ra)], groups[(domain, rb)], measure, domain, comparison)
+                row.update({(f"{k}" if measure == "forgetting" else f"gain_{k}"): v for k, v in c.items()})
+            out.append(row)
+    return pd.DataFrame(out, columns=["domain", "a", "b", "run_a", "run_b", "seeds_a", "seeds_b", "d", "lo", "hi", "se",
+                                      "gain_d", "gain_lo", "gain_hi", "gain_se", "gain_b", "forgetting_reference",
+                                      "gain_reached"])
 
 
 def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_order: list[str],
               eval_cfg: dict, data_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(main table, per-source forgetting table). `groups`: `_groups(runs)`."""
     base = [base_run]
-    boot = eval_cfg["bootstrap"]
-    reference = boot["reference"]
+    comparison = eval_cfg["compare"]
+    reference = comparison["reference"]
     rows, sources = [], []
     for domain in sorted({d for d, _ in groups}):
         if domain not in base[0].eval["domains"]:
@@ -211,7 +231,7 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
             mine = base if method == BASE else groups[(domain, method)]
             row = {"domain": domain, "method": method, **_own_values(mine, domain)}
             for measure in VS_BASE:
-                c = compare(mine, base, measure, domain, boot)
+                c = compare(mine, base, measure, domain, comparison)
                 row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]})
             s = _sign(mine, base, "domain_gain", domain)
             row.update(better_domain_base=s["better"], worse_domain_base=s["worse"], p_domain_base=s["p"])
@@ -219,13 +239,13 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
             if ref is not None and method not in (reference, BASE):
                 row["reference"] = reference
                 for key, measure in (("general", "forgetting"), ("domain", "domain_gain")):
-                    c, s = compare(mine, ref, measure, domain, boot), _sign(mine, ref, measure, domain)
+                    c, s = compare(mine, ref, measure, domain, comparison), _sign(mine, ref, measure, domain)
                     row.update({f"d_{key}": c["d"], f"d_{key}_lo": c["lo"], f"d_{key}_hi": c["hi"],
                                 f"better_{key}": s["better"], f"worse_{key}": s["worse"], f"p_{key}": s["p"]})
             rows.append(row)
             (sa, _), (sb, _) = _scores(mine, "forgetting", domain), _scores(base, "forgetting", domain)
             for task in mine[0].text_tasks():
-                ci = paired_bootstrap({task: sa[task]}, {task: sb[task]}, boot["samples"], boot["seed"])
+                ci = paired_interval({task: sa[task]}, {task: sb[task]}, comparison["level"])
                 sources.append({"domain": domain, "method": method, "source": task.removeprefix("text:"),
                                 "nll": float(sa[task][1].mean()), "forgetting": ci["diff"], "lo": ci["lo"], "hi": ci["hi"]})
         if data_dir is not None:
@@ -243,9 +263,9 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
 
 def power_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Per domain and measure: the minimal detectable difference (80% power, two-sided 5%) of a
-    paired comparison at this run's sizes, 2.80 x the bootstrap standard error of reference - base
-    (about the size of a method-vs-method difference's too, when two methods' errors are as correlated
-    as a method's and the base's). The reference is `eval.bootstrap.reference`, else the first method."""
+    paired comparison at this run's sizes, 2.80 x the standard error of reference - base (about the
+    size of a method-vs-method difference's too, when two methods' errors are as correlated as a
+    method's and the base's). The reference is `eval.compare.reference`, else the first method."""
     models = table[~table.method.isin([BASE, *BASELINES])]
     if reference not in set(models.method):
         reference = models.method.iloc[0] if len(models) else reference
@@ -296,8 +316,8 @@ def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                 table.d_domain, table.d_domain_lo, table.d_domain_hi, table.better_domain, table.worse_domain,
                 table.p_domain, table.p_domain_holm)],
     }).fillna("")
-    note = ("All differences are paired (same items, same texts) with a 95% CI from a bootstrap over seeds and "
-            "items. Forgetting: rise of the mean token NLL of held-out natural text (every general-text source; "
+    note = ("All differences are paired (same items, same texts) with a 95% t interval over seeds (one draw shared "
+            "by every task; with one seed, conditional on that run) and items. Forgetting: rise of the mean token NLL of held-out natural text (every general-text source; "
             "nats; > 0 = forgot). General MC loss: base − method multiple-choice general score. NLL rise on "
             "phase-1 text: the same on the text phase 1 tuned on (the authors' protocol; overlapping, so it "
             "flatters methods anchored to phase 1). Domain: accuracy gain, balanced-accuracy gain (mean over gold "
@@ -313,14 +333,14 @@ def forgetting_view(sources: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     view = wide.pivot_table(index=["domain", "method"], columns="source", values="cell", aggfunc="first", sort=False)
     view = view.reset_index()
     view.columns.name = None
-    return view, ("General NLL rise against the base per natural-text source (nats, 95% CI from a bootstrap over "
-                  "seeds and texts, paired per text).")
+    return view, ("General NLL rise against the base per natural-text source (nats, 95% t interval over seeds and "
+                  "texts, paired per text).")
 
 
 def power_view(power: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     view = power.assign(vs_base=power.vs_base.map(lambda v: f"{v:+.4f}"), se=power.se.map(lambda v: f"{v:.4f}"),
                         mde=power.mde.map(lambda v: f"{v:.4f}"), detectable=power.detectable.map({True: "yes", False: "no"}))
-    return view, ("Minimal detectable difference (MDE) of each measure: 2.80 × the bootstrap standard error of the "
+    return view, ("Minimal detectable difference (MDE) of each measure: 2.80 × the standard error of the "
                   "method's difference to the base (80% power, two-sided α = 0.05), at this configuration's items, "
                   "texts and seeds. A difference between two methods smaller than the MDE is undecided at this power.")
 
@@ -360,11 +380,12 @@ def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list
     write_table(table, *main_view(table), out_prefix)
     folder = Path(out_prefix).parent
     write_table(sources, *forgetting_view(sources), folder / "forgetting")
-    power = power_table(table, eval_cfg["bootstrap"]["reference"])
+    power = power_table(table, eval_cfg["compare"]["reference"])
     write_table(power, *power_view(power), folder / "power")
     if data_dir is not None:
         general = general_task_table(base.eval, base.items, data_dir)
         write_table(general, *general_task_view(general), folder / "general_tasks")
     write_hypervolume(table, folder / "hypervolume")
-    write_claims(scorecard(claim_comparisons(groups, eval_cfg, selection), efficiency_csv), folder / "claims")
+    card = scorecard(claim_comparisons(groups, table, eval_cfg, selection), efficiency_csv, eval_cfg["compare"])
+    write_claims(card, folder / "claims", eval_cfg["compare"])
     return table

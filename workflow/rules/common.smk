@@ -190,7 +190,7 @@ def run_files(name, runs=None, selected=True):
 
 def selection_valid_files(name="valid.json"):
     """What strength selection reads: the swept runs and the reference, on the sweep seeds, validated."""
-    reference = config["eval"]["bootstrap"]["reference"]
+    reference = config["eval"]["compare"]["reference"]
     pairs = [(d, r) for d, r in domain_runs(config) if swept(r)]
     pairs += [(d, reference) for d in sorted({d for d, _ in pairs})]
     return [os.path.join(run_path(MODEL, d, r, s), name) for d, r in pairs for s in sweep_seeds()]
