@@ -24,14 +24,14 @@ from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file
 from .measure import provenance
 from .methods import HookContext, Method, get_method
 from .models import load_base, lora_modules, wrap_lora
-from .regularize import NORMALIZATIONS, Regularizer, group_by_layer, layer_mean_importance
+from .regularize import ELEMENT_TRANSFORMS, NORMALIZATIONS, Regularizer, group_by_layer
 from .runs import parse_run, run_config
 from .trainer import run_trainer, training_arguments
 
 log = logging.getLogger(__name__)
 
 
-def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path, refs=None) -> Regularizer:
+def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path, seed: int, refs=None) -> Regularizer:
     reg_cfg = cfg["regularize"]
     if spec.adapter == "lora":
         modules = lora_modules(model)
@@ -49,8 +49,7 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
         importance = {n: torch.ones(s, device=dev) for n, s in shapes.items()}
     else:
         raise ValueError(f"method {spec.name!r} has unknown importance {spec.importance!r}")
-    if not spec.element_wise:
-        importance = layer_mean_importance(importance, group_by_layer(importance, reg_cfg["granularity"]))
+    importance = ELEMENT_TRANSFORMS[spec.elements](importance, group_by_layer(importance, reg_cfg["granularity"]), seed)
     importance = NORMALIZATIONS[spec.normalization(cfg)](importance)
     mode = reg_cfg["layer_coef"] if spec.layer_coef == "config" else spec.layer_coef
     return Regularizer(modules, importance, spec.strength(cfg), mode, reg_cfg["tau"], reg_cfg["granularity"], refs,
@@ -188,7 +187,7 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     optimizer_state = None
     if spec.continues_phase1_optimizer(cfg):
         optimizer_state = torch.load(Path(init_adapter) / OPTIMIZER_STATE, map_location="cpu", weights_only=True)
-    regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, refs) if spec.regularised else None
+    regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, seed, refs) if spec.regularised else None
     context = HookContext(model=model, tok=tok, cfg=cfg, data_dir=Path(data_dir), seed=seed)
     loss_hook = spec.loss_hook(context) if spec.loss_hook else None  # built once, called per micro-batch
     features = tokenize_pairs((mc_to_pair(r) for r in rows if "choices" in r), tok, train_cfg["max_length"],

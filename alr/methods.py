@@ -23,6 +23,7 @@ from .kl import kl_hook
 from .layout import GENERAL_TEXT
 
 BASE = "base"    # the untouched model: the reference row of every table
+ELEMENTS = ("importance", "layer_mean", "shuffled")  # Method.elements (alr.regularize.ELEMENT_TRANSFORMS)
 PLAIN = "lora"   # plain LoRA: the reference line of the sweep figure
 
 
@@ -48,7 +49,9 @@ class Method:
     adapter: str | None = "lora"  # "lora": PEFT LoRA on `lora.targets`; None: every parameter trains
     importance: str | None = None  # an estimator of alr.importance.estimators (its file), "uniform" (ones) or
                                    # None (no penalty)
-    element_wise: bool = True     # False: each layer's importance replaced by its mean
+    elements: str = "importance"  # importance: as estimated | layer_mean: each layer's importance replaced by
+                                  # its mean | shuffled: permuted within each module with the run's seed
+                                  # (same values, norms and layer coefficients; the element pattern destroyed)
     layer_coef: str = "config"    # "config": regularize.layer_coef; or a fixed mode ("uniform", "sum")
     strength_key: str | None = None  # the one setting that weighs what it adds to LoRA, swept as
                                      # <method>-lambda<value> when it holds a list (alr.runs). Default: the
@@ -169,6 +172,8 @@ def register(method: Method) -> Method:
         raise ValueError(f"method {method.name!r} is already registered")
     if not re.fullmatch(r"[a-z0-9_]+", method.name):
         raise ValueError(f"method name {method.name!r}: use lowercase letters, digits and '_' only")
+    if method.elements not in ELEMENTS:
+        raise ValueError(f"method {method.name!r}: elements must be one of {ELEMENTS}, got {method.elements!r}")
     METHODS[method.name] = method
     return method
 
@@ -181,7 +186,9 @@ for _m in (
     Method("alr_no_layer", "alr with uniform layer coefficients (element-wise only)", importance="si",
            layer_coef="uniform", ablation=(False, True)),
     Method("alr_no_element", "alr with each layer's importance replaced by its mean (layer-wise only)",
-           importance="si", element_wise=False, ablation=(True, False)),
+           importance="si", elements="layer_mean", ablation=(True, False)),
+    Method("alr_shuffled", "alr with the importance permuted within each module: the element-wise control "
+           "(same norms and layer coefficients, no element pattern)", importance="si", elements="shuffled"),
     Method("l2_lora", "LoRA + uniform importance: plain L2 on the update", importance="uniform",
            layer_coef="uniform"),
     Method("alr_official", "alr as the authors' code runs it: `official` over importance/regularize (their u "

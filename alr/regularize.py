@@ -106,6 +106,25 @@ def layer_mean_importance(importance: dict[str, torch.Tensor], groups: dict[str,
     return out
 
 
+def shuffle_within_modules(importance: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """The `alr_shuffled` control: each module's importance values permuted among its own elements
+    (a fixed permutation per seed and module), so every norm and layer coefficient is unchanged and
+    only which element gets which value is lost."""
+    out = {}
+    for i, (name, t) in enumerate(sorted(importance.items())):
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        order = torch.randperm(t.numel(), generator=gen).to(t.device)
+        out[name] = t.flatten()[order].reshape(t.shape)
+    return out
+
+
+ELEMENT_TRANSFORMS = {
+    "importance": lambda importance, groups, seed: importance,
+    "layer_mean": lambda importance, groups, seed: layer_mean_importance(importance, groups),
+    "shuffled": lambda importance, groups, seed: shuffle_within_modules(importance, seed),
+}
+
+
 def normalise_mean(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Divide by the mean over all elements: a global constant, so relative weights are unchanged,
     but lambda then has the same meaning for every importance estimator."""

@@ -98,6 +98,26 @@ def test_layer_mean_importance_keeps_each_layers_mass():
     assert len({float(v) for t in flat.values() for v in t.flatten()}) == 1
 
 
+def test_shuffled_importance_keeps_each_modules_values_and_layer_coefficients():
+    """alr_shuffled's control: the same values per module (so the same norms and coefficients), a
+    different element pattern, the same permutation for the same seed and another for another seed."""
+    from alr.methods import ELEMENTS
+    from alr.regularize import ELEMENT_TRANSFORMS, shuffle_within_modules
+
+    assert set(ELEMENT_TRANSFORMS) == set(ELEMENTS)
+    gen = torch.Generator().manual_seed(0)
+    imp = {f"model.layers.{i}.self_attn.{m}": torch.rand(6, 4, generator=gen) for i in range(3) for m in ("q_proj", "v_proj")}
+    groups = group_by_layer(imp, "module")
+    shuffled = shuffle_within_modules(imp, seed=1)
+    for name, t in imp.items():
+        assert torch.equal(shuffled[name].flatten().sort().values, t.flatten().sort().values)
+        assert not torch.equal(shuffled[name], t)
+    assert layer_coefficients(shuffled, groups, "softmax_norm") == pytest.approx(layer_coefficients(imp, groups, "softmax_norm"))
+    again, other = shuffle_within_modules(imp, seed=1), shuffle_within_modules(imp, seed=2)
+    assert all(torch.equal(again[n], shuffled[n]) for n in imp)
+    assert not all(torch.equal(other[n], shuffled[n]) for n in imp)
+
+
 @pytest.mark.parametrize("dtype, rtol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 def test_si_on_lora_accumulates_dense_weight_gradient(dtype, rtol):
     """g_W from the hooks equals autograd's dL/dW when W is (only for this check) made trainable;

@@ -49,6 +49,8 @@ CLAIMS = (
     Claim("alr_vs_ewc", "alr forgets less than EWC-LoRA", "forgets_less", "alr", "ewc_lora"),
     Claim("no_layer_costs", "removing the layer-wise part costs (alr_no_layer forgets more than alr)", "costs",
           "alr_no_layer", "alr"),
+    Claim("element_matters", "the element-wise importance matters (alr forgets less than alr_shuffled, its "
+          "importance permuted within each module, at similar domain gain)", "forgets_less", "alr", "alr_shuffled"),
     Claim("no_element_costs", "removing the element-wise part costs (alr_no_element forgets more than alr)", "costs",
           "alr_no_element", "alr"),
     Claim("both_cost_more", "removing both costs more (l2_lora, uniform importance and coefficients, forgets more "
