@@ -115,3 +115,18 @@ def test_costs_verdicts_need_a_practical_effect_and_overall():
     card = pd.DataFrame({"claim": ["a", "a", "b", "b"], "text": ["x"] * 4,
                          "verdict": [SUPPORTED, SUPPORTED, SUPPORTED, CONTRADICTED]})
     assert overall(card).set_index("claim").verdict.to_dict() == {"a": SUPPORTED, "b": "mixed"}
+
+
+def test_scorecard_adjusts_p_over_claims_and_domains_and_reports_the_mde():
+    """Two domains, each CI below 0 on its own (p 0.03 and 0.2 unadjusted): Holm over the family makes
+    the first 0.06, so no verdict is supported; the MDE is 2.80 x the difference's standard error."""
+    from alr.report.claims import scorecard
+
+    rows = [dict(_row((-0.02, -0.001), (-0.01, 0.01)), domain=dom, a="alr", b="lora", run_a="alr", run_b="lora", d=-0.01,
+                 se=0.004, p=p, gain_d=0.0) for dom, p in (("x", 0.03), ("y", 0.2))]
+    card = scorecard(pd.DataFrame(rows), None, COMPARE).set_index(["claim", "domain"])
+    row = card.loc[("alr_vs_lora", "x")]
+    assert row.p_holm == pytest.approx(0.06) and row.verdict == UNDECIDED
+    assert row.mde == pytest.approx(2.801585 * 0.004, rel=1e-5)
+    alone = scorecard(pd.DataFrame(rows[:1]), None, COMPARE).set_index(["claim", "domain"])
+    assert alone.loc[("alr_vs_lora", "x")].verdict == SUPPORTED  # the same row alone in its family

@@ -7,11 +7,12 @@ of the answer prior cannot raise; d = F_a - F_b, g = G_a - G_b; m = `eval.compar
 gain loss that still counts as "similar domain gain"; e = `eval.compare.min_effect` x the
 reference's F, the smallest forgetting difference that counts as a cost):
 - `forgets_less`: a forgets less than b at similar domain gain.
-  supported: the CI of d lies below 0 and the lower end of g's CI is above -m (non-inferior gain);
+  supported: the CI of d lies below 0 (and d's p, Holm-adjusted over every comparison claim and domain
+  of the card, is below 1 - level) and the lower end of g's CI is above -m (non-inferior gain);
   contradicted: the CI of d lies above 0 and the upper end of g's CI is below m (b forgets less and
   gains no less, by the same margin); otherwise undecided at this power.
 - `costs`: removing a part of the penalty costs: a (ablated) forgets more than b (the full method).
-  supported: the CI of d lies above 0, d >= e, and the upper end of g's CI is below m (the extra
+  supported: the CI of d lies above 0 (Holm as above), d >= e, and the upper end of g's CI is below m (the extra
   forgetting is not bought with extra gain); contradicted: the CI of d lies below e (no cost of
   practical size) and the lower end of g's CI is above -m; otherwise undecided.
 A claim is undecided before any rule when b gained nothing (G_b <= 0: no gain to match), or when strength
@@ -82,14 +83,16 @@ def verdict(claim: Claim, c: dict | None, compare_cfg: dict) -> str:
         return NO_GAIN
     margin = compare_cfg["margin"] * c["gain_b"]
     gain_no_lower, gain_no_higher = c["gain_lo"] > -margin, c["gain_hi"] < margin
+    # a difference from 0 must also survive Holm's adjustment over every claim and domain of the card
+    significant = c.get("p_holm", 0.0) < 1 - compare_cfg["level"]
     if claim.kind == "forgets_less":
-        if c["hi"] < 0 and gain_no_lower:
+        if c["hi"] < 0 and significant and gain_no_lower:
             return SUPPORTED
-        if c["lo"] > 0 and gain_no_higher:
+        if c["lo"] > 0 and significant and gain_no_higher:
             return CONTRADICTED
         return UNDECIDED
     effect = compare_cfg["min_effect"] * max(c["forgetting_reference"], 0.0)
-    if c["lo"] > 0 and c["d"] >= effect and gain_no_higher:
+    if c["lo"] > 0 and significant and c["d"] >= effect and gain_no_higher:
         return SUPPORTED
     if c["hi"] < effect and gain_no_lower:
         return CONTRADICTED
@@ -130,20 +133,27 @@ def efficiency_rows(efficiency_csv: str | Path | None) -> list[dict]:
 
 def scorecard(comparisons: pd.DataFrame, efficiency_csv: str | Path | None, compare_cfg: dict) -> pd.DataFrame:
     """`comparisons`: the rows of alr.report.tables.claim_comparisons."""
+    from .stats import holm
+    from .tables import Z_POWER
+
     rows = []
     domains = sorted(comparisons.domain.unique()) if len(comparisons) else []
+    if len(comparisons):  # the family: every comparison claim on every domain that ran
+        comparisons = comparisons.assign(p_holm=holm([float(p) for p in comparisons.p]))
     for claim in (c for c in CLAIMS if c.kind in ("forgets_less", "costs")):
         for domain in domains or ["-"]:
             sel = comparisons[(comparisons.domain == domain) & (comparisons.a == claim.a) & (comparisons.b == claim.b)]
             c = sel.iloc[0].to_dict() if len(sel) else None
             row = {"claim": claim.key, "text": claim.text, "domain": domain, "verdict": verdict(claim, c, compare_cfg)}
             if c is not None:
-                row.update(a=c["run_a"], b=c["run_b"], value=c["d"], lo=c["lo"], hi=c["hi"], gain_d=c["gain_d"],
-                           gain_lo=c["gain_lo"], gain_hi=c["gain_hi"], gain_b=c["gain_b"],
-                           rule=rule_text(claim, c, compare_cfg),
+                mde = Z_POWER * c["se"]
+                row.update(a=c["run_a"], b=c["run_b"], value=c["d"], lo=c["lo"], hi=c["hi"], p=c["p"],
+                           p_holm=c["p_holm"], mde=mde, gain_d=c["gain_d"], gain_lo=c["gain_lo"], gain_hi=c["gain_hi"],
+                           gain_b=c["gain_b"], rule=rule_text(claim, c, compare_cfg),
                            measured=(f"d = NLL rise {c['run_a']} − {c['run_b']} = {c['d']:+.4f} [{c['lo']:+.4f}, "
-                                     f"{c['hi']:+.4f}]; g = balanced gain {c['gain_d']:+.3f} [{c['gain_lo']:+.3f}, "
-                                     f"{c['gain_hi']:+.3f}] ({c['run_b']}'s own {c['gain_b']:+.3f})"))
+                                     f"{c['hi']:+.4f}] (Holm p {c['p_holm']:.2g}; MDE {mde:.4f}); g = balanced gain "
+                                     f"{c['gain_d']:+.3f} [{c['gain_lo']:+.3f}, {c['gain_hi']:+.3f}] ({c['run_b']}'s "
+                                     f"own {c['gain_b']:+.3f})"))
             rows.append(row)
     rows += efficiency_rows(efficiency_csv)
     return pd.DataFrame(rows)
@@ -177,7 +187,8 @@ def write_claims(card: pd.DataFrame, out_prefix: str | Path, compare_cfg: dict) 
     level = f"{100 * compare_cfg['level']:g}%"
     write_table(card, view[["claim", "domain", "claim (paper)", "measured", "rule", "verdict"]], (
         f"Verdicts by fixed rules (alr/report/claims.py), {level} CIs (t intervals over seeds and items, paired). "
-        "d: general NLL rise of a − b (nats); g: balanced-accuracy gain of a − b. 'Similar domain gain' is "
+        "d: general NLL rise of a − b (nats), with its p Holm-adjusted over every claim and domain below and its "
+        "minimal detectable difference (MDE: 80% power); g: balanced-accuracy gain of a − b. 'Similar domain gain' is "
         f"non-inferiority: g's CI above −{compare_cfg['margin']:g} × b's gain; an ablation costs only when d is at "
         f"least {compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s forgetting. A method whose strength "
         "selection kept no strength at the reference's valid gain is never compared (undecided, gain not reached). "

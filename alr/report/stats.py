@@ -132,7 +132,8 @@ def paired_interval(a: Scores, b: Scores, level: float = 0.95, clusters: dict[st
     denominator = sum(v ** 2 / df for v, df in parts if v > 0)
     df = var ** 2 / denominator if denominator > 0 else math.inf
     half = float(student_t.ppf(0.5 + level / 2, df)) * se if se > 0 else 0.0
-    return {"diff": diff, "lo": diff - half, "hi": diff + half, "se": se, "df": df, "level": level,
+    p = float(2 * student_t.sf(abs(diff) / se, df)) if se > 0 else float(diff == 0)
+    return {"diff": diff, "lo": diff - half, "hi": diff + half, "se": se, "df": df, "p": p, "level": level,
             "seeds": "paired" if paired else "independent"}
 
 

@@ -117,7 +117,7 @@ def compare(a: list[_Run], b: list[_Run], measure: str, domain: str, comparison:
     (sa, sign), (sb, _) = _scores(a, measure, domain), _scores(b, measure, domain)
     ci = paired_interval(sa, sb, comparison["level"], _clusters(a[0], sa))
     lo, hi = sorted((sign * ci["lo"], sign * ci["hi"]))
-    return {"d": sign * ci["diff"], "lo": lo, "hi": hi, "se": ci["se"]}
+    return {"d": sign * ci["diff"], "lo": lo, "hi": hi, "se": ci["se"], "p": ci["p"]}
 
 
 def _sign(a: list[_Run], b: list[_Run], measure: str, domain: str) -> dict:
@@ -211,8 +211,8 @@ def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], table: pd.DataF
                 row.update({(f"{k}" if measure == "forgetting" else f"gain_{k}"): v for k, v in c.items()})
             out.append(row)
     return pd.DataFrame(out, columns=["domain", "a", "b", "run_a", "run_b", "seeds_a", "seeds_b", "d", "lo", "hi", "se",
-                                      "gain_d", "gain_lo", "gain_hi", "gain_se", "gain_b", "forgetting_reference",
-                                      "gain_reached"])
+                                      "p", "gain_d", "gain_lo", "gain_hi", "gain_se", "gain_p", "gain_b",
+                                      "forgetting_reference", "gain_reached"])
 
 
 def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_order: list[str],
@@ -324,7 +324,8 @@ def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
             "answers: a shift of answer prior cannot raise it) and fall of the gold answer's NLL, raw and among the "
             "choices (the raw one also rewards learning the answers' vocabulary, which raises every choice). `lexical` and "
             f"`majority` need no model (word overlap; most frequent train answer). vs `{reference}`: texts / items "
-            "better / worse, exact sign test p and its Holm adjustment over the rows.")
+            "better / worse, exact sign test p and its Holm adjustment over the rows (descriptive: the claims' verdicts "
+            "rest on the CIs).")
     return view, note
 
 
