@@ -8,7 +8,7 @@ import pytest
 from alr.io import write_json
 from alr.report.ablation import ablation_rows, write_ablation_table
 from alr.report.efficiency import write_efficiency_table
-from alr.report.tables import write_table
+from alr.report.render import write_table
 from tests.tiny import main_table
 
 

@@ -13,7 +13,8 @@ import pandas as pd
 
 from ..methods import METHODS
 from ..runs import parse_run
-from .tables import BASELINES, main_view, write_table
+from .render import BASELINES, write_table
+from .tables import main_view
 
 
 def components() -> dict[str, tuple[bool, bool]]:

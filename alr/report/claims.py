@@ -34,6 +34,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .render import Z_POWER, write_table
+from .stats import holm
+
 SUPPORTED, CONTRADICTED, UNDECIDED, NOT_RUN = "supported", "contradicted", "undecided at this power", "not run"
 
 
@@ -145,9 +148,6 @@ def efficiency_rows(efficiency_csv: str | Path | None) -> list[dict]:
 
 def scorecard(comparisons: pd.DataFrame, efficiency_csv: str | Path | None, compare_cfg: dict) -> pd.DataFrame:
     """`comparisons`: the rows of alr.report.tables.claim_comparisons."""
-    from .stats import holm
-    from .tables import Z_POWER
-
     rows = []
     domains = sorted(comparisons.domain.unique()) if len(comparisons) else []
     if len(comparisons):  # the family: every comparison claim on every domain that ran
@@ -185,8 +185,6 @@ def overall(card: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_claims(card: pd.DataFrame, out_prefix: str | Path, compare_cfg: dict) -> None:
-    from .tables import write_table
-
     summary = overall(card)
     view = pd.concat([
         summary.assign(domain="all", rule="").rename(columns={"domains": "measured"})[

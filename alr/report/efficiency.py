@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..io import read_json
 from ..methods import PLAIN
-from .tables import write_table
+from .render import write_table
 
 
 def estimator_rows(sidecars: list[str | Path]) -> pd.DataFrame:

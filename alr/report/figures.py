@@ -31,6 +31,8 @@ import pandas as pd  # noqa: E402
 from ..io import atomic_path, read_json  # noqa: E402
 from ..methods import BASE, PLAIN  # noqa: E402
 from ..runs import format_lambda, parse_run  # noqa: E402
+from .render import BASELINES  # noqa: E402
+from .selection import hypervolumes, pareto_mask  # noqa: E402
 
 COLUMN_IN, PAGE_IN = 3.3, 6.9
 STYLE = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6, "xtick.labelsize": 6,
@@ -71,8 +73,6 @@ def _method_of(run: str) -> str:
 
 def _model_rows(main: pd.DataFrame) -> pd.DataFrame:
     """The tuned runs' rows (no base, no model-free baseline rows)."""
-    from .tables import BASELINES
-
     return main[~main.method.isin([BASE, *BASELINES])].copy()
 
 
@@ -286,8 +286,6 @@ def lambda_sweep(main: pd.DataFrame):
     of every sweep, each method's points joined in strength order, its own Pareto front drawn as a
     dashed staircase, its hypervolume in that domain (normalised, alr.report.selection) in the panel's
     legend; star: lora (one point, the most forgetting: its hypervolume is 0 by construction of the box)."""
-    from .selection import hypervolumes, pareto_mask
-
     df = _model_rows(main)
     parsed = df.method.map(parse_run)
     df["base_method"], df["lam"] = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])

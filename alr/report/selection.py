@@ -23,6 +23,7 @@ import pandas as pd
 from ..evaluate import items_path
 from ..io import read_json, write_json
 from ..runs import format_lambda, parse_run
+from .render import BASELINES, write_table
 from .stats import read_items
 
 
@@ -103,8 +104,6 @@ def hypervolumes(main: pd.DataFrame) -> pd.DataFrame:
     forgetting = general NLL rise, gain = domain accuracy gain), normalised by the box spanned by all
     methods' points of the domain (worst corner: the largest forgetting and the smallest gain, 0 at
     most), so 1 would be one point at the best forgetting and the best gain seen."""
-    from .tables import BASELINES
-
     rows = main[~main.method.isin(["base", *BASELINES])].copy()
     rows["base_method"] = rows.method.map(lambda r: parse_run(r)[0])
     out = []
@@ -120,8 +119,6 @@ def hypervolumes(main: pd.DataFrame) -> pd.DataFrame:
 
 def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str, keep_gain: float) -> dict:
     """selection.{csv,md} and selection.json ({domain: {method: selected run}})."""
-    from .tables import write_table
-
     out_prefix = Path(out_prefix)
     view = pd.DataFrame({
         "domain": table.domain, "method": table.method, "strength": table.strength.map(format_lambda),
@@ -147,8 +144,6 @@ def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str,
 
 
 def write_hypervolume(main: pd.DataFrame, out_prefix: str | Path) -> pd.DataFrame:
-    from .tables import write_table
-
     table = hypervolumes(main)
     view = table.assign(hypervolume=table.hypervolume.map(lambda v: f"{v:.4f}"),
                         hypervolume_norm=table.hypervolume_norm.map(lambda v: f"{v:.3f}"))

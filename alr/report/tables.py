@@ -23,13 +23,14 @@ import pandas as pd
 from ..baselines import answer_prior, balanced_accuracy, lexical_score, majority_score
 from ..data import read_records
 from ..evaluate import PHASE1_TEXT, items_path
-from ..io import atomic_path, read_json
+from ..io import read_json
 from ..methods import BASE
+from .claims import COMPARISONS, scorecard, write_claims
 from .general_tasks import general_task_table, general_task_view
+from .render import BASELINES, Z_POWER, write_table
+from .selection import write_hypervolume
 from .stats import Scores, holm, item_scores, paired_interval, read_items, sign_test
 
-BASELINES = ("lexical", "majority")  # model-free rows of each domain
-Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8: MDE = 2.80 x the standard error
 
 # measures against the base: (column, what, lower is better for the model's own value)
 VS_BASE = {
@@ -186,8 +187,6 @@ def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], table: pd.DataF
     and the reference's forgetting against the base (`table`: the main table; they scale the margins).
     A swept method stands for its selected run (`selection`: {"selected": {domain: {method: run}}});
     `gain_reached` is False where selection found no strength that kept the reference's gain."""
-    from .claims import COMPARISONS
-
     comparison = eval_cfg["compare"]
     chosen = (selection or {}).get("selected", {})
     unmatched = (selection or {}).get("gain_not_reached", {})
@@ -346,35 +345,11 @@ def power_view(power: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                   "texts and seeds. A difference between two methods smaller than the MDE is undecided at this power.")
 
 
-def _latex_escape(latex: str) -> str:
-    for raw, tex in (("%", "\\%"), ("_", "\\_"), ("±", "$\\pm$"), ("Δ", "$\\Delta$"), ("−", "-"), ("×", "$\\times$"),
-                     ("α", "$\\alpha$")):
-        latex = latex.replace(raw, tex)
-    return latex
-
-
-def write_table(numeric: pd.DataFrame, view: pd.DataFrame, note: str, out_prefix: str | Path) -> None:
-    """`<prefix>.csv` (numbers), `.md` and `.tex` (booktabs, formatted), each written atomically."""
-    out_prefix = Path(out_prefix)
-    with atomic_path(out_prefix.with_suffix(".csv")) as tmp:
-        numeric.to_csv(tmp, index=False, float_format="%.6g")
-    align = ("left", "left") + ("right",) * (view.shape[1] - 2)
-    with atomic_path(out_prefix.with_suffix(".md")) as tmp:
-        tmp.write_text(view.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n\n" + note + "\n",
-                       encoding="utf-8")
-    latex = view.style.hide(axis="index").to_latex(hrules=True, column_format="ll" + "r" * (view.shape[1] - 2))
-    with atomic_path(out_prefix.with_suffix(".tex")) as tmp:
-        tmp.write_text(f"% {note}\n" + _latex_escape(latex), encoding="utf-8")
-
-
 def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list[str], eval_cfg: dict,
                      out_prefix: str | Path, data_dir: str | Path | None = None, selection: dict | None = None,
                      efficiency_csv: str | Path | None = None) -> pd.DataFrame:
     """main.{csv,md,tex}, and beside it forgetting.* (per source), power.* (MDE), general_tasks.* (the
     base model against chance; with `data_dir`), hypervolume.* and claims.* (the scorecard)."""
-    from .claims import scorecard, write_claims
-    from .selection import write_hypervolume
-
     groups = _groups(runs)  # each run's eval.json and items are read once, for every table below
     base = _Run(base_eval)  # its eval.json and items are read once, for the main and general-task tables
     table, sources = summarise(base, groups, method_order, eval_cfg, data_dir)
