@@ -102,8 +102,9 @@ def split_sources(text_cfg: dict, texts_of, rng_for, tasks: TaskContexts | None 
     """{"test", "valid", "train": [{"id", "text", "source"}]}: per source, the passages `texts_of(name,
     spec)` are clipped to `max_chars`, deduplicated by content key (across sources too), shuffled with
     `rng_for(source)`, rid of the texts in `tasks`, and cut into test, valid and train (sizes per
-    source; a source may set its own); a user source given as split files (`train`, `test`, optional
-    `valid`, else carved from train) is kept as it is, deduplicated and filtered the same way."""
+    source; a source may set its own; `train_size: 0` holds a genre out of every general-data consumer);
+    a user source given as split files (`train`, `test`, optional `valid`, else carved from train) is
+    kept as it is, deduplicated and filtered the same way."""
     tasks = tasks or TaskContexts()
     seen: set[str] = set()
     out: dict[str, list[dict]] = {"test": [], "valid": [], "train": []}
@@ -144,7 +145,7 @@ def split_sources(text_cfg: dict, texts_of, rng_for, tasks: TaskContexts | None 
             texts = fresh(texts_of(src, spec), max_chars)
             rng_for(src).shuffle(texts)
             texts = apart_from_tasks(src, texts, size["test"] + size["valid"] + size["train"])
-            need = size["test"] + size["valid"] + 1
+            need = size["test"] + size["valid"] + min(size["train"], 1)
             if len(texts) < need:
                 raise ValueError(f"general text source {src!r} has {len(texts)} distinct texts apart from task "
                                  f"items; test_size + valid_size + at least one train text need {need}")

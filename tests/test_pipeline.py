@@ -177,6 +177,11 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
     assert baselines.domain_score.between(0, 1).all() and baselines.general_nll.isna().all()
     sources = pd.read_csv(work / "results" / "tables" / "forgetting.csv")
     assert set(sources.source) == set(cfg["data"]["general"]["text"]["sources"])
+    # the default's narrative genre (train_size: 0) is no consumer's: phase 1 never saw it, the table says so
+    assert set(sources[sources.held_out].source) == {"narrative"}
+    assert "narrative (held out)" in (work / "results" / "tables" / "forgetting.md").read_text()
+    train = (work / "resources" / "data" / "general_text" / "train.jsonl").read_text().splitlines()
+    assert train and not any(json.loads(line)["source"] == "narrative" for line in train)
     power = pd.read_csv(work / "results" / "tables" / "power.csv")
     assert set(power.domain) == {"medical", "science"} and (power.mde >= 0).all()
     assert (power[power.measure == "forgetting"].mde > 0).all()  # every text moved (2 tiny steps flip no answer)

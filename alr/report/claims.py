@@ -189,7 +189,8 @@ def write_claims(card: pd.DataFrame, out_prefix: str | Path, compare_cfg: dict) 
     view = pd.concat([
         summary.assign(domain="all", rule="").rename(columns={"domains": "measured"})[
             ["claim", "domain", "text", "measured", "rule", "verdict"]],
-        card.assign(measured=card.get("measured", "").fillna(""), rule=card.get("rule", "").fillna(""))[
+        card.reindex(columns=[*card.columns, *({"measured", "rule"} - set(card.columns))]).assign(
+            measured=lambda c: c.measured.fillna(""), rule=lambda c: c.rule.fillna(""))[
             ["claim", "domain", "text", "measured", "rule", "verdict"]],
     ]).rename(columns={"text": "claim (paper)"})
     view = view.sort_values(["claim", "domain"], key=lambda s: s.map(lambda v: "" if v == "all" else str(v)),

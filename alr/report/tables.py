@@ -180,6 +180,14 @@ def _groups(runs: list[dict]) -> dict[tuple[str, str], list[_Run]]:
     return groups
 
 
+def held_out_sources(data_dir: str | Path) -> set[str]:
+    """The general-text sources no general-data consumer read: no text of theirs in the train split
+    (`train_size: 0`), so forgetting on them is measured where no method trained."""
+    manifest = read_json(Path(data_dir) / "manifest.json")
+    counts = manifest["datasets"]["general_text"]["splits"]["train"]["sources"]
+    return {source for source, n in counts.items() if n == 0}
+
+
 def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], table: pd.DataFrame, eval_cfg: dict,
                       selection: dict | None = None) -> pd.DataFrame:
     """For each (a, b) of the claims (alr.report.claims.COMPARISONS) and each domain where both ran:
@@ -220,6 +228,7 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
     base = [base_run]
     comparison = eval_cfg["compare"]
     reference = comparison["reference"]
+    held_out = held_out_sources(data_dir) if data_dir is not None else set()
     rows, sources = [], []
     for domain in sorted({d for d, _ in groups}):
         if domain not in base[0].eval["domains"]:
@@ -245,7 +254,8 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
             (sa, _), (sb, _) = _scores(mine, "forgetting", domain), _scores(base, "forgetting", domain)
             for task in mine[0].text_tasks():
                 ci = paired_interval({task: sa[task]}, {task: sb[task]}, comparison["level"])
-                sources.append({"domain": domain, "method": method, "source": task.removeprefix("text:"),
+                source = task.removeprefix("text:")
+                sources.append({"domain": domain, "method": method, "source": source, "held_out": source in held_out,
                                 "nll": float(sa[task][1].mean()), "forgetting": ci["diff"], "lo": ci["lo"], "hi": ci["hi"]})
         if data_dir is not None:
             ids = sorted(i for (t, i) in base[0].items if t == domain)
@@ -329,12 +339,15 @@ def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 
 def forgetting_view(sources: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    wide = sources.assign(cell=[_ci(d, lo, hi, 4) for d, lo, hi in zip(sources.forgetting, sources.lo, sources.hi)])
-    view = wide.pivot_table(index=["domain", "method"], columns="source", values="cell", aggfunc="first", sort=False)
+    label = [f"{s} (held out)" if h else s for s, h in zip(sources.source, sources.get("held_out", [False] * len(sources)))]
+    wide = sources.assign(cell=[_ci(d, lo, hi, 4) for d, lo, hi in zip(sources.forgetting, sources.lo, sources.hi)],
+                          label=label)
+    view = wide.pivot_table(index=["domain", "method"], columns="label", values="cell", aggfunc="first", sort=False)
     view = view.reset_index()
     view.columns.name = None
     return view, ("General NLL rise against the base per natural-text source (nats, 95% t interval over seeds and "
-                  "texts, paired per text).")
+                  "texts, paired per text). A source marked held out has no text in the general train split: no "
+                  "general-data consumer (phase 1, the Fisher, MAS, replay, KL) read that genre.")
 
 
 def power_view(power: pd.DataFrame) -> tuple[pd.DataFrame, str]:
