@@ -1,0 +1,70 @@
+"""Where a pipeline run's time goes, per job kind: `python benchmarks/time_breakdown.py [WORKDIR]`.
+
+Reads Snakemake's per-job `benchmark:` records (`benchmarks/runs/<rule>/...tsv`: the job's wall time,
+process start to exit) and each job's own timer in the file it wrote (`eval.json` / `valid.json`,
+`train.json`, the importance sidecar: `wall_time_s`, the compute alone: lm-eval and the NLL pass,
+the training loop, phase 1). The difference is the job's overhead: interpreter and library imports,
+loading the model and data, writing the outputs. Prints one Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+
+def own_record(work: Path, rule: str, rel: Path) -> Path:
+    """The JSON a benchmarked job wrote, from its benchmark file's path under benchmarks/runs/<rule>/."""
+    parts = rel.with_suffix("").parts  # <model>/<domain>/<run>/seed0(.eval|.valid) or <model>/base.eval ...
+    stem, kind = (parts[-1].split(".", 1) + [""])[:2]
+    if rule == "importance":
+        return work / "results" / parts[0] / "importance" / f"{stem}.json"
+    name = {"eval": "eval.json", "valid": "valid.json", "": "train.json"}[kind]
+    return work / "results" / Path(*parts[:-1]) / stem / name
+
+
+def rows(work: Path) -> list[dict]:
+    out = []
+    for tsv in sorted((work / "benchmarks" / "runs").rglob("*.tsv")):
+        rule = tsv.relative_to(work / "benchmarks" / "runs").parts[0]
+        with open(tsv, newline="") as fh:
+            record = list(csv.DictReader(fh, delimiter="\t"))[-1]
+        own = own_record(work, rule, tsv.relative_to(work / "benchmarks" / "runs" / rule))
+        kind = rule if rule != "evaluate" else ("evaluate (valid)" if tsv.name.endswith(".valid.tsv") else "evaluate")
+        compute = json.loads(own.read_text())["wall_time_s"] if own.is_file() else float("nan")
+        out.append({"kind": kind, "job_s": float(record["s"]), "compute_s": compute})
+    return out
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| job kind | jobs | job time, total (s) | median job (s) | own timer, median (s) | overhead per job, median (s) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    kinds = sorted({r["kind"] for r in records})
+    for kind in kinds:
+        mine = [r for r in records if r["kind"] == kind]
+        job = [r["job_s"] for r in mine]
+        compute = [r["compute_s"] for r in mine]
+        overhead = [j - c for j, c in zip(job, compute)]
+        lines.append(f"| {kind} | {len(mine)} | {sum(job):.0f} | {statistics.median(job):.1f} | "
+                     f"{statistics.median(compute):.1f} | {statistics.median(overhead):.1f} |")
+    lines.append(f"| all benchmarked jobs | {len(records)} | {sum(r['job_s'] for r in records):.0f} | | | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("work", nargs="?", default=".", help="the run's working directory (default: here)")
+    args = parser.parse_args(argv)
+    records = rows(Path(args.work))
+    if not records:
+        print(f"no benchmark records under {args.work}/benchmarks/runs: run the pipeline first", file=sys.stderr)
+        return 2
+    print(table(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
