@@ -220,9 +220,19 @@ SECTIONS = {
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("alr")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alr", description=__doc__.split("\n\n")[0],
                                 epilog="`alr COMMAND --help` describes a command; the README shows the whole pipeline.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error in your input too")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
