@@ -12,7 +12,8 @@ import os
 
 from snakemake.utils import min_version
 
-from alr.config import DEFAULT_CONFIG, ConfigError, read_config_file
+from alr.config import DEFAULT_CONFIG, read_config_file
+from alr.errors import ConfigError
 
 min_version("9.0")
 

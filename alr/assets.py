@@ -94,7 +94,7 @@ def adaptable_module_names(model_dir: str | Path) -> list[str]:
 def check_lora_targets(model_dir: str | Path, targets: list[str]) -> None:
     """Every `lora.targets` entry must match a module (PEFT's rule: the name, or a name ending in
     `.<target>`); PEFT itself drops a target that matches nothing as long as another one matches."""
-    from .config import ConfigError, did_you_mean
+    from .errors import ConfigError, did_you_mean
 
     names = adaptable_module_names(check_model_dir(model_dir))
     kinds = sorted({n.rsplit(".", 1)[-1] for n in names})

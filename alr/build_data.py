@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import registry
 from .baselines import overlap_scores
-from .config import datasets, jsonl_files
+from .catalogue import datasets, jsonl_files
 from .data import read_records
 from .fetch import fetch_artifact
 from .general_text import TaskContexts, bigbench_tasks, bigbench_texts, sources, split_sources

@@ -24,7 +24,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .config import differences
+from .sections import differences
 from .io import read_json, write_json
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import load_config
+from .plugins import load_plugins
+from .errors import ConfigError
 from .fetch import FetchError
 
 log = logging.getLogger("alr")
@@ -36,7 +38,7 @@ def cmd_prepare_model(args, cfg):
 
 def cmd_prepare_data(args, cfg):
     from .build_data import build_all
-    from .config import data_in_use
+    from .catalogue import data_in_use
 
     manifest = build_all(data_in_use(cfg), args.out, args.downloads)
     for name, entry in manifest["datasets"].items():
@@ -108,7 +110,7 @@ def cmd_evaluate(args, cfg):
 def cmd_tasks(args, cfg):
     from .evaluate import write_task_yamls
 
-    from .config import datasets
+    from .catalogue import datasets
 
     files = {n: Path(args.data_dir) / n / "test.jsonl" for n in datasets(cfg["data"], built=True)}
     builtin = datasets(cfg["data"], built=False)
@@ -359,8 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import section
+    from .sections import section
 
+    load_plugins()  # before the parser: its help lists the registries' names
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -2,17 +2,28 @@
 
 The Snakefile and every `alr` subcommand use this one validator, so an unknown key or a bad value
 stops with the same message, naming the key, before any job runs.
+
+The schema's lists of method and estimator names come from the registries, which hand themselves
+to `schema_registry` when they are imported (`alr.plugins.load_plugins` imports them, and the
+ALR_PLUGINS modules, in every entry point); this module imports neither.
 """
 from __future__ import annotations
 
 import copy
-import difflib
+import functools
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import jsonschema
 import yaml
+
+from .catalogue import datasets, unknown_domains, user_files
+from .errors import ConfigError, did_you_mean
+from .general_text import sources
+from .hub import local_file_problems
+from .sections import OVERRIDABLE, merge_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -21,19 +32,51 @@ DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
-class ConfigError(ValueError):
-    pass
+# where each registry's names go in the schema (as an enum); the registries fill in _REGISTRIES
+_ENUM_PATHS = {"methods": ("methods", "items"),
+               "estimators": ("baselines", "properties", "efficiency_estimators", "items")}
+_REGISTRIES: dict[str, Mapping] = {}
+
+
+def schema_registry(kind: str, registry: Mapping) -> None:
+    """Let the schema accept the names of `registry` (a live mapping, so later registrations count)
+    where `kind` ("methods" or "estimators") goes."""
+    if kind not in _ENUM_PATHS:
+        raise ValueError(f"no schema place for registry {kind!r} (known: {', '.join(_ENUM_PATHS)})")
+    _REGISTRIES[kind] = registry
+
+
+def _registry(kind: str) -> Mapping:
+    if kind not in _REGISTRIES:
+        raise RuntimeError(f"the {kind} registry is not loaded: call alr.plugins.load_plugins() before "
+                           "validating a config (every alr entry point does)")
+    return _REGISTRIES[kind]
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_file() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def schema_has_key(dotted: str) -> bool:
+    """Whether the schema defines the config key `dotted` (`fisher.lambda`, or a section: `kl`)."""
+    node = _schema_file()
+    for part in dotted.split("."):
+        node = node.get("properties", {}).get(part)
+        if node is None:
+            return False
+    return True
 
 
 def _schema() -> dict:
     """The schema file, with the names of the method and estimator registries (and so of plugins)."""
-    from .importance.estimators import ESTIMATORS
-    from .methods import METHODS
-
-    with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        schema = yaml.safe_load(fh)
-    schema["properties"]["methods"]["items"] = {"enum": list(METHODS)}
-    schema["properties"]["baselines"]["properties"]["efficiency_estimators"]["items"] = {"enum": list(ESTIMATORS)}
+    schema = copy.deepcopy(_schema_file())
+    for kind, (*parents, last) in _ENUM_PATHS.items():
+        holder = schema["properties"]
+        for key in parents:
+            holder = holder[key]
+        holder[last] = {"enum": list(_registry(kind))}
     # an override section holds any subset of the keys of the sections it overrides, with their types
     props = schema["properties"]
     props["official"]["properties"] = {k: {key: value for key, value in props[k].items() if key != "required"}
@@ -62,15 +105,6 @@ def _describe(error: jsonschema.ValidationError) -> str:
             return _describe(jsonschema.exceptions.best_match(candidates[0]))
         return f"config key '{key}': {error.instance!r} matches no allowed form (see config/README.md)"
     return f"config key '{key}': {error.message}"
-
-
-def did_you_mean(value, known) -> str:
-    """` (did you mean 'ewc_lora'?)` for a near miss (case, '-' for '_', a typo), else ''."""
-    if not isinstance(value, str):
-        return ""
-    names = {str(k).lower().replace("-", "_"): str(k) for k in known}
-    close = difflib.get_close_matches(value.lower().replace("-", "_"), names, n=1, cutoff=0.75)
-    return f" (did you mean {names[close[0]]!r}?)" if close else ""
 
 
 def _coerce_numbers(cfg: dict, validator) -> None:
@@ -109,24 +143,17 @@ def validate_config(cfg: dict, partial: bool = False) -> dict:
     return cfg
 
 
-def unknown_domains(known: dict, domains: list[str], where: str) -> list[str]:
-    """One problem for each of `domains` without a dataset under data.domains (`known`)."""
-    return [f"{where} {d!r} has no dataset under data.domains{did_you_mean(d, known)} (known: {', '.join(known)})"
-            for d in domains if d not in known]
-
-
 def _cross_checks(cfg: dict) -> list[str]:
     problems = []
     if "domains" in cfg and "data" in cfg:
         problems += unknown_domains(datasets(cfg["data"], "domain"), cfg["domains"], "config key 'domains':")
     # entries for methods or domains that are not configured are allowed (they restrict nothing),
     # so trimming `methods` or `domains` never breaks the config; typos are refused
-    from .methods import METHODS
-
+    methods = _registry("methods")
     for method, domains in cfg.get("method_domains", {}).items():
-        if method not in METHODS:
+        if method not in methods:
             problems.append(f"config key 'method_domains.{method}': no method {method!r} "
-                            f"(known: {', '.join(METHODS)})")
+                            f"(known: {', '.join(methods)})")
         known = datasets(cfg["data"], "domain") if "data" in cfg else {}
         if known:
             problems += unknown_domains(known, domains, f"config key 'method_domains.{method}':")
@@ -140,8 +167,6 @@ def _cross_checks(cfg: dict) -> list[str]:
         problems.append(f"config key 'eval.phase1_texts': {cfg['eval']['phase1_texts']} is more than the "
                         f"{cfg['importance']['samples']} texts phase 1 tunes on (importance.samples)")
     if "data" in cfg:
-        from .hub import local_file_problems
-
         for role, where in (("general", "data.general.tasks"), ("domain", "data.domains")):
             for name, spec in datasets(cfg["data"], role).items():
                 if spec["source"] == "hub":
@@ -163,8 +188,6 @@ def _cross_checks(cfg: dict) -> list[str]:
 def _artifact_problems(data_cfg: dict) -> list[str]:
     """Every registry file a dataset names must come from an artifact of data.artifacts, and BIG-bench
     sources need data.bigbench."""
-    from .general_text import sources
-
     problems = []
     artifacts = data_cfg.get("artifacts", {})
     named = {**datasets(data_cfg), **{f"general.text.sources.{n}": s for n, s in sources(data_cfg["general"]["text"]).items()}}
@@ -215,28 +238,6 @@ def load_config(path_or_json: str | Path, partial: bool = False) -> dict:
     return validate_config(cfg, partial=partial)
 
 
-def merge_config(base: dict, over: dict) -> dict:
-    """`over` merged into a copy of `base` key by key, as `snakemake --configfile` merges a file over
-    the workflow's config/config.yaml (nested mappings merge, everything else replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        out[key] = merge_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else copy.deepcopy(value)
-    return out
-
-
-OVERRIDABLE = ("importance", "regularize")  # the sections an override section (`official`) may hold
-
-
-def with_overrides(cfg: dict, settings: str | None) -> dict:
-    """The config a method or estimator with `settings` (a section name such as `official`) runs with:
-    that section's sub-sections merged over the top-level ones (`official.regularize.lambda` replaces
-    `regularize.lambda`), so `alr_official` and `alr` run side by side from one config."""
-    if settings is None:
-        return cfg
-    return merge_config(cfg, {k: v for k, v in cfg[settings].items() if k in OVERRIDABLE})
-
-
 def check_config_files(paths: list[str | Path], replace: bool = False) -> dict:
     """What `snakemake --configfile PATHS` would run with (merged over config/config.yaml unless
     `replace`, as `--replace-workflow-config`), validated; errors name the file and line."""
@@ -246,79 +247,3 @@ def check_config_files(paths: list[str | Path], replace: bool = False) -> dict:
     return validate_config(cfg)
 
 
-def datasets(data_cfg: dict, role: str | None = None, built: bool | None = None) -> dict[str, dict]:
-    """The dataset specs of `data_cfg` by name: `role` "general" (the general tasks), "domain" or None
-    (both, general first); `built` True: those `alr prepare-data` writes, False: the built-in lm-eval
-    tasks (evaluated from lm-eval's own data), None: all."""
-    specs = {**(data_cfg["general"]["tasks"] if role in (None, "general") else {}),
-             **(data_cfg["domains"] if role in (None, "domain") else {})}
-    return {n: s for n, s in specs.items() if s and (built is None or (s["source"] != "lm_eval") == built)}
-
-
-def data_in_use(cfg: dict) -> dict:
-    """The `data` section with only what the run uses: the domains `domains` names, and no dataset or
-    text source switched off with null. `alr prepare-data` builds exactly these, so a default
-    dataset you do not use is never downloaded."""
-    from .general_text import sources
-
-    data = copy.deepcopy(cfg["data"])
-    wanted = cfg.get("domains", list(data["domains"]))
-    data["domains"] = {n: s for n, s in datasets(data, "domain").items() if n in wanted}
-    data["general"]["tasks"] = datasets(data, "general")
-    data["general"]["text"]["sources"] = sources(data["general"]["text"])
-    return data
-
-
-def dataset_splits(data_cfg: dict, name: str) -> list[str]:
-    """The split files `alr prepare-data` writes for a dataset: a general task only its test split
-    (nothing trains on it); a domain and the general text (`GENERAL_TEXT`) also train, and valid
-    when their valid_size is above 0."""
-    if name in data_cfg["general"]["tasks"]:
-        return ["test"]
-    if name in data_cfg["domains"]:
-        valid = data_cfg["domains"][name].get("valid_size", data_cfg["valid_size"])
-    else:
-        from .general_text import sources
-
-        text = data_cfg["general"]["text"]
-        valid = any(s.get("valid_size", text["valid_size"]) or "valid" in s for s in sources(text).values())
-    return ["test", "valid", "train"] if valid else ["test", "train"]
-
-
-def jsonl_files(spec: dict) -> list[str]:
-    """The user's own files of one dataset spec (`source: jsonl`: `path`, or `train` and `test`)."""
-    return [spec[key] for key in ("path", "train", "valid", "test") if key in spec] if spec.get("source") == "jsonl" else []
-
-
-def user_files(data_cfg: dict) -> list[str]:
-    """Every user file a config names: prepare-data's inputs."""
-    from .general_text import sources
-
-    specs = [*datasets(data_cfg).values(), *sources(data_cfg["general"]["text"]).values()]
-    return [path for spec in specs for path in jsonl_files(spec)]
-
-
-def _flatten(obj, prefix: str = "") -> dict:
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: obj}
-
-
-def differences(saved: dict, current: dict, saved_in: str) -> list[str]:
-    """`key.path: <saved> in <saved_in>, <current> now` for every flattened key whose value differs
-    (checkpoint identities, the settings an importance file was made with)."""
-    a, b = _flatten(saved), _flatten(current)
-    return [f"{k}: {a.get(k, '<absent>')!r} in {saved_in}, {b.get(k, '<absent>')!r} now"
-            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
-
-
-def section(cfg: dict, *keys: str) -> dict:
-    """The named top-level sections of a config (what a rule passes to its `alr` command)."""
-    missing = [k for k in keys if k not in cfg]
-    if missing:
-        raise ConfigError(f"the config has no section {', '.join(map(repr, missing))}; this command reads "
-                          f"{', '.join(keys)} (config/config.yaml has them all)")
-    return {k: cfg[k] for k in keys}

@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 from .assets import check_model_dir
-from .config import ConfigError, datasets, unknown_domains
+from .catalogue import datasets, unknown_domains
+from .errors import ConfigError
 from .data import PROMPT, read_records
 from .io import write_json, write_jsonl
 from .layout import GENERAL_TEXT

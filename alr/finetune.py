@@ -15,14 +15,15 @@ import torch
 
 from .assets import check_lora_targets, check_model_dir
 from .checkpoints import checkpoint_dir, remove, resume_point
-from .config import section
+from .sections import section
 from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
 from .dist import is_main_process
 from .importance.store import check_importance_file, load_importance, model_fingerprint
 from .io import atomic_dir, sha256_file, write_json
 from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file
 from .measure import provenance
-from .methods import HookContext, Method, get_method
+from .hooks import HookContext
+from .methods import Method, get_method
 from .models import load_base, lora_modules, wrap_lora
 from .regularize import ELEMENT_TRANSFORMS, NORMALIZATIONS, Regularizer, group_by_layer
 from .runs import parse_run, run_config

@@ -93,7 +93,7 @@ def hub_texts(spec: dict) -> list[dict]:
 def hub_assets(cfg: dict) -> dict:
     """What a config needs from the hub: {"model": repo or None, "datasets": [...], "lm_eval_tasks": [...]}."""
     data = cfg["data"]
-    from .config import datasets
+    from .catalogue import datasets
 
     specs = datasets(data)
     hub = [dict(s, name=n) for n, s in specs.items() if s["source"] == "hub" and not reads_local_files(s)]

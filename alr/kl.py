@@ -28,7 +28,7 @@ from .data import read_records
 from .layout import GENERAL_TEXT
 
 if TYPE_CHECKING:
-    from .methods import HookContext
+    from .hooks import HookContext
 
 
 def token_kl(base_logits, tuned_logits, mask):

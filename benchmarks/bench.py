@@ -41,6 +41,7 @@ from alr.importance.fisher import empirical_fisher  # noqa: E402
 from alr.importance.si import SIRecorder, si_callback  # noqa: E402
 from alr.importance.store import save_importance  # noqa: E402
 from alr.models import lora_modules, wrap_lora  # noqa: E402
+from alr.plugins import load_plugins  # noqa: E402
 from alr.regularize import Regularizer, normalise_mean  # noqa: E402
 from alr.trainer import run_trainer, training_arguments  # noqa: E402
 
@@ -259,6 +260,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_plugins()
     cfg = load_config(args.config)
     dtype = getattr(torch, args.dtype)
     main_size = args.main_size or ("135m" if "135m" in args.sizes else args.sizes[-1])

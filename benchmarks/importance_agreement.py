@@ -4,7 +4,7 @@ importance is across phase-1 seeds, on the real model and data of a config.
     python benchmarks/importance_agreement.py --model-dir resources/models/smollm2-135m-instruct \
         --data-dir resources/data --out-dir results/importance_agreement
 
-Records phase 1 (`alr.importance.record.record_importance`) once per variant: our default; each of
+Records phase 1 (the `si` estimator's recorder) once per variant: our default; each of
 the authors' switches alone (`importance.gradient: lora_sgd`, `clamp: running`, `xi: 1e-9`,
 `accumulate: per_epoch` against `run` at the same two epochs); the whole `official` section (= the
 si_official file); and phase-1 seeds 1 and 2 of the default. Files already there are reused. Then
@@ -29,8 +29,10 @@ from scipy.stats import spearmanr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from alr.config import check_config_files, with_overrides  # noqa: E402
-from alr.importance.record import record_importance  # noqa: E402
+from alr.config import check_config_files  # noqa: E402
+from alr.sections import with_overrides  # noqa: E402
+from alr.importance.estimators import get_estimator  # noqa: E402
+from alr.plugins import load_plugins  # noqa: E402
 from alr.importance.store import load_importance  # noqa: E402
 from alr.regularize import group_by_layer, layer_coefficients, normalise_mean  # noqa: E402
 
@@ -102,6 +104,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     import pandas as pd
 
+    load_plugins()
     cfg = check_config_files(args.config)
     out = Path(args.out_dir)
     files = {}
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
         path = out / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "") / "si.safetensors"
         if not path.exists():
             print(f"recording {name} -> {path}", flush=True)
-            record_importance(c, args.model_dir, args.data_dir, path)
+            get_estimator("si").record(c, args.model_dir, args.data_dir, path, None)
         files[name] = load_importance(path)[0]
     rows = [{"a": a, "b": b, "what": what, **compare(files[a], files[b])} for a, b, what in PAIRS]
     seeds = ["default", "seed 1", "seed 2"]

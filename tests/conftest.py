@@ -12,7 +12,10 @@ for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from alr.cli import main  # noqa: E402
+from alr.plugins import load_plugins  # noqa: E402
 from tests.tiny import tiny_config  # noqa: E402
+
+load_plugins()  # the registries, as every entry point loads them
 
 
 @pytest.fixture(scope="session")

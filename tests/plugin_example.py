@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 
 from alr.assets import adaptable_module_names
-from alr.config import section
+from alr.sections import section
 from alr.importance.estimators import Estimator
 from alr.importance.estimators import register as register_estimator
 from alr.importance.store import model_fingerprint, save_importance

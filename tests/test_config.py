@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from alr.config import ConfigError, load_config, validate_config
+from alr.config import load_config, validate_config
+from alr.errors import ConfigError
 from tests.tiny import REPO
 
 

@@ -18,10 +18,9 @@ import alr.finetune as finetune_mod
 import alr.trainer as trainer_mod
 from alr.checkpoints import CheckpointMismatchError
 from alr.cli import main
-from alr.importance.record import record_importance
 from alr.io import read_json, sha256_file
 from alr.finetune import finetune
-from tests.tiny import Killed, kill_at_step, snakemake, tiny_config
+from tests.tiny import Killed, kill_at_step, record, snakemake, tiny_config
 
 
 def _block_network(mp, attempts: list):
@@ -277,9 +276,9 @@ def test_phase1_restarts_from_scratch_and_reproduces_bitwise(built, tmp_path, mo
     with monkeypatch.context() as mp:
         mp.setattr(record_mod, "si_callback", killing_callback)
         with pytest.raises(Killed):
-            record_importance(cfg, paths["model"], paths["data"], out)
+            record("si", cfg, paths["model"], paths["data"], out)
     assert list(tmp_path.iterdir()) == []
-    record_importance(cfg, paths["model"], paths["data"], out)
+    record("si", cfg, paths["model"], paths["data"], out)
     assert sha256_file(out) == sha256_file(paths["imp"])
 
 

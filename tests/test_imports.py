@@ -1,5 +1,6 @@
-"""The import graph of alr's modules, built with `ast` (imports inside functions included): the
-report package has no cycle, so each table module can be read, and imported, on its own."""
+"""The import graph of alr's modules, built with `ast` (imports inside functions and under
+TYPE_CHECKING included): no cycle, so each module can be read, tested and imported on its own, and
+the layers (errors, sections, catalogue, config, the registries, the commands) stay layers."""
 import ast
 from pathlib import Path
 
@@ -65,3 +66,20 @@ def test_report_package_has_no_import_cycle():
     report = {m: {t for t in deps if t.startswith("alr.report")} for m, deps in graph.items() if m.startswith("alr.report")}
     assert "alr.report.render" in report["alr.report.claims"]  # the graph sees relative imports
     assert cycles(report) == []
+
+
+def test_alr_has_no_import_cycle():
+    graph = import_graph(REPO / "alr")
+    assert "alr.errors" in graph["alr.config"] and "alr.config" in graph["alr.methods"]  # the graph is real
+    assert cycles(graph) == []
+
+
+def test_config_imports_no_registry():
+    """The schema receives the registries' names (alr.config.schema_registry); config imports neither."""
+    graph = import_graph(REPO / "alr")
+    seen, todo = set(), ["alr.config"]
+    while todo:
+        module = todo.pop()
+        seen.add(module)
+        todo += [m for m in graph[module] if m not in seen]
+    assert not seen & {"alr.methods", "alr.importance.estimators", "alr.plugins"}

@@ -14,7 +14,8 @@ import alr.evaluate as evaluate_mod
 import alr.importance.record as record_mod
 import alr.finetune as finetune_mod
 from alr.cli import build_parser, main
-from alr.config import ConfigError, load_config
+from alr.config import load_config
+from alr.errors import ConfigError
 from alr.methods import METHODS
 from tests.tiny import REPO
 

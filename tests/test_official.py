@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from alr.importance.record import phase1_seed, record_importance
+from alr.importance.record import phase1_seed
 from alr.importance.si import SIRecorder
 from alr.models import lora_modules
 from alr.regularize import group_by_layer, int8_rows, layer_coefficients
 from tests.test_importance import _tiny_lora
+from tests.tiny import record
 
 
 def _factors(m):
@@ -180,7 +181,7 @@ def test_phase1_seed_stream_separates_the_lora_init_from_phase2(tiny_model, tiny
     for stream in ("separate", "shared"):
         c = copy.deepcopy(tiny_cfg)
         c["importance"].update(seed_stream=stream, max_steps=0)  # 0 steps: the adapter as initialised
-        record_importance(c, tiny_model, tiny_data, tmp_path / stream / "si.safetensors")
+        record("si", c, tiny_model, tiny_data, tmp_path / stream / "si.safetensors")
         saved = load_file(str(tmp_path / stream / "si_adapter" / "adapter_model.safetensors"))
         a_saved = {k: v for k, v in saved.items() if "lora_A" in k}
         same = all(torch.equal(v, next(p for n, p in phase2.items() if n.endswith(k.split("base_model.model.")[-1]
@@ -200,7 +201,7 @@ def test_phase2_continues_phase1_adam_state(tiny_model, tiny_data, tiny_cfg, tmp
     cfg["regularize"].update(phase2_init="phase1", phase2_optimizer="phase1")
     cfg["train"].update(max_steps=1, lr=2e-4)
     imp = tmp_path / "si.safetensors"
-    record_importance(cfg, tiny_model, tiny_data, imp)
+    record("si", cfg, tiny_model, tiny_data, imp)
     saved = torch.load(tmp_path / "si_adapter" / "optimizer.pt", weights_only=True)
     seen = {}
     original = trainer_mod.continue_optimizer_state
@@ -268,10 +269,10 @@ def test_phase1_lr_and_clipping_reach_the_trainer(tiny_model, tiny_data, tiny_cf
     monkeypatch.setattr(record_mod, "training_arguments", spy)
     cfg = copy.deepcopy(tiny_cfg)
     cfg["importance"].update(max_steps=1, lr=8e-4, max_grad_norm=0)
-    record_importance(cfg, tiny_model, tiny_data, tmp_path / "lora" / "si.safetensors")
-    record_importance(cfg, tiny_model, tiny_data, tmp_path / "full" / "si_full.safetensors", full=True)
+    record("si", cfg, tiny_model, tiny_data, tmp_path / "lora" / "si.safetensors")
+    record("si_full", cfg, tiny_model, tiny_data, tmp_path / "full" / "si_full.safetensors")
     cfg["importance"].update(lr=None, max_grad_norm=None)
-    record_importance(cfg, tiny_model, tiny_data, tmp_path / "plain" / "si.safetensors")
+    record("si", cfg, tiny_model, tiny_data, tmp_path / "plain" / "si.safetensors")
     assert seen == [(8e-4, 0), (cfg["baselines"]["full_ft_lr"], 0), (cfg["train"]["lr"], cfg["train"]["max_grad_norm"])]
 
 

@@ -62,7 +62,7 @@ def test_loss_hook_sees_every_micro_batch_and_moves_the_weights(tiny_model, tiny
 
 
 def test_schema_and_cli_take_their_names_from_the_registries():
-    out = subprocess.run([sys.executable, "-c", "from alr.config import _schema; s = _schema(); "
+    out = subprocess.run([sys.executable, "-c", "from alr.plugins import load_plugins; load_plugins(); from alr.config import _schema; s = _schema(); "
                           "print(s['properties']['methods']['items']['enum']); "
                           "print(s['properties']['baselines']['properties']['efficiency_estimators']['items']['enum'])"],
                          capture_output=True, text=True, env={**os.environ, **PLUGIN}, check=True)
@@ -72,6 +72,23 @@ def test_schema_and_cli_take_their_names_from_the_registries():
     helped = subprocess.run([sys.executable, "-m", "alr.cli", "finetune", "--help"], capture_output=True, text=True,
                             env={**os.environ, **PLUGIN}, check=True).stdout
     assert "ones_lora" in helped and "a test plugin" in helped
+
+
+def test_registration_checks_the_names_an_entry_gives():
+    """A misspelt estimator or config key fails when the method is registered, not mid-run."""
+    with pytest.raises(ValueError, match="importance='sii' is no registered estimator.*did you mean 'si'"):
+        register(Method("typo_lora", "a typo", importance="sii"))
+    with pytest.raises(ValueError, match="strength_key='kl.wieght' is no config key"):
+        register(Method("typo_lora", "a typo", strength_key="kl.wieght"))
+    with pytest.raises(ValueError, match="hook_sections\\[0\\]='kll' is no config key"):
+        register(Method("typo_lora", "a typo", hook_sections=("kll",)))
+    assert "typo_lora" not in METHODS
+
+
+def test_config_without_loaded_registries_says_what_to_call():
+    out = subprocess.run([sys.executable, "-c", "from alr.config import load_config; load_config('config/config.yaml')"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode != 0 and "call alr.plugins.load_plugins()" in out.stderr
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ import pytest
 from alr import registry
 from alr.build_data import build_all
 from alr.cli import main
-from alr.config import data_in_use, validate_config
+from alr.catalogue import data_in_use
+from alr.config import validate_config
 from alr.fetch import FetchError
 from tests.tiny import default_config, make_registry_wheels, point_at_wheels
 

@@ -11,13 +11,13 @@ from safetensors.torch import load_file
 
 import alr.trainer as trainer_mod
 from alr.checkpoints import CheckpointMismatchError
-from alr.config import ConfigError, section
-from alr.importance.record import record_fisher, record_importance
+from alr.errors import ConfigError
+from alr.sections import section
 from alr.importance.store import ImportanceMismatchError, load_importance, save_importance
 from alr.io import read_json
 from alr.methods import METHODS
 from alr.finetune import finetune
-from tests.tiny import REPO, Killed, kill_at_step
+from tests.tiny import REPO, Killed, kill_at_step, record
 
 # How the code reads a config section besides `[...]["<section>"]["<key>"]`: the variable names it
 # binds the section to. A key counts as read when one of them (or the subscript chain) indexes it.
@@ -73,7 +73,7 @@ def test_unclamped_importance_keeps_negatives_and_trains(tiny, tmp_path):
         c = copy.deepcopy(cfg)
         c["importance"]["clamp"] = clamp
         files[clamp] = tmp_path / f"clamp{clamp}" / "si.safetensors"
-        side = record_importance(c, model, data, files[clamp])
+        side = record("si", c, model, data, files[clamp])
         assert side["nonnegative"] is (clamp == "final")
     clamped, free = load_file(str(files["final"])), load_file(str(files["none"]))
     assert any((t < 0).any() for t in free.values())  # the tiny run has negative path contributions
@@ -112,7 +112,7 @@ def test_each_training_method_names_every_section_it_reads(tiny, tmp_path):
 def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_path, monkeypatch):
     model, data, cfg = tiny
     fisher = tmp_path / "fisher" / "fisher.safetensors"
-    record_fisher(cfg, model, data, fisher)
+    record("fisher", cfg, model, data, fisher)
     c = copy.deepcopy(cfg)
     c["train"].update(max_steps=4, checkpoint_steps=2)
     c["fisher"]["lambda"] = 3.0

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 from alr.importance.store import ImportanceMismatchError, load_importance
 from alr.io import read_json
-from alr.importance.record import record_fisher, record_importance
 from alr.finetune import finetune
+from tests.tiny import record
 
 
 class Env(NamedTuple):
@@ -30,7 +30,7 @@ def env(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
     cfg["lora"]["dropout"] = 0.0  # deterministic updates for the comparisons below
     cfg["importance"].update(samples=12, max_steps=6)
     imp = tmp_path_factory.mktemp("train") / "importance" / "si.safetensors"
-    record_importance(cfg, tiny_model, tiny_data, imp)
+    record("si", cfg, tiny_model, tiny_data, imp)
     return Env(tiny_model, tiny_data, cfg, imp)
 
 
@@ -40,7 +40,7 @@ def fisher_file(env, tmp_path_factory):
     c = copy.deepcopy(env.cfg)
     c["fisher"].update(samples=5, max_length=24)
     path = tmp_path_factory.mktemp("fisher") / "fisher.safetensors"
-    record_fisher(c, env.model, env.data, path)
+    record("fisher", c, env.model, env.data, path)
     return path
 
 
@@ -186,7 +186,7 @@ def test_fisher_equals_naive_per_sample_reference(env, fisher_file, tmp_path):
 
     c = copy.deepcopy(env.cfg)
     c["fisher"].update(samples=5, max_length=24)
-    record_fisher(c, env.model, env.data, tmp_path / "fisher.safetensors", scope="adapted")
+    record("fisher_adapted", c, env.model, env.data, tmp_path / "fisher.safetensors")
     lean = load_file(str(tmp_path / "fisher.safetensors"))
     assert sorted(lean) == sorted(n for n in fisher if n.endswith(("q_proj.weight", "v_proj.weight")))
     for n, t in lean.items():
@@ -253,11 +253,10 @@ def test_replay_and_full_ft_train(env, tmp_path):
 def test_mas_equals_naive_reference(env, tmp_path):
     from alr.data import read_records, tokenize_texts
     from alr.models import load_base
-    from alr.importance.record import record_mas
 
     c = copy.deepcopy(env.cfg)
     c["mas"].update(samples=4, max_length=24)
-    side = record_mas(c, env.model, env.data, tmp_path / "mas.safetensors")
+    side = record("mas", c, env.model, env.data, tmp_path / "mas.safetensors")
     assert side["estimator"] == "mas" and side["n_samples"] == 4
     mas = load_file(str(tmp_path / "mas.safetensors"))
     model, tok = load_base(env.model)
@@ -278,7 +277,7 @@ def test_alr_full_moves_important_parameters_less_than_full_ft(env, tmp_path):
     c = copy.deepcopy(env.cfg)
     c["baselines"]["full_ft_lr"] = 1e-3
     full_imp = tmp_path / "full_imp" / "si_full.safetensors"
-    side = record_importance(c, env.model, env.data, full_imp, full=True)
+    side = record("si_full", c, env.model, env.data, full_imp)
     importance = load_file(str(full_imp))
     from transformers import AutoModelForCausalLM
 

@@ -9,7 +9,9 @@ import yaml
 
 from alr.build_data import build_all
 from alr.cli import main
-from alr.config import REPO_ROOT, ConfigError, data_in_use, validate_config
+from alr.catalogue import data_in_use
+from alr.config import REPO_ROOT, validate_config
+from alr.errors import ConfigError
 from alr.io import read_json, sha256_file
 from tests.tiny import WORDS, snakemake
 

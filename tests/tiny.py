@@ -311,3 +311,10 @@ def kill_at_step(step: int):
                 raise Killed
 
     return KillAtStep
+
+
+def record(estimator: str, cfg: dict, model_dir, data_dir, out, seed: int | None = None) -> dict:
+    """Record one importance file through its registry entry, as `alr importance` does."""
+    from alr.importance.estimators import get_estimator
+
+    return get_estimator(estimator).record(cfg, model_dir, data_dir, out, seed)

@@ -15,6 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..config import schema_registry
+from ..errors import did_you_mean
+from ..sections import section, with_overrides
+
 
 @dataclass(frozen=True)
 class Estimator:
@@ -37,44 +41,38 @@ class Estimator:
         """The config sections its recorder reads: what the importance rule passes (its rerun trigger)
         and the sidecar records. A settings section keeps only the sections the recorder reads, so
         changing `official.regularize` (phase 2) never reruns phase 1."""
-        from ..config import section
-
         out = section(cfg, *self.sections)
         if self.settings:
             out[self.settings] = {k: v for k, v in out[self.settings].items() if k in self.sections}
         return out
 
 
+# The recorders (alr.importance.record) import torch and transformers: imported when one runs, so
+# reading the registry (the workflow, `alr --help`) stays light.
 def _si(name, settings=None):
     def record(cfg, model_dir, data_dir, out, seed):
-        from ..config import with_overrides
         from .record import record_importance
 
-        return record_importance(with_overrides(cfg, settings), model_dir, data_dir, out, seed, name=name)
+        return record_importance(with_overrides(cfg, settings), model_dir, data_dir, out, ESTIMATORS[name], seed)
     return record
 
 
-def _si_full(cfg, model_dir, data_dir, out, seed):
-    from .record import record_importance
-
-    return record_importance(cfg, model_dir, data_dir, out, seed, full=True)
-
-
-def _fisher(scope):
+def _fisher(name, scope):
     def record(cfg, model_dir, data_dir, out, seed):
         from .record import record_fisher
 
-        return record_fisher(cfg, model_dir, data_dir, out, scope)
+        return record_fisher(cfg, model_dir, data_dir, out, ESTIMATORS[name], scope)
     return record
 
 
 def _mas(cfg, model_dir, data_dir, out, seed):
     from .record import record_mas
 
-    return record_mas(cfg, model_dir, data_dir, out)
+    return record_mas(cfg, model_dir, data_dir, out, ESTIMATORS["mas"])
 
 
 ESTIMATORS: dict[str, Estimator] = {}
+schema_registry("estimators", ESTIMATORS)
 
 
 def register(estimator: Estimator) -> Estimator:
@@ -93,12 +91,12 @@ for _e in (
               "(their u gradient, running clamp, per-epoch sums)", ("model", "lora", "train", "importance", "official"),
               _si("si_official", "official"), shared_sections=("importance",), keeps_adapter=True, settings="official"),
     Estimator("si_full", "SI of every parameter from a full fine-tuning phase 1 (alr_full)",
-              ("model", "train", "importance", "baselines"), _si_full, named_by="parameter",
+              ("model", "train", "importance", "baselines"), _si("si_full"), named_by="parameter",
               shared_sections=("importance",), mem_mb=12000),
     Estimator("fisher", "per-sample empirical Fisher over every parameter (EWC-LoRA, as the original)",
-              ("model", "lora", "fisher"), _fisher("full"), named_by="parameter"),
+              ("model", "lora", "fisher"), _fisher("fisher", "full"), named_by="parameter"),
     Estimator("fisher_adapted", "the same Fisher, adapted modules only (efficiency table)",
-              ("model", "lora", "fisher"), _fisher("adapted"), named_by="parameter"),
+              ("model", "lora", "fisher"), _fisher("fisher_adapted", "adapted"), named_by="parameter"),
     Estimator("mas", "MAS: |d mean_t ||logits_t||^2 / dW| per sample, on the adapted modules",
               ("model", "lora", "mas"), _mas),
 ):
@@ -109,10 +107,5 @@ def get_estimator(name: str) -> Estimator:
     try:
         return ESTIMATORS[name]
     except KeyError:
-        from ..config import did_you_mean
-
         raise ValueError(f"unknown importance estimator {name!r}{did_you_mean(name, ESTIMATORS)}; "
                          f"known: {', '.join(ESTIMATORS)}") from None
-
-
-from .. import methods  # noqa: E402,F401  (imports the ALR_PLUGINS modules, which may register estimators)

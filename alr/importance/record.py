@@ -30,14 +30,12 @@ def _general_text(data_dir: str | Path, n: int) -> list[dict]:
     return read_records(Path(data_dir) / GENERAL_TEXT / "train.jsonl", "text")[:n]
 
 
-def _sidecar(estimator: str, cfg: dict, model_dir, features: list[dict], wall_time_s: float, **extra) -> dict:
+def _sidecar(estimator, cfg: dict, model_dir, features: list[dict], wall_time_s: float, **extra) -> dict:
     """The sidecar fields every estimator shares (save_importance adds bytes, dtype, targets); its
-    config is exactly the sections the estimator reads (alr.importance.estimators)."""
-    from .estimators import get_estimator
-
-    config = get_estimator(estimator).config(cfg)
+    config is exactly the sections the estimator (an `alr.importance.estimators.Estimator`) reads."""
+    config = estimator.config(cfg)
     return {
-        "estimator": estimator,
+        "estimator": estimator.name,
         "model": cfg["model"]["name"],
         "fingerprint": model_fingerprint(model_dir),
         "n_samples": len(features),
@@ -80,15 +78,16 @@ def _final_optimizer_state():
 
 
 def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
-                      seed: int | None = None, full: bool = False, name: str | None = None) -> dict:
+                      estimator, seed: int | None = None) -> dict:
     """Phase 1: tune on general text while recording SI importance; write the importance file.
 
-    LoRA by default (importance of each adapted module's dense weight; phase 1's adapter and its
-    AdamW state are kept beside the file, `alr.layout.phase1_adapter`); `full=True` fine-tunes every
-    parameter (lr from baselines.full_ft_lr) for `alr_full`. `seed` (default `importance.seed`) goes
+    A LoRA-shaped `estimator` (si) records each adapted module's dense weight (phase 1's adapter and
+    its AdamW state are kept beside the file, `alr.layout.phase1_adapter`); a parameter-shaped one
+    (si_full) fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`. `seed` (default `importance.seed`) goes
     through `phase1_seed`. No checkpoints: the SI path integral accumulates over every step, and
     phase 1 is short, so a killed run restarts from scratch (same seed, same bytes)."""
     imp_cfg, train_cfg = cfg["importance"], cfg["train"]
+    full = not estimator.lora_shaped
     from transformers import set_seed
 
     check_model_dir(model_dir)
@@ -120,8 +119,7 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
         stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder), keep_optimizer])
     importance = recorder.importance()
     recorder.close()
-    name = name or ("si_full" if full else "si")
-    sidecar = _sidecar(name, cfg, model_dir, features, stats["wall_time_s"], final_ce=stats["final_ce"],
+    sidecar = _sidecar(estimator, cfg, model_dir, features, stats["wall_time_s"], final_ce=stats["final_ce"],
                        nonnegative=imp_cfg["clamp"] != "none", seed=seed, torch_seed=torch_seed,
                        epoch_terms=recorder.epoch_terms)
     # a training run: its own token count and optimizer steps, and the trainer's peak memory
@@ -139,7 +137,7 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
 
 
 def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
-                  scope: str = "full") -> dict:
+                  estimator, scope: str = "full") -> dict:
     """The EWC-LoRA baseline's importance: per-sample empirical Fisher on general text, over every
     parameter (`scope="full"`, as the original) or the adapted modules only (`"adapted"`)."""
     from .fisher import empirical_fisher
@@ -156,15 +154,14 @@ def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_pa
     reset_peak_memory()
     with Timer() as timer:
         fisher = empirical_fisher(model, features, keep, next(model.parameters()).device)
-    sidecar = _sidecar("fisher" if scope == "full" else "fisher_adapted", cfg, model_dir, features, timer.seconds,
-                       per_sample=True, scope=scope)
+    sidecar = _sidecar(estimator, cfg, model_dir, features, timer.seconds, per_sample=True, scope=scope)
     sidecar = save_importance(out_path, fisher, sidecar, f_cfg["dtype"])
     log.info("Fisher over %d tensors from %d samples in %.1f s -> %s (%d bytes)", len(fisher), len(features),
              timer.seconds, out_path, sidecar["bytes"])
     return sidecar
 
 
-def record_mas(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path) -> dict:
+def record_mas(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, estimator) -> dict:
     """MAS importance on the adapted modules' dense weights from general text (no labels, no steps)."""
     from .mas import mas_importance
 
@@ -177,7 +174,7 @@ def record_mas(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path:
     reset_peak_memory()
     with Timer() as timer:
         importance = mas_importance(model, features)
-    sidecar = _sidecar("mas", cfg, model_dir, features, timer.seconds,
+    sidecar = _sidecar(estimator, cfg, model_dir, features, timer.seconds,
                        output="mean over positions of the squared L2 norm of the logits")
     return save_importance(out_path, importance, sidecar, m_cfg["dtype"])
 

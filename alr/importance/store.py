@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import differences
+from ..sections import differences
 from ..io import atomic_path, read_json, write_json
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

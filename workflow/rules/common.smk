@@ -3,15 +3,20 @@ import json
 import os
 import sys
 
-from alr.config import ConfigError, data_in_use, dataset_splits, datasets, section, user_files, validate_config
+from alr.catalogue import data_in_use, dataset_splits, datasets, user_files
+from alr.config import validate_config
+from alr.errors import ConfigError
+from alr.sections import section
 from alr.hub import hub_assets
 from alr.io import read_json
 from alr.importance.estimators import ESTIMATORS, get_estimator
 from alr.layout import (DATA_DIR, GENERAL_TEXT, base_file, dataset_file, figure_file, importance_file,
                         model_dir as model_path, phase1_adapter, run_dir as run_path, table_file)
 from alr.methods import get_method
+from alr.plugins import load_plugins
 from alr.runs import RUN_PATTERN, all_runs, domain_runs, is_swept, parse_run, run_config, run_names
 
+load_plugins()  # the ALR_PLUGINS modules' methods and estimators, before the config names them
 try:
     validate_config(config)
 except ConfigError as exc:
