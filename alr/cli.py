@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .config import load_config
+from .importance.estimators import SI
 from .plugins import load_plugins
 from .errors import ConfigError
 from .fetch import FetchError
@@ -300,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("importance", cmd_importance, "record one importance file on general text (phase 1, Fisher, MAS)",
             epilog=_estimator_list())
     model_and_data(s)
-    s.add_argument("--estimator", default="si", help="an estimator (below; default: %(default)s)")
+    s.add_argument("--estimator", default=SI, help="an estimator (below; default: %(default)s)")
     s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/<estimator>.safetensors); "
                                                 "the .json sidecar (and for SI <estimator>_adapter/) go beside it")
     s.add_argument("--seed", type=int, help="phase-1 seed (default: importance.seed; SI estimators only)")

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path, seed: int, refs=None) -> Regularizer:
     reg_cfg = cfg["regularize"]
-    if spec.adapter == "lora":
+    if spec.uses_lora:
         modules = lora_modules(model)
         shapes = {n: tuple(m.get_base_layer().weight.shape) for n, m in modules.items()}
     else:  # full fine-tuning: every trainable parameter, theta* = its starting value
@@ -44,7 +44,7 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
     dev = next(model.parameters()).device
     if spec.estimator:
         # a parameter-named (full-model) file under LoRA: read the adapted modules' weights out of it
-        suffix = ".weight" if not spec.estimator.lora_shaped and spec.adapter == "lora" else ""
+        suffix = ".weight" if not spec.estimator.lora_shaped and spec.uses_lora else ""
         importance, _ = load_importance(importance_path, shapes, model_fingerprint(model_dir), dev, suffix)
     elif spec.importance == "uniform":
         importance = {n: torch.ones(s, device=dev) for n, s in shapes.items()}
@@ -106,7 +106,7 @@ def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adap
         if not Path(path).exists():
             raise FileNotFoundError(f"method {spec.name!r} reads {path}, which does not exist; build it with "
                                     "`alr prepare-data` (or `snakemake prepare_data`)")
-    if spec.adapter == "lora":
+    if spec.uses_lora:
         check_lora_targets(model_dir, cfg["lora"]["targets"])
     est = spec.estimator
     if est is None and importance_path is not None:
@@ -183,7 +183,7 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     set_seed(seed)
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
     refs = None
-    if spec.adapter == "lora":
+    if spec.uses_lora:
         model, refs = _init_lora(model, cfg, init_adapter)
     optimizer_state = None
     if spec.continues_phase1_optimizer(cfg):

@@ -12,7 +12,7 @@ import time
 
 from .config import REPO_ROOT
 
-PACKAGES = ("alr", "torch", "transformers", "peft", "datasets", "lm_eval", "accelerate", "safetensors")
+PACKAGES = (__name__.split(".")[0], "torch", "transformers", "peft", "datasets", "lm_eval", "accelerate", "safetensors")
 
 
 class Timer:

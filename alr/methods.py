@@ -30,6 +30,8 @@ from .sections import with_overrides
 BASE = "base"    # the untouched model: the reference row of every table
 ELEMENTS = ("importance", "layer_mean", "shuffled")  # Method.elements (alr.regularize.ELEMENT_TRANSFORMS)
 PLAIN = "lora"   # plain LoRA: the reference line of the sweep figure
+EWC = "ewc_lora"  # EWC-LoRA: the reference of the training-time comparison
+LORA = "lora"    # Method.adapter: PEFT LoRA
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Method:
     name: str
     description: str
     trains: bool = True           # False: nothing to tune (the base model; wise_ft reuses lora's weights)
-    adapter: str | None = "lora"  # "lora": PEFT LoRA on `lora.targets`; None: every parameter trains
+    adapter: str | None = LORA  # LORA: PEFT LoRA on `lora.targets`; None: every parameter trains
     importance: str | None = None  # an estimator of alr.importance.estimators (its file), "uniform" (ones) or
                                    # None (no penalty)
     elements: str = "importance"  # importance: as estimated | layer_mean: each layer's importance replaced by
@@ -72,6 +74,10 @@ class Method:
             object.__setattr__(self, "strength_key", default)
 
     @property
+    def uses_lora(self) -> bool:
+        return self.adapter == LORA
+
+    @property
     def regularised(self) -> bool:
         return self.importance is not None
 
@@ -86,7 +92,7 @@ class Method:
         passes them (so editing another method's section reruns nothing here), and `train.json` and
         the checkpoint identity record them (so a changed value is visible and never resumed across)."""
         keys = ["model", "train", self.lr_key.split(".")[0]]
-        if self.adapter == "lora":
+        if self.uses_lora:
             keys += ["lora", "regularize"]  # regularize.phase2_init decides how every LoRA method starts
         if self.regularised:
             keys.append("regularize")  # layer coefficients, granularity
@@ -124,7 +130,7 @@ class Method:
     def continues_phase1(self, cfg: dict) -> bool:
         """With `regularize.phase2_init: phase1` every LoRA method continues phase 1's adapter (and the
         `*_phase1` / `*_official` warm starts always do)."""
-        if self.adapter != "lora":
+        if not self.uses_lora:
             return False  # full fine-tuning has no adapter to continue (and reads no `regularize`)
         return (self.phase2_init or self.effective(cfg)["regularize"]["phase2_init"]) == "phase1"
 
@@ -208,7 +214,7 @@ for _m in (
            phase2_init="phase1"),
     Method("lora_official", "alr_official without its penalty: the authors' warm start (si_official's adapter and "
            "AdamW state) alone", settings="official", phase1="si_official"),
-    Method("ewc_lora", "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model, as the "
+    Method(EWC, "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model, as the "
            "original used it (fisher.normalize: int8_rows by default)", importance="fisher", layer_coef="sum",
            strength_key="fisher.lambda", normalize_key="fisher.normalize"),
     Method("ewc_lora_raw", "ewc_lora on the raw Fisher (no row rescaling): the penalty before this was fixed",
@@ -227,6 +233,11 @@ for _m in (
            hook_data=(GENERAL_TEXT,), strength_key="kl.weight"),
 ):
     register(_m)
+
+
+def estimator_users(estimator: str) -> list[str]:
+    """The methods that read an estimator's file, in registry order."""
+    return [name for name, m in METHODS.items() if m.importance == estimator]
 
 
 def get_method(name: str) -> Method:

@@ -2,6 +2,7 @@
 TYPE_CHECKING included): no cycle, so each module can be read, tested and imported on its own, and
 the layers (errors, sections, catalogue, config, the registries, the commands) stay layers."""
 import ast
+import re
 from pathlib import Path
 
 from tests.tiny import REPO
@@ -83,3 +84,39 @@ def test_config_imports_no_registry():
         seen.add(module)
         todo += [m for m in graph[module] if m not in seen]
     assert not seen & {"alr.methods", "alr.importance.estimators", "alr.plugins"}
+
+
+def _registered_name_literals(path: Path, names: set[str]) -> list[str]:
+    """`file:line name` for each string literal of `path` that is a registered method or estimator name,
+    leaving out what only shares the spelling: config sections (subscripts), record fields (dict keys),
+    path parts and the package's own name in calls (logger, version, parser)."""
+    tree = ast.parse(path.read_text())
+    shared = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript):
+            shared.add(id(node.slice))
+        elif isinstance(node, ast.Dict):
+            shared |= {id(k) for k in node.keys if k is not None}
+        elif isinstance(node, ast.BinOp):
+            shared |= {id(node.left), id(node.right)}
+        elif isinstance(node, ast.Call):
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if func in ("getLogger", "version", "ArgumentParser", "get"):
+                shared |= {id(a) for a in node.args} | {id(k.value) for k in node.keywords}
+    return [f"{path.relative_to(REPO)}:{n.lineno} {n.value}" for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and n.value in names and id(n) not in shared]
+
+
+def test_no_method_or_estimator_name_outside_the_registries():
+    """Only the registries (methods, estimators, the claims table) spell out a method's or an estimator's
+    name; everything else asks them (constants such as PLAIN, SI, FISHER, or the entries' fields)."""
+    from alr.importance.estimators import ESTIMATORS
+    from alr.methods import METHODS
+
+    names = set(METHODS) | set(ESTIMATORS)
+    registries = {REPO / "alr" / p for p in ("methods.py", "importance/estimators.py", "report/claims.py")}
+    found = [hit for path in sorted((REPO / "alr").rglob("*.py")) if path not in registries
+             for hit in _registered_name_literals(path, names)]
+    smk = [f"{p.relative_to(REPO)}: {m}" for p in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]
+           for m in re.findall(r"""["'](\w+)["']""", p.read_text()) if m in names]
+    assert found + smk == []

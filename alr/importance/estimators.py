@@ -20,6 +20,10 @@ from ..errors import did_you_mean
 from ..sections import section, with_overrides
 
 
+SI = "si"          # the paper's estimator (phase 1)
+FISHER = "fisher"  # EWC-LoRA's full-model Fisher: the reference of the efficiency comparisons
+
+
 @dataclass(frozen=True)
 class Estimator:
     name: str
@@ -84,17 +88,17 @@ def register(estimator: Estimator) -> Estimator:
 
 
 for _e in (
-    Estimator("si", "phase 1: Synaptic Intelligence path integral on each adapted module's dense weight, from "
+    Estimator(SI, "phase 1: Synaptic Intelligence path integral on each adapted module's dense weight, from "
               "LoRA tuning on general text (also keeps phase 1's adapter)", ("model", "lora", "train", "importance"),
-              _si("si"), shared_sections=("importance",), keeps_adapter=True),
+              _si(SI), shared_sections=("importance",), keeps_adapter=True),
     Estimator("si_official", "si with the authors' code settings: `official.importance` over `importance` "
               "(their u gradient, running clamp, per-epoch sums)", ("model", "lora", "train", "importance", "official"),
               _si("si_official", "official"), shared_sections=("importance",), keeps_adapter=True, settings="official"),
     Estimator("si_full", "SI of every parameter from a full fine-tuning phase 1 (alr_full)",
               ("model", "train", "importance", "baselines"), _si("si_full"), named_by="parameter",
               shared_sections=("importance",), mem_mb=12000),
-    Estimator("fisher", "per-sample empirical Fisher over every parameter (EWC-LoRA, as the original)",
-              ("model", "lora", "fisher"), _fisher("fisher", "full"), named_by="parameter"),
+    Estimator(FISHER, "per-sample empirical Fisher over every parameter (EWC-LoRA, as the original)",
+              ("model", "lora", "fisher"), _fisher(FISHER, "full"), named_by="parameter"),
     Estimator("fisher_adapted", "the same Fisher, adapted modules only (efficiency table)",
               ("model", "lora", "fisher"), _fisher("fisher_adapted", "adapted"), named_by="parameter"),
     Estimator("mas", "MAS: |d mean_t ||logits_t||^2 / dW| per sample, on the adapted modules",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import read_json
+from ..importance.estimators import FISHER
 from ..methods import PLAIN
 from .render import write_table
 
@@ -25,7 +26,7 @@ def estimator_rows(sidecars: list[str | Path]) -> pd.DataFrame:
                      "tokens": side["n_tokens"], "wall_time_s": side["wall_time_s"], "peak_mem_mb": side["peak_mem_mb"],
                      "bytes": tensors.stat().st_size, "dtype": side["dtype"]})
     df = pd.DataFrame(rows)
-    fisher = df[df.name == "fisher"]
+    fisher = df[df.name == FISHER]
     if not fisher.empty:
         df["time_vs_fisher"] = df.wall_time_s / fisher.wall_time_s.iloc[0]
         df["bytes_vs_fisher"] = df.bytes / fisher.bytes.iloc[0]

@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..io import atomic_path, read_json  # noqa: E402
-from ..methods import BASE, PLAIN  # noqa: E402
+from ..importance.estimators import FISHER, SI  # noqa: E402
+from ..methods import BASE, EWC, PLAIN, estimator_users  # noqa: E402
 from ..runs import format_lambda, parse_run  # noqa: E402
 from .render import BASELINES  # noqa: E402
 from .selection import hypervolumes, pareto_mask  # noqa: E402
@@ -159,8 +160,10 @@ def forgetting_heatmap(base_eval: dict, runs: list[dict]):
     return fig
 
 
-ESTIMATOR_USER = {"si": "alr", "si_full": "alr_full", "fisher": "ewc_lora", "fisher_adapted": "ewc_lora",
-                  "mas": "mas_lora"}
+def _estimator_label(name: str) -> str:
+    """`fisher (ewc_lora)`: an estimator and the first method that reads its file."""
+    users = estimator_users(name)
+    return f"{name} ({users[0]})" if users else name
 
 
 def efficiency(eff: pd.DataFrame):
@@ -170,14 +173,14 @@ def efficiency(eff: pd.DataFrame):
     train = eff[eff.kind == "training"]
     if est.empty:
         raise ValueError("the efficiency table has no importance rows")
-    labels = [f"{n} ({ESTIMATOR_USER.get(n, n)})" for n in est.name]
-    fisher = est[est.name == "fisher"]
+    labels = [_estimator_label(n) for n in est.name]
+    fisher = est[est.name == FISHER]
     panels = [("importance time (s), × vs fisher", est.wall_time_s.to_numpy(float), labels,
                None if fisher.empty else float(fisher.wall_time_s.iloc[0])),
               ("importance storage (MB), × vs fisher", est.bytes.to_numpy(float) / 1e6, labels,
                None if fisher.empty else float(fisher.bytes.iloc[0]) / 1e6)]
     if not train.empty:
-        ref = next((train[train.name == n] for n in ("ewc_lora", "lora") if (train.name == n).any()), None)
+        ref = next((train[train.name == n] for n in (EWC, PLAIN) if (train.name == n).any()), None)
         panels.append((f"training time per step (s){'' if ref is None else ', × vs ' + ref.name.iloc[0]}",
                        train.step_time_s.to_numpy(float), list(train.name),
                        None if ref is None else float(ref.step_time_s.iloc[0])))
@@ -252,7 +255,7 @@ def importance_quantiles(tensors: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["layer", "type"]).reset_index(drop=True)
 
 
-def importance(tensors: dict[str, np.ndarray], estimator: str = "si"):
+def importance(tensors: dict[str, np.ndarray], estimator: str = SI):
     """(c) box per module (whiskers: 5th/95th percentile of the positive values, log scale), grouped by layer."""
     q = importance_quantiles(tensors)
     types = list(dict.fromkeys(q.type))

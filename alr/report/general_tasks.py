@@ -17,6 +17,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from ..data import read_records
+from ..methods import BASE
 
 ALPHA = 0.05
 
@@ -47,7 +48,7 @@ def general_task_table(base_eval: dict, items: dict[tuple[str, str], dict], data
         p = chance_tail(chances, right)
         rows.append({"task": task, "items": n, "metric": metric, "chance": float(np.mean(chances)),
                      "base": right / n, "lo": ci.low, "hi": ci.high, "p_chance": p, "above_chance": p < ALPHA})
-    return pd.DataFrame(rows, columns=["task", "items", "metric", "chance", "base", "lo", "hi", "p_chance",
+    return pd.DataFrame(rows, columns=["task", "items", "metric", "chance", BASE, "lo", "hi", "p_chance",
                                        "above_chance"])
 
 

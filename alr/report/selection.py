@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..evaluate import items_path
 from ..io import read_json, write_json
+from ..methods import BASE
 from ..runs import format_lambda, parse_run
 from .render import BASELINES, write_table
 from .stats import read_items
@@ -104,7 +105,7 @@ def hypervolumes(main: pd.DataFrame) -> pd.DataFrame:
     forgetting = general NLL rise, gain = domain accuracy gain), normalised by the box spanned by all
     methods' points of the domain (worst corner: the largest forgetting and the smallest gain, 0 at
     most), so 1 would be one point at the best forgetting and the best gain seen."""
-    rows = main[~main.method.isin(["base", *BASELINES])].copy()
+    rows = main[~main.method.isin([BASE, *BASELINES])].copy()
     rows["base_method"] = rows.method.map(lambda r: parse_run(r)[0])
     out = []
     for domain, d in rows.groupby("domain", sort=True):

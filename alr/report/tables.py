@@ -24,7 +24,7 @@ from ..baselines import answer_prior, balanced_accuracy, lexical_score, majority
 from ..data import read_records
 from ..evaluate import PHASE1_TEXT, items_path
 from ..io import read_json
-from ..methods import BASE
+from ..methods import BASE, PLAIN
 from .claims import COMPARISONS, scorecard, write_claims
 from .general_tasks import general_task_table, general_task_view
 from .render import BASELINES, Z_POWER, write_table
@@ -298,7 +298,7 @@ def _sign_note(better, worse, p, p_holm) -> str:
 
 def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The formatted main table and its footnote."""
-    reference = next((r for r in table.reference if isinstance(r, str)), "lora")
+    reference = next((r for r in table.reference if isinstance(r, str)), PLAIN)
 
     def col(measure, digits=3):
         return [_ci(*x, digits=digits) for x in zip(table[measure], table[f"{measure}_lo"], table[f"{measure}_hi"])]

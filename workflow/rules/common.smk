@@ -9,7 +9,7 @@ from alr.errors import ConfigError
 from alr.sections import section
 from alr.hub import hub_assets
 from alr.io import read_json
-from alr.importance.estimators import ESTIMATORS, get_estimator
+from alr.importance.estimators import ESTIMATORS, SI, get_estimator
 from alr.layout import (DATA_DIR, GENERAL_TEXT, base_file, dataset_file, figure_file, importance_file,
                         model_dir as model_path, phase1_adapter, run_dir as run_path, table_file)
 from alr.methods import get_method
@@ -235,7 +235,7 @@ def efficiency_sidecars():
 
 def coefficient_runs():
     """train.json of the LoRA runs whose layer coefficients come from `regularize.layer_coef`."""
-    methods = [m for m in config["methods"] if get_method(m).regularised and get_method(m).adapter == "lora"
+    methods = [m for m in config["methods"] if get_method(m).regularised and get_method(m).uses_lora
                and get_method(m).layer_coef == "config"]
     return run_files("train.json", [r for m in methods for r in run_names(m, config)], selected=False)
 
@@ -245,7 +245,7 @@ def figure_names():
     names = ["tradeoff", "forgetting_heatmap", "efficiency"]
     if coefficient_runs():
         names.append("layer_coefficients")
-    if "si" in config["baselines"]["efficiency_estimators"] or any(get_method(m).importance == "si" for m in config["methods"]):
+    if SI in config["baselines"]["efficiency_estimators"] or any(get_method(m).importance == SI for m in config["methods"]):
         names.append("importance")
     if any(is_swept(m, config) for m in config["methods"]):
         names.append("lambda_sweep")
@@ -264,7 +264,7 @@ def figure_input(wildcards):
     if name == "layer_coefficients":
         return {"train_records": coefficient_runs()}
     if name == "importance":
-        si = importance_file(MODEL, "si")
+        si = importance_file(MODEL, SI)
         return {"importance": si, "_sidecar": os.path.splitext(si)[0] + ".json"}
     raise WorkflowError(f"unknown figure {name!r}")
 
