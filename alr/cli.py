@@ -190,7 +190,7 @@ def cmd_check_config(args, cfg):
 def _estimator_sections(name: str) -> tuple[str, ...]:
     from .importance.estimators import get_estimator
 
-    return get_estimator(name).sections
+    return get_estimator(name).keys
 
 
 def _estimator_list() -> str:
@@ -210,7 +210,7 @@ def _method_list() -> str:
 
 
 # The config sections each command reads; a config without one is refused before any work
-# (`finetune` asks its method: `Method.config_sections`).
+# (`finetune` asks its method: `Method.config_keys`).
 SECTIONS = {
     "prepare-model": lambda a: ("model",),
     "prepare-data": lambda a: ("data",),

@@ -126,12 +126,22 @@ def _coerce_numbers(cfg: dict, validator) -> None:
             holder[last] = float(error.instance)
 
 
+def _without_required(schema):
+    """The schema with no `required` list at any depth."""
+    if isinstance(schema, dict):
+        return {k: _without_required(v) for k, v in schema.items() if k != "required"}
+    if isinstance(schema, list):
+        return [_without_required(v) for v in schema]
+    return schema
+
+
 def validate_config(cfg: dict, partial: bool = False) -> dict:
-    """Raise ConfigError listing every problem; `partial` accepts a subset of top-level sections.
-    Numeric strings where a number belongs (`lr: 3e-4`) are converted in place first."""
+    """Raise ConfigError listing every problem; `partial` accepts any subset of the keys (what a rule
+    passes a command: the keys it reads, which the command then checks it has). Numeric strings where
+    a number belongs (`lr: 3e-4`) are converted in place first."""
     schema = _schema()
     if partial:
-        schema = dict(schema, required=[])
+        schema = _without_required(schema)
     validator = jsonschema.Draft202012Validator(schema)
     _coerce_numbers(cfg, validator)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))

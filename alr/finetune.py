@@ -162,9 +162,9 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     spec = get_method(method)
     if not spec.trains:
         raise ValueError(f"method {method!r} does not train")
-    section(cfg, *spec.config_sections)  # a config without a section this method reads is refused here
+    section(cfg, *spec.config_keys)  # a config without a key this method reads is refused here
     cfg = run_config(cfg, run)  # with its method's settings section merged in, and the run's own strength
-    config = {k: cfg[k] for k in spec.config_sections}  # what this run reads, recorded as it reads it
+    config = section(cfg, *spec.config_keys)  # what this run reads, recorded as it reads it
     train_cfg = config["train"] = dict(cfg["train"], lr=spec.learning_rate(cfg))
     hook_files = _hook_files(spec, data_dir)
     _check_inputs(spec, cfg, model_dir, importance_path, init_adapter, hook_files)

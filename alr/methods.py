@@ -32,6 +32,11 @@ ELEMENTS = ("importance", "layer_mean", "shuffled")  # Method.elements (alr.regu
 PLAIN = "lora"   # plain LoRA: the reference line of the sweep figure
 EWC = "ewc_lora"  # EWC-LoRA: the reference of the training-time comparison
 LORA = "lora"    # Method.adapter: PEFT LoRA
+# how every LoRA method starts phase 2 (a fresh adapter or phase 1's, and its optimizer state)
+PHASE2_START_KEYS = ("regularize.phase2_init", "regularize.phase2_optimizer")
+# the penalty's shape, read by every regularised method (its weight and normalisation are per method)
+PENALTY_KEYS = tuple(f"regularize.{k}" for k in ("granularity", "layer_coef", "layer_norm", "layer_scale", "tau",
+                                                 "uniform_coef"))
 
 
 @dataclass(frozen=True)
@@ -87,25 +92,25 @@ class Method:
         return ESTIMATORS.get(self.importance) if self.importance else None
 
     @property
-    def config_sections(self) -> tuple[str, ...]:
-        """Every config section `alr finetune` reads for this method, and only those: the finetune rule
-        passes them (so editing another method's section reruns nothing here), and `train.json` and
-        the checkpoint identity record them (so a changed value is visible and never resumed across)."""
-        keys = ["model", "train", self.lr_key.split(".")[0]]
+    def config_keys(self) -> tuple[str, ...]:
+        """Every config key `alr finetune` reads for this method (a section name: all of it), and only
+        those: the finetune rule passes them (so editing a setting this method does not read reruns
+        nothing here), and `train.json` and the checkpoint identity record them (so a changed value is
+        visible and never resumed across)."""
+        keys = ["model", "train", self.lr_key]
         if self.uses_lora:
-            keys += ["lora", "regularize"]  # regularize.phase2_init decides how every LoRA method starts
+            keys += ["lora", *PHASE2_START_KEYS]
         if self.regularised:
-            keys.append("regularize")  # layer coefficients, granularity
-        if self.strength_key:
-            keys.append(self.strength_key.split(".")[0])
+            keys += PENALTY_KEYS
+        keys += [k for k in (self.strength_key, self.normalize_key if self.regularised else None) if k]
         if self.estimator:
             keys += self.estimator.shared_sections  # the settings its importance file must have been made with
         if self.replay_key:
-            keys += [self.replay_key.split(".")[0], "data"]  # data: the general tasks whose items are mixed in
+            keys.append("data")  # the general tasks whose items are mixed in
         keys += self.hook_sections
         if self.settings:
             keys.append(self.settings)
-        return tuple(dict.fromkeys(keys))
+        return tuple(k for k in dict.fromkeys(keys) if k.split(".")[0] == k or k.split(".")[0] not in keys)
 
     def effective(self, cfg: dict) -> dict:
         """The config this method runs with: its `settings` section merged over the others (idempotent)."""

@@ -30,12 +30,31 @@ def with_overrides(cfg: dict, settings: str | None) -> dict:
 
 
 def section(cfg: dict, *keys: str) -> dict:
-    """The named top-level sections of a config (what a rule passes to its `alr` command)."""
-    missing = [k for k in keys if k not in cfg]
+    """The part of a config that `keys` name (what a rule passes to its `alr` command): a top-level
+    name takes the whole section, a dotted key (`fisher.samples`) only that value. A key the config
+    lacks is refused with one message naming them all."""
+    out: dict = {}
+    missing = []
+    for key in keys:
+        *parents, last = key.split(".")
+        src, dst = cfg, out
+        for part in parents:
+            src = src.get(part) if isinstance(src, dict) else None
+            dst = dst.setdefault(part, {}) if isinstance(dst.get(part, {}), dict) else None
+            if src is None or dst is None:  # absent, or already taken whole by a shorter key
+                break
+        else:
+            if not isinstance(src, dict) or last not in src:
+                missing.append(key)
+            elif dst is not None:
+                dst[last] = src[last]
+            continue
+        if src is None:
+            missing.append(key)
     if missing:
-        raise ConfigError(f"the config has no section {', '.join(map(repr, missing))}; this command reads "
-                          f"{', '.join(keys)} (config/config.yaml has them all)")
-    return {k: cfg[k] for k in keys}
+        raise ConfigError(f"the config has no {', '.join(map(repr, missing))}, which this command reads "
+                          "(config/config.yaml has them all)")
+    return out
 
 
 def _flatten(obj, prefix: str = "") -> dict:

@@ -98,7 +98,7 @@ CASES = [
      "si_adapter is a folder; give the importance file itself"),
     ("a partial config for a command",
      lambda t, c: _finetune(t, {"train": c["train"], "model": c["model"]}, "alr", "--importance", _si(t)),
-     "the config has no section 'lora'"),
+     "the config has no 'lora', 'regularize.phase2_init'"),
     ("a hub dataset pointing at local files without data_files",
      lambda t, c: ["check-config", "--replace-workflow-config", _file(t, "hub.yaml", yaml.safe_dump(_with(
          c, lambda x: x["data"]["domains"].update(science={"source": "hub", "dataset_path": "json", "format": "sciq"}))))],

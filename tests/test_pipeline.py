@@ -1,4 +1,5 @@
 """The chain on a tiny random Llama: `alr` commands one by one, and one real `snakemake` run."""
+import copy
 import json
 import math
 import re
@@ -202,7 +203,35 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
         assert (work / rel).exists(), rel
     again = snakemake(work, cfg_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    _check_a_change_reruns_only_what_reads_it(work, cfg, tmp_path)
     _check_ablation_figures_report(work, cfg_path, table)
+
+
+def _planned_jobs(work, cfg, path) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of each job `snakemake -n` plans on a finished run with `cfg`."""
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(work, path, "-n")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = []
+    for block in re.split(r"^(?:local)?rule ", proc.stdout + proc.stderr, flags=re.M)[1:]:
+        found = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        jobs.append((block.split(":", 1)[0], dict(kv.split("=", 1) for kv in found.group(1).split(", ")) if found else {}))
+    return jobs
+
+
+def _check_a_change_reruns_only_what_reads_it(work, cfg, tmp_path):
+    """Each job is passed exactly the keys it reads (Method.config_keys, Estimator.keys): alr's penalty
+    weight reruns alr and not lora; ewc_lora's phase-2 settings rerun ewc_lora and not the Fisher."""
+    changed = copy.deepcopy(cfg)
+    changed["regularize"]["lambda"] = 2 * cfg["regularize"]["lambda"]
+    tuned = {j["method"] for rule, j in _planned_jobs(work, changed, tmp_path / "lambda.yaml") if rule == "finetune"}
+    assert "alr" in tuned and "lora" not in tuned and "ewc_lora" not in tuned
+    changed = copy.deepcopy(cfg)
+    changed["fisher"].update({"lambda": 2 * cfg["fisher"]["lambda"],
+                              "normalize": "none" if cfg["fisher"]["normalize"] != "none" else "mean"})
+    jobs = _planned_jobs(work, changed, tmp_path / "fisher.yaml")
+    assert ("finetune", "ewc_lora") in {(rule, j.get("method")) for rule, j in jobs}
+    assert not [j for rule, j in jobs if rule == "importance"]  # neither the Fisher nor SI is recorded again
 
 
 def _check_ablation_figures_report(work, cfg_path, main_table):

@@ -15,7 +15,8 @@ from alr.errors import ConfigError
 from alr.sections import section
 from alr.importance.store import ImportanceMismatchError, load_importance, save_importance
 from alr.io import read_json
-from alr.methods import METHODS
+from alr.importance.estimators import ESTIMATORS
+from alr.methods import METHODS, PHASE2_START_KEYS
 from alr.finetune import finetune
 from tests.tiny import REPO, Killed, kill_at_step, record
 
@@ -96,17 +97,26 @@ def test_negative_importance_in_a_clamped_file_is_refused(tmp_path):
         load_importance(tmp_path / "si.safetensors")
 
 
-def test_each_training_method_names_every_section_it_reads(tiny, tmp_path):
-    """finetune refuses, naming the section, a config holding one section fewer than the method's
-    `config_sections` (checked before any model loads)."""
+def test_each_training_method_names_every_key_it_reads(tiny, tmp_path):
+    """finetune refuses, naming the key, a config holding one key fewer than the method's
+    `config_keys` (checked before any model loads)."""
     model, data, cfg = tiny
     for name, spec in METHODS.items():
         if not spec.trains:
             continue
-        for dropped in spec.config_sections:
-            partial = {k: v for k, v in section(cfg, *spec.config_sections).items() if k != dropped}
-            with pytest.raises(ConfigError, match=f"no section '{dropped}'"):
-                finetune(partial, model, data, "science", name, 0, tmp_path / name)
+        for dropped in spec.config_keys:
+            if any(dropped.startswith(k + ".") for k in spec.config_keys):
+                continue  # inside a section the method reads whole
+            partial = section(cfg, *(k for k in spec.config_keys if k != dropped))
+            with pytest.raises(ConfigError, match=f"has no '{re.escape(dropped)}'"):
+                finetune(copy.deepcopy(partial), model, data, "science", name, 0, tmp_path / name)
+
+
+def test_lora_reads_no_penalty_setting_and_the_fisher_no_phase2_setting():
+    assert not any(k.startswith("regularize.") and k not in PHASE2_START_KEYS for k in METHODS["lora"].config_keys)
+    assert {"fisher.samples", "fisher.max_length"} <= set(ESTIMATORS["fisher"].keys)
+    assert not {"fisher", "fisher.lambda", "fisher.normalize"} & set(ESTIMATORS["fisher"].keys)
+    assert {"fisher.lambda", "fisher.normalize"} <= set(METHODS["ewc_lora"].config_keys)
 
 
 def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_path, monkeypatch):
@@ -129,5 +139,5 @@ def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_
         finetune(changed, *args)
     rec = finetune(c, *args)
     assert rec["resumed_from_step"] == 2
-    assert read_json(tmp_path / "run" / "train.json")["config"]["fisher"] == c["fisher"]
-    assert set(rec["config"]) == set(METHODS["ewc_lora"].config_sections)
+    assert read_json(tmp_path / "run" / "train.json")["config"]["fisher"] == {k: c["fisher"][k] for k in ("lambda", "normalize")}
+    assert set(rec["config"]) == {k.split(".")[0] for k in METHODS["ewc_lora"].config_keys}

@@ -2,7 +2,7 @@
 
 Each entry says what the rest of the pipeline reads: the file it writes
 (`results/<model>/importance/<name>.safetensors` + `<name>.json`, paths in `alr.layout`), the config
-sections its recorder reads (the importance rule passes exactly those, and they are its rerun
+keys its recorder reads (the importance rule passes exactly those, and they are its rerun
 trigger), whether its tensors are named by module (LoRA-shaped: `...q_proj`, checked against
 `lora.targets`) or by parameter (full-model-shaped: `...q_proj.weight`), which config sections a
 fine-tune must share with the file (SI: the phase-1 settings), and the function that records it.
@@ -28,7 +28,7 @@ FISHER = "fisher"  # EWC-LoRA's full-model Fisher: the reference of the efficien
 class Estimator:
     name: str
     description: str
-    sections: tuple[str, ...]          # config sections the recorder reads
+    keys: tuple[str, ...]              # config keys the recorder reads (a section name: all of it)
     record: Callable                   # (cfg, model_dir, data_dir, out_path, seed) -> sidecar
     named_by: str = "module"           # "module": LoRA-shaped, one tensor per adapted module; "parameter"
     shared_sections: tuple[str, ...] = ()  # sections a fine-tune's config must share with the file's
@@ -42,12 +42,13 @@ class Estimator:
         return self.named_by == "module"
 
     def config(self, cfg: dict) -> dict:
-        """The config sections its recorder reads: what the importance rule passes (its rerun trigger)
-        and the sidecar records. A settings section keeps only the sections the recorder reads, so
+        """The config keys its recorder reads: what the importance rule passes (its rerun trigger) and
+        the sidecar records. A settings section keeps only the sections the recorder reads, so
         changing `official.regularize` (phase 2) never reruns phase 1."""
-        out = section(cfg, *self.sections)
+        out = section(cfg, *self.keys)
         if self.settings:
-            out[self.settings] = {k: v for k, v in out[self.settings].items() if k in self.sections}
+            read = {k.split(".")[0] for k in self.keys}
+            out[self.settings] = {k: v for k, v in out[self.settings].items() if k in read}
         return out
 
 
@@ -75,6 +76,8 @@ def _mas(cfg, model_dir, data_dir, out, seed):
     return record_mas(cfg, model_dir, data_dir, out, ESTIMATORS["mas"])
 
 
+# the Fisher's recorder reads neither fisher.lambda nor fisher.normalize (ewc_lora's phase 2 does)
+FISHER_KEYS = ("model", "lora.targets", "fisher.samples", "fisher.max_length", "fisher.dtype")
 ESTIMATORS: dict[str, Estimator] = {}
 schema_registry("estimators", ESTIMATORS)
 
@@ -98,9 +101,9 @@ for _e in (
               ("model", "train", "importance", "baselines"), _si("si_full"), named_by="parameter",
               shared_sections=("importance",), mem_mb=12000),
     Estimator(FISHER, "per-sample empirical Fisher over every parameter (EWC-LoRA, as the original)",
-              ("model", "lora", "fisher"), _fisher(FISHER, "full"), named_by="parameter"),
+              FISHER_KEYS, _fisher(FISHER, "full"), named_by="parameter"),
     Estimator("fisher_adapted", "the same Fisher, adapted modules only (efficiency table)",
-              ("model", "lora", "fisher"), _fisher("fisher_adapted", "adapted"), named_by="parameter"),
+              FISHER_KEYS, _fisher("fisher_adapted", "adapted"), named_by="parameter"),
     Estimator("mas", "MAS: |d mean_t ||logits_t||^2 / dW| per sample, on the adapted modules",
               ("model", "lora", "mas"), _mas),
 ):

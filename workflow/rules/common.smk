@@ -107,10 +107,10 @@ def method_of(wildcards):
 
 
 def finetune_config(wildcards):
-    """The config sections one run's `alr finetune` reads (`Method.config_sections`); they are also
+    """The config sections one run's `alr finetune` reads (`Method.config_keys`); they are also
     its rerun trigger, so editing another method's settings reruns nothing here."""
     spec = method_of(wildcards)
-    return json.dumps(section(config, *spec.config_sections), sort_keys=True)
+    return json.dumps(section(config, *spec.config_keys), sort_keys=True)
 
 
 def estimator_config(wildcards):
