@@ -1,4 +1,4 @@
-# Two commands for a fresh machine (README "Quick start"), from a plain shell (nothing activated):
+# Two commands for a fresh machine (README.md "Quick start"), from a plain shell (nothing activated):
 #   make run        build the embedded default end to end (snakemake --cores all), then results/report.html
 #   make test       run the test suite;  make test-fast: the unit tests only (under 2 minutes)
 #   make smoke      `make run` itself on a tiny random model and fixture data in a temporary folder (CI)

@@ -6,7 +6,7 @@
 #
 # The DAG: prepare_model, prepare_data -> importance (phase 1, once per model) ->
 #          finetune {domain x method x seed} -> evaluate -> tables, figures; report: snakemake --report.
-# Every heavy step is one rule calling one `alr` subcommand; see README.md and docs/files.md.
+# Every heavy step is one rule calling one `alr` subcommand; see docs/pipeline.md and docs/files.md.
 
 import os
 

@@ -234,7 +234,8 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alr", description=__doc__.split("\n\n")[0],
-                                epilog="`alr COMMAND --help` describes a command; the README shows the whole pipeline.")
+                                epilog="`alr COMMAND --help` describes a command; docs/pipeline.md shows the "
+                                       "whole pipeline.")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error in your input too")

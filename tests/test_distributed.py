@@ -1,7 +1,7 @@
 """Data parallelism through the Trainer's own DDP path: two CPU processes (gloo) on half batches
 give the same importance and adapter as one process on the combined batch.
 
-    torchrun --nproc_per_node 2 $(which alr) importance ...   (the README's multi-GPU recipe, on CPU)
+    torchrun --nproc_per_node 2 $(which alr) importance ...   (docs/gpu-cluster.md's data-parallel recipe, on CPU)
 """
 import json
 import os
