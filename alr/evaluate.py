@@ -21,7 +21,7 @@ import yaml
 
 from .assets import check_model_dir
 from .config import ConfigError, datasets, unknown_domains
-from .data import PROMPT, read_records
+from .data import PROMPT, DataError, read_records
 from .io import write_json, write_jsonl
 from .layout import GENERAL_TEXT
 from .measure import Timer, peak_mem_mb, provenance
@@ -72,9 +72,9 @@ def builtin_task_config(dataset: str, spec: dict) -> dict | None:
 
     entry = TaskManager().task_index.get(spec["task"])
     if entry is None:
-        raise ValueError(f"lm-eval has no task named {spec['task']!r}")
+        raise ConfigError(f"lm-eval has no task named {spec['task']!r}")
     if entry.kind.name != "TASK":
-        raise ValueError(f"{spec['task']!r} is an lm-eval {entry.kind.name.lower()}; local files can only replace the "
+        raise ConfigError(f"{spec['task']!r} is an lm-eval {entry.kind.name.lower()}; local files can only replace the "
                          "data of a single task (prefetch a group's datasets into the HF cache instead)")
     kwargs = spec.get("dataset_kwargs", {})
     splits = set(kwargs.get("data_files", {})) if isinstance(kwargs.get("data_files"), dict) else set()
@@ -205,7 +205,7 @@ def text_nll(model, tok, texts: list[str], max_length: int, max_tokens: int = 51
 
     ids = [tok(t, add_special_tokens=False)["input_ids"][:max_length] for t in texts]
     if any(len(x) < 2 for x in ids):
-        raise ValueError("a general text has fewer than 2 tokens; nothing to score")
+        raise DataError("a general text has fewer than 2 tokens; nothing to score")
     dev = next(model.parameters()).device
     out: list[dict] = [{}] * len(texts)
     with torch.no_grad():
@@ -251,7 +251,7 @@ def _evaluated_run(domains: list[str], run: str | None, seed: int | None) -> dic
     from .runs import parse_run
 
     if len(domains) != 1:
-        raise ValueError(f"a run is evaluated on its own domain; got --domains {' '.join(domains)}")
+        raise ConfigError(f"a run is evaluated on its own domain; got --domains {' '.join(domains)}")
     return {"domain": domains[0], "method": parse_run(run)[0], "run": run, "seed": seed}
 
 
@@ -261,7 +261,7 @@ def _check_arguments(cfg: dict, domains: list[str], weights_dir, delta_scale: fl
     if unknown:
         raise ConfigError(unknown[0])
     if weights_dir is None and delta_scale != 1.0:
-        raise ValueError("--delta-scale scales tuned weights; without --weights (the base model) it would do nothing")
+        raise ConfigError("--delta-scale scales tuned weights; without --weights (the base model) it would do nothing")
 
 
 def _task_sources(cfg: dict, data_dir: Path, names: list[str], split: str) -> tuple[dict[str, dict], dict[str, Path]]:
@@ -270,7 +270,7 @@ def _task_sources(cfg: dict, data_dir: Path, names: list[str], split: str) -> tu
     lm_eval_tasks = datasets(cfg["data"], built=False)
     builtin = {d: lm_eval_tasks[d] for d in names if d in lm_eval_tasks}
     if split == "valid" and builtin:
-        raise ValueError(f"{sorted(builtin)}: built-in lm-eval tasks have no valid split of ours")
+        raise ConfigError(f"{sorted(builtin)}: built-in lm-eval tasks have no valid split of ours")
     files = {d: data_dir / d / f"{split}.jsonl" for d in names if d not in builtin}
     for path in files.values():
         read_records(path, "mc")
@@ -319,7 +319,7 @@ def _set_scores(tasks: dict, eval_cfg: dict) -> None:
     for name, t in tasks.items():
         t["metric"] = task_metric(eval_cfg, name)
         if t[t["metric"]] is None:
-            raise ValueError(f"lm-eval task {t['task']!r} reports no {t['metric']!r}; set eval.task_metrics.{name}")
+            raise ConfigError(f"lm-eval task {t['task']!r} reports no {t['metric']!r}; set eval.task_metrics.{name}")
         t["score"] = t[t["metric"]]
         t["stderr"] = t[f"{t['metric']}_stderr"]
 

@@ -15,7 +15,7 @@ import torch
 
 from .assets import check_lora_targets, check_model_dir
 from .checkpoints import checkpoint_dir, remove, resume_point
-from .config import section
+from .config import ConfigError, section
 from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
 from .dist import is_main_process
 from .importance.store import check_importance_file, load_importance, model_fingerprint
@@ -64,7 +64,7 @@ def mix_replay(domain_rows: list[dict], general_rows: list[dict], fraction: floa
 
     n_general = round(len(domain_rows) * fraction / (1 - fraction))
     if n_general > len(general_rows):
-        raise ValueError(f"replay needs {n_general} general items but only {len(general_rows)} exist")
+        raise ConfigError(f"replay needs {n_general} general items but only {len(general_rows)} exist")
     chosen = random.Random(seed).sample(general_rows, n_general)
     info = {"fraction": fraction, "n_domain": len(domain_rows), "n_general": n_general}
     return domain_rows + chosen, info
@@ -109,21 +109,21 @@ def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adap
         check_lora_targets(model_dir, cfg["lora"]["targets"])
     est = spec.estimator
     if est is None and importance_path is not None:
-        raise ValueError(f"method {spec.name!r} uses no importance file; drop --importance {importance_path}")
+        raise ConfigError(f"method {spec.name!r} uses no importance file; drop --importance {importance_path}")
     if est is not None:
         if importance_path is None:
-            raise ValueError(f"method {spec.name!r} needs an importance file (--importance "
+            raise ConfigError(f"method {spec.name!r} needs an importance file (--importance "
                              f"{importance_file('<model>', est.name)})")
         # a LoRA-shaped file must match lora.targets; a full-model-shaped one has every weight
         targets = cfg["lora"]["targets"] if est.lora_shaped else None
         settings = {name: cfg[name] for name in est.shared_sections}
         check_importance_file(importance_path, model_fingerprint(model_dir), targets, est.name, settings)
     if init_adapter is not None and not spec.continues_phase1(cfg):
-        raise ValueError(f"--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1; "
+        raise ConfigError(f"--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1; "
                          f"method {spec.name!r} would ignore it: drop it")
     if spec.continues_phase1(cfg):
         if init_adapter is None:
-            raise ValueError("regularize.phase2_init is 'phase1' but no phase-1 adapter was given (--init-adapter)")
+            raise ConfigError("regularize.phase2_init is 'phase1' but no phase-1 adapter was given (--init-adapter)")
         if not (Path(init_adapter) / "adapter_model.safetensors").exists():
             raise FileNotFoundError(f"phase-1 adapter {init_adapter} does not exist; build it with `alr importance` "
                                     "(or `snakemake` the importance rule)")
@@ -153,7 +153,7 @@ def _run_settings(cfg: dict, run: str) -> tuple[str, Method, dict, dict]:
     method = parse_run(run)[0]
     spec = get_method(method)
     if not spec.trains:
-        raise ValueError(f"method {method!r} does not train")
+        raise ConfigError(f"method {method!r} does not train")
     section(cfg, *spec.config_sections)  # a config without a section this method reads is refused here
     cfg = run_config(cfg, run)  # with its method's settings section merged in, and the run's own strength
     config = {k: cfg[k] for k in spec.config_sections}  # what this run reads, recorded as it reads it

@@ -225,9 +225,9 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        from .config import did_you_mean
+        from .config import ConfigError, did_you_mean
 
-        raise ValueError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; known: {', '.join(METHODS)}") from None
+        raise ConfigError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; known: {', '.join(METHODS)}") from None
 
 
 def load_plugins() -> None:

@@ -109,9 +109,9 @@ def get_estimator(name: str) -> Estimator:
     try:
         return ESTIMATORS[name]
     except KeyError:
-        from ..config import did_you_mean
+        from ..config import ConfigError, did_you_mean
 
-        raise ValueError(f"unknown importance estimator {name!r}{did_you_mean(name, ESTIMATORS)}; "
+        raise ConfigError(f"unknown importance estimator {name!r}{did_you_mean(name, ESTIMATORS)}; "
                          f"known: {', '.join(ESTIMATORS)}") from None
 
 
