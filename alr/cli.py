@@ -98,7 +98,7 @@ def cmd_evaluate(args, cfg):
 
     _threads(args.threads)
     if (args.run is None) != (args.seed is None):
-        raise ValueError("--run and --seed go together: the run a tuned model belongs to")
+        raise ConfigError("--run and --seed go together: the run a tuned model belongs to")
     rec = evaluate(cfg, args.model_dir, args.data_dir, args.domains, args.out, args.weights, args.delta_scale,
                    args.run, args.seed, args.split)
     log.info("%s split: general score %s, NLL %.4f; domains %s", args.split, rec["general"].get("score", "-"),
@@ -118,13 +118,14 @@ def cmd_tasks(args, cfg):
 
 def _runs_from_records(paths) -> list[dict]:
     """{"domain", "method" (the run name), "seed", "eval"} of each run's eval.json, from its own record."""
+    from .data import DataError
     from .io import read_json
 
     runs = []
     for path in paths:
         run = read_json(path).get("run")
         if not run:
-            raise ValueError(f"{path} records no run (domain, run, seed); evaluate tuned models with "
+            raise DataError(f"{path} records no run (domain, run, seed); evaluate tuned models with "
                              "`alr evaluate --run NAME --seed N`")
         runs.append({"domain": run["domain"], "method": run["run"], "seed": run["seed"], "eval": path})
     return runs
@@ -401,7 +402,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_error_types() -> tuple[type[Exception], ...]:
+    """The exceptions that mean a mistake in the user's input: the config or the arguments
+    (ConfigError), an input file (DataError, a missing file), a pinned artifact that cannot be had
+    (FetchError), an importance file or checkpoints made for another run.
+
+    Classes of modules not imported yet are left out rather than imported: such a module cannot have
+    raised the error, and importing alr.importance.store would load torch on every error."""
+    types = [ConfigError, FetchError, FileNotFoundError]
+    for module, name in (("alr.data", "DataError"), ("alr.checkpoints", "CheckpointMismatchError"),
+                         ("alr.importance.store", "ImportanceMismatchError")):
+        if module in sys.modules:
+            types.append(getattr(sys.modules[module], name))
+    return tuple(types)
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    """torch running out of device memory: torch.cuda.OutOfMemoryError ("CUDA out of memory. ...")
+    and the plain RuntimeError other backends raise ("MPS backend out of memory ...")."""
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc)
+
+
+def _user_error(command: str, exc: Exception) -> str | None:
+    """The one line `alr` prints for an error in the user's input; None for any other error (a bug),
+    which keeps its traceback."""
+    if _out_of_memory(exc):
+        batch = "eval.batch_size" if command == "evaluate" else \
+            "train.batch_size (a larger train.grad_accum keeps the effective batch size)"
+        return f"{str(exc).splitlines()[0]}; try a smaller batch size: {batch}"
+    if isinstance(exc, _user_error_types()):
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: exit 0, or 2 with one line for a mistake in the input (with --debug, its
+    traceback instead), or 3 for a loss that stopped being finite; any other error propagates."""
     from .config import section
 
     args = build_parser().parse_args(argv)
@@ -414,14 +450,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in SECTIONS:
             section(cfg, *SECTIONS[args.command](args))
         code = args.func(args, cfg)
-    except (ConfigError, FetchError, FileNotFoundError, ValueError) as exc:  # bad input or a vanished artifact
-        if args.debug:
-            raise
-        print(f"alr {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except FloatingPointError as exc:  # NaN/Inf during training (alr.trainer.NonFiniteLossError)
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
         return 3
+    except Exception as exc:
+        message = _user_error(args.command, exc)
+        if message is None or args.debug:
+            raise
+        print(f"alr {args.command}: error: {message}", file=sys.stderr)
+        return 2
     return code or 0
 
 
