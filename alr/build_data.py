@@ -28,7 +28,7 @@ from pathlib import Path
 from . import registry
 from .baselines import overlap_scores
 from .catalogue import datasets, jsonl_files
-from .data import read_records
+from .data import DataError, read_records
 from .fetch import fetch_artifact
 from .general_text import TaskContexts, bigbench_tasks, bigbench_texts, sources, split_sources
 from .io import sha256_file, write_json, write_jsonl
@@ -54,7 +54,7 @@ def read_bigbench_tasks(archive: str | Path, wanted: list[str]) -> dict[str, dic
                 found[name] = json.load(tf.extractfile(member))
     missing = sorted(set(wanted) - set(found))
     if missing:
-        raise ValueError(f"BIG-bench archive {archive} has no task.json for {missing}")
+        raise DataError(f"BIG-bench archive {archive} has no task.json for {missing}")
     return found
 
 
@@ -106,7 +106,7 @@ def check_tasks_disjoint(items: dict[str, list[dict]], general: Iterable[str]) -
         shared = [r["question"] for r in items.get(task, []) if question_key(r) in owner]
         if shared:
             domain = owner[question_key({"question": shared[0]})]
-            raise ValueError(f"general task {task!r} shares {len(shared)} item(s) with domain {domain!r} "
+            raise DataError(f"general task {task!r} shares {len(shared)} item(s) with domain {domain!r} "
                              f"(e.g. {shared[0][:60]!r}); a general task must be disjoint from the domains: "
                              f"set data.general.tasks.{task}: null, or leave {domain!r} out of `domains`")
 
@@ -256,7 +256,7 @@ def icd10cm_mc(n_items: int, n_choices: int, seed: int) -> list[dict]:
             continue  # word overlap would single out a choice (the gold, mostly): only knowledge may
         rows.append({"id": f"icd10cm-{code}", "question": question, "choices": choices, "label": 0})
     if len(rows) < n_items:
-        raise ValueError(f"could only build {len(rows)} of {n_items} distinct ICD-10-CM items")
+        raise DataError(f"could only build {len(rows)} of {n_items} distinct ICD-10-CM items")
     return rows
 
 
@@ -361,7 +361,7 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
         for split, items in splits.items():
             task_items.setdefault(name, []).extend(items)
             if not items:
-                raise ValueError(f"dataset {name!r} has an empty {split} split ({len(rows)} usable items)")
+                raise DataError(f"dataset {name!r} has an empty {split} split ({len(rows)} usable items)")
             path = out_dir / name / f"{split}.jsonl"
             write_jsonl(path, items)
             read_records(path, "mc")  # what we wrote must pass the same validation every reader applies

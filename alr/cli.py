@@ -101,7 +101,7 @@ def cmd_evaluate(args, cfg):
 
     _threads(args.threads)
     if (args.run is None) != (args.seed is None):
-        raise ValueError("--run and --seed go together: the run a tuned model belongs to")
+        raise ConfigError("--run and --seed go together: the run a tuned model belongs to")
     rec = evaluate(cfg, args.model_dir, args.data_dir, args.domains, args.out, args.weights, args.delta_scale,
                    args.run, args.seed, args.split)
     log.info("%s split: general score %s, NLL %.4f; domains %s", args.split, rec["general"].get("score", "-"),
@@ -121,13 +121,14 @@ def cmd_tasks(args, cfg):
 
 def _runs_from_records(paths) -> list[dict]:
     """{"domain", "method" (the run name), "seed", "eval"} of each run's eval.json, from its own record."""
+    from .data import DataError
     from .io import read_json
 
     runs = []
     for path in paths:
         run = read_json(path).get("run")
         if not run:
-            raise ValueError(f"{path} records no run (domain, run, seed); evaluate tuned models with "
+            raise DataError(f"{path} records no run (domain, run, seed); evaluate tuned models with "
                              "`alr evaluate --run NAME --seed N`")
         runs.append({"domain": run["domain"], "method": run["run"], "seed": run["seed"], "eval": path})
     return runs
@@ -232,118 +233,144 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="alr", description=__doc__.split("\n\n")[0],
-                                epilog="`alr COMMAND --help` describes a command; docs/pipeline.md shows the "
-                                       "whole pipeline.")
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error in your input too")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    dirs = {"--model-dir": "prepared model folder (resources/models/<model>, from `alr prepare-model`)",
-            "--data-dir": "prepared data folder (resources/data, from `alr prepare-data`)"}
+_DIRS = {"--model-dir": "prepared model folder (resources/models/<model>, from `alr prepare-model`)",
+         "--data-dir": "prepared data folder (resources/data, from `alr prepare-data`)"}
+_DOWNLOADS = ("where fetched packages are kept (default: the per-user cache $ALR_CACHE/downloads, else "
+              "~/.cache/alr/downloads; each file is checked against its sha256 on every use)")
 
-    def add(name, func, help_, description=None, epilog=None, config=True):
-        s = sub.add_parser(name, help=help_, description=description or help_[0].upper() + help_[1:] + ".",
-                           epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-        if config:
-            s.add_argument("--config", required=True, metavar="CONFIG",
-                           help="a config YAML/JSON file (config/config.yaml) or an inline JSON object")
-        s.set_defaults(func=func)
-        return s
 
-    def model_and_data(s):
-        for flag, text in dirs.items():
-            s.add_argument(flag, required=True, help=text)
+def _add_command(sub, name, func, help_, description=None, epilog=None, config=True) -> argparse.ArgumentParser:
+    """A subcommand running `func`; with `config`, its required --config."""
+    s = sub.add_parser(name, help=help_, description=description or help_[0].upper() + help_[1:] + ".",
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if config:
+        s.add_argument("--config", required=True, metavar="CONFIG",
+                       help="a config YAML/JSON file (config/config.yaml) or an inline JSON object")
+    s.set_defaults(func=func)
+    return s
 
-    def threads(s):
-        s.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
 
-    s = add("check-config", cmd_check_config, "check config files as `snakemake --configfile` would use them",
-            description="Merge the files over config/config.yaml (as `snakemake --configfile` does) and validate "
-                        "the result;\nsyntax errors name file and line. `make run` runs it first.", config=False)
+def _add_model_and_data(s) -> None:
+    for flag, text in _DIRS.items():
+        s.add_argument(flag, required=True, help=text)
+
+
+def _add_threads(s) -> None:
+    s.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+
+
+def _add_config_commands(sub) -> None:
+    """check-config and assets: read config files, run no pipeline step."""
+    s = _add_command(sub, "check-config", cmd_check_config,
+                     "check config files as `snakemake --configfile` would use them",
+                     description="Merge the files over config/config.yaml (as `snakemake --configfile` does) and "
+                                 "validate the result;\nsyntax errors name file and line. `make run` runs it first.",
+                     config=False)
     s.add_argument("files", nargs="*", metavar="FILE", help="config files, merged in order")
     s.add_argument("--replace-workflow-config", action="store_true",
                    help="do not start from config/config.yaml (as the snakemake flag of that name)")
 
-    s = add("assets", cmd_assets, "list the registry files a config pins; --check: are they still served",
-            description="List every distribution file (model wheel, data packages) the merged config pins by sha256;\n"
-                        "--check asks the package index whether each is still served (a listing, no download)\n"
-                        "and exits 1 if one is not.", config=False)
+    s = _add_command(sub, "assets", cmd_assets, "list the registry files a config pins; --check: are they still served",
+                     description="List every distribution file (model wheel, data packages) the merged config pins "
+                                 "by sha256;\n--check asks the package index whether each is still served (a listing, "
+                                 "no download)\nand exits 1 if one is not.", config=False)
     s.add_argument("files", nargs="*", metavar="FILE", help="config files, merged over config/config.yaml in order")
     s.add_argument("--replace-workflow-config", action="store_true", help="do not start from config/config.yaml")
     s.add_argument("--check", action="store_true", help="ask the package index whether each file is served")
 
-    downloads = ("where fetched packages are kept (default: the per-user cache $ALR_CACHE/downloads, else "
-                 "~/.cache/alr/downloads; each file is checked against its sha256 on every use)")
-    s = add("prepare-model", cmd_prepare_model, "build resources/models/<name>/ from the configured model source")
+
+def _add_prepare_commands(sub) -> None:
+    """prepare-model, prepare-data and prefetch: the pipeline's inputs."""
+    s = _add_command(sub, "prepare-model", cmd_prepare_model,
+                     "build resources/models/<name>/ from the configured model source")
     s.add_argument("--out", required=True, help="output folder (resources/models/<model.name>)")
-    s.add_argument("--downloads", help=downloads)
+    s.add_argument("--downloads", help=_DOWNLOADS)
 
-    s = add("prepare-data", cmd_prepare_data, "build the canonical JSONL datasets (train/test splits) of the config")
+    s = _add_command(sub, "prepare-data", cmd_prepare_data,
+                     "build the canonical JSONL datasets (train/test splits) of the config")
     s.add_argument("--out", required=True, help="output folder (resources/data)")
-    s.add_argument("--downloads", help=downloads)
+    s.add_argument("--downloads", help=_DOWNLOADS)
 
-    s = add("prefetch", cmd_prefetch, "download the config's hub model and datasets into the HF cache (login node)")
+    s = _add_command(sub, "prefetch", cmd_prefetch,
+                     "download the config's hub model and datasets into the HF cache (login node)")
     s.add_argument("--out", required=True, help="record of what was fetched, e.g. resources/hub/prefetch.json")
 
-    s = add("finetune", cmd_finetune, "tune one method on one domain with one seed (phase 2)",
-            epilog=_method_list())
-    model_and_data(s)
+
+def _add_training_commands(sub) -> None:
+    """finetune (phase 2) and importance (phase 1): the commands that train."""
+    s = _add_command(sub, "finetune", cmd_finetune, "tune one method on one domain with one seed (phase 2)",
+                     epilog=_method_list())
+    _add_model_and_data(s)
     s.add_argument("--domain", required=True, help="a domain of data.domains")
-    s.add_argument("--out", required=True, help="run folder: writes model/ and train.json (results/<m>/<d>/<method>/seed<s>)")
+    s.add_argument("--out", required=True,
+                   help="run folder: writes model/ and train.json (results/<m>/<d>/<method>/seed<s>)")
     s.add_argument("--method", required=True, help="a method (below), or a sweep run <method>-lambda<value>")
     s.add_argument("--seed", type=int, required=True, help="training seed (LoRA init, dropout, data order)")
     s.add_argument("--importance", help="the importance .safetensors file of the method's estimator "
                                         "(only for methods that use one)")
-    s.add_argument("--init-adapter", help="phase-1 adapter folder to continue from (only with regularize.phase2_init: phase1)")
-    threads(s)
+    s.add_argument("--init-adapter",
+                   help="phase-1 adapter folder to continue from (only with regularize.phase2_init: phase1)")
+    _add_threads(s)
 
-    s = add("importance", cmd_importance, "record one importance file on general text (phase 1, Fisher, MAS)",
-            epilog=_estimator_list())
-    model_and_data(s)
+    s = _add_command(sub, "importance", cmd_importance,
+                     "record one importance file on general text (phase 1, Fisher, MAS)", epilog=_estimator_list())
+    _add_model_and_data(s)
     s.add_argument("--estimator", default=SI, help="an estimator (below; default: %(default)s)")
-    s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/<estimator>.safetensors); "
-                                                "the .json sidecar (and for SI <estimator>_adapter/) go beside it")
+    s.add_argument("--out", required=True,
+                   help="importance file to write (results/<m>/importance/<estimator>.safetensors); "
+                        "the .json sidecar (and for SI <estimator>_adapter/) go beside it")
     s.add_argument("--seed", type=int, help="phase-1 seed (default: importance.seed; SI estimators only)")
-    threads(s)
+    _add_threads(s)
 
-    s = add("evaluate", cmd_evaluate, "lm-eval general + domain tasks and general NLL -> eval.json")
-    model_and_data(s)
+
+def _add_evaluation_commands(sub) -> None:
+    """evaluate and tasks: scoring a model with lm-eval."""
+    s = _add_command(sub, "evaluate", cmd_evaluate, "lm-eval general + domain tasks and general NLL -> eval.json")
+    _add_model_and_data(s)
     s.add_argument("--out", required=True, help="eval.json to write (per-item records go beside it)")
     s.add_argument("--domains", nargs="+", required=True, help="domains of data.domains to evaluate")
     s.add_argument("--weights", help="tuned weights (PEFT adapter or checkpoint folder); omit for the base model")
-    s.add_argument("--delta-scale", type=float, default=1.0, help="scale the adapter's update (WiSE-FT beta; needs --weights)")
-    s.add_argument("--run", help="the run the weights belong to (a method or <method>-lambda<value>), recorded in eval.json")
+    s.add_argument("--delta-scale", type=float, default=1.0,
+                   help="scale the adapter's update (WiSE-FT beta; needs --weights)")
+    s.add_argument("--run",
+                   help="the run the weights belong to (a method or <method>-lambda<value>), recorded in eval.json")
     s.add_argument("--seed", type=int, help="the run's seed, recorded in eval.json (with --run)")
     s.add_argument("--split", choices=["test", "valid"], default="test",
                    help="valid: the domains' valid items and the general text's valid texts (strength selection)")
-    threads(s)
+    _add_threads(s)
 
-    s = add("tasks", cmd_tasks, "write the lm-eval task YAMLs (use with `lm_eval --include_path`)")
-    s.add_argument("--data-dir", required=True, help=dirs["--data-dir"])
+    s = _add_command(sub, "tasks", cmd_tasks, "write the lm-eval task YAMLs (use with `lm_eval --include_path`)")
+    s.add_argument("--data-dir", required=True, help=_DIRS["--data-dir"])
     s.add_argument("--out", required=True, help="folder for the task YAMLs")
 
-    s = add("tables", cmd_tables, "comparison tables from eval.json files")
+
+def _add_table_commands(sub) -> None:
+    """tables, select and ablation: result tables from the runs' records."""
+    s = _add_command(sub, "tables", cmd_tables, "comparison tables from eval.json files")
     s.add_argument("--base-eval", required=True, help="the base model's eval.json (results/<m>/base/eval.json)")
-    s.add_argument("--evals", nargs="*", default=[], help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)")
-    s.add_argument("--data-dir", help=dirs["--data-dir"] + "; adds the model-free lexical and majority rows")
-    s.add_argument("--selection", help="selection.json (`alr select`): the run each swept method stands for in the claims")
+    s.add_argument("--evals", nargs="*", default=[],
+                   help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)")
+    s.add_argument("--data-dir", help=_DIRS["--data-dir"] + "; adds the model-free lexical and majority rows")
+    s.add_argument("--selection",
+                   help="selection.json (`alr select`): the run each swept method stands for in the claims")
     s.add_argument("--efficiency-table", help="efficiency.csv: the speed and storage claims")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv, .md and .tex; "
                    "forgetting, power, hypervolume and claims beside it)")
 
-    s = add("select", cmd_select, "select each swept method's strength on the validation split")
+    s = _add_command(sub, "select", cmd_select, "select each swept method's strength on the validation split")
     s.add_argument("--base-valid", required=True, help="the base model's valid.json (`alr evaluate --split valid`)")
     s.add_argument("--valid", nargs="+", required=True, help="valid.json of every swept run and of the reference")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/selection (.csv, .md, .tex, .json)")
 
-    s = add("ablation", cmd_ablation, "ablation table (lora, alr_no_element, alr_no_layer, alr) from main.csv",
-            config=False)
+    s = _add_command(sub, "ablation", cmd_ablation,
+                     "ablation table (lora, alr_no_element, alr_no_layer, alr) from main.csv", config=False)
     s.add_argument("--main-table", required=True, help="results/tables/main.csv")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/ablation (writes .csv, .md and .tex)")
 
-    s = add("figures", cmd_figures, "one paper figure (PNG + PDF) from result files", config=False)
+
+def _add_figure_commands(sub) -> None:
+    """figures and efficiency: config-free commands over result files (a figure, the efficiency table)."""
+    s = _add_command(sub, "figures", cmd_figures, "one paper figure (PNG + PDF) from result files", config=False)
     s.add_argument("--figure", required=True, help="tradeoff, forgetting_heatmap, efficiency, layer_coefficients, "
                                                   "importance or lambda_sweep (alr.report.figures)")
     s.add_argument("--out-prefix", required=True, help="e.g. results/figures/tradeoff (writes .png and .pdf)")
@@ -354,15 +381,67 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-records", nargs="*", default=[], help="runs' train.json files (layer_coefficients)")
     s.add_argument("--importance", help="an importance .safetensors file, its .json sidecar beside it (importance)")
 
-    s = add("efficiency", cmd_efficiency, "efficiency table from importance sidecars and train.json files",
-            config=False)
-    s.add_argument("--sidecars", nargs="+", required=True, help="importance sidecars (results/<m>/importance/<estimator>.json)")
+    s = _add_command(sub, "efficiency", cmd_efficiency,
+                     "efficiency table from importance sidecars and train.json files", config=False)
+    s.add_argument("--sidecars", nargs="+", required=True,
+                   help="importance sidecars (results/<m>/importance/<estimator>.json)")
     s.add_argument("--train-records", nargs="*", default=[], help="runs' train.json files")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/efficiency (writes .csv, .md and .tex)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alr", description=__doc__.split("\n\n")[0],
+                                epilog="`alr COMMAND --help` describes a command; docs/pipeline.md shows the "
+                                       "whole pipeline.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error in your input too")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_config_commands(sub)
+    _add_prepare_commands(sub)
+    _add_training_commands(sub)
+    _add_evaluation_commands(sub)
+    _add_table_commands(sub)
+    _add_figure_commands(sub)
     return p
 
 
+def _user_error_types() -> tuple[type[Exception], ...]:
+    """The exceptions that mean a mistake in the user's input: the config or the arguments
+    (ConfigError), an input file (DataError, a missing file), a pinned artifact that cannot be had
+    (FetchError), an importance file or checkpoints made for another run.
+
+    Classes of modules not imported yet are left out rather than imported: such a module cannot have
+    raised the error, and importing alr.importance.store would load torch on every error."""
+    types = [ConfigError, FetchError, FileNotFoundError]
+    for module, name in (("alr.data", "DataError"), ("alr.checkpoints", "CheckpointMismatchError"),
+                         ("alr.importance.store", "ImportanceMismatchError")):
+        if module in sys.modules:
+            types.append(getattr(sys.modules[module], name))
+    return tuple(types)
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    """torch running out of device memory: torch.cuda.OutOfMemoryError ("CUDA out of memory. ...")
+    and the plain RuntimeError other backends raise ("MPS backend out of memory ...")."""
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc)
+
+
+def _user_error(command: str, exc: Exception) -> str | None:
+    """The one line `alr` prints for an error in the user's input; None for any other error (a bug),
+    which keeps its traceback."""
+    if _out_of_memory(exc):
+        batch = "eval.batch_size" if command == "evaluate" else \
+            "train.batch_size (a larger train.grad_accum keeps the effective batch size)"
+        return f"{str(exc).splitlines()[0]}; try a smaller batch size: {batch}"
+    if isinstance(exc, _user_error_types()):
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: exit 0, or 2 with one line for a mistake in the input (with --debug, its
+    traceback instead), or 3 for a loss that stopped being finite; any other error propagates."""
     from .sections import section
 
     load_plugins()  # before the parser: its help lists the registries' names
@@ -376,14 +455,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in SECTIONS:
             section(cfg, *SECTIONS[args.command](args))
         code = args.func(args, cfg)
-    except (ConfigError, FetchError, FileNotFoundError, ValueError) as exc:  # bad input or a vanished artifact
-        if args.debug:
-            raise
-        print(f"alr {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except FloatingPointError as exc:  # NaN/Inf during training (alr.trainer.NonFiniteLossError)
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
         return 3
+    except Exception as exc:
+        message = _user_error(args.command, exc)
+        if message is None or args.debug:
+            raise
+        print(f"alr {args.command}: error: {message}", file=sys.stderr)
+        return 2
     return code or 0
 
 

@@ -126,18 +126,17 @@ def _coerce_numbers(cfg: dict, validator) -> None:
             holder[last] = float(error.instance)
 
 
-def _without_required(schema):
-    """The schema with no `required` list at any depth."""
-    if isinstance(schema, dict):
-        return {k: _without_required(v) for k, v in schema.items() if k != "required"}
-    if isinstance(schema, list):
-        return [_without_required(v) for v in schema]
-    return schema
+def _without_required(schema: dict) -> dict:
+    """The schema with no `required` list at the top level or in a section: a rule passes a command
+    whole sections or single keys of a section (`fisher.samples`), never part of a deeper object."""
+    props = {name: {k: v for k, v in spec.items() if k != "required"} if isinstance(spec, dict) else spec
+             for name, spec in schema["properties"].items()}
+    return dict(schema, required=[], properties=props)
 
 
 def validate_config(cfg: dict, partial: bool = False) -> dict:
-    """Raise ConfigError listing every problem; `partial` accepts any subset of the keys (what a rule
-    passes a command: the keys it reads, which the command then checks it has). Numeric strings where
+    """Raise ConfigError listing every problem; `partial` accepts any subset of the sections and of
+    their keys (what a rule passes a command: the keys it reads, which the command then checks). Numeric strings where
     a number belongs (`lr: 3e-4`) are converted in place first."""
     schema = _schema()
     if partial:

@@ -15,7 +15,9 @@ TARGET_DELIMITER = " "  # lm-eval's default between context and continuation
 
 
 class DataError(ValueError):
-    """Malformed canonical data; the message names the file and line."""
+    """An input the user's files hold that cannot be used: malformed canonical data (the message names
+    the file and line), data the config asks for that its source cannot give, or result files
+    (eval.json, tables) that do not fit together."""
 
 
 def _check_mc(rec: dict, where: str) -> None:

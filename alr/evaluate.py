@@ -21,8 +21,8 @@ import yaml
 
 from .assets import check_model_dir
 from .catalogue import datasets, unknown_domains
+from .data import PROMPT, DataError, read_records
 from .errors import ConfigError
-from .data import PROMPT, read_records
 from .io import write_json, write_jsonl
 from .layout import GENERAL_TEXT
 from .measure import Timer, peak_mem_mb, provenance
@@ -73,9 +73,9 @@ def builtin_task_config(dataset: str, spec: dict) -> dict | None:
 
     entry = TaskManager().task_index.get(spec["task"])
     if entry is None:
-        raise ValueError(f"lm-eval has no task named {spec['task']!r}")
+        raise ConfigError(f"lm-eval has no task named {spec['task']!r}")
     if entry.kind.name != "TASK":
-        raise ValueError(f"{spec['task']!r} is an lm-eval {entry.kind.name.lower()}; local files can only replace the "
+        raise ConfigError(f"{spec['task']!r} is an lm-eval {entry.kind.name.lower()}; local files can only replace the "
                          "data of a single task (prefetch a group's datasets into the HF cache instead)")
     kwargs = spec.get("dataset_kwargs", {})
     splits = set(kwargs.get("data_files", {})) if isinstance(kwargs.get("data_files"), dict) else set()
@@ -206,7 +206,7 @@ def text_nll(model, tok, texts: list[str], max_length: int, max_tokens: int = 51
 
     ids = [tok(t, add_special_tokens=False)["input_ids"][:max_length] for t in texts]
     if any(len(x) < 2 for x in ids):
-        raise ValueError("a general text has fewer than 2 tokens; nothing to score")
+        raise DataError("a general text has fewer than 2 tokens; nothing to score")
     dev = next(model.parameters()).device
     out: list[dict] = [{}] * len(texts)
     with torch.no_grad():
@@ -245,6 +245,96 @@ def nll_summary(items: list[dict]) -> dict:
             "sources": {t: mean([r for r in items if r["task"] == t]) for t in tasks}}
 
 
+def _evaluated_run(domains: list[str], run: str | None, seed: int | None) -> dict | None:
+    """The run a tuned model belongs to, as eval.json records it (None without `run`)."""
+    if run is None:
+        return None
+    from .runs import parse_run
+
+    if len(domains) != 1:
+        raise ConfigError(f"a run is evaluated on its own domain; got --domains {' '.join(domains)}")
+    return {"domain": domains[0], "method": parse_run(run)[0], "run": run, "seed": seed}
+
+
+def _check_arguments(cfg: dict, domains: list[str], weights_dir, delta_scale: float) -> None:
+    """Refuse an unconfigured domain, and a delta scale without tuned weights."""
+    unknown = unknown_domains(cfg["data"]["domains"], domains, "--domains")
+    if unknown:
+        raise ConfigError(unknown[0])
+    if weights_dir is None and delta_scale != 1.0:
+        raise ConfigError("--delta-scale scales tuned weights; without --weights (the base model) it would do nothing")
+
+
+def _task_sources(cfg: dict, data_dir: Path, names: list[str], split: str) -> tuple[dict[str, dict], dict[str, Path]]:
+    """(built-in lm-eval tasks {dataset: spec}, canonical split files {dataset: path}) of the datasets
+    `names`; every split file is read, so a bad one is refused before the model loads."""
+    lm_eval_tasks = datasets(cfg["data"], built=False)
+    builtin = {d: lm_eval_tasks[d] for d in names if d in lm_eval_tasks}
+    if split == "valid" and builtin:
+        raise ConfigError(f"{sorted(builtin)}: built-in lm-eval tasks have no valid split of ours")
+    files = {d: data_dir / d / f"{split}.jsonl" for d in names if d not in builtin}
+    for path in files.values():
+        read_records(path, "mc")
+    return builtin, files
+
+
+def _check_model(model_dir, weights_dir) -> None:
+    check_model_dir(model_dir)
+    if weights_dir is not None and not Path(weights_dir).is_dir():
+        raise FileNotFoundError(f"tuned weights {weights_dir} do not exist; build them with `alr finetune`")
+
+
+def _general_texts(eval_cfg: dict, data_dir: Path, split: str, phase1_too: bool) -> tuple[list[dict], list[dict]]:
+    """(the general text's held-out texts of `split`, phase 1's own texts or [] without `phase1_too`),
+    each cut to eval.limit when set."""
+    held_out = read_records(data_dir / GENERAL_TEXT / f"{split}.jsonl", "text")
+    # the authors' protocol: the text phase 1 tuned on (its first records), labelled as overlapping
+    phase1 = read_records(data_dir / GENERAL_TEXT / "train.jsonl", "text")[:eval_cfg["phase1_texts"]] if phase1_too else []
+    if eval_cfg["limit"]:
+        held_out, phase1 = held_out[:eval_cfg["limit"]], phase1[:eval_cfg["limit"]]
+    return held_out, phase1
+
+
+def _load_model(model_dir, weights_dir, dtype: str, delta_scale: float):
+    """The model to score, on the device, and its tokenizer padding on the right."""
+    model, tok = load_tuned(model_dir, weights_dir, dtype, delta_scale)
+    model.to(device())
+    if tok.padding_side != "right":
+        tok.padding_side = "right"
+    return model, tok
+
+
+def _run_passes(model, tok, eval_cfg: dict, files: dict[str, Path], builtin: dict[str, dict],
+                held_out: list[dict], phase1: list[dict]) -> tuple[dict, list[dict], list[dict], list[dict]]:
+    """(lm-eval scores, their per-item records, the held-out texts' NLL records, phase 1's texts' NLL records)."""
+    tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"], builtin)
+    text_items = general_text_items(model, tok, held_out, lambda r: text_task(r.get("source", "text")),
+                                    eval_cfg["nll_max_length"])
+    overlap_items = general_text_items(model, tok, phase1, lambda r: PHASE1_TEXT, eval_cfg["nll_max_length"])
+    return tasks, items, text_items, overlap_items
+
+
+def _set_scores(tasks: dict, eval_cfg: dict) -> None:
+    """Give each task its metric (eval.task_metrics, else eval.metric), and that metric's value and stderr
+    as its score and stderr."""
+    for name, t in tasks.items():
+        t["metric"] = task_metric(eval_cfg, name)
+        if t[t["metric"]] is None:
+            raise ConfigError(f"lm-eval task {t['task']!r} reports no {t['metric']!r}; set eval.task_metrics.{name}")
+        t["score"] = t[t["metric"]]
+        t["stderr"] = t[f"{t['metric']}_stderr"]
+
+
+def _general_summary(tasks: dict, general: list[str], text_items: list[dict], overlap_items: list[dict]) -> dict:
+    """eval.json's "general": the general tasks' mean score and its stderr (when there are general
+    tasks), the held-out NLL, and phase 1's text's NLL (when scored)."""
+    score = {"score": sum(tasks[t]["score"] for t in general) / len(general),
+             "stderr": math.sqrt(sum(tasks[t]["stderr"] ** 2 for t in general)) / len(general)} if general else {}
+    return {**score, "tasks": general, **nll_summary(text_items),
+            **({"phase1_text": {k: v for k, v in nll_summary(overlap_items).items() if k != "sources"}}
+               if overlap_items else {})}
+
+
 def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: list[str], out_path: str | Path,
              weights_dir: str | Path | None = None, delta_scale: float = 1.0, run: str | None = None,
              seed: int | None = None, split: str = "test") -> dict:
@@ -256,63 +346,27 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     eval_cfg, data_dir = cfg["eval"], Path(data_dir)
-    if run is not None:
-        from .runs import parse_run
-
-        if len(domains) != 1:
-            raise ValueError(f"a run is evaluated on its own domain; got --domains {' '.join(domains)}")
-        identity = {"domain": domains[0], "method": parse_run(run)[0], "run": run, "seed": seed}
+    identity = _evaluated_run(domains, run, seed)
     general = list(cfg["data"]["general"]["tasks"]) if split == "test" else []
-    unknown = unknown_domains(cfg["data"]["domains"], domains, "--domains")
-    if unknown:
-        raise ConfigError(unknown[0])
-    if weights_dir is None and delta_scale != 1.0:
-        raise ValueError("--delta-scale scales tuned weights; without --weights (the base model) it would do nothing")
-    lm_eval_tasks = datasets(cfg["data"], built=False)
-    builtin = {d: lm_eval_tasks[d] for d in general + list(domains) if d in lm_eval_tasks}
-    if split == "valid" and builtin:
-        raise ValueError(f"{sorted(builtin)}: built-in lm-eval tasks have no valid split of ours")
-    files = {d: data_dir / d / f"{split}.jsonl" for d in general + list(domains) if d not in builtin}
-    for path in files.values():  # a bad split is refused before the model loads
-        read_records(path, "mc")
-    check_model_dir(model_dir)
-    if weights_dir is not None and not Path(weights_dir).is_dir():
-        raise FileNotFoundError(f"tuned weights {weights_dir} do not exist; build them with `alr finetune`")
-    held_out = read_records(data_dir / GENERAL_TEXT / f"{split}.jsonl", "text")
-    # the authors' protocol: the text phase 1 tuned on (its first records), labelled as overlapping
-    phase1 = read_records(data_dir / GENERAL_TEXT / "train.jsonl", "text")[:eval_cfg["phase1_texts"]] if general else []
-    if eval_cfg["limit"]:
-        held_out, phase1 = held_out[:eval_cfg["limit"]], phase1[:eval_cfg["limit"]]
-    model, tok = load_tuned(model_dir, weights_dir, cfg["model"]["dtype"], delta_scale)
-    model.to(device())
-    if tok.padding_side != "right":
-        tok.padding_side = "right"
+    _check_arguments(cfg, domains, weights_dir, delta_scale)
+    builtin, files = _task_sources(cfg, data_dir, general + list(domains), split)
+    _check_model(model_dir, weights_dir)
+    held_out, phase1 = _general_texts(eval_cfg, data_dir, split, bool(general))
+    model, tok = _load_model(model_dir, weights_dir, cfg["model"]["dtype"], delta_scale)
     with Timer() as timer:
-        tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"], builtin)
-        text_items = general_text_items(model, tok, held_out, lambda r: text_task(r.get("source", "text")),
-                                        eval_cfg["nll_max_length"])
-        overlap_items = general_text_items(model, tok, phase1, lambda r: PHASE1_TEXT, eval_cfg["nll_max_length"])
-    for name, t in tasks.items():
-        t["metric"] = task_metric(eval_cfg, name)
-        if t[t["metric"]] is None:
-            raise ValueError(f"lm-eval task {t['task']!r} reports no {t['metric']!r}; set eval.task_metrics.{name}")
-        t["score"] = t[t["metric"]]
-        t["stderr"] = t[f"{t['metric']}_stderr"]
+        tasks, items, text_items, overlap_items = _run_passes(model, tok, eval_cfg, files, builtin, held_out, phase1)
+    _set_scores(tasks, eval_cfg)
     domain_scores = {d: {"score": tasks[d]["score"], "stderr": tasks[d]["stderr"]} for d in domains}
-    general_score = {"score": sum(tasks[t]["score"] for t in general) / len(general),
-                     "stderr": math.sqrt(sum(tasks[t]["stderr"] ** 2 for t in general)) / len(general)} if general else {}
     import lm_eval
 
     write_jsonl(items_path(out_path), items + text_items + overlap_items, compress=True)
     record = {
-        "run": identity if run is not None else None,
+        "run": identity,
         "weights": str(weights_dir) if weights_dir else None,
         "delta_scale": delta_scale,
         "tasks": tasks,
         "split": split,
-        "general": {**general_score, "tasks": general, **nll_summary(text_items),
-                    **({"phase1_text": {k: v for k, v in nll_summary(overlap_items).items() if k != "sources"}}
-                       if overlap_items else {})},
+        "general": _general_summary(tasks, general, text_items, overlap_items),
         "domain": {"name": domains[0], **domain_scores[domains[0]]} if len(domains) == 1 else None,
         "domains": domain_scores,
         "items": items_path(out_path).name,

@@ -15,6 +15,7 @@ import torch
 
 from .assets import check_lora_targets, check_model_dir
 from .checkpoints import checkpoint_dir, remove, resume_point
+from .errors import ConfigError
 from .sections import section
 from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
 from .dist import is_main_process
@@ -65,7 +66,7 @@ def mix_replay(domain_rows: list[dict], general_rows: list[dict], fraction: floa
 
     n_general = round(len(domain_rows) * fraction / (1 - fraction))
     if n_general > len(general_rows):
-        raise ValueError(f"replay needs {n_general} general items but only {len(general_rows)} exist")
+        raise ConfigError(f"replay needs {n_general} general items but only {len(general_rows)} exist")
     chosen = random.Random(seed).sample(general_rows, n_general)
     info = {"fraction": fraction, "n_domain": len(domain_rows), "n_general": n_general}
     return domain_rows + chosen, info
@@ -110,21 +111,21 @@ def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adap
         check_lora_targets(model_dir, cfg["lora"]["targets"])
     est = spec.estimator
     if est is None and importance_path is not None:
-        raise ValueError(f"method {spec.name!r} uses no importance file; drop --importance {importance_path}")
+        raise ConfigError(f"method {spec.name!r} uses no importance file; drop --importance {importance_path}")
     if est is not None:
         if importance_path is None:
-            raise ValueError(f"method {spec.name!r} needs an importance file (--importance "
+            raise ConfigError(f"method {spec.name!r} needs an importance file (--importance "
                              f"{importance_file('<model>', est.name)})")
         # a LoRA-shaped file must match lora.targets; a full-model-shaped one has every weight
         targets = cfg["lora"]["targets"] if est.lora_shaped else None
         settings = {name: cfg[name] for name in est.shared_sections}
         check_importance_file(importance_path, model_fingerprint(model_dir), targets, est.name, settings)
     if init_adapter is not None and not spec.continues_phase1(cfg):
-        raise ValueError(f"--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1; "
+        raise ConfigError(f"--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1; "
                          f"method {spec.name!r} would ignore it: drop it")
     if spec.continues_phase1(cfg):
         if init_adapter is None:
-            raise ValueError("regularize.phase2_init is 'phase1' but no phase-1 adapter was given (--init-adapter)")
+            raise ConfigError("regularize.phase2_init is 'phase1' but no phase-1 adapter was given (--init-adapter)")
         if not (Path(init_adapter) / "adapter_model.safetensors").exists():
             raise FileNotFoundError(f"phase-1 adapter {init_adapter} does not exist; build it with `alr importance` "
                                     "(or `snakemake` the importance rule)")
@@ -147,6 +148,88 @@ def _run_identity(spec: Method, domain: str, seed: int, model_dir, config: dict,
     }
 
 
+def _run_settings(cfg: dict, run: str) -> tuple[str, Method, dict, dict]:
+    """(method, its spec, the config with the run's settings merged in, the keys the run reads).
+
+    The last is what train.json records; its `train` holds the method's learning rate."""
+    method = parse_run(run)[0]
+    spec = get_method(method)
+    if not spec.trains:
+        raise ConfigError(f"method {method!r} does not train")
+    section(cfg, *spec.config_keys)  # a config without a key this method reads is refused here
+    cfg = run_config(cfg, run)  # with its method's settings section merged in, and the run's own strength
+    config = section(cfg, *spec.config_keys)  # what this run reads, recorded as it reads it
+    config["train"] = dict(cfg["train"], lr=spec.learning_rate(cfg))
+    return method, spec, cfg, config
+
+
+def _train_rows(spec: Method, cfg: dict, files: list[Path], seed: int) -> tuple[list[dict], dict | None]:
+    """The domain's items, with the replayed general texts mixed in for a replay method; and the
+    replay record (None without replay)."""
+    rows = read_records(files[0], "mc")
+    if not spec.replay_key:
+        return rows, None
+    return mix_replay(rows, read_records(files[1], "text"), spec.replay_fraction(cfg), seed)
+
+
+def _load_model(spec: Method, cfg: dict, model_dir, init_adapter):
+    """(model, tokenizer, refs): the base model, with its LoRA for a LoRA method; refs are phase 1's
+    deltas when the run continues phase 1's adapter, else None."""
+    model, tok = load_base(model_dir, cfg["model"]["dtype"])
+    refs = None
+    if spec.uses_lora:
+        model, refs = _init_lora(model, cfg, init_adapter)
+    return model, tok, refs
+
+
+def _phase1_optimizer_state(spec: Method, cfg: dict, init_adapter) -> dict | None:
+    """Phase 1's saved optimizer state when the run continues it (regularize.phase2_optimizer: phase1)."""
+    if not spec.continues_phase1_optimizer(cfg):
+        return None
+    return torch.load(Path(init_adapter) / OPTIMIZER_STATE, map_location="cpu", weights_only=True)
+
+
+def _features(rows: list[dict], tok, train_cfg: dict) -> list:
+    """Tokenized training examples: the multiple-choice items as (prompt, answer) pairs, then the replayed texts."""
+    features = tokenize_pairs((mc_to_pair(r) for r in rows if "choices" in r), tok, train_cfg["max_length"],
+                              train_cfg["loss_on"])
+    features += tokenize_texts((r["text"] for r in rows if "text" in r), tok, train_cfg["max_length"])  # replay
+    return features
+
+
+def _train(model, tok, features: list, train_cfg: dict, seed: int, out_dir: Path, resume, regularizer,
+           loss_hook, optimizer_state) -> dict:
+    """Run the Trainer (checkpointing into out_dir/checkpoints/ when train.checkpoint_steps > 0, else
+    into a scratch folder); its statistics, with the final weights' penalty under a regularizer."""
+    save_steps = train_cfg.get("checkpoint_steps", 0)
+    with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
+        trainer_dir = str(checkpoint_dir(out_dir)) if save_steps else scratch
+        args = training_arguments(train_cfg, seed, trainer_dir, save_steps=save_steps)
+        stats = run_trainer(model, tok, features, args, regularizer=regularizer, resume_from=resume,
+                            loss_hook=loss_hook, optimizer_state=optimizer_state)
+    if regularizer is not None:
+        with torch.no_grad():
+            stats["final_reg"] = float(regularizer())  # penalty of the final weights (refreshes per-layer values)
+    return stats
+
+
+def _save_run(model, record: dict, out_dir: Path, save_steps: int) -> None:
+    """Write model/ and train.json atomically, then drop the checkpoints."""
+    with atomic_dir(out_dir / "model") as tmp:
+        model.save_pretrained(tmp)
+    write_json(out_dir / "train.json", record)
+    if save_steps:
+        remove(checkpoint_dir(out_dir))
+
+
+def _log_run(record: dict, resumed: bool) -> None:
+    log.info("trained %s on %s (seed %d): %d steps%s, %.1f s, CE %.4f -> %.4f, reg %s", record["method"],
+             record["domain"], record["seed"], record["steps"],
+             f" (resumed from step {record['resumed_from_step']})" if resumed else "",
+             record["wall_time_s"], record["first_ce"] or float("nan"), record["final_ce"] or float("nan"),
+             record["final_reg"])
+
+
 def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str, run: str, seed: int,
              out_dir: str | Path, importance_path: str | Path | None = None,
              init_adapter: str | Path | None = None) -> dict:
@@ -158,21 +241,12 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     and the folder is removed once the outputs are written."""
     from transformers import set_seed
 
-    method = parse_run(run)[0]
-    spec = get_method(method)
-    if not spec.trains:
-        raise ValueError(f"method {method!r} does not train")
-    section(cfg, *spec.config_keys)  # a config without a key this method reads is refused here
-    cfg = run_config(cfg, run)  # with its method's settings section merged in, and the run's own strength
-    config = section(cfg, *spec.config_keys)  # what this run reads, recorded as it reads it
-    train_cfg = config["train"] = dict(cfg["train"], lr=spec.learning_rate(cfg))
+    method, spec, cfg, config = _run_settings(cfg, run)
+    train_cfg = config["train"]
     hook_files = _hook_files(spec, data_dir)
     _check_inputs(spec, cfg, model_dir, importance_path, init_adapter, hook_files)
     files = _train_files(data_dir, domain, bool(spec.replay_key))
-    rows = read_records(files[0], "mc")
-    replay = None
-    if spec.replay_key:
-        rows, replay = mix_replay(rows, read_records(files[1], "text"), spec.replay_fraction(cfg), seed)
+    rows, replay = _train_rows(spec, cfg, files, seed)
     out_dir = Path(out_dir)
     save_steps = train_cfg.get("checkpoint_steps", 0)
     resume = None
@@ -181,28 +255,14 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
                                  init_adapter)
         resume = resume_point(checkpoint_dir(out_dir), identity)
     set_seed(seed)
-    model, tok = load_base(model_dir, cfg["model"]["dtype"])
-    refs = None
-    if spec.uses_lora:
-        model, refs = _init_lora(model, cfg, init_adapter)
-    optimizer_state = None
-    if spec.continues_phase1_optimizer(cfg):
-        optimizer_state = torch.load(Path(init_adapter) / OPTIMIZER_STATE, map_location="cpu", weights_only=True)
+    model, tok, refs = _load_model(spec, cfg, model_dir, init_adapter)
+    optimizer_state = _phase1_optimizer_state(spec, cfg, init_adapter)
     regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, seed, refs) if spec.regularised else None
     context = HookContext(model=model, tok=tok, cfg=cfg, data_dir=Path(data_dir), seed=seed)
     loss_hook = spec.loss_hook(context) if spec.loss_hook else None  # built once, called per micro-batch
-    features = tokenize_pairs((mc_to_pair(r) for r in rows if "choices" in r), tok, train_cfg["max_length"],
-                              train_cfg["loss_on"])
-    features += tokenize_texts((r["text"] for r in rows if "text" in r), tok, train_cfg["max_length"])  # replay
+    features = _features(rows, tok, train_cfg)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
-        trainer_dir = str(checkpoint_dir(out_dir)) if save_steps else scratch
-        args = training_arguments(train_cfg, seed, trainer_dir, save_steps=save_steps)
-        stats = run_trainer(model, tok, features, args, regularizer=regularizer, resume_from=resume,
-                            loss_hook=loss_hook, optimizer_state=optimizer_state)
-    if regularizer is not None:
-        with torch.no_grad():
-            stats["final_reg"] = float(regularizer())  # penalty of the final weights (refreshes per-layer values)
+    stats = _train(model, tok, features, train_cfg, seed, out_dir, resume, regularizer, loss_hook, optimizer_state)
     record = {
         "method": method,
         "run": run,
@@ -221,13 +281,6 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     }
     if not is_main_process():  # under DDP the ranks hold the same weights; rank 0 writes them
         return record
-    with atomic_dir(out_dir / "model") as tmp:
-        model.save_pretrained(tmp)
-    write_json(out_dir / "train.json", record)
-    if save_steps:
-        remove(checkpoint_dir(out_dir))
-    log.info("trained %s on %s (seed %d): %d steps%s, %.1f s, CE %.4f -> %.4f, reg %s", method, domain, seed,
-             record["steps"], f" (resumed from step {stats['resumed_from_step']})" if resume else "",
-             record["wall_time_s"], record["first_ce"] or float("nan"), record["final_ce"] or float("nan"),
-             record["final_reg"])
+    _save_run(model, record, out_dir, save_steps)
+    _log_run(record, resume is not None)
     return record

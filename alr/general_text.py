@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Iterable
 
-from .data import read_records
+from .data import DataError, read_records
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def split_sources(text_cfg: dict, texts_of, rng_for, tasks: TaskContexts | None 
             texts = apart_from_tasks(src, texts, size["test"] + size["valid"] + size["train"])
             need = size["test"] + size["valid"] + min(size["train"], 1)
             if len(texts) < need:
-                raise ValueError(f"general text source {src!r} has {len(texts)} distinct texts apart from task "
+                raise DataError(f"general text source {src!r} has {len(texts)} distinct texts apart from task "
                                  f"items; test_size + valid_size + at least one train text need {need}")
             parts = {"test": texts[:size["test"]], "valid": texts[size["test"]:size["test"] + size["valid"]],
                      "train": texts[size["test"] + size["valid"]:][:size["train"]]}

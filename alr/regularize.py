@@ -30,6 +30,8 @@ import re
 
 import torch
 
+from .errors import ConfigError
+
 LAYER_COEF_MODES = ("softmax_norm", "uniform", "dynamic", "sum")
 
 
@@ -132,7 +134,7 @@ def normalise_mean(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     count = sum(t.numel() for t in importance.values())
     mean = float(total / count)
     if not mean > 0:
-        raise ValueError(f"importance has mean {mean:.3g} over all elements (zero everywhere, or negative path "
+        raise ConfigError(f"importance has mean {mean:.3g} over all elements (zero everywhere, or negative path "
                          "contributions kept by importance.clamp: none outweigh the rest); cannot normalise it "
                          "by its mean: use regularize.normalize: none")
     return {n: t / mean for n, t in importance.items()}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import re
 
+from .errors import ConfigError
 from .methods import BASE, get_method
 
 _RUN = re.compile(r"^(?P<method>[a-z0-9_]+?)(?:-lambda(?P<lam>[0-9][0-9.e+-]*))?$")
@@ -75,7 +76,7 @@ def parse_run(run: str) -> tuple[str, float | None]:
         from .errors import did_you_mean
         from .methods import METHODS
 
-        raise ValueError(f"{run!r} is not a method or a sweep run <method>-lambda<value>"
+        raise ConfigError(f"{run!r} is not a method or a sweep run <method>-lambda<value>"
                          f"{did_you_mean(run, METHODS)}; methods: {', '.join(METHODS)}")
     get_method(m["method"])
     return m["method"], (float(m["lam"]) if m["lam"] is not None else None)
@@ -89,12 +90,12 @@ def run_config(cfg: dict, run: str) -> dict:
     out = copy.deepcopy(spec.effective(cfg))
     if spec.strength_key is None:
         if lam is not None:
-            raise ValueError(f"run {run!r}: method {method!r} has no strength to sweep; name the run {method}")
+            raise ConfigError(f"run {run!r}: method {method!r} has no strength to sweep; name the run {method}")
         return out
     values = strengths(method, out)
     if lam is None:
         if len(values) > 1:
-            raise ValueError(f"{spec.strength_key} lists {len(values)} values; name the run "
+            raise ConfigError(f"{spec.strength_key} lists {len(values)} values; name the run "
                              f"{method}-lambda<value> (one of {[format_lambda(v) for v in values]})")
         lam = values[0]
     *parents, last = spec.strength_key.split(".")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..config import schema_registry
-from ..errors import did_you_mean
+from ..errors import ConfigError, did_you_mean
 from ..sections import section, with_overrides
 
 
@@ -114,5 +114,5 @@ def get_estimator(name: str) -> Estimator:
     try:
         return ESTIMATORS[name]
     except KeyError:
-        raise ValueError(f"unknown importance estimator {name!r}{did_you_mean(name, ESTIMATORS)}; "
+        raise ConfigError(f"unknown importance estimator {name!r}{did_you_mean(name, ESTIMATORS)}; "
                          f"known: {', '.join(ESTIMATORS)}") from None

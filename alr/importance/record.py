@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..assets import check_lora_targets, check_model_dir
+from ..errors import ConfigError
 from ..data import read_records, tokenize_texts
 from ..dist import is_main_process
 from ..io import atomic_dir
@@ -102,7 +103,7 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     if full:
         train_cfg = dict(train_cfg, lr=cfg["baselines"]["full_ft_lr"])
         if imp_cfg["gradient"] != "dense":
-            raise ValueError(f"importance.gradient {imp_cfg['gradient']!r} needs LoRA factors; si_full records "
+            raise ConfigError(f"importance.gradient {imp_cfg['gradient']!r} needs LoRA factors; si_full records "
                              "every parameter: use importance.gradient: dense")
         recorder = SIRecorder.for_parameters(model.named_parameters(), **switches)
     else:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..data import DataError
 from ..methods import METHODS
 from ..runs import parse_run
 from .render import BASELINES, write_table
@@ -32,7 +33,7 @@ def ablation_rows(main: pd.DataFrame) -> pd.DataFrame:
     method, lam = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
     keep = method.isin(list(parts))
     if not keep.any():
-        raise ValueError(f"the main table has no rows for any of {list(parts)}; add them to `methods`")
+        raise DataError(f"the main table has no rows for any of {list(parts)}; add them to `methods`")
     table = main[keep].copy()
     table.insert(2, "lambda", lam[keep])
     table.insert(3, "layer_wise", method[keep].map(lambda m: parts[m][0]))

@@ -28,6 +28,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..errors import ConfigError  # noqa: E402
+from ..data import DataError  # noqa: E402
 from ..io import atomic_path, read_json  # noqa: E402
 from ..importance.estimators import FISHER, SI  # noqa: E402
 from ..methods import BASE, EWC, PLAIN, estimator_users  # noqa: E402
@@ -88,7 +90,7 @@ def tradeoff(main: pd.DataFrame):
     CI; up and left is better."""
     runs = _model_rows(main)
     if runs.empty:
-        raise ValueError("the main table has no tuned runs to plot")
+        raise DataError("the main table has no tuned runs to plot")
     runs["base_method"] = runs.method.map(_method_of)
     methods = list(dict.fromkeys(runs.base_method))
     colours = _colours(methods)
@@ -137,7 +139,7 @@ def forgetting_heatmap(base_eval: dict, runs: list[dict]):
              "forgetting": 100 * (base_eval["tasks"][t]["score"] - r["eval"]["tasks"][t]["score"])}
             for r in runs for t in tasks]
     if not rows:
-        raise ValueError("no evaluated runs to plot")
+        raise DataError("no evaluated runs to plot")
     df = pd.DataFrame(rows).groupby(["domain", "method", "task"], sort=False).forgetting.mean().reset_index()
     domains = list(dict.fromkeys(df.domain))
     limit = max(df.forgetting.abs().max(), 1e-9)
@@ -172,7 +174,7 @@ def efficiency(eff: pd.DataFrame):
     est = eff[eff.kind == "importance"]
     train = eff[eff.kind == "training"]
     if est.empty:
-        raise ValueError("the efficiency table has no importance rows")
+        raise DataError("the efficiency table has no importance rows")
     labels = [_estimator_label(n) for n in est.name]
     fisher = est[est.name == FISHER]
     panels = [("importance time (s), × vs fisher", est.wall_time_s.to_numpy(float), labels,
@@ -220,7 +222,7 @@ def layer_coefficients(records: list[dict]):
     rows = [{"method": r["method"], "layer": _layer_index(k), "module": _module_type(k), "alpha": v}
             for r in records if r.get("layer_coefficients") for k, v in r["layer_coefficients"].items()]
     if not rows:
-        raise ValueError("no train.json record holds layer coefficients")
+        raise DataError("no train.json record holds layer coefficients")
     df = pd.DataFrame(rows)
     n_layers = max(len(r["layer_coefficients"]) for r in records if r.get("layer_coefficients"))
     series = df.groupby(["method", "module", "layer"]).alpha.agg(["mean", "min", "max"]).reset_index()
@@ -294,7 +296,7 @@ def lambda_sweep(main: pd.DataFrame):
     df["base_method"], df["lam"] = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
     swept = df[df.lam.notna()]
     if swept.base_method.nunique() == 0 or swept.groupby("base_method").lam.nunique().max() < 2:
-        raise ValueError("the main table holds no lambda sweep (give a method's strength, e.g. regularize.lambda, as a list of values)")
+        raise DataError("the main table holds no lambda sweep (give a method's strength, e.g. regularize.lambda, as a list of values)")
     hv = hypervolumes(main).set_index(["domain", "method"]).hypervolume_norm
     methods = [m for m in dict.fromkeys(df.base_method) if m != PLAIN]
     colours = _colours(methods)
@@ -340,7 +342,7 @@ def build_figure(name: str, out_prefix: str | Path, main_table=None, efficiency_
     `runs`: [{"domain", "method", "seed", "eval": path to eval.json}] (forgetting_heatmap)."""
     def need(value, flag):
         if not value:
-            raise ValueError(f"figure {name!r} needs {flag}")
+            raise ConfigError(f"figure {name!r} needs {flag}")
         return value
 
     if name == "tradeoff":
@@ -358,5 +360,5 @@ def build_figure(name: str, out_prefix: str | Path, main_table=None, efficiency_
         path = need(importance_file, "--importance")
         fig = importance(_read_tensors(path), read_json(Path(path).with_suffix(".json"))["estimator"])
     else:
-        raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+        raise ConfigError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
     return save_figure(fig, out_prefix)

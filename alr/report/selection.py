@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data import DataError
 from ..evaluate import items_path
 from ..io import read_json, write_json
 from ..methods import BASE
@@ -31,7 +32,7 @@ from .stats import read_items
 def _valid_record(path: str | Path) -> tuple[dict, dict]:
     rec = read_json(path)
     if rec.get("split") != "valid":
-        raise ValueError(f"{path} is a {rec.get('split', 'test')!r}-split evaluation; selection reads valid.json "
+        raise DataError(f"{path} is a {rec.get('split', 'test')!r}-split evaluation; selection reads valid.json "
                          "files only (`alr evaluate --split valid`)")
     return rec, read_items(items_path(path))
 
@@ -40,7 +41,7 @@ def _paired_mean(items: dict, base: dict, task_filter, field: str) -> float:
     keys = [k for k in base if task_filter(k[0])]
     missing = [k for k in keys if k not in items]
     if missing or not keys:
-        raise ValueError(f"validation records disagree on their items ({len(missing)} of {len(keys)} missing)")
+        raise DataError(f"validation records disagree on their items ({len(missing)} of {len(keys)} missing)")
     return float(np.mean([items[k][field] - base[k][field] for k in keys]))
 
 
@@ -69,7 +70,7 @@ def select(points: pd.DataFrame, reference: str, keep_gain: float) -> pd.DataFra
         group = group.sort_values("strength")
         ref = means[(means.domain == domain) & (means.run == reference)]
         if ref.empty:
-            raise ValueError(f"selection needs the reference {reference!r} validated on {domain!r}")
+            raise DataError(f"selection needs the reference {reference!r} validated on {domain!r}")
         floor = keep_gain * float(ref.gain.iloc[0])
         kept = group[group.gain >= floor]
         choice = kept.forgetting.idxmin() if len(kept) else group.gain.idxmax()
@@ -78,7 +79,7 @@ def select(points: pd.DataFrame, reference: str, keep_gain: float) -> pd.DataFra
         out.append(group.assign(reference_gain=float(ref.gain.iloc[0]), floor=floor, kept=group.gain >= floor,
                                 selected=group.index == choice, reason=reason))
     if not out:
-        raise ValueError("no swept method to select a strength for")
+        raise DataError("no swept method to select a strength for")
     return pd.concat(out, ignore_index=True)
 
 

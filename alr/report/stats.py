@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data import DataError
+
 Scores = dict[str, tuple[list[str], np.ndarray]]  # task -> (item ids, [seeds x items] correctness)
 
 
@@ -48,10 +50,10 @@ def item_scores(runs: list[dict[tuple[str, str], dict]], tasks: list[str], metri
     for task in tasks:
         ids = sorted(key[1] for key in runs[0] if key[0] == task)
         if not ids:
-            raise ValueError(f"no per-item records for task {task!r}")
+            raise DataError(f"no per-item records for task {task!r}")
         for run in runs[1:]:
             if sorted(key[1] for key in run if key[0] == task) != ids:
-                raise ValueError(f"runs disagree on the items of task {task!r}; cannot pair them")
+                raise DataError(f"runs disagree on the items of task {task!r}; cannot pair them")
         metric = metric_of(task)
         out[task] = (ids, np.array([[float(run[(task, i)][metric]) for i in ids] for run in runs]))
     return out
@@ -63,11 +65,11 @@ def _rows(scores: np.ndarray) -> np.ndarray:
 
 def _paired_tasks(a: Scores, b: Scores):
     if sorted(a) != sorted(b):
-        raise ValueError(f"the two methods were evaluated on different tasks: {sorted(a)} vs {sorted(b)}")
+        raise DataError(f"the two methods were evaluated on different tasks: {sorted(a)} vs {sorted(b)}")
     for task in sorted(a):
         (ids_a, sa), (ids_b, sb) = a[task], b[task]
         if ids_a != ids_b:
-            raise ValueError(f"task {task!r}: the two methods were evaluated on different items")
+            raise DataError(f"task {task!r}: the two methods were evaluated on different items")
         yield task, _rows(sa), _rows(sb)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..baselines import answer_prior, balanced_accuracy, lexical_score, majority_score
-from ..data import read_records
+from ..data import DataError, read_records
 from ..evaluate import PHASE1_TEXT, items_path
 from ..io import read_json
 from ..methods import BASE, PLAIN
@@ -159,7 +159,7 @@ def baseline_rows(data_dir: str | Path, domain: str, metric_items: list[str]) ->
     test = {r["id"]: r for r in read_records(Path(data_dir) / domain / "test.jsonl", "mc")}
     missing = sorted(set(metric_items) - set(test))
     if missing:
-        raise ValueError(f"{data_dir}/{domain}/test.jsonl lacks evaluated items {missing[:3]}: data and evaluations "
+        raise DataError(f"{data_dir}/{domain}/test.jsonl lacks evaluated items {missing[:3]}: data and evaluations "
                          "come from different builds")
     items = [test[i] for i in metric_items]
     prior = answer_prior(read_records(Path(data_dir) / domain / "train.jsonl", "mc"))
@@ -232,7 +232,7 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
     rows, sources = [], []
     for domain in sorted({d for d, _ in groups}):
         if domain not in base[0].eval["domains"]:
-            raise ValueError(f"base evaluation {base_run.path} has no score for domain {domain!r}")
+            raise DataError(f"base evaluation {base_run.path} has no score for domain {domain!r}")
         methods = [BASE] + [m for m in method_order if (domain, m) in groups]
         methods += sorted(m for d, m in groups if d == domain and m not in methods)
         for method in methods:
