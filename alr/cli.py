@@ -106,9 +106,8 @@ def cmd_evaluate(args, cfg):
 
 
 def cmd_tasks(args, cfg):
-    from .evaluate import write_task_yamls
-
     from .config import datasets
+    from .evaluate import write_task_yamls
 
     files = {n: Path(args.data_dir) / n / "test.jsonl" for n in datasets(cfg["data"], built=True)}
     builtin = datasets(cfg["data"], built=False)

@@ -7,8 +7,8 @@ domain tune teaches exactly what the domain evaluation measures.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 PROMPT = "Question: {question}\nAnswer:"
 TARGET_DELIMITER = " "  # lm-eval's default between context and continuation

@@ -21,8 +21,9 @@ that order again from its beginning.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from .data import read_records
 from .layout import GENERAL_TEXT

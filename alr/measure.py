@@ -16,7 +16,7 @@ PACKAGES = ("alr", "torch", "transformers", "peft", "datasets", "lm_eval", "acce
 
 
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         self.seconds = 0.0
         return self

@@ -21,7 +21,7 @@ import io
 import json
 import logging
 import zipfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .fetch import FetchError, fetch_artifact
@@ -110,7 +110,7 @@ def read_member(artifacts: Artifacts, files: list[dict], sha256: str, where: str
     raise FetchError(f"{where}: no alternative could be read: " + "; ".join(failures))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(text: str):
     import jinja2
 

@@ -86,7 +86,7 @@ def layer_coefficients(importance: dict[str, torch.Tensor], groups: dict[str, li
         raise ValueError(f"layer_coef must be one of {LAYER_COEF_MODES}, got {mode!r}")
     layers = list(groups)
     if mode == "sum":  # plain EWC: every layer counts fully
-        return {layer: 1.0 for layer in layers}
+        return dict.fromkeys(layers, 1.0)
     if mode == "dynamic":
         return {layer: 1.0 / len(layers) for layer in layers}
     if mode == "uniform":
@@ -255,7 +255,7 @@ class Regularizer:
         self.groups = group_by_layer(modules, granularity)
         self.coefficients = layer_coefficients(importance, self.groups, layer_coef, tau, layer_norm, layer_scale,
                                                uniform_coef)
-        self.layer_penalties: dict[str, float] = {layer: 0.0 for layer in self.groups}
+        self.layer_penalties: dict[str, float] = dict.fromkeys(self.groups, 0.0)
         self.terms = _penalty_terms(modules, importance, refs or {}, adapter)
         layer_of = {n: i for i, names in enumerate(self.groups.values()) for n in names}
         device = next(iter(importance.values())).device

@@ -12,7 +12,6 @@ from .checkpoints import checkpoint_step, no_final_checkpoint_callback
 from .measure import Timer, peak_mem_mb, reset_peak_memory
 
 
-
 class NonFiniteLossError(FloatingPointError):
     pass
 

@@ -1,11 +1,10 @@
 """Dataset building: canonical schema, fixed-seed shuffling, disjoint splits, sizes."""
-import json
 import random
 from collections import Counter
 
 import pytest
 
-from alr.build_data import build_all, element_names, elements_mc, icd10cm_mc, member_questions, shuffle_choices, split_items
+from alr.build_data import build_all, elements_mc, icd10cm_mc, member_questions, shuffle_choices, split_items
 from alr.config import data_in_use
 from alr.data import DataError, mc_to_pair, read_records, tokenize_pairs
 from alr.io import read_json

@@ -13,14 +13,14 @@ import time
 import pytest
 import yaml
 
-import alr.importance.record as record_mod
 import alr.finetune as finetune_mod
+import alr.importance.record as record_mod
 import alr.trainer as trainer_mod
 from alr.checkpoints import CheckpointMismatchError
 from alr.cli import main
+from alr.finetune import finetune
 from alr.importance.record import record_importance
 from alr.io import read_json, sha256_file
-from alr.finetune import finetune
 from tests.tiny import Killed, kill_at_step, snakemake, tiny_config
 
 

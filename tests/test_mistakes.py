@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 import alr.evaluate as evaluate_mod
-import alr.importance.record as record_mod
 import alr.finetune as finetune_mod
+import alr.importance.record as record_mod
 from alr.cli import build_parser, main
 from alr.config import ConfigError, load_config
 from alr.methods import METHODS

@@ -1,8 +1,8 @@
 """The chain on a tiny random Llama: `alr` commands one by one, and one real `snakemake` run."""
 import json
 import math
-import re
 import os
+import re
 import subprocess
 import sys
 

@@ -4,8 +4,17 @@ import pandas as pd
 import pytest
 
 from alr.io import write_json, write_jsonl
-from alr.report.claims import (CLAIMS, CONTRADICTED, GAIN_NOT_REACHED, NO_GAIN, NOT_RUN, SUPPORTED, UNDECIDED, overall,
-                               verdict)
+from alr.report.claims import (
+    CLAIMS,
+    CONTRADICTED,
+    GAIN_NOT_REACHED,
+    NO_GAIN,
+    NOT_RUN,
+    SUPPORTED,
+    UNDECIDED,
+    overall,
+    verdict,
+)
 from alr.report.selection import hypervolume, pareto_mask, select, validation_points
 
 

@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 import alr.trainer as trainer_mod
 from alr.checkpoints import CheckpointMismatchError
 from alr.config import ConfigError, section
+from alr.finetune import finetune
 from alr.importance.record import record_fisher, record_importance
 from alr.importance.store import ImportanceMismatchError, load_importance, save_importance
 from alr.io import read_json
 from alr.methods import METHODS
-from alr.finetune import finetune
 from tests.tiny import REPO, Killed, kill_at_step
 
 # How the code reads a config section besides `[...]["<section>"]["<key>"]`: the variable names it

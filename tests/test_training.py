@@ -9,10 +9,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from alr.finetune import finetune
+from alr.importance.record import record_fisher, record_importance
 from alr.importance.store import ImportanceMismatchError, load_importance
 from alr.io import read_json
-from alr.importance.record import record_fisher, record_importance
-from alr.finetune import finetune
 
 
 class Env(NamedTuple):
@@ -252,8 +252,8 @@ def test_replay_and_full_ft_train(env, tmp_path):
 
 def test_mas_equals_naive_reference(env, tmp_path):
     from alr.data import read_records, tokenize_texts
-    from alr.models import load_base
     from alr.importance.record import record_mas
+    from alr.models import load_base
 
     c = copy.deepcopy(env.cfg)
     c["mas"].update(samples=4, max_length=24)

@@ -12,8 +12,8 @@ adding an estimator is one `register(Estimator(...))` and its recorder.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

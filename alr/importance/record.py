@@ -16,9 +16,9 @@ from ..assets import check_lora_targets, check_model_dir
 from ..data import read_records, tokenize_texts
 from ..dist import is_main_process
 from ..io import atomic_dir
+from ..layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter
 from ..measure import Timer, peak_mem_mb, provenance, reset_peak_memory
 from ..models import load_base, wrap_lora
-from ..layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter
 from ..trainer import run_trainer, training_arguments
 from .si import SIRecorder, si_callback
 from .store import model_fingerprint, save_importance

@@ -158,7 +158,7 @@ class SIRecorder:
 
     @classmethod
     def for_lora(cls, model, xi: float, clamp: str = "final", accumulate: str = "run", gradient: str = "dense",
-                 adapter: str = "default") -> "SIRecorder":
+                 adapter: str = "default") -> SIRecorder:
         """One target per LoRA-wrapped module, named like the base model's module."""
         from ..models import lora_modules
 
@@ -168,7 +168,7 @@ class SIRecorder:
         return cls(targets, xi, clamp, accumulate)
 
     @classmethod
-    def for_parameters(cls, named_params, xi: float, clamp: str = "final", accumulate: str = "run") -> "SIRecorder":
+    def for_parameters(cls, named_params, xi: float, clamp: str = "final", accumulate: str = "run") -> SIRecorder:
         return cls({n: _ParamTarget(p) for n, p in named_params if p.requires_grad}, xi, clamp, accumulate)
 
     def before_step(self, lr: float = 0.0) -> None:

@@ -24,15 +24,15 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from ..io import atomic_path, read_json  # noqa: E402
-from ..methods import BASE, PLAIN  # noqa: E402
-from ..runs import format_lambda, parse_run  # noqa: E402
-from .render import BASELINES  # noqa: E402
-from .selection import hypervolumes, pareto_mask  # noqa: E402
+from ..io import atomic_path, read_json
+from ..methods import BASE, PLAIN
+from ..runs import format_lambda, parse_run
+from .render import BASELINES
+from .selection import hypervolumes, pareto_mask
 
 COLUMN_IN, PAGE_IN = 3.3, 6.9
 STYLE = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6, "xtick.labelsize": 6,

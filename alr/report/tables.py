@@ -31,7 +31,6 @@ from .render import BASELINES, Z_POWER, write_table
 from .selection import write_hypervolume
 from .stats import Scores, holm, item_scores, paired_interval, read_items, sign_test
 
-
 # measures against the base: (column, what, lower is better for the model's own value)
 VS_BASE = {
     "forgetting": "general NLL rise (nats)",
