@@ -162,7 +162,7 @@ def test_member_questions_draw_every_choice_from_their_own_split():
     rng = random.Random(0)
     splits = split_items(shuffle_choices(rows, rng), rng, test_size=40, train_size=64, valid_size=16)
     family_of = {r["group"]: r["choices"][r["label"]] for r in rows}
-    for split, items in splits.items():
+    for items in splits.values():
         members = member_questions(items, rng, 4)
         own = {r["group"] for r in items}
         assert {r["group"] for r in members} == own

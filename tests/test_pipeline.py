@@ -55,13 +55,13 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
     for task, scores in ev["tasks"].items():
         mine = [v["acc"] for (t, _), v in mc.items() if t == task]
         assert sum(mine) / len(mine) == pytest.approx(scores["acc"])  # per-item records reproduce lm-eval's score
-    for (task, _), v in mc.items():  # the gold answer and its NLL beside correctness
+    for v in mc.values():  # the gold answer and its NLL beside correctness
         assert v["gold_nll"] > 0 and 0 < v["choice_nll"] <= v["gold_nll"] and isinstance(v["gold"], str) and v["gold"]
         if v["choice_nll"] < math.log(2):  # more than half of the probability among the choices: the argmax
             assert v["acc"] == 1.0
     # the general NLL: one record per held-out text, per source, and on phase 1's own first texts
     text_cfg = cfg["data"]["general"]["text"]
-    sources = {t: v for t, v in ev["general"]["sources"].items()}
+    sources = dict(ev["general"]["sources"])
     assert set(sources) == {text_task(s) for s in text_cfg["sources"]}
     texts = [v for (t, _), v in items.items() if t in sources]
     assert len(texts) == ev["general"]["texts"] == text_cfg["test_size"] * len(text_cfg["sources"])

@@ -131,7 +131,7 @@ def test_regularised_tuning_moves_important_weights_less(env, tmp_path, init):
         if method == "alr":
             coefs = rec["layer_coefficients"]
             assert sum(coefs.values()) == pytest.approx(1.0)
-            assert len(set(round(v, 9) for v in coefs.values())) > 1, "softmax_norm must not be uniform here"
+            assert len({round(v, 9) for v in coefs.values()}) > 1, "softmax_norm must not be uniform here"
             assert max(coefs.values()) < 0.99, "softmax_norm must not be one-hot"
             assert set(rec["layer_penalties"]) == set(coefs)
     assert moved["alr"] < 0.5 * moved["lora"], moved

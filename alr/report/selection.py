@@ -54,7 +54,7 @@ def validation_points(base_valid: str | Path, valid: list[str | Path]) -> pd.Dat
         method, lam = parse_run(run["run"])
         rows.append({"domain": domain, "run": run["run"], "method": method, "strength": lam, "seed": run["seed"],
                      "forgetting": _paired_mean(items, base, lambda t: t.startswith("text:"), "nll"),
-                     "gain": -_paired_mean(items, base, lambda t: t == domain, "choice_nll"),
+                     "gain": -_paired_mean(items, base, lambda t, d=domain: t == d, "choice_nll"),
                      "acc": rec["domains"][domain]["score"]})
     return pd.DataFrame(rows)
 
@@ -64,7 +64,7 @@ def select(points: pd.DataFrame, reference: str, keep_gain: float) -> pd.DataFra
     means = points.groupby(["domain", "run", "method", "strength"], dropna=False, as_index=False)[
         ["forgetting", "gain", "acc"]].mean()
     out = []
-    for (domain, method), group in means[means.strength.notna()].groupby(["domain", "method"], sort=True):
+    for (domain, _method), group in means[means.strength.notna()].groupby(["domain", "method"], sort=True):
         group = group.sort_values("strength")
         ref = means[(means.domain == domain) & (means.run == reference)]
         if ref.empty:

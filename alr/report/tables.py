@@ -201,7 +201,7 @@ def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], table: pd.DataF
     out = []
     for domain in sorted({d for d, _ in groups}):
         def run_of(method):
-            return chosen.get(domain, {}).get(method, method)
+            return chosen.get(domain, {}).get(method, method)  # noqa: B023 - used only in this iteration
 
         reference = (domain, comparison["reference"])
         for a, b in COMPARISONS:
