@@ -286,19 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=_method_list())
     model_and_data(s)
     s.add_argument("--domain", required=True, help="a domain of data.domains")
-    s.add_argument("--out", required=True, help="run folder: writes model/ and train.json (results/<m>/<d>/<method>/seed<s>)")
+    s.add_argument("--out", required=True,
+                   help="run folder: writes model/ and train.json (results/<m>/<d>/<method>/seed<s>)")
     s.add_argument("--method", required=True, help="a method (below), or a sweep run <method>-lambda<value>")
     s.add_argument("--seed", type=int, required=True, help="training seed (LoRA init, dropout, data order)")
     s.add_argument("--importance", help="the importance .safetensors file of the method's estimator "
                                         "(only for methods that use one)")
-    s.add_argument("--init-adapter", help="phase-1 adapter folder to continue from (only with regularize.phase2_init: phase1)")
+    s.add_argument("--init-adapter",
+                   help="phase-1 adapter folder to continue from (only with regularize.phase2_init: phase1)")
     threads(s)
 
     s = add("importance", cmd_importance, "record one importance file on general text (phase 1, Fisher, MAS)",
             epilog=_estimator_list())
     model_and_data(s)
     s.add_argument("--estimator", default="si", help="an estimator (below; default: %(default)s)")
-    s.add_argument("--out", required=True, help="importance file to write (results/<m>/importance/<estimator>.safetensors); "
+    s.add_argument("--out", required=True,
+                   help="importance file to write (results/<m>/importance/<estimator>.safetensors); "
                                                 "the .json sidecar (and for SI <estimator>_adapter/) go beside it")
     s.add_argument("--seed", type=int, help="phase-1 seed (default: importance.seed; SI estimators only)")
     threads(s)
@@ -308,8 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="eval.json to write (per-item records go beside it)")
     s.add_argument("--domains", nargs="+", required=True, help="domains of data.domains to evaluate")
     s.add_argument("--weights", help="tuned weights (PEFT adapter or checkpoint folder); omit for the base model")
-    s.add_argument("--delta-scale", type=float, default=1.0, help="scale the adapter's update (WiSE-FT beta; needs --weights)")
-    s.add_argument("--run", help="the run the weights belong to (a method or <method>-lambda<value>), recorded in eval.json")
+    s.add_argument("--delta-scale", type=float, default=1.0,
+                   help="scale the adapter's update (WiSE-FT beta; needs --weights)")
+    s.add_argument("--run",
+                   help="the run the weights belong to (a method or <method>-lambda<value>), recorded in eval.json")
     s.add_argument("--seed", type=int, help="the run's seed, recorded in eval.json (with --run)")
     s.add_argument("--split", choices=["test", "valid"], default="test",
                    help="valid: the domains' valid items and the general text's valid texts (strength selection)")
@@ -321,9 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("tables", cmd_tables, "comparison tables from eval.json files")
     s.add_argument("--base-eval", required=True, help="the base model's eval.json (results/<m>/base/eval.json)")
-    s.add_argument("--evals", nargs="*", default=[], help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)")
+    s.add_argument("--evals", nargs="*", default=[],
+                   help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)")
     s.add_argument("--data-dir", help=dirs["--data-dir"] + "; adds the model-free lexical and majority rows")
-    s.add_argument("--selection", help="selection.json (`alr select`): the run each swept method stands for in the claims")
+    s.add_argument("--selection",
+                   help="selection.json (`alr select`): the run each swept method stands for in the claims")
     s.add_argument("--efficiency-table", help="efficiency.csv: the speed and storage claims")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv, .md and .tex; "
                    "forgetting, power, hypervolume and claims beside it)")
@@ -351,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("efficiency", cmd_efficiency, "efficiency table from importance sidecars and train.json files",
             config=False)
-    s.add_argument("--sidecars", nargs="+", required=True, help="importance sidecars (results/<m>/importance/<estimator>.json)")
+    s.add_argument("--sidecars", nargs="+", required=True,
+                   help="importance sidecars (results/<m>/importance/<estimator>.json)")
     s.add_argument("--train-records", nargs="*", default=[], help="runs' train.json files")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/efficiency (writes .csv, .md and .tex)")
     return p

@@ -167,15 +167,17 @@ def _artifact_problems(data_cfg: dict) -> list[str]:
 
     problems = []
     artifacts = data_cfg.get("artifacts", {})
-    named = {**datasets(data_cfg), **{f"general.text.sources.{n}": s for n, s in sources(data_cfg["general"]["text"]).items()}}
+    named = {**datasets(data_cfg),
+             **{f"general.text.sources.{n}": s for n, s in sources(data_cfg["general"]["text"]).items()}}
     for name, spec in named.items():
         for alt in spec.get("files", []):
             if alt["artifact"] not in artifacts:
-                problems.append(f"config: dataset {name!r} reads {alt['member']} from artifact {alt['artifact']!r}, which "
-                                f"data.artifacts does not define{did_you_mean(alt['artifact'], artifacts)}")
+                problems.append(f"config: dataset {name!r} reads {alt['member']} from artifact "
+                                f"{alt['artifact']!r}, which data.artifacts does not define"
+                                f"{did_you_mean(alt['artifact'], artifacts)}")
         if spec["source"] == "bigbench" and "bigbench" not in data_cfg:
-            problems.append(f"config: dataset {name!r} has source 'bigbench', which needs data.bigbench (the pinned sdist "
-                            "or a local archive of it; config/config.yaml has the pins)")
+            problems.append(f"config: dataset {name!r} has source 'bigbench', which needs data.bigbench "
+                            "(the pinned sdist or a local archive of it; config/config.yaml has the pins)")
     return problems
 
 
@@ -287,7 +289,8 @@ def dataset_splits(data_cfg: dict, name: str) -> list[str]:
 
 def jsonl_files(spec: dict) -> list[str]:
     """The user's own files of one dataset spec (`source: jsonl`: `path`, or `train` and `test`)."""
-    return [spec[key] for key in ("path", "train", "valid", "test") if key in spec] if spec.get("source") == "jsonl" else []
+    return [spec[key]
+            for key in ("path", "train", "valid", "test") if key in spec] if spec.get("source") == "jsonl" else []
 
 
 def user_files(data_cfg: dict) -> list[str]:

@@ -87,7 +87,8 @@ def builtin_task_config(dataset: str, spec: dict) -> dict | None:
     return cfg
 
 
-def write_task_yamls(data_files: dict[str, Path], out_dir: str | Path, builtin: dict[str, dict] | None = None) -> dict[str, str]:
+def write_task_yamls(data_files: dict[str, Path], out_dir: str | Path,
+                     builtin: dict[str, dict] | None = None) -> dict[str, str]:
     """Write the task YAMLs; returns {dataset: lm-eval task name}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,8 @@ def _gold(sample: dict) -> dict:
     ll = [float(r[0]) for r in resps]
     top = max(ll)
     log_norm = top + math.log(sum(math.exp(x - top) for x in ll))
-    return {"gold": sample["arguments"][target][1].strip(), "gold_nll": -ll[target], "choice_nll": log_norm - ll[target]}
+    return {"gold": sample["arguments"][target][1].strip(), "gold_nll": -ll[target],
+            "choice_nll": log_norm - ll[target]}
 
 
 def items_path(eval_path: str | Path) -> Path:
@@ -299,7 +301,8 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
         t["stderr"] = t[f"{t['metric']}_stderr"]
     domain_scores = {d: {"score": tasks[d]["score"], "stderr": tasks[d]["stderr"]} for d in domains}
     general_score = {"score": sum(tasks[t]["score"] for t in general) / len(general),
-                     "stderr": math.sqrt(sum(tasks[t]["stderr"] ** 2 for t in general)) / len(general)} if general else {}
+                     "stderr": math.sqrt(sum(tasks[t]["stderr"] ** 2 for t in general)) / len(general)} \
+        if general else {}
     import lm_eval
 
     write_jsonl(items_path(out_path), items + text_items + overlap_items, compress=True)

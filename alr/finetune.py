@@ -57,7 +57,8 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
                        uniform_coef=reg_cfg["uniform_coef"])
 
 
-def mix_replay(domain_rows: list[dict], general_rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], dict]:
+def mix_replay(domain_rows: list[dict], general_rows: list[dict], fraction: float,
+               seed: int) -> tuple[list[dict], dict]:
     """Domain items plus round(n * f / (1 - f)) general items drawn with a fixed seed, so general
     examples make up `fraction` of every epoch (the Trainer shuffles them into the batches)."""
     import random
@@ -187,7 +188,8 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     optimizer_state = None
     if spec.continues_phase1_optimizer(cfg):
         optimizer_state = torch.load(Path(init_adapter) / OPTIMIZER_STATE, map_location="cpu", weights_only=True)
-    regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, seed, refs) if spec.regularised else None
+    regularizer = (_build_regularizer(spec, cfg, model, model_dir, importance_path, seed, refs)
+                   if spec.regularised else None)
     context = HookContext(model=model, tok=tok, cfg=cfg, data_dir=Path(data_dir), seed=seed)
     loss_hook = spec.loss_hook(context) if spec.loss_hook else None  # built once, called per micro-batch
     features = tokenize_pairs((mc_to_pair(r) for r in rows if "choices" in r), tok, train_cfg["max_length"],
