@@ -49,7 +49,8 @@ def _load_from_source(source: dict, dtype: str, downloads: Path | None):
     if kind == "local":
         path = Path(source["path"])
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"model.source.path {path} is not a Hugging Face checkpoint directory (no config.json)")
+            raise FileNotFoundError(f"model.source.path {path} is not a Hugging Face checkpoint directory "
+                                    "(no config.json)")
         return (AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype)), AutoTokenizer.from_pretrained(path))
     if kind == "hub":
         kw = {"revision": source.get("revision")}

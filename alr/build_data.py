@@ -150,7 +150,8 @@ def element_names(core_py: bytes) -> list[str]:
     """The 118 element names, lower case, in atomic-number order, from `periodictable/core.py`'s
     `element_base` table ({Z: (name, symbol, ...)}), read as a literal: the package is never imported."""
     for node in ast.parse(core_py).body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0]
+                                                                      if isinstance(node, ast.Assign) else None)
         if isinstance(target, ast.Name) and target.id == "element_base":
             table = ast.literal_eval(node.value)
             names = [table[z][0].lower() for z in range(1, 119) if z in table]
@@ -355,7 +356,8 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
             splits = split_items(rows, rng, spec.get("test_size", data_cfg["test_size"]),
                                  spec.get("train_size", data_cfg["train_size"]), valid_size, test_only=general)
             if spec["source"] == "elements" and spec.get("member_questions", True):
-                splits = {s: items + member_questions(items, rng, spec.get("n_choices", 4)) for s, items in splits.items()}
+                splits = {s: items + member_questions(items, rng, spec.get("n_choices", 4))
+                          for s, items in splits.items()}
         entry = {"source": spec["source"], **{k: spec[k] for k in ("task", "sha256") if k in spec},
                  **_user_file_hashes(spec), "splits": {}}
         for split, items in splits.items():
@@ -373,7 +375,8 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
     text_cfg = data_cfg["general"]["text"]
     general_text = split_sources(text_cfg, source.texts, lambda src: _rng(seed, f"general_text/{src}"),
                                  TaskContexts(r for rows in task_items.values() for r in rows))
-    files = {path: h for spec in sources(text_cfg).values() for path, h in _user_file_hashes(spec).get("files", {}).items()}
+    files = {path: h for spec in sources(text_cfg).values()
+             for path, h in _user_file_hashes(spec).get("files", {}).items()}
     entry = {"source": "natural text: " + ", ".join(f"{n} ({s.get('task', s['source'])})"
                                                    for n, s in sources(text_cfg).items()),
              **({"files": files} if files else {}), "splits": {}}

@@ -37,7 +37,8 @@ def read_records(path: str | Path, kind: str = "auto") -> list[dict]:
     """Read and validate a canonical JSONL file; `kind` is "mc", "text" or "auto" (from the first line)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; build it with `alr prepare-data` (or `snakemake prepare_data`)")
+        raise FileNotFoundError(f"{path} does not exist; build it with `alr prepare-data` "
+                                "(or `snakemake prepare_data`)")
     rows: list[dict] = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):

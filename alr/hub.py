@@ -60,7 +60,8 @@ def local_file_problems(where: str, spec: dict) -> list[str]:
                 "working directory)"]
     paths = [files] if isinstance(files, str) else \
         [p for v in (files.values() if isinstance(files, dict) else files) for p in ([v] if isinstance(v, str) else v)]
-    return [f"config key '{where}.dataset_kwargs.data_files': {p} does not exist" for p in paths if not Path(p).exists()]
+    return [f"config key '{where}.dataset_kwargs.data_files': {p} does not exist"
+            for p in paths if not Path(p).exists()]
 
 
 def _load(spec: dict, split: str):
@@ -86,7 +87,8 @@ def hub_mc_rows(name: str, spec: dict) -> list[dict]:
 
 def hub_texts(spec: dict) -> list[dict]:
     """Text records from a hub dataset's `field` (phase-1 general text)."""
-    return [{"id": f"general-{i}", "text": r[spec["field"]]} for i, r in enumerate(_load(spec, spec.get("split", "train")))
+    return [{"id": f"general-{i}", "text": r[spec["field"]]}
+            for i, r in enumerate(_load(spec, spec.get("split", "train")))
             if isinstance(r[spec["field"]], str) and r[spec["field"]].strip()]
 
 
@@ -99,7 +101,8 @@ def hub_assets(cfg: dict) -> dict:
     hub = [dict(s, name=n) for n, s in specs.items() if s["source"] == "hub" and not reads_local_files(s)]
     from .general_text import sources
 
-    hub += [dict(s, name=f"general_text/{n}") for n, s in sources(data["general"]["text"]).items() if s["source"] == "hub"]
+    hub += [dict(s, name=f"general_text/{n}")
+            for n, s in sources(data["general"]["text"]).items() if s["source"] == "hub"]
     source = cfg["model"]["source"]
     return {"model": source if source["type"] == "hub" else None, "datasets": hub,
             "lm_eval_tasks": sorted({s["task"] for s in specs.values() if s["source"] == "lm_eval"
@@ -116,7 +119,8 @@ def prefetch(cfg: dict, out_path) -> dict:
         src = assets["model"]
         # skip other frameworks' weights and Meta's original checkpoint (original/*.pth, another 16 GB)
         path = snapshot_download(src["repo_id"], revision=src.get("revision"),
-                                 ignore_patterns=["original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx", "flax_*", "tf_*"])
+                                 ignore_patterns=["original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx", "flax_*",
+                                                  "tf_*"])
         record["model"] = {"repo_id": src["repo_id"], "revision": src.get("revision"), "path": path}
         log.info("model %s -> %s", src["repo_id"], path)
     for spec in assets["datasets"]:

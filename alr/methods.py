@@ -71,7 +71,8 @@ class Method:
                                      # train.jsonl`): inputs of its finetune job, part of its checkpoint identity
     normalize_key: str | None = "regularize.normalize"  # how its importance is transformed before the penalty
                                   # (alr.regularize.NORMALIZATIONS: none | mean | int8_rows); None: untouched
-    settings: str | None = None   # a section overriding importance/regularize for this method (alr.config.with_overrides)
+    settings: str | None = None   # a section overriding importance/regularize for this method
+                                  # (alr.config.with_overrides)
     phase2_init: str | None = None  # "phase1": always continue a phase-1 adapter; None: regularize.phase2_init
     phase1: str | None = None     # the estimator whose phase-1 adapter it continues (None: its own if that keeps
                                   # one, else si)

@@ -62,7 +62,8 @@ def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str
     if weights_dir is not None:
         weights_dir = Path(weights_dir)
         if not (weights_dir / "adapter_config.json").exists():
-            raise FileNotFoundError(f"{weights_dir} holds neither a PEFT adapter (adapter_config.json) nor a checkpoint")
+            raise FileNotFoundError(f"{weights_dir} holds neither a PEFT adapter (adapter_config.json) "
+                                    "nor a checkpoint")
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, weights_dir)

@@ -123,13 +123,16 @@ def _regularised_trainer_class():
         def _task_loss_is_ga_scaled(self, num_items_in_batch) -> bool:
             if self.loss_is_scaled_for_ga is not None:
                 return self.loss_is_scaled_for_ga
-            return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+            return (self.model_accepts_loss_kwargs
+                    and num_items_in_batch is not None) or self.compute_loss_func is not None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
             if not model.training:
                 return (loss, outputs) if return_outputs else loss
-            scale = 1.0 / self.current_gradient_accumulation_steps if self._task_loss_is_ga_scaled(num_items_in_batch) else 1.0
+            scale = (1.0 / self.current_gradient_accumulation_steps
+                     if self._task_loss_is_ga_scaled(num_items_in_batch) else 1.0)
             if self.regularizer is not None:
                 loss = loss + self._add_term("reg", self.regularizer(), scale, loss.dtype)
             if self.loss_hook is not None:

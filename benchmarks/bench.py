@@ -227,7 +227,8 @@ def storage_and_fisher_time(base, cfg: dict, si_step_s: float, batch: int, seq: 
         sizes = {}
         for name, tensors, dtype in (("si_fp32", importance, "float32"), ("si_bf16", importance, "bfloat16"),
                                      ("fisher_fp32", fisher, "float32")):
-            sizes[name] = save_importance(Path(tmp) / f"{name}.safetensors", tensors, {"estimator": name, "fingerprint": "bench"}, dtype)["bytes"]
+            sizes[name] = save_importance(Path(tmp) / f"{name}.safetensors", tensors,
+                                          {"estimator": name, "fingerprint": "bench"}, dtype)["bytes"]
     si_per_sample = si_step_s / batch
     return {
         "bytes": sizes,
@@ -262,7 +263,8 @@ def main(argv=None) -> int:
     cfg = load_config(args.config)
     dtype = getattr(torch, args.dtype)
     main_size = args.main_size or ("135m" if "135m" in args.sizes else args.sizes[-1])
-    machine = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    machine = (torch.cuda.get_device_name() if args.device == "cuda"
+               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print(f"# alr bench: {machine}; torch {torch.__version__}; batch {args.batch} x {args.seq} tokens; {args.dtype}; "
           f"LoRA r={cfg['lora']['r']} on {','.join(cfg['lora']['targets'])}; median of {args.repeats} x "
           f"{args.steps - args.warmup} steps", flush=True)
@@ -282,7 +284,8 @@ def main(argv=None) -> int:
               f"{row['tokens_per_s']['lora']:11.0f} {row['reg_step_ratio']:10.3f} {row['si_record_step_ratio']:9.3f}",
               flush=True)
         if size == main_size and not args.skip_fisher:
-            fisher_cmp = storage_and_fisher_time(base, cfg, med["si"], args.batch, args.seq, args.fisher_samples, args.device)
+            fisher_cmp = storage_and_fisher_time(base, cfg, med["si"], args.batch, args.seq, args.fisher_samples,
+                                                 args.device)
         del base
     mem = peak_memory_mb(main_size, cfg, 3, args.batch, args.seq, args.device, dtype)
     print(f"\npeak memory ({main_size}, MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in mem.items()))
@@ -294,13 +297,15 @@ def main(argv=None) -> int:
     }
     if fisher_cmp is not None:
         report_storage(fisher_cmp, main_size, args)
-        ratios.update({k: fisher_cmp[k] for k in ("si_vs_fisher_time_ratio_equal_samples", "si_vs_fisher_time_ratio_default_counts",
+        ratios.update({k: fisher_cmp[k]
+                       for k in ("si_vs_fisher_time_ratio_equal_samples", "si_vs_fisher_time_ratio_default_counts",
                                             "storage_ratio_fp32", "storage_ratio_bf16")})
     ratios["by_size"] = {s: {"params": r["params"], "reg_step_ratio": r["reg_step_ratio"],
                              "si_record_step_ratio": r["si_record_step_ratio"],
                              "tokens_per_s": r["tokens_per_s"]} for s, r in per_size.items()}
     targets = GPU_TARGETS if args.device == "cuda" else TARGETS
-    ratios["targets"] = {k: {"value": ratios[k], "max": v, "met": ratios[k] <= v} for k, v in targets.items() if k in ratios}
+    ratios["targets"] = {k: {"value": ratios[k], "max": v, "met": ratios[k] <= v}
+                         for k, v in targets.items() if k in ratios}
     ratios["targets_met"] = all(t["met"] for t in ratios["targets"].values())
     ratios["machine"] = machine
     print(json.dumps(_rounded(ratios)))
@@ -317,7 +322,8 @@ def _rounded(x):
 
 def report_storage(main: dict, main_size: str, args) -> None:
     b = main["bytes"]
-    print(f"storage ({main_size}): SI fp32 {b['si_fp32']:,} B, SI bf16 {b['si_bf16']:,} B, full Fisher fp32 {b['fisher_fp32']:,} B")
+    print(f"storage ({main_size}): SI fp32 {b['si_fp32']:,} B, SI bf16 {b['si_bf16']:,} B, "
+          f"full Fisher fp32 {b['fisher_fp32']:,} B")
     print(f"time per sample ({main_size}): SI phase 1 {main['si_s_per_sample']:.4f} s (batch {args.batch}), "
           f"Fisher {main['fisher_s_per_sample']:.4f} s (batch 1, {args.fisher_samples} samples)")
 

@@ -40,7 +40,8 @@ def rows(work: Path) -> list[dict]:
 
 
 def table(records: list[dict]) -> str:
-    lines = ["| job kind | jobs | job time, total (s) | median job (s) | own timer, median (s) | overhead per job, median (s) |",
+    lines = ["| job kind | jobs | job time, total (s) | median job (s) | own timer, median (s) "
+             "| overhead per job, median (s) |",
              "|---|---:|---:|---:|---:|---:|"]
     kinds = sorted({r["kind"] for r in records})
     for kind in kinds:

@@ -51,7 +51,8 @@ def test_method_domains_restrict_runs_and_refuse_typos(default_cfg):
     from alr.runs import domain_runs
 
     cfg = copy.deepcopy(default_cfg)
-    cfg.update(domains=["science", "medical"], methods=["lora", "alr"], method_domains={"alr": ["medical", "chemistry"]})
+    cfg.update(domains=["science", "medical"], methods=["lora", "alr"],
+               method_domains={"alr": ["medical", "chemistry"]})
     validate_config(cfg)  # chemistry is a known dataset, just not configured: it restricts nothing
     assert domain_runs(cfg) == [("science", "lora"), ("medical", "lora"), ("medical", "alr")]
     cfg["method_domains"] = {"alr_typo": ["science"], "alr": ["biology"]}

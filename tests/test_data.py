@@ -30,7 +30,8 @@ def test_every_split_is_canonical_and_sized(built):
     for split in ("test", "valid", "train"):
         rows = read_records(out / "general_text" / f"{split}.jsonl", "text")
         counts = Counter(r["source"] for r in rows)
-        wanted = {src: spec.get(f"{split}_size", text_cfg[f"{split}_size"]) for src, spec in text_cfg["sources"].items()}
+        wanted = {src: spec.get(f"{split}_size", text_cfg[f"{split}_size"])
+                  for src, spec in text_cfg["sources"].items()}
         assert dict(counts) == {src: n for src, n in wanted.items() if n}, split  # narrative: train_size 0
         assert manifest["datasets"]["general_text"]["splits"][split]["sources"] == {**wanted, **counts}
 
@@ -38,7 +39,8 @@ def test_every_split_is_canonical_and_sized(built):
 def test_train_valid_and_test_never_share_a_question(built):
     cfg, out, _ = built
     for name in cfg["data"]["domains"]:
-        seen = [{r["question"] for r in read_records(out / name / f"{split}.jsonl")} for split in ("test", "valid", "train")]
+        seen = [{r["question"] for r in read_records(out / name / f"{split}.jsonl")}
+                for split in ("test", "valid", "train")]
         assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2]), name
 
 
@@ -61,7 +63,8 @@ def test_general_data_consumers_never_read_an_evaluated_text(built):
     consumed += [bytes(ids).decode() for ids in general_features(out, byte_tokenizer, 10_000, 10**6)]  # kl_lora
     consumed_keys = {content_key(t) for t in consumed}
     assert len(consumed_keys) == len(read_records(out / "general_text" / "train.jsonl"))
-    evaluated = [r["text"] for split in ("test", "valid") for r in read_records(out / "general_text" / f"{split}.jsonl")]
+    evaluated = [r["text"] for split in ("test", "valid")
+                 for r in read_records(out / "general_text" / f"{split}.jsonl")]
     for name in [*cfg["data"]["general"]["tasks"], *cfg["data"]["domains"]]:
         for split in ("test", "valid"):
             if (out / name / f"{split}.jsonl").exists():
@@ -136,10 +139,12 @@ def test_build_is_deterministic(built, tmp_path):
     assert again == manifest
     other = dict(cfg["data"], seed=cfg["data"]["seed"] + 1)
     text = cfg["data"]["general"]["text"]
-    reordered = dict(cfg["data"], general=dict(cfg["data"]["general"], text=dict(text, sources=dict(reversed(text["sources"].items())))))
+    reordered = dict(cfg["data"], general=dict(cfg["data"]["general"],
+                                               text=dict(text, sources=dict(reversed(text["sources"].items())))))
     assert build_all(reordered, tmp_path / "reordered") == manifest
     changed = build_all(other, tmp_path / "other")
-    assert changed["datasets"]["science"]["splits"]["test"]["sha256"] != manifest["datasets"]["science"]["splits"]["test"]["sha256"]
+    assert changed["datasets"]["science"]["splits"]["test"]["sha256"] \
+        != manifest["datasets"]["science"]["splits"]["test"]["sha256"]
 
 
 def test_shuffle_keeps_gold_and_caps_choices():
@@ -170,7 +175,8 @@ def test_member_questions_draw_every_choice_from_their_own_split():
             assert set(r["choices"]) <= own and r["choices"][r["label"]] == r["group"]
             families = [family_of[c] for c in r["choices"]]
             assert len(set(families)) == 4 and family_of[r["group"]] in r["question"]
-        assert Counter(r["label"] for r in members).keys() <= {0, 1, 2, 3} and len(Counter(r["label"] for r in members)) > 1
+        assert Counter(r["label"] for r in members).keys() <= {0, 1, 2, 3} \
+            and len(Counter(r["label"] for r in members)) > 1
     few = [r for r in rows if r["choices"][r["label"]] in ("halogen", "noble gas")]  # two families only
     with pytest.raises(ValueError, match="families"):
         member_questions(few, rng, 4)

@@ -165,7 +165,8 @@ def test_evaluate_refuses_a_bad_test_split_or_missing_weights_before_loading(bui
     assert main([*argv, "--data-dir", str(data)]) == 2
     assert re.search(r"basic_logic/test.jsonl:2: label \d+ out of range for 4 choices", capsys.readouterr().err)
     assert main([*argv, "--data-dir", str(paths["data"]), "--weights", str(tmp_path / "absent")]) == 2
-    assert f"tuned weights {tmp_path / 'absent'} do not exist; build them with `alr finetune`" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"tuned weights {tmp_path / 'absent'} do not exist; build them with `alr finetune`" in err
     assert not (tmp_path / "eval.json").exists()
 
 

@@ -34,8 +34,8 @@ def test_tradeoff_and_sweep_figures(tmp_path):
 
 def test_pareto_front_and_hypervolume_per_method():
     """alr's two points are both on its front (dashed staircase); lora's single point, forgetting the
-    most, dominates nothing inside the box (hypervolume 0; the star, no number). alr: (0.01 x 2 + 0.04 x 12 points) over the
-    box 0.05 x 12 points = 0.83."""
+    most, dominates nothing inside the box (hypervolume 0; the star, no number). alr: (0.01 x 2 + 0.04 x 12 points)
+    over the box 0.05 x 12 points = 0.83."""
     main = main_table(["lora", "alr-lambda1", "alr-lambda2"])
     main.loc[main.method == "lora", ["forgetting", "domain_gain"]] = [0.05, 0.10]
     main.loc[main.method == "alr-lambda1", ["forgetting", "domain_gain"]] = [0.01, 0.12]

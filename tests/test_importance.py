@@ -67,7 +67,8 @@ def test_penalty_and_gradient_match_dense_float64(with_ref):
     ref_total.backward()
     assert abs(total.item() - ref_total.item()) / abs(ref_total.item()) < 1e-6
     for n, (a, b) in params64.items():
-        for ours, theirs in ((mods[n].lora_A["default"].weight.grad, a.grad), (mods[n].lora_B["default"].weight.grad, b.grad)):
+        for ours, theirs in ((mods[n].lora_A["default"].weight.grad, a.grad),
+                             (mods[n].lora_B["default"].weight.grad, b.grad)):
             assert (ours.double() - theirs).norm() / theirs.norm() < 1e-6
 
 
@@ -91,7 +92,8 @@ def test_layer_coefficients():
 
 def test_layer_mean_importance_keeps_each_layers_mass():
     gen = torch.Generator().manual_seed(0)
-    imp = {"model.layers.0.q_proj": torch.rand(4, 4, generator=gen), "model.layers.0.v_proj": torch.rand(2, 4, generator=gen)}
+    imp = {"model.layers.0.q_proj": torch.rand(4, 4, generator=gen),
+           "model.layers.0.v_proj": torch.rand(2, 4, generator=gen)}
     groups = group_by_layer(imp, "block")
     flat = layer_mean_importance(imp, groups)
     assert sum(t.sum() for t in flat.values()) == pytest.approx(sum(t.sum() for t in imp.values()))
@@ -106,13 +108,15 @@ def test_shuffled_importance_keeps_each_modules_values_and_layer_coefficients():
 
     assert set(ELEMENT_TRANSFORMS) == set(ELEMENTS)
     gen = torch.Generator().manual_seed(0)
-    imp = {f"model.layers.{i}.self_attn.{m}": torch.rand(6, 4, generator=gen) for i in range(3) for m in ("q_proj", "v_proj")}
+    imp = {f"model.layers.{i}.self_attn.{m}": torch.rand(6, 4, generator=gen) for i in range(3)
+           for m in ("q_proj", "v_proj")}
     groups = group_by_layer(imp, "module")
     shuffled = shuffle_within_modules(imp, seed=1)
     for name, t in imp.items():
         assert torch.equal(shuffled[name].flatten().sort().values, t.flatten().sort().values)
         assert not torch.equal(shuffled[name], t)
-    assert layer_coefficients(shuffled, groups, "softmax_norm") == pytest.approx(layer_coefficients(imp, groups, "softmax_norm"))
+    assert layer_coefficients(shuffled, groups, "softmax_norm") \
+        == pytest.approx(layer_coefficients(imp, groups, "softmax_norm"))
     again, other = shuffle_within_modules(imp, seed=1), shuffle_within_modules(imp, seed=2)
     assert all(torch.equal(again[n], shuffled[n]) for n in imp)
     assert not all(torch.equal(other[n], shuffled[n]) for n in imp)

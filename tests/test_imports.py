@@ -62,6 +62,7 @@ def test_cycles_finds_a_cycle_and_only_that():
 
 def test_report_package_has_no_import_cycle():
     graph = import_graph(REPO / "alr")
-    report = {m: {t for t in deps if t.startswith("alr.report")} for m, deps in graph.items() if m.startswith("alr.report")}
+    report = {m: {t for t in deps if t.startswith("alr.report")}
+              for m, deps in graph.items() if m.startswith("alr.report")}
     assert "alr.report.render" in report["alr.report.claims"]  # the graph sees relative imports
     assert cycles(report) == []

@@ -100,7 +100,8 @@ CASES = [
      "the config has no section 'lora'"),
     ("a hub dataset pointing at local files without data_files",
      lambda t, c: ["check-config", "--replace-workflow-config", _file(t, "hub.yaml", yaml.safe_dump(_with(
-         c, lambda x: x["data"]["domains"].update(science={"source": "hub", "dataset_path": "json", "format": "sciq"}))))],
+         c,
+         lambda x: x["data"]["domains"].update(science={"source": "hub", "dataset_path": "json", "format": "sciq"}))))],
      "dataset_path 'json' reads local files; name them in dataset_kwargs"),
     ("continuing phase 1's optimizer without its adapter",
      lambda t, c: ["check-config", "--replace-workflow-config", _file(t, "opt.yaml", yaml.safe_dump(_with(

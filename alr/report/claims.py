@@ -203,5 +203,6 @@ def write_claims(card: pd.DataFrame, out_prefix: str | Path, compare_cfg: dict) 
         f"non-inferiority: g's CI above −{compare_cfg['margin']:g} × b's gain; an ablation costs only when d is at "
         f"least {compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s forgetting. A method whose strength "
         "selection kept no strength at the reference's valid gain is never compared (undecided, gain not reached). "
-        "Efficiency: one timing / size measurement each, thresholds 10x and the 10-15% band, storage once per Fisher scope recorded. Row 'all': the verdict over "
-        "domains (every domain alike, else mixed or undecided)."), out_prefix)
+        "Efficiency: one timing / size measurement each, thresholds 10x and the 10-15% band, storage once per "
+        "Fisher scope recorded. Row 'all': the verdict over domains (every domain alike, else mixed or "
+        "undecided)."), out_prefix)

@@ -73,11 +73,12 @@ def write_efficiency_table(sidecars, train_records, out_prefix) -> pd.DataFrame:
                        zip(table.kind, table.get("time_vs_fisher", pd.Series(dtype=float)).reindex(table.index),
                            table.get("step_time_vs_lora", pd.Series(dtype=float)).reindex(table.index))],
         "size / memory ratio": [_num(a, ".3f") if k == "importance" else _num(b, ".3f") for k, a, b in
-                                zip(table.kind, table.get("bytes_vs_fisher", pd.Series(dtype=float)).reindex(table.index),
+                                zip(table.kind,
+                                    table.get("bytes_vs_fisher", pd.Series(dtype=float)).reindex(table.index),
                                     table.get("peak_mem_vs_lora", pd.Series(dtype=float)).reindex(table.index))],
     })
     note = ("Importance rows: ratios to the EWC-LoRA Fisher (time, bytes on disk). Training rows: median over runs; "
-            "ratios to plain LoRA on the same domain and seed (time per optimizer step, peak memory: accelerator memory "
-            "if used, else process RSS).")
+            "ratios to plain LoRA on the same domain and seed (time per optimizer step, peak memory: accelerator "
+            "memory if used, else process RSS).")
     write_table(table, view, note, out_prefix)
     return table

@@ -5,11 +5,11 @@
 | name | shows | reads |
 |---|---|---|
 | `tradeoff` | domain accuracy gain against forgetting (general NLL rise), per method, one panel per domain | main.csv |
-| `forgetting_heatmap` | per general multiple-choice task, base score minus method score (points), methods x tasks | eval.json files |
-| `efficiency` | importance time and storage (log scale) against the EWC-LoRA Fisher; step time per method | efficiency.csv |
+| `forgetting_heatmap` | per general MC task, base minus method score (points), methods x tasks | eval.json files |
+| `efficiency` | importance time and storage (log scale) vs the EWC-LoRA Fisher; step time per method | efficiency.csv |
 | `layer_coefficients` | the layer coefficients alpha_l per layer and module type | train.json files |
 | `importance` | the distribution of SI importance per layer and module type (log scale) | si.safetensors |
-| `lambda_sweep` | the Pareto figure: domain gain against forgetting for every sweep point, each method's front and hypervolume | main.csv |
+| `lambda_sweep` | domain gain vs forgetting per sweep point, each method's Pareto front and hypervolume | main.csv |
 
 Sizes: one paper column is 3.3 in wide, a two-column figure 6.9 in; text is 7 pt. Scores are in
 points (accuracy x 100), NLLs in nats. Error bars: the 95% CIs of the main table (t intervals over
@@ -291,7 +291,8 @@ def lambda_sweep(main: pd.DataFrame):
     df["base_method"], df["lam"] = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
     swept = df[df.lam.notna()]
     if swept.base_method.nunique() == 0 or swept.groupby("base_method").lam.nunique().max() < 2:
-        raise ValueError("the main table holds no lambda sweep (give a method's strength, e.g. regularize.lambda, as a list of values)")
+        raise ValueError("the main table holds no lambda sweep (give a method's strength, e.g. regularize.lambda, "
+                         "as a list of values)")
     hv = hypervolumes(main).set_index(["domain", "method"]).hypervolume_norm
     methods = [m for m in dict.fromkeys(df.base_method) if m != PLAIN]
     colours = _colours(methods)
@@ -305,11 +306,14 @@ def lambda_sweep(main: pd.DataFrame):
                 if s.empty:
                     continue
                 label = f"{method} (HV {hv.get((domain, method), np.nan):.2f})"
-                ax.plot(s.forgetting, 100 * s.domain_gain, marker=MARKERS[i % len(MARKERS)], lw=0.6 if len(s) > 1 else 0,
+                ax.plot(s.forgetting, 100 * s.domain_gain, marker=MARKERS[i % len(MARKERS)],
+                        lw=0.6 if len(s) > 1 else 0,
                         color=colours[method], label=label)
-                front = s[pareto_mask(s.forgetting.to_numpy(float), s.domain_gain.to_numpy(float))].sort_values("forgetting")
+                front = s[pareto_mask(s.forgetting.to_numpy(float),
+                                      s.domain_gain.to_numpy(float))].sort_values("forgetting")
                 if len(front) > 1:
-                    ax.step(front.forgetting, 100 * front.domain_gain, where="post", ls="--", lw=0.6, color=colours[method])
+                    ax.step(front.forgetting, 100 * front.domain_gain, where="post", ls="--", lw=0.6,
+                            color=colours[method])
                 for r in s[s.lam.notna()].itertuples():
                     ax.annotate(format_lambda(r.lam), (r.forgetting, 100 * r.domain_gain), fontsize=5,
                                 xytext=(2, 2), textcoords="offset points")

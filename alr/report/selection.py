@@ -10,8 +10,8 @@ another split is refused. For each swept method and domain, every strength's val
 and the rule (`selection.keep_gain`, default 0.9): among the strengths whose gain is at least
 keep_gain x the reference method's (lora's) gain, the one with the least forgetting; when none
 keeps that much, the one with the largest gain, flagged in `selection.json` (`gain_not_reached`):
-the claims never compare such a point (alr.report.claims: "undecided (gain not reached)"). `hypervolume` is the area of the
-(forgetting, gain) plane a method's points dominate, within a box common to every method of a domain.
+the claims never compare such a point (alr.report.claims: "undecided (gain not reached)"). `hypervolume` is the
+area of the (forgetting, gain) plane a method's points dominate, within a box common to every method of a domain.
 """
 from __future__ import annotations
 
@@ -126,12 +126,14 @@ def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str,
         "valid gain: gold NLL fall among choices (nats)": table.gain.map(lambda v: f"{v:+.3f}"),
         "valid acc": table.acc.map(lambda v: f"{v:.3f}"),
         f"gain floor ({keep_gain:g} × {reference}'s)": table.floor.map(lambda v: f"{v:+.3f}"),
-        "kept": table.kept.map({True: "yes", False: "no"}), "selected": table.selected.map({True: "**yes**", False: ""}),
+        "kept": table.kept.map({True: "yes", False: "no"}),
+        "selected": table.selected.map({True: "**yes**", False: ""}),
         "rule": table.reason,
     })
     note = ("Validation split only (the domains' valid items, the general text's valid texts), paired against the "
-            f"base. Rule: among the strengths whose valid gain (gold NLL fall among the choices) is at least {keep_gain:g} × `{reference}`'s, "
-            "the least valid forgetting; if none is, the largest gain, which the claims do not compare (gain not reached).")
+            "base. Rule: among the strengths whose valid gain (gold NLL fall among the choices) is at least "
+            f"{keep_gain:g} × `{reference}`'s, the least valid forgetting; if none is, the largest gain, which the "
+            "claims do not compare (gain not reached).")
     write_table(table, view, note, out_prefix)
     chosen, unmatched = {}, {}
     for r in table[table.selected].itertuples():

@@ -101,7 +101,8 @@ def _mean_variance(values: np.ndarray, clusters: list | None) -> float:
     return float(c / (c - 1) * (dev ** 2).sum()) / n ** 2 if c > 1 else 0.0
 
 
-def paired_interval(a: Scores, b: Scores, level: float = 0.95, clusters: dict[str, dict[str, str]] | None = None) -> dict:
+def paired_interval(a: Scores, b: Scores, level: float = 0.95,
+                    clusters: dict[str, dict[str, str]] | None = None) -> dict:
     """(a - b) of the mean-over-tasks score with the seeds x items t interval of the module docstring.
     `clusters`: {task: {item id: entity}} for tasks whose items share an entity (resampled together)."""
     from scipy.stats import t as student_t

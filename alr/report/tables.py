@@ -210,7 +210,8 @@ def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], table: pd.DataF
                 continue
             row = {"domain": domain, "a": a, "b": b, "run_a": ra, "run_b": rb, "seeds_a": len(groups[(domain, ra)]),
                    "seeds_b": len(groups[(domain, rb)]), "gain_b": float(own.loc[(domain, rb), "balanced_gain"]),
-                   "forgetting_reference": float(own.loc[reference, "forgetting"]) if reference in own.index else np.nan,
+                   "forgetting_reference": float(own.loc[reference, "forgetting"])
+                       if reference in own.index else np.nan,
                    "gain_reached": not {a, b} & set(unmatched.get(domain, []))}
             for measure in ("forgetting", "balanced_gain"):
                 c = compare(groups[(domain, ra)], groups[(domain, rb)], measure, domain, comparison)
@@ -239,7 +240,8 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
             row = {"domain": domain, "method": method, **_own_values(mine, domain)}
             for measure in VS_BASE:
                 c = compare(mine, base, measure, domain, comparison)
-                row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]})
+                row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"],
+                            f"{measure}_se": c["se"]})
             s = _sign(mine, base, "domain_gain", domain)
             row.update(better_domain_base=s["better"], worse_domain_base=s["worse"], p_domain_base=s["p"])
             ref = groups.get((domain, reference))
@@ -255,7 +257,8 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
                 ci = paired_interval({task: sa[task]}, {task: sb[task]}, comparison["level"])
                 source = task.removeprefix("text:")
                 sources.append({"domain": domain, "method": method, "source": source, "held_out": source in held_out,
-                                "nll": float(sa[task][1].mean()), "forgetting": ci["diff"], "lo": ci["lo"], "hi": ci["hi"]})
+                                "nll": float(sa[task][1].mean()), "forgetting": ci["diff"], "lo": ci["lo"],
+                                "hi": ci["hi"]})
         if data_dir is not None:
             ids = sorted(i for (t, i) in base[0].items if t == domain)
             rows += baseline_rows(data_dir, domain, ids)
@@ -284,7 +287,8 @@ def power_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
                         "seeds": int(row.n_seeds), "vs_base": row[measure], "se": row[f"{measure}_se"],
                         "mde": Z_POWER * row[f"{measure}_se"],
                         "detectable": row[f"{measure}_se"] > 0 and abs(row[measure]) >= Z_POWER * row[f"{measure}_se"]})
-    return pd.DataFrame(out, columns=["domain", "method", "measure", "what", "seeds", "vs_base", "se", "mde", "detectable"])
+    return pd.DataFrame(out,
+                        columns=["domain", "method", "measure", "what", "seeds", "vs_base", "se", "mde", "detectable"])
 
 
 def _ci(d, lo, hi, digits: int = 3) -> str:
@@ -308,8 +312,10 @@ def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         "method": table.method,
         "seeds": table.n_seeds.astype(int),
         "domain acc": table.domain_score.map(lambda v: f"{v:.3f}"),
-        "Δ acc vs base [95% CI]": [c if m else f"{g:+.3f}" for c, m, g in zip(col("domain_gain"), model, table.domain_gain)],
-        "Δ balanced acc vs base": [c if m else f"{g:+.3f}" for c, m, g in zip(col("balanced_gain"), model, table.balanced_gain)],
+        "Δ acc vs base [95% CI]": [c if m else f"{g:+.3f}"
+                                   for c, m, g in zip(col("domain_gain"), model, table.domain_gain)],
+        "Δ balanced acc vs base": [c if m else f"{g:+.3f}"
+                                   for c, m, g in zip(col("balanced_gain"), model, table.balanced_gain)],
         "gold NLL fall vs base (raw; among choices)": [f"{x}; {y}" if x else "" for x, y in zip(col("gold_nll_gain"),
                                                                                              col("choice_nll_gain"))],
         "forgetting: general NLL rise vs base": col("forgetting", 4),
@@ -324,21 +330,22 @@ def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                 table.d_domain, table.d_domain_lo, table.d_domain_hi, table.better_domain, table.worse_domain,
                 table.p_domain, table.p_domain_holm)],
     }).fillna("")
-    note = ("All differences are paired (same items, same texts) with a 95% t interval over seeds (one draw shared "
-            "by every task; with one seed, conditional on that run) and items. Forgetting: rise of the mean token NLL of held-out natural text (every general-text source; "
-            "nats; > 0 = forgot). General MC loss: base − method multiple-choice general score. NLL rise on "
-            "phase-1 text: the same on the text phase 1 tuned on (the authors' protocol; overlapping, so it "
-            "flatters methods anchored to phase 1). Domain: accuracy gain, balanced-accuracy gain (mean over gold "
-            "answers: a shift of answer prior cannot raise it) and fall of the gold answer's NLL, raw and among the "
-            "choices (the raw one also rewards learning the answers' vocabulary, which raises every choice). `lexical` and "
-            f"`majority` need no model (word overlap; most frequent train answer). vs `{reference}`: texts / items "
-            "better / worse, exact sign test p and its Holm adjustment over the rows (descriptive: the claims' verdicts "
-            "rest on the CIs).")
+    note = ("All differences are paired (same items, same texts) with a 95% t interval over seeds (one draw shared by "
+            "every task; with one seed, conditional on that run) and items. Forgetting: rise of the mean token NLL of "
+            "held-out natural text (every general-text source; nats; > 0 = forgot). General MC loss: base − method "
+            "multiple-choice general score. NLL rise on phase-1 text: the same on the text phase 1 tuned on (the "
+            "authors' protocol; overlapping, so it flatters methods anchored to phase 1). Domain: accuracy gain, "
+            "balanced-accuracy gain (mean over gold answers: a shift of answer prior cannot raise it) and fall of the "
+            "gold answer's NLL, raw and among the choices (the raw one also rewards learning the answers' vocabulary, "
+            "which raises every choice). `lexical` and `majority` need no model (word overlap; most frequent train "
+            f"answer). vs `{reference}`: texts / items better / worse, exact sign test p and its Holm adjustment over "
+            "the rows (descriptive: the claims' verdicts rest on the CIs).")
     return view, note
 
 
 def forgetting_view(sources: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    label = [f"{s} (held out)" if h else s for s, h in zip(sources.source, sources.get("held_out", [False] * len(sources)))]
+    label = [f"{s} (held out)" if h else s
+             for s, h in zip(sources.source, sources.get("held_out", [False] * len(sources)))]
     wide = sources.assign(cell=[_ci(d, lo, hi, 4) for d, lo, hi in zip(sources.forgetting, sources.lo, sources.hi)],
                           label=label)
     view = wide.pivot_table(index=["domain", "method"], columns="label", values="cell", aggfunc="first", sort=False)
@@ -351,7 +358,8 @@ def forgetting_view(sources: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def power_view(power: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     view = power.assign(vs_base=power.vs_base.map(lambda v: f"{v:+.4f}"), se=power.se.map(lambda v: f"{v:.4f}"),
-                        mde=power.mde.map(lambda v: f"{v:.4f}"), detectable=power.detectable.map({True: "yes", False: "no"}))
+                        mde=power.mde.map(lambda v: f"{v:.4f}"),
+                        detectable=power.detectable.map({True: "yes", False: "no"}))
     return view, ("Minimal detectable difference (MDE) of each measure: 2.80 × the standard error of the "
                   "method's difference to the base (80% power, two-sided α = 0.05), at this configuration's items, "
                   "texts and seeds. A difference between two methods smaller than the MDE is undecided at this power.")
