@@ -199,10 +199,10 @@ def write_claims(card: pd.DataFrame, out_prefix: str | Path, compare_cfg: dict) 
     write_table(card, view[["claim", "domain", "claim (paper)", "measured", "rule", "verdict"]], (
         f"Verdicts by fixed rules (alr/report/claims.py), {level} CIs (t intervals over seeds and items, paired). "
         "d: general NLL rise of a − b (nats), with its p Holm-adjusted over every claim and domain below and its "
-        "minimal detectable difference (MDE: 80% power); g: balanced-accuracy gain of a − b. 'Similar domain gain' is "
-        f"non-inferiority: g's CI above −{compare_cfg['margin']:g} × b's gain; an ablation costs only when d is at "
-        f"least {compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s forgetting. A method whose strength "
-        "selection kept no strength at the reference's valid gain is never compared (undecided, gain not reached). "
-        "Efficiency: one timing / size measurement each, thresholds 10x and the 10-15% band, storage once per "
-        "Fisher scope recorded. Row 'all': the verdict over domains (every domain alike, else mixed or "
-        "undecided)."), out_prefix)
+        "minimal detectable difference (MDE: 80% power); g: balanced-accuracy gain of a − b. 'Similar domain "
+        f"gain' is non-inferiority: g's CI above −{compare_cfg['margin']:g} × b's gain; an ablation costs only "
+        f"when d is at least {compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s forgetting. A method "
+        "whose strength selection kept no strength at the reference's valid gain is never compared (undecided, "
+        "gain not reached). Efficiency: one timing / size measurement each, thresholds 10x and the 10-15% band, "
+        "storage once per Fisher scope recorded. Row 'all': the verdict over domains (every domain alike, else "
+        "mixed or undecided)."), out_prefix)
