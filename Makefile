@@ -4,6 +4,8 @@
 #   make smoke      `make run` itself on a tiny random model and fixture data in a temporary folder (CI)
 #   make check-assets  ask the package index whether every file the config pins is still served (CI)
 #   make bench      overheads of importance recording and the penalty vs plain LoRA (benchmarks/README.md)
+#   make lint       ruff check, ruff format --check, snakefmt --check, snakemake --lint (CI)
+#   make format     rewrite the Python (ruff format) and the Snakefiles (snakefmt) in place
 # Each creates .venv on first use and (re)installs the pinned package when pyproject.toml changes.
 #
 # Nothing here puts .venv/bin on PATH: the rules find the `alr` command beside the interpreter that
@@ -21,7 +23,11 @@ REPORT ?= results/report.html
 # Tests and runs never touch the Hugging Face hub; assets come from the package registries.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: run test test-fast smoke bench lint dry-run clean-results check-assets
+# What ruff and snakefmt look at (their settings: pyproject.toml [tool.ruff], [tool.snakefmt]).
+PY_SOURCES := alr tests benchmarks
+SNAKEFILES := Snakefile $(wildcard workflow/rules/*.smk)
+
+.PHONY: run test test-fast smoke bench lint format dry-run clean-results check-assets
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,8 +65,16 @@ bench: $(STAMP)
 check-assets: $(STAMP)
 	$(BIN)/alr assets --check $(CONFIG)
 
+# Every check runs, so one report lists all of them; the target fails if any failed.
 lint: $(STAMP)
-	$(BIN)/snakemake --lint
+	@status=0; for check in "ruff check $(PY_SOURCES)" "ruff format --check --output-format concise $(PY_SOURCES)" \
+		"snakefmt --check $(SNAKEFILES)" "snakemake --lint"; do \
+		echo "lint: $$check"; $(BIN)/$$check || { status=1; echo "lint: FAILED: $$check"; }; done; \
+	exit $$status
+
+format: $(STAMP)
+	$(BIN)/ruff format $(PY_SOURCES)
+	$(BIN)/snakefmt $(SNAKEFILES)
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n --configfile config/config.yaml

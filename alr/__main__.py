@@ -1,4 +1,5 @@
 """`python -m alr ...`: the same command line as `alr ...`."""
+
 import sys
 
 from .cli import main

@@ -9,6 +9,7 @@
 
 Every checkpoint gets `manifest.json`: source, parameter count and the sha256 of each file.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,12 +50,16 @@ def _load_from_source(source: dict, dtype: str, downloads: Path | None):
     if kind == "local":
         path = Path(source["path"])
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"model.source.path {path} is not a Hugging Face checkpoint directory (no config.json)")
+            raise FileNotFoundError(
+                f"model.source.path {path} is not a Hugging Face checkpoint directory (no config.json)"
+            )
         return (AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype)), AutoTokenizer.from_pretrained(path))
     if kind == "hub":
         kw = {"revision": source.get("revision")}
-        return (AutoModelForCausalLM.from_pretrained(source["repo_id"], dtype=_dtype(dtype), **kw),
-                AutoTokenizer.from_pretrained(source["repo_id"], **kw))
+        return (
+            AutoModelForCausalLM.from_pretrained(source["repo_id"], dtype=_dtype(dtype), **kw),
+            AutoTokenizer.from_pretrained(source["repo_id"], **kw),
+        )
     raise ValueError(f"unknown model source type {kind!r}")
 
 
@@ -86,8 +91,11 @@ def adaptable_module_names(model_dir: str | Path) -> list[str]:
     names = []
     for path in sorted(Path(model_dir).glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as fh:
-            names += [k[: -len(".weight")] for k in fh.keys()
-                      if k.endswith(".weight") and len(fh.get_slice(k).get_shape()) == 2]
+            names += [
+                k[: -len(".weight")]
+                for k in fh.keys()
+                if k.endswith(".weight") and len(fh.get_slice(k).get_shape()) == 2
+            ]
     return names
 
 
@@ -101,14 +109,16 @@ def check_lora_targets(model_dir: str | Path, targets: list[str]) -> None:
     for target in targets:
         if not any(n == target or n.endswith("." + target) for n in names):
             linear = [k for k in kinds if "embed" not in k]
-            raise ConfigError(f"config key 'lora.targets': {target!r} matches no module of the model in {model_dir}"
-                              f"{did_you_mean(target, kinds)}; its linear modules are: {', '.join(linear)}")
+            raise ConfigError(
+                f"config key 'lora.targets': {target!r} matches no module of the model in {model_dir}"
+                f"{did_you_mean(target, kinds)}; its linear modules are: {', '.join(linear)}"
+            )
 
 
 def check_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if not (path / MANIFEST).exists():
-        raise FileNotFoundError(f"no prepared model at {path}; build it with `alr prepare-model` "
-                                f"(or `snakemake {path}/{MANIFEST}`)")
+        raise FileNotFoundError(
+            f"no prepared model at {path}; build it with `alr prepare-model` (or `snakemake {path}/{MANIFEST}`)"
+        )
     return path
-

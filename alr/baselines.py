@@ -11,14 +11,17 @@ choices) when the gold is among them, so both rows are exact, not sampled.
 `balanced_accuracy` averages accuracy within each gold answer first, so a shift toward a frequent
 answer cannot raise it unless rare answers are right too.
 """
+
 from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
 
 # words that carry no topic: function words and the template words of the built-in domains
-_STOP = frozenset("""a an and are as at be by certain classified do does due elsewhere for from has in is it its
-not of on or other others that the this to under unspecified which what with without question answer""".split())
+_STOP = frozenset(
+    """a an and are as at be by certain classified do does due elsewhere for from has in is it its
+not of on or other others that the this to under unspecified which what with without question answer""".split()
+)
 
 
 def content_words(text: str) -> set[str]:

@@ -13,6 +13,7 @@ Every split is deterministic given `seed`: items are deduplicated by question, s
 per-dataset RNG, split into test (first) and train (rest), and each item's choices are shuffled,
 because many sources list the gold answer first.
 """
+
 from __future__ import annotations
 
 import ast
@@ -49,7 +50,7 @@ def read_bigbench_tasks(archive: str | Path, wanted: list[str]) -> dict[str, dic
             parts = member.name.split("/")
             if not member.isfile() or parts[-1] != "task.json" or "benchmark_tasks" not in parts:
                 continue
-            name = "/".join(parts[parts.index("benchmark_tasks") + 1:-1])
+            name = "/".join(parts[parts.index("benchmark_tasks") + 1 : -1])
             if name in wanted:
                 found[name] = json.load(tf.extractfile(member))
     missing = sorted(set(wanted) - set(found))
@@ -75,8 +76,14 @@ def bigbench_mc(task_json: dict, name: str) -> list[dict]:
         question = ex["input"].strip()
         if prefix:
             question = f"{prefix}\n{question}"
-        rows.append({"id": f"{name.replace('/', '-')}-{i}", "question": question, "choices": choices,
-                     "label": values.index(best)})
+        rows.append(
+            {
+                "id": f"{name.replace('/', '-')}-{i}",
+                "question": question,
+                "choices": choices,
+                "label": values.index(best),
+            }
+        )
     return rows
 
 
@@ -106,13 +113,16 @@ def check_tasks_disjoint(items: dict[str, list[dict]], general: Iterable[str]) -
         shared = [r["question"] for r in items.get(task, []) if question_key(r) in owner]
         if shared:
             domain = owner[question_key({"question": shared[0]})]
-            raise DataError(f"general task {task!r} shares {len(shared)} item(s) with domain {domain!r} "
-                             f"(e.g. {shared[0][:60]!r}); a general task must be disjoint from the domains: "
-                             f"set data.general.tasks.{task}: null, or leave {domain!r} out of `domains`")
+            raise DataError(
+                f"general task {task!r} shares {len(shared)} item(s) with domain {domain!r} "
+                f"(e.g. {shared[0][:60]!r}); a general task must be disjoint from the domains: "
+                f"set data.general.tasks.{task}: null, or leave {domain!r} out of `domains`"
+            )
 
 
-def split_items(rows: list[dict], rng: random.Random, test_size: int, train_size: int,
-                valid_size: int = 0, test_only: bool = False) -> dict[str, list[dict]]:
+def split_items(
+    rows: list[dict], rng: random.Random, test_size: int, train_size: int, valid_size: int = 0, test_only: bool = False
+) -> dict[str, list[dict]]:
     """Dedupe by question and shuffle; then test = the first min(test_size, n // 2) items, valid the
     next valid_size (strength selection, carved from the training data), train the next train_size.
     `test_only` (general tasks, which nothing trains on): the first test_size items, test only."""
@@ -126,8 +136,11 @@ def split_items(rows: list[dict], rng: random.Random, test_size: int, train_size
     if test_only:
         return {"test": unique[:test_size]}
     n_test = min(test_size, len(unique) // 2)
-    out = {"test": unique[:n_test], "valid": unique[n_test:n_test + valid_size],
-           "train": unique[n_test + valid_size:n_test + valid_size + train_size]}
+    out = {
+        "test": unique[:n_test],
+        "valid": unique[n_test : n_test + valid_size],
+        "train": unique[n_test + valid_size : n_test + valid_size + train_size],
+    }
     return out if valid_size else {k: v for k, v in out.items() if k != "valid"}
 
 
@@ -146,11 +159,17 @@ ELEMENT_FAMILIES = {
     "halogen": [9, 17, 35, 53],
     "noble gas": [2, 10, 18, 36, 54, 86],
 }
+
+
 def element_names(core_py: bytes) -> list[str]:
     """The 118 element names, lower case, in atomic-number order, from `periodictable/core.py`'s
     `element_base` table ({Z: (name, symbol, ...)}), read as a literal: the package is never imported."""
     for node in ast.parse(core_py).body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        )
         if isinstance(target, ast.Name) and target.id == "element_base":
             table = ast.literal_eval(node.value)
             names = [table[z][0].lower() for z in range(1, 119) if z in table]
@@ -160,7 +179,7 @@ def element_names(core_py: bytes) -> list[str]:
 
 
 def elements_mc(names: list[str], n_choices: int, seed: int) -> list[dict]:
-    """"Which family of elements does <element> belong to?", one item per element, the gold family and
+    """ "Which family of elements does <element> belong to?", one item per element, the gold family and
     n_choices - 1 other families. Every family is a train answer, so distractors are not biased toward
     (or away from) answers seen in training; what transfers is the model's knowledge of the elements.
     Each item names its element as its `group` (the entity it asks about, which `member_questions` asks
@@ -175,13 +194,20 @@ def elements_mc(names: list[str], n_choices: int, seed: int) -> list[dict]:
             continue
         gold = family_of[z]
         others = rng.sample([f for f in ELEMENT_FAMILIES if f != gold], n_choices - 1)
-        rows.append({"id": f"elements-{z}", "question": f"Which family of elements does {name} belong to?",
-                     "choices": [gold, *others], "label": 0, "group": name})
+        rows.append(
+            {
+                "id": f"elements-{z}",
+                "question": f"Which family of elements does {name} belong to?",
+                "choices": [gold, *others],
+                "label": 0,
+                "group": name,
+            }
+        )
     return rows
 
 
 def member_questions(items: list[dict], rng: random.Random, n_choices: int) -> list[dict]:
-    """"Which of these elements is a <family>?" for each element of one split's family items: the element
+    """ "Which of these elements is a <family>?" for each element of one split's family items: the element
     and n_choices - 1 elements of other families, all from the same split, so no choice of a test item
     was ever an answer (or a choice) in training. Each gold answer is an element asked about once, so
     no answer prior can help: the prior-robust score of this half is its accuracy. The family items
@@ -194,12 +220,20 @@ def member_questions(items: list[dict], rng: random.Random, n_choices: int) -> l
             if family_of[other] != family and family_of[other] not in others:
                 others[family_of[other]] = other
         if len(others) < n_choices - 1:
-            raise ValueError(f"the split with {element} has elements of {len(others) + 1} families; "
-                             f"{n_choices} choices need {n_choices} families: give the split more elements")
+            raise ValueError(
+                f"the split with {element} has elements of {len(others) + 1} families; "
+                f"{n_choices} choices need {n_choices} families: give the split more elements"
+            )
         article = "an" if family[0] in "aeiou" else "a"
-        rows.append({"id": f"elements-{element}-member", "question": f"Which of these elements is {article} {family}?",
-                     "choices": [element, *rng.sample(list(others.values()), n_choices - 1)], "label": 0,
-                     "group": element})
+        rows.append(
+            {
+                "id": f"elements-{element}-member",
+                "question": f"Which of these elements is {article} {family}?",
+                "choices": [element, *rng.sample(list(others.values()), n_choices - 1)],
+                "label": 0,
+                "group": element,
+            }
+        )
     return shuffle_choices(rows, rng)
 
 
@@ -272,8 +306,10 @@ class Sources:
     def bigbench(self) -> dict[str, dict]:
         if self._bigbench is None:  # config validation made sure data.bigbench is there
             specs = list(datasets(self.data_cfg, built=True).values())
-            wanted = sorted({s["task"] for s in specs if s["source"] == "bigbench"}
-                            | bigbench_tasks(self.data_cfg["general"]["text"]))
+            wanted = sorted(
+                {s["task"] for s in specs if s["source"] == "bigbench"}
+                | bigbench_tasks(self.data_cfg["general"]["text"])
+            )
             archive = fetch_artifact(registry.bigbench_artifact(self.data_cfg), self.downloads, "data.bigbench")
             self._bigbench = read_bigbench_tasks(archive, wanted)
         return self._bigbench
@@ -352,12 +388,24 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
                 splits["valid"], splits["train"] = splits["train"][:valid_size], splits["train"][valid_size:]
         else:
             rows = shuffle_choices(source.mc_rows(name, spec, seed), rng, spec.get("max_choices"))
-            splits = split_items(rows, rng, spec.get("test_size", data_cfg["test_size"]),
-                                 spec.get("train_size", data_cfg["train_size"]), valid_size, test_only=general)
+            splits = split_items(
+                rows,
+                rng,
+                spec.get("test_size", data_cfg["test_size"]),
+                spec.get("train_size", data_cfg["train_size"]),
+                valid_size,
+                test_only=general,
+            )
             if spec["source"] == "elements" and spec.get("member_questions", True):
-                splits = {s: items + member_questions(items, rng, spec.get("n_choices", 4)) for s, items in splits.items()}
-        entry = {"source": spec["source"], **{k: spec[k] for k in ("task", "sha256") if k in spec},
-                 **_user_file_hashes(spec), "splits": {}}
+                splits = {
+                    s: items + member_questions(items, rng, spec.get("n_choices", 4)) for s, items in splits.items()
+                }
+        entry = {
+            "source": spec["source"],
+            **{k: spec[k] for k in ("task", "sha256") if k in spec},
+            **_user_file_hashes(spec),
+            "splits": {},
+        }
         for split, items in splits.items():
             task_items.setdefault(name, []).extend(items)
             if not items:
@@ -371,20 +419,32 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
     # Natural general text (alr.general_text): train feeds every general-data consumer, test and valid
     # the general NLL; disjoint by content key from each other and from every task item built above.
     text_cfg = data_cfg["general"]["text"]
-    general_text = split_sources(text_cfg, source.texts, lambda src: _rng(seed, f"general_text/{src}"),
-                                 TaskContexts(r for rows in task_items.values() for r in rows))
-    files = {path: h for spec in sources(text_cfg).values() for path, h in _user_file_hashes(spec).get("files", {}).items()}
-    entry = {"source": "natural text: " + ", ".join(f"{n} ({s.get('task', s['source'])})"
-                                                   for n, s in sources(text_cfg).items()),
-             **({"files": files} if files else {}), "splits": {}}
+    general_text = split_sources(
+        text_cfg,
+        source.texts,
+        lambda src: _rng(seed, f"general_text/{src}"),
+        TaskContexts(r for rows in task_items.values() for r in rows),
+    )
+    files = {
+        path: h for spec in sources(text_cfg).values() for path, h in _user_file_hashes(spec).get("files", {}).items()
+    }
+    entry = {
+        "source": "natural text: "
+        + ", ".join(f"{n} ({s.get('task', s['source'])})" for n, s in sources(text_cfg).items()),
+        **({"files": files} if files else {}),
+        "splits": {},
+    }
     for split, rows in general_text.items():
         if not rows:
             continue
         _rng(seed, f"general_text/{split}").shuffle(rows)  # sources interleaved: any prefix draws from each
         path = out_dir / "general_text" / f"{split}.jsonl"
         write_jsonl(path, rows)
-        entry["splits"][split] = {"n": len(rows), "sha256": sha256_file(path),
-                                  "sources": {src: sum(r["source"] == src for r in rows) for src in sources(text_cfg)}}
+        entry["splits"][split] = {
+            "n": len(rows),
+            "sha256": sha256_file(path),
+            "sources": {src: sum(r["source"] == src for r in rows) for src in sources(text_cfg)},
+        }
     manifest["datasets"]["general_text"] = entry
     write_json(out_dir / "manifest.json", manifest)
     return manifest

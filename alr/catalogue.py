@@ -1,5 +1,6 @@
 """The dataset catalogue of a config's `data` section: which datasets exist, by role, which a run
 uses, and which split files and user files each one has."""
+
 from __future__ import annotations
 
 import copy
@@ -10,16 +11,21 @@ from .general_text import sources
 
 def unknown_domains(known: dict, domains: list[str], where: str) -> list[str]:
     """One problem for each of `domains` without a dataset under data.domains (`known`)."""
-    return [f"{where} {d!r} has no dataset under data.domains{did_you_mean(d, known)} (known: {', '.join(known)})"
-            for d in domains if d not in known]
+    return [
+        f"{where} {d!r} has no dataset under data.domains{did_you_mean(d, known)} (known: {', '.join(known)})"
+        for d in domains
+        if d not in known
+    ]
 
 
 def datasets(data_cfg: dict, role: str | None = None, built: bool | None = None) -> dict[str, dict]:
     """The dataset specs of `data_cfg` by name: `role` "general" (the general tasks), "domain" or None
     (both, general first); `built` True: those `alr prepare-data` writes, False: the built-in lm-eval
     tasks (evaluated from lm-eval's own data), None: all."""
-    specs = {**(data_cfg["general"]["tasks"] if role in (None, "general") else {}),
-             **(data_cfg["domains"] if role in (None, "domain") else {})}
+    specs = {
+        **(data_cfg["general"]["tasks"] if role in (None, "general") else {}),
+        **(data_cfg["domains"] if role in (None, "domain") else {}),
+    }
     return {n: s for n, s in specs.items() if s and (built is None or (s["source"] != "lm_eval") == built)}
 
 
@@ -51,7 +57,11 @@ def dataset_splits(data_cfg: dict, name: str) -> list[str]:
 
 def jsonl_files(spec: dict) -> list[str]:
     """The user's own files of one dataset spec (`source: jsonl`: `path`, or `train` and `test`)."""
-    return [spec[key] for key in ("path", "train", "valid", "test") if key in spec] if spec.get("source") == "jsonl" else []
+    return (
+        [spec[key] for key in ("path", "train", "valid", "test") if key in spec]
+        if spec.get("source") == "jsonl"
+        else []
+    )
 
 
 def user_files(data_cfg: dict) -> list[str]:

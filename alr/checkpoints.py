@@ -16,6 +16,7 @@ The Trainer writes a checkpoint folder file by file and `trainer_state.json` las
 without a readable `trainer_state.json` is one a kill interrupted: it is removed, and the previous
 checkpoint (kept by `save_total_limit=1` until the new one is complete) is resumed.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,8 @@ import re
 import shutil
 from pathlib import Path
 
-from .sections import differences
 from .io import read_json, write_json
+from .sections import differences
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,11 @@ def resume_point(folder: str | Path, identity: dict) -> str | None:
         diff = differences(saved, json.loads(json.dumps(identity)), "the checkpoints")
         if diff:
             raise CheckpointMismatchError(
-                f"{folder} holds checkpoints of a different run:\n  - " + "\n  - ".join(diff[:10])
+                f"{folder} holds checkpoints of a different run:\n  - "
+                + "\n  - ".join(diff[:10])
                 + ("\n  - ..." if len(diff) > 10 else "")
-                + f"\nrestore the settings above to resume that run, or delete {folder} to start this one afresh")
+                + f"\nrestore the settings above to resume that run, or delete {folder} to start this one afresh"
+            )
     else:
         write_json(id_path, identity)
     for step, path in reversed(steps):

@@ -3,6 +3,7 @@
 Every command that reads the config takes `--config` (a YAML/JSON path or an inline JSON object, as
 the Snakemake rules pass their config sections) and validates it before doing any work.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,10 +12,10 @@ import sys
 from pathlib import Path
 
 from .config import load_config
-from .importance.estimators import SI
-from .plugins import load_plugins
 from .errors import ConfigError
 from .fetch import FetchError
+from .importance.estimators import SI
+from .plugins import load_plugins
 
 log = logging.getLogger("alr")
 
@@ -67,8 +68,11 @@ def cmd_assets(args, cfg):
             missing.append(key)
         print(f"{key:<32} {what:<80} {state}")
     if missing:
-        print(f"alr assets: {len(missing)} pinned artifact(s) not served: {', '.join(missing)}; pin a served version "
-              "(or a local `archive`) under that key", file=sys.stderr)
+        print(
+            f"alr assets: {len(missing)} pinned artifact(s) not served: {', '.join(missing)}; pin a served version "
+            "(or a local `archive`) under that key",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -77,16 +81,29 @@ def cmd_prefetch(args, cfg):
     from .hub import prefetch
 
     record = prefetch(cfg, args.out)
-    log.info("prefetched model %s, datasets %s, lm-eval tasks %s", (record["model"] or {}).get("repo_id"),
-             ", ".join(record["datasets"]) or "-", ", ".join(record["lm_eval_tasks"]) or "-")
+    log.info(
+        "prefetched model %s, datasets %s, lm-eval tasks %s",
+        (record["model"] or {}).get("repo_id"),
+        ", ".join(record["datasets"]) or "-",
+        ", ".join(record["lm_eval_tasks"]) or "-",
+    )
 
 
 def cmd_finetune(args, cfg):
     from .finetune import finetune
 
     _threads(args.threads)
-    finetune(cfg, args.model_dir, args.data_dir, args.domain, args.method, args.seed, args.out, args.importance,
-             args.init_adapter)
+    finetune(
+        cfg,
+        args.model_dir,
+        args.data_dir,
+        args.domain,
+        args.method,
+        args.seed,
+        args.out,
+        args.importance,
+        args.init_adapter,
+    )
 
 
 def cmd_importance(args, cfg):
@@ -102,16 +119,30 @@ def cmd_evaluate(args, cfg):
     _threads(args.threads)
     if (args.run is None) != (args.seed is None):
         raise ConfigError("--run and --seed go together: the run a tuned model belongs to")
-    rec = evaluate(cfg, args.model_dir, args.data_dir, args.domains, args.out, args.weights, args.delta_scale,
-                   args.run, args.seed, args.split)
-    log.info("%s split: general score %s, NLL %.4f; domains %s", args.split, rec["general"].get("score", "-"),
-             rec["general"]["nll"], {d: round(v["score"], 4) for d, v in rec["domains"].items()})
+    rec = evaluate(
+        cfg,
+        args.model_dir,
+        args.data_dir,
+        args.domains,
+        args.out,
+        args.weights,
+        args.delta_scale,
+        args.run,
+        args.seed,
+        args.split,
+    )
+    log.info(
+        "%s split: general score %s, NLL %.4f; domains %s",
+        args.split,
+        rec["general"].get("score", "-"),
+        rec["general"]["nll"],
+        {d: round(v["score"], 4) for d, v in rec["domains"].items()},
+    )
 
 
 def cmd_tasks(args, cfg):
-    from .evaluate import write_task_yamls
-
     from .catalogue import datasets
+    from .evaluate import write_task_yamls
 
     files = {n: Path(args.data_dir) / n / "test.jsonl" for n in datasets(cfg["data"], built=True)}
     builtin = datasets(cfg["data"], built=False)
@@ -128,8 +159,10 @@ def _runs_from_records(paths) -> list[dict]:
     for path in paths:
         run = read_json(path).get("run")
         if not run:
-            raise DataError(f"{path} records no run (domain, run, seed); evaluate tuned models with "
-                             "`alr evaluate --run NAME --seed N`")
+            raise DataError(
+                f"{path} records no run (domain, run, seed); evaluate tuned models with "
+                "`alr evaluate --run NAME --seed N`"
+            )
         runs.append({"domain": run["domain"], "method": run["run"], "seed": run["seed"], "eval": path})
     return runs
 
@@ -143,10 +176,14 @@ def cmd_tables(args, cfg):
     from .io import read_json
 
     selection = read_json(args.selection) if args.selection else None
-    table = write_main_table(args.base_eval, runs, order, cfg["eval"], args.out_prefix, args.data_dir, selection,
-                             args.efficiency_table)
-    log.info("wrote %s.{csv,md,tex} (%d rows), and forgetting, power, hypervolume, claims beside it",
-             args.out_prefix, len(table))
+    table = write_main_table(
+        args.base_eval, runs, order, cfg["eval"], args.out_prefix, args.data_dir, selection, args.efficiency_table
+    )
+    log.info(
+        "wrote %s.{csv,md,tex} (%d rows), and forgetting, power, hypervolume, claims beside it",
+        args.out_prefix,
+        len(table),
+    )
 
 
 def cmd_select(args, cfg):
@@ -168,8 +205,16 @@ def cmd_ablation(args, cfg):
 def cmd_figures(args, cfg):
     from .report.figures import build_figure
 
-    paths = build_figure(args.figure, args.out_prefix, args.main_table, args.efficiency_table, args.base_eval,
-                         _runs_from_records(args.evals), args.train_records, args.importance)
+    paths = build_figure(
+        args.figure,
+        args.out_prefix,
+        args.main_table,
+        args.efficiency_table,
+        args.base_eval,
+        _runs_from_records(args.evals),
+        args.train_records,
+        args.importance,
+    )
     log.info("wrote %s", ", ".join(map(str, paths)))
 
 
@@ -184,8 +229,10 @@ def cmd_check_config(args, cfg):
     from .config import check_config_files
 
     checked = check_config_files(args.files, args.replace_workflow_config)
-    print(f"configuration OK: {len(checked['methods'])} methods x {len(checked['domains'])} domains x "
-          f"{len(checked['seeds'])} seeds ({', '.join(map(str, args.files)) or 'config/config.yaml'})")
+    print(
+        f"configuration OK: {len(checked['methods'])} methods x {len(checked['domains'])} domains x "
+        f"{len(checked['seeds'])} seeds ({', '.join(map(str, args.files)) or 'config/config.yaml'})"
+    )
 
 
 def _estimator_sections(name: str) -> tuple[str, ...]:
@@ -199,15 +246,17 @@ def _estimator_list() -> str:
 
     width = max(map(len, ESTIMATORS))
     return "estimators (alr/importance/estimators.py):\n" + "\n".join(
-        f"  {name:<{width}}  {e.description}" for name, e in ESTIMATORS.items())
+        f"  {name:<{width}}  {e.description}" for name, e in ESTIMATORS.items()
+    )
 
 
 def _method_list() -> str:
     from .methods import METHODS
 
     width = max(map(len, METHODS))
-    return "methods (alr/methods.py):\n" + "\n".join(f"  {name:<{width}}  {m.description}"
-                                                     for name, m in METHODS.items() if m.trains)
+    return "methods (alr/methods.py):\n" + "\n".join(
+        f"  {name:<{width}}  {m.description}" for name, m in METHODS.items() if m.trains
+    )
 
 
 # The config sections each command reads; a config without one is refused before any work
@@ -233,19 +282,32 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-_DIRS = {"--model-dir": "prepared model folder (resources/models/<model>, from `alr prepare-model`)",
-         "--data-dir": "prepared data folder (resources/data, from `alr prepare-data`)"}
-_DOWNLOADS = ("where fetched packages are kept (default: the per-user cache $ALR_CACHE/downloads, else "
-              "~/.cache/alr/downloads; each file is checked against its sha256 on every use)")
+_DIRS = {
+    "--model-dir": "prepared model folder (resources/models/<model>, from `alr prepare-model`)",
+    "--data-dir": "prepared data folder (resources/data, from `alr prepare-data`)",
+}
+_DOWNLOADS = (
+    "where fetched packages are kept (default: the per-user cache $ALR_CACHE/downloads, else "
+    "~/.cache/alr/downloads; each file is checked against its sha256 on every use)"
+)
 
 
 def _add_command(sub, name, func, help_, description=None, epilog=None, config=True) -> argparse.ArgumentParser:
     """A subcommand running `func`; with `config`, its required --config."""
-    s = sub.add_parser(name, help=help_, description=description or help_[0].upper() + help_[1:] + ".",
-                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser(
+        name,
+        help=help_,
+        description=description or help_[0].upper() + help_[1:] + ".",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     if config:
-        s.add_argument("--config", required=True, metavar="CONFIG",
-                       help="a config YAML/JSON file (config/config.yaml) or an inline JSON object")
+        s.add_argument(
+            "--config",
+            required=True,
+            metavar="CONFIG",
+            help="a config YAML/JSON file (config/config.yaml) or an inline JSON object",
+        )
     s.set_defaults(func=func)
     return s
 
@@ -261,19 +323,32 @@ def _add_threads(s) -> None:
 
 def _add_config_commands(sub) -> None:
     """check-config and assets: read config files, run no pipeline step."""
-    s = _add_command(sub, "check-config", cmd_check_config,
-                     "check config files as `snakemake --configfile` would use them",
-                     description="Merge the files over config/config.yaml (as `snakemake --configfile` does) and "
-                                 "validate the result;\nsyntax errors name file and line. `make run` runs it first.",
-                     config=False)
+    s = _add_command(
+        sub,
+        "check-config",
+        cmd_check_config,
+        "check config files as `snakemake --configfile` would use them",
+        description="Merge the files over config/config.yaml (as `snakemake --configfile` does) and "
+        "validate the result;\nsyntax errors name file and line. `make run` runs it first.",
+        config=False,
+    )
     s.add_argument("files", nargs="*", metavar="FILE", help="config files, merged in order")
-    s.add_argument("--replace-workflow-config", action="store_true",
-                   help="do not start from config/config.yaml (as the snakemake flag of that name)")
+    s.add_argument(
+        "--replace-workflow-config",
+        action="store_true",
+        help="do not start from config/config.yaml (as the snakemake flag of that name)",
+    )
 
-    s = _add_command(sub, "assets", cmd_assets, "list the registry files a config pins; --check: are they still served",
-                     description="List every distribution file (model wheel, data packages) the merged config pins "
-                                 "by sha256;\n--check asks the package index whether each is still served (a listing, "
-                                 "no download)\nand exits 1 if one is not.", config=False)
+    s = _add_command(
+        sub,
+        "assets",
+        cmd_assets,
+        "list the registry files a config pins; --check: are they still served",
+        description="List every distribution file (model wheel, data packages) the merged config pins "
+        "by sha256;\n--check asks the package index whether each is still served (a listing, "
+        "no download)\nand exits 1 if one is not.",
+        config=False,
+    )
     s.add_argument("files", nargs="*", metavar="FILE", help="config files, merged over config/config.yaml in order")
     s.add_argument("--replace-workflow-config", action="store_true", help="do not start from config/config.yaml")
     s.add_argument("--check", action="store_true", help="ask the package index whether each file is served")
@@ -281,44 +356,60 @@ def _add_config_commands(sub) -> None:
 
 def _add_prepare_commands(sub) -> None:
     """prepare-model, prepare-data and prefetch: the pipeline's inputs."""
-    s = _add_command(sub, "prepare-model", cmd_prepare_model,
-                     "build resources/models/<name>/ from the configured model source")
+    s = _add_command(
+        sub, "prepare-model", cmd_prepare_model, "build resources/models/<name>/ from the configured model source"
+    )
     s.add_argument("--out", required=True, help="output folder (resources/models/<model.name>)")
     s.add_argument("--downloads", help=_DOWNLOADS)
 
-    s = _add_command(sub, "prepare-data", cmd_prepare_data,
-                     "build the canonical JSONL datasets (train/test splits) of the config")
+    s = _add_command(
+        sub, "prepare-data", cmd_prepare_data, "build the canonical JSONL datasets (train/test splits) of the config"
+    )
     s.add_argument("--out", required=True, help="output folder (resources/data)")
     s.add_argument("--downloads", help=_DOWNLOADS)
 
-    s = _add_command(sub, "prefetch", cmd_prefetch,
-                     "download the config's hub model and datasets into the HF cache (login node)")
+    s = _add_command(
+        sub, "prefetch", cmd_prefetch, "download the config's hub model and datasets into the HF cache (login node)"
+    )
     s.add_argument("--out", required=True, help="record of what was fetched, e.g. resources/hub/prefetch.json")
 
 
 def _add_training_commands(sub) -> None:
     """finetune (phase 2) and importance (phase 1): the commands that train."""
-    s = _add_command(sub, "finetune", cmd_finetune, "tune one method on one domain with one seed (phase 2)",
-                     epilog=_method_list())
+    s = _add_command(
+        sub, "finetune", cmd_finetune, "tune one method on one domain with one seed (phase 2)", epilog=_method_list()
+    )
     _add_model_and_data(s)
     s.add_argument("--domain", required=True, help="a domain of data.domains")
-    s.add_argument("--out", required=True,
-                   help="run folder: writes model/ and train.json (results/<m>/<d>/<method>/seed<s>)")
+    s.add_argument(
+        "--out", required=True, help="run folder: writes model/ and train.json (results/<m>/<d>/<method>/seed<s>)"
+    )
     s.add_argument("--method", required=True, help="a method (below), or a sweep run <method>-lambda<value>")
     s.add_argument("--seed", type=int, required=True, help="training seed (LoRA init, dropout, data order)")
-    s.add_argument("--importance", help="the importance .safetensors file of the method's estimator "
-                                        "(only for methods that use one)")
-    s.add_argument("--init-adapter",
-                   help="phase-1 adapter folder to continue from (only with regularize.phase2_init: phase1)")
+    s.add_argument(
+        "--importance",
+        help="the importance .safetensors file of the method's estimator (only for methods that use one)",
+    )
+    s.add_argument(
+        "--init-adapter", help="phase-1 adapter folder to continue from (only with regularize.phase2_init: phase1)"
+    )
     _add_threads(s)
 
-    s = _add_command(sub, "importance", cmd_importance,
-                     "record one importance file on general text (phase 1, Fisher, MAS)", epilog=_estimator_list())
+    s = _add_command(
+        sub,
+        "importance",
+        cmd_importance,
+        "record one importance file on general text (phase 1, Fisher, MAS)",
+        epilog=_estimator_list(),
+    )
     _add_model_and_data(s)
     s.add_argument("--estimator", default=SI, help="an estimator (below; default: %(default)s)")
-    s.add_argument("--out", required=True,
-                   help="importance file to write (results/<m>/importance/<estimator>.safetensors); "
-                        "the .json sidecar (and for SI <estimator>_adapter/) go beside it")
+    s.add_argument(
+        "--out",
+        required=True,
+        help="importance file to write (results/<m>/importance/<estimator>.safetensors); "
+        "the .json sidecar (and for SI <estimator>_adapter/) go beside it",
+    )
     s.add_argument("--seed", type=int, help="phase-1 seed (default: importance.seed; SI estimators only)")
     _add_threads(s)
 
@@ -330,13 +421,19 @@ def _add_evaluation_commands(sub) -> None:
     s.add_argument("--out", required=True, help="eval.json to write (per-item records go beside it)")
     s.add_argument("--domains", nargs="+", required=True, help="domains of data.domains to evaluate")
     s.add_argument("--weights", help="tuned weights (PEFT adapter or checkpoint folder); omit for the base model")
-    s.add_argument("--delta-scale", type=float, default=1.0,
-                   help="scale the adapter's update (WiSE-FT beta; needs --weights)")
-    s.add_argument("--run",
-                   help="the run the weights belong to (a method or <method>-lambda<value>), recorded in eval.json")
+    s.add_argument(
+        "--delta-scale", type=float, default=1.0, help="scale the adapter's update (WiSE-FT beta; needs --weights)"
+    )
+    s.add_argument(
+        "--run", help="the run the weights belong to (a method or <method>-lambda<value>), recorded in eval.json"
+    )
     s.add_argument("--seed", type=int, help="the run's seed, recorded in eval.json (with --run)")
-    s.add_argument("--split", choices=["test", "valid"], default="test",
-                   help="valid: the domains' valid items and the general text's valid texts (strength selection)")
+    s.add_argument(
+        "--split",
+        choices=["test", "valid"],
+        default="test",
+        help="valid: the domains' valid items and the general text's valid texts (strength selection)",
+    )
     _add_threads(s)
 
     s = _add_command(sub, "tasks", cmd_tasks, "write the lm-eval task YAMLs (use with `lm_eval --include_path`)")
@@ -348,22 +445,33 @@ def _add_table_commands(sub) -> None:
     """tables, select and ablation: result tables from the runs' records."""
     s = _add_command(sub, "tables", cmd_tables, "comparison tables from eval.json files")
     s.add_argument("--base-eval", required=True, help="the base model's eval.json (results/<m>/base/eval.json)")
-    s.add_argument("--evals", nargs="*", default=[],
-                   help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)")
+    s.add_argument(
+        "--evals", nargs="*", default=[], help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)"
+    )
     s.add_argument("--data-dir", help=_DIRS["--data-dir"] + "; adds the model-free lexical and majority rows")
-    s.add_argument("--selection",
-                   help="selection.json (`alr select`): the run each swept method stands for in the claims")
+    s.add_argument(
+        "--selection", help="selection.json (`alr select`): the run each swept method stands for in the claims"
+    )
     s.add_argument("--efficiency-table", help="efficiency.csv: the speed and storage claims")
-    s.add_argument("--out-prefix", required=True, help="e.g. results/tables/main (writes .csv, .md and .tex; "
-                   "forgetting, power, hypervolume and claims beside it)")
+    s.add_argument(
+        "--out-prefix",
+        required=True,
+        help="e.g. results/tables/main (writes .csv, .md and .tex; "
+        "forgetting, power, hypervolume and claims beside it)",
+    )
 
     s = _add_command(sub, "select", cmd_select, "select each swept method's strength on the validation split")
     s.add_argument("--base-valid", required=True, help="the base model's valid.json (`alr evaluate --split valid`)")
     s.add_argument("--valid", nargs="+", required=True, help="valid.json of every swept run and of the reference")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/selection (.csv, .md, .tex, .json)")
 
-    s = _add_command(sub, "ablation", cmd_ablation,
-                     "ablation table (lora, alr_no_element, alr_no_layer, alr) from main.csv", config=False)
+    s = _add_command(
+        sub,
+        "ablation",
+        cmd_ablation,
+        "ablation table (lora, alr_no_element, alr_no_layer, alr) from main.csv",
+        config=False,
+    )
     s.add_argument("--main-table", required=True, help="results/tables/main.csv")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/ablation (writes .csv, .md and .tex)")
 
@@ -371,8 +479,12 @@ def _add_table_commands(sub) -> None:
 def _add_figure_commands(sub) -> None:
     """figures and efficiency: config-free commands over result files (a figure, the efficiency table)."""
     s = _add_command(sub, "figures", cmd_figures, "one paper figure (PNG + PDF) from result files", config=False)
-    s.add_argument("--figure", required=True, help="tradeoff, forgetting_heatmap, efficiency, layer_coefficients, "
-                                                  "importance or lambda_sweep (alr.report.figures)")
+    s.add_argument(
+        "--figure",
+        required=True,
+        help="tradeoff, forgetting_heatmap, efficiency, layer_coefficients, "
+        "importance or lambda_sweep (alr.report.figures)",
+    )
     s.add_argument("--out-prefix", required=True, help="e.g. results/figures/tradeoff (writes .png and .pdf)")
     s.add_argument("--main-table", help="results/tables/main.csv (tradeoff, lambda_sweep)")
     s.add_argument("--efficiency-table", help="results/tables/efficiency.csv (efficiency)")
@@ -381,18 +493,26 @@ def _add_figure_commands(sub) -> None:
     s.add_argument("--train-records", nargs="*", default=[], help="runs' train.json files (layer_coefficients)")
     s.add_argument("--importance", help="an importance .safetensors file, its .json sidecar beside it (importance)")
 
-    s = _add_command(sub, "efficiency", cmd_efficiency,
-                     "efficiency table from importance sidecars and train.json files", config=False)
-    s.add_argument("--sidecars", nargs="+", required=True,
-                   help="importance sidecars (results/<m>/importance/<estimator>.json)")
+    s = _add_command(
+        sub,
+        "efficiency",
+        cmd_efficiency,
+        "efficiency table from importance sidecars and train.json files",
+        config=False,
+    )
+    s.add_argument(
+        "--sidecars", nargs="+", required=True, help="importance sidecars (results/<m>/importance/<estimator>.json)"
+    )
     s.add_argument("--train-records", nargs="*", default=[], help="runs' train.json files")
     s.add_argument("--out-prefix", required=True, help="e.g. results/tables/efficiency (writes .csv, .md and .tex)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="alr", description=__doc__.split("\n\n")[0],
-                                epilog="`alr COMMAND --help` describes a command; docs/pipeline.md shows the "
-                                       "whole pipeline.")
+    p = argparse.ArgumentParser(
+        prog="alr",
+        description=__doc__.split("\n\n")[0],
+        epilog="`alr COMMAND --help` describes a command; docs/pipeline.md shows the whole pipeline.",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error in your input too")
@@ -414,8 +534,11 @@ def _user_error_types() -> tuple[type[Exception], ...]:
     Classes of modules not imported yet are left out rather than imported: such a module cannot have
     raised the error, and importing alr.importance.store would load torch on every error."""
     types = [ConfigError, FetchError, FileNotFoundError]
-    for module, name in (("alr.data", "DataError"), ("alr.checkpoints", "CheckpointMismatchError"),
-                         ("alr.importance.store", "ImportanceMismatchError")):
+    for module, name in (
+        ("alr.data", "DataError"),
+        ("alr.checkpoints", "CheckpointMismatchError"),
+        ("alr.importance.store", "ImportanceMismatchError"),
+    ):
         if module in sys.modules:
             types.append(getattr(sys.modules[module], name))
     return tuple(types)
@@ -431,8 +554,11 @@ def _user_error(command: str, exc: Exception) -> str | None:
     """The one line `alr` prints for an error in the user's input; None for any other error (a bug),
     which keeps its traceback."""
     if _out_of_memory(exc):
-        batch = "eval.batch_size" if command == "evaluate" else \
-            "train.batch_size (a larger train.grad_accum keeps the effective batch size)"
+        batch = (
+            "eval.batch_size"
+            if command == "evaluate"
+            else "train.batch_size (a larger train.grad_accum keeps the effective batch size)"
+        )
         return f"{str(exc).splitlines()[0]}; try a smaller batch size: {batch}"
     if isinstance(exc, _user_error_types()):
         return str(exc)
@@ -446,8 +572,11 @@ def main(argv: list[str] | None = None) -> int:
 
     load_plugins()  # before the parser: its help lists the registries' names
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     for noisy in ("httpx", "httpx2"):  # one line per package-index request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -7,6 +7,7 @@ The schema's lists of method and estimator names come from the registries, which
 to `schema_registry` when they are imported (`alr.plugins.load_plugins` imports them, and the
 ALR_PLUGINS modules, in every entry point); this module imports neither.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,8 +34,10 @@ _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 # where each registry's names go in the schema (as an enum); the registries fill in _REGISTRIES
-_ENUM_PATHS = {"methods": ("methods", "items"),
-               "estimators": ("baselines", "properties", "efficiency_estimators", "items")}
+_ENUM_PATHS = {
+    "methods": ("methods", "items"),
+    "estimators": ("baselines", "properties", "efficiency_estimators", "items"),
+}
 _REGISTRIES: dict[str, Mapping] = {}
 
 
@@ -48,8 +51,10 @@ def schema_registry(kind: str, registry: Mapping) -> None:
 
 def _registry(kind: str) -> Mapping:
     if kind not in _REGISTRIES:
-        raise RuntimeError(f"the {kind} registry is not loaded: call alr.plugins.load_plugins() before "
-                           "validating a config (every alr entry point does)")
+        raise RuntimeError(
+            f"the {kind} registry is not loaded: call alr.plugins.load_plugins() before "
+            "validating a config (every alr entry point does)"
+        )
     return _REGISTRIES[kind]
 
 
@@ -79,8 +84,9 @@ def _schema() -> dict:
         holder[last] = {"enum": list(_registry(kind))}
     # an override section holds any subset of the keys of the sections it overrides, with their types
     props = schema["properties"]
-    props["official"]["properties"] = {k: {key: value for key, value in props[k].items() if key != "required"}
-                                       for k in OVERRIDABLE}
+    props["official"]["properties"] = {
+        k: {key: value for key, value in props[k].items() if key != "required"} for k in OVERRIDABLE
+    }
     return schema
 
 
@@ -92,15 +98,19 @@ def _describe(error: jsonschema.ValidationError) -> str:
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return f"config key '{key}': unknown key(s) {', '.join(map(repr, extra))}{hint}"
     if error.validator == "enum":
-        return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}" + \
-            did_you_mean(error.instance, error.validator_value)
+        return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}" + did_you_mean(
+            error.instance, error.validator_value
+        )
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         # `null or a dataset`: the one alternative of the instance's type tells what is wrong
         by_alternative: dict = {}
         for sub in error.context or []:
             by_alternative.setdefault(sub.relative_schema_path[0], []).append(sub)
-        candidates = [errs for errs in by_alternative.values()
-                      if not any(e.validator == "type" and len(e.relative_schema_path) == 2 for e in errs)]
+        candidates = [
+            errs
+            for errs in by_alternative.values()
+            if not any(e.validator == "type" and len(e.relative_schema_path) == 2 for e in errs)
+        ]
         if len(candidates) == 1:
             return _describe(jsonschema.exceptions.best_match(candidates[0]))
         return f"config key '{key}': {error.instance!r} matches no allowed form (see config/README.md)"
@@ -110,6 +120,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def _coerce_numbers(cfg: dict, validator) -> None:
     """Where the schema wants a number and the config holds a numeric string such as `3e-4` (YAML
     1.2 reads it as a float, PyYAML as a string), store the number; everything else is untouched."""
+
     def with_alternatives(errors):  # a oneOf (regularize.lambda: a number or a list) holds its own errors
         for error in errors:
             yield error
@@ -129,8 +140,10 @@ def _coerce_numbers(cfg: dict, validator) -> None:
 def _without_required(schema: dict) -> dict:
     """The schema with no `required` list at the top level or in a section: a rule passes a command
     whole sections or single keys of a section (`fisher.samples`), never part of a deeper object."""
-    props = {name: {k: v for k, v in spec.items() if k != "required"} if isinstance(spec, dict) else spec
-             for name, spec in schema["properties"].items()}
+    props = {
+        name: {k: v for k, v in spec.items() if k != "required"} if isinstance(spec, dict) else spec
+        for name, spec in schema["properties"].items()
+    }
     return dict(schema, required=[], properties=props)
 
 
@@ -161,32 +174,41 @@ def _cross_checks(cfg: dict) -> list[str]:
     methods = _registry("methods")
     for method, domains in cfg.get("method_domains", {}).items():
         if method not in methods:
-            problems.append(f"config key 'method_domains.{method}': no method {method!r} "
-                            f"(known: {', '.join(methods)})")
+            problems.append(f"config key 'method_domains.{method}': no method {method!r} (known: {', '.join(methods)})")
         known = datasets(cfg["data"], "domain") if "data" in cfg else {}
         if known:
             problems += unknown_domains(known, domains, f"config key 'method_domains.{method}':")
-    for where, reg in [("regularize", cfg.get("regularize", {})),
-                       ("official.regularize", merge_config(cfg.get("regularize", {}),
-                                                            cfg.get("official", {}).get("regularize", {})))]:
+    for where, reg in [
+        ("regularize", cfg.get("regularize", {})),
+        ("official.regularize", merge_config(cfg.get("regularize", {}), cfg.get("official", {}).get("regularize", {}))),
+    ]:
         if reg.get("phase2_optimizer") == "phase1" and reg.get("phase2_init") != "phase1":
-            problems.append(f"config key '{where}.phase2_optimizer': 'phase1' continues phase 1's optimizer "
-                            "state, so it needs phase2_init: phase1 (phase 1's adapter) too")
+            problems.append(
+                f"config key '{where}.phase2_optimizer': 'phase1' continues phase 1's optimizer "
+                "state, so it needs phase2_init: phase1 (phase 1's adapter) too"
+            )
     if "eval" in cfg and "importance" in cfg and cfg["eval"]["phase1_texts"] > cfg["importance"]["samples"]:
-        problems.append(f"config key 'eval.phase1_texts': {cfg['eval']['phase1_texts']} is more than the "
-                        f"{cfg['importance']['samples']} texts phase 1 tunes on (importance.samples)")
+        problems.append(
+            f"config key 'eval.phase1_texts': {cfg['eval']['phase1_texts']} is more than the "
+            f"{cfg['importance']['samples']} texts phase 1 tunes on (importance.samples)"
+        )
     if "data" in cfg:
         for role, where in (("general", "data.general.tasks"), ("domain", "data.domains")):
             for name, spec in datasets(cfg["data"], role).items():
                 if spec["source"] == "hub":
                     problems += local_file_problems(f"{where}.{name}", spec)
-        problems += [f"config: data file {path} (source: jsonl) does not exist" for path in user_files(cfg["data"])
-                     if not Path(path).is_file()]
+        problems += [
+            f"config: data file {path} (source: jsonl) does not exist"
+            for path in user_files(cfg["data"])
+            if not Path(path).is_file()
+        ]
         problems += _artifact_problems(cfg["data"])
         for name, spec in datasets(cfg["data"], "domain").items():
             if spec["source"] == "lm_eval":
-                problems.append(f"config key 'data.domains.{name}': a domain needs training data; source "
-                                "'lm_eval' is for general evaluation tasks only")
+                problems.append(
+                    f"config key 'data.domains.{name}': a domain needs training data; source "
+                    "'lm_eval' is for general evaluation tasks only"
+                )
         tasks, domains = set(datasets(cfg["data"], "general")), set(datasets(cfg["data"], "domain"))
         clash = (tasks & domains) | ({"general_text"} & (tasks | domains))
         if clash:
@@ -199,15 +221,22 @@ def _artifact_problems(data_cfg: dict) -> list[str]:
     sources need data.bigbench."""
     problems = []
     artifacts = data_cfg.get("artifacts", {})
-    named = {**datasets(data_cfg), **{f"general.text.sources.{n}": s for n, s in sources(data_cfg["general"]["text"]).items()}}
+    named = {
+        **datasets(data_cfg),
+        **{f"general.text.sources.{n}": s for n, s in sources(data_cfg["general"]["text"]).items()},
+    }
     for name, spec in named.items():
         for alt in spec.get("files", []):
             if alt["artifact"] not in artifacts:
-                problems.append(f"config: dataset {name!r} reads {alt['member']} from artifact {alt['artifact']!r}, which "
-                                f"data.artifacts does not define{did_you_mean(alt['artifact'], artifacts)}")
+                problems.append(
+                    f"config: dataset {name!r} reads {alt['member']} from artifact {alt['artifact']!r}, which "
+                    f"data.artifacts does not define{did_you_mean(alt['artifact'], artifacts)}"
+                )
         if spec["source"] == "bigbench" and "bigbench" not in data_cfg:
-            problems.append(f"config: dataset {name!r} has source 'bigbench', which needs data.bigbench (the pinned sdist "
-                            "or a local archive of it; config/config.yaml has the pins)")
+            problems.append(
+                f"config: dataset {name!r} has source 'bigbench', which needs data.bigbench (the pinned sdist "
+                "or a local archive of it; config/config.yaml has the pins)"
+            )
     return problems
 
 
@@ -254,5 +283,3 @@ def check_config_files(paths: list[str | Path], replace: bool = False) -> dict:
     for path in paths:
         cfg = merge_config(cfg, read_config_file(path))
     return validate_config(cfg)
-
-

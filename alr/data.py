@@ -4,11 +4,12 @@ Multiple choice: {"id", "question", "choices": [...], "label": int}; text: {"id"
 The training prompt is the same cloze format lm-eval scores (`PROMPT` + " " + choice), so the
 domain tune teaches exactly what the domain evaluation measures.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 PROMPT = "Question: {question}\nAnswer:"
 TARGET_DELIMITER = " "  # lm-eval's default between context and continuation
@@ -39,7 +40,9 @@ def read_records(path: str | Path, kind: str = "auto") -> list[dict]:
     """Read and validate a canonical JSONL file; `kind` is "mc", "text" or "auto" (from the first line)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; build it with `alr prepare-data` (or `snakemake prepare_data`)")
+        raise FileNotFoundError(
+            f"{path} does not exist; build it with `alr prepare-data` (or `snakemake prepare_data`)"
+        )
     rows: list[dict] = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -86,8 +89,8 @@ def tokenize_pairs(pairs: Iterable[tuple[str, str]], tokenizer, max_length: int,
         a = tokenizer(answer, add_special_tokens=False)["input_ids"]
         if tokenizer.eos_token_id is not None:
             a = a + [tokenizer.eos_token_id]
-        a = a[:max_length - 1]
-        p = p[len(p) - (max_length - len(a)):] if len(p) + len(a) > max_length else p  # keep the answer
+        a = a[: max_length - 1]
+        p = p[len(p) - (max_length - len(a)) :] if len(p) + len(a) > max_length else p  # keep the answer
         labels = ([-100] * len(p) if loss_on == "answer" else list(p)) + a
         out.append({"input_ids": p + a, "labels": labels})
     return out
@@ -100,4 +103,3 @@ def tokenize_texts(texts: Iterable[str], tokenizer, max_length: int) -> list[dic
         if len(ids) > 1:
             out.append({"input_ids": ids, "labels": list(ids)})
     return out
-

@@ -1,5 +1,6 @@
 """Data-parallel helpers: alr trains through the transformers Trainer, which runs DDP by itself under
 `torchrun` / `accelerate launch`; only what alr computes or writes outside the Trainer needs these."""
+
 from __future__ import annotations
 
 import torch

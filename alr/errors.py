@@ -2,6 +2,7 @@
 
 The bottom of the package: it imports nothing of alr, so any module can raise these.
 """
+
 from __future__ import annotations
 
 import difflib

@@ -10,6 +10,7 @@ tasks (`source: lm_eval`), optionally reading local files. `HFLM` is given the b
 directly, because `simple_evaluate` ignores them for a model object, and the batch size is pinned
 in the config because lm-eval scores move with it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,20 +76,33 @@ def builtin_task_config(dataset: str, spec: dict) -> dict | None:
     if entry is None:
         raise ConfigError(f"lm-eval has no task named {spec['task']!r}")
     if entry.kind.name != "TASK":
-        raise ConfigError(f"{spec['task']!r} is an lm-eval {entry.kind.name.lower()}; local files can only replace the "
-                         "data of a single task (prefetch a group's datasets into the HF cache instead)")
+        raise ConfigError(
+            f"{spec['task']!r} is an lm-eval {entry.kind.name.lower()}; local files can only replace the "
+            "data of a single task (prefetch a group's datasets into the HF cache instead)"
+        )
     kwargs = spec.get("dataset_kwargs", {})
     splits = set(kwargs.get("data_files", {})) if isinstance(kwargs.get("data_files"), dict) else set()
-    cfg = {"include": str(entry.yaml_path), "task": task_name(dataset), "dataset_path": spec["dataset_path"],
-           "dataset_name": spec.get("dataset_name"), "dataset_kwargs": kwargs}
+    cfg = {
+        "include": str(entry.yaml_path),
+        "task": task_name(dataset),
+        "dataset_path": spec["dataset_path"],
+        "dataset_name": spec.get("dataset_name"),
+        "dataset_kwargs": kwargs,
+    }
     if splits:  # only the splits the files provide; zero-shot scoring needs the test split alone
-        cfg.update({f"{role}_split": (role_split if role_split in splits else None)
-                    for role, role_split in (("training", "train"), ("validation", "validation"))})
+        cfg.update(
+            {
+                f"{role}_split": (role_split if role_split in splits else None)
+                for role, role_split in (("training", "train"), ("validation", "validation"))
+            }
+        )
         cfg["test_split"] = "test" if "test" in splits else sorted(splits)[0]
     return cfg
 
 
-def write_task_yamls(data_files: dict[str, Path], out_dir: str | Path, builtin: dict[str, dict] | None = None) -> dict[str, str]:
+def write_task_yamls(
+    data_files: dict[str, Path], out_dir: str | Path, builtin: dict[str, dict] | None = None
+) -> dict[str, str]:
     """Write the task YAMLs; returns {dataset: lm-eval task name}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -117,8 +131,9 @@ def _subtasks(out: dict, name: str) -> list[str]:
     return [leaf for sub in groups[name] for leaf in _subtasks(out, sub)]
 
 
-def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit: int | None,
-                builtin: dict[str, dict] | None = None) -> tuple[dict, list[dict]]:
+def run_lm_eval(
+    model, tok, data_files: dict[str, Path], batch_size: int, limit: int | None, builtin: dict[str, dict] | None = None
+) -> tuple[dict, list[dict]]:
     """({dataset: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}} exactly as lm-eval reports them
     (None where a task has no such metric), per-item records [{task, doc_id, id, acc, acc_norm}])."""
     import lm_eval
@@ -129,11 +144,15 @@ def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit:
     with tempfile.TemporaryDirectory(prefix="alr-tasks-") as task_dir:
         names = write_task_yamls(data_files, task_dir, builtin)
         out = lm_eval.simple_evaluate(
-            model=lm, tasks=list(names.values()), limit=limit,
+            model=lm,
+            tasks=list(names.values()),
+            limit=limit,
             # indexing lm-eval's own task catalogue takes ~8 s per call on the 2-core CPU: only when needed
             task_manager=TaskManager(include_path=task_dir, include_defaults=bool(builtin)),
             log_samples=True,  # needed for the per-item records; we write our own files, not lm-eval's
-            random_seed=0, numpy_random_seed=1234, torch_random_seed=1234,
+            random_seed=0,
+            numpy_random_seed=1234,
+            torch_random_seed=1234,
         )
     scores, items = {}, []
     for dataset, name in names.items():
@@ -150,12 +169,17 @@ def run_lm_eval(model, tok, data_files: dict[str, Path], batch_size: int, limit:
         for leaf in leaves:
             for sample in sorted(out["samples"][leaf], key=lambda x: x["doc_id"]):
                 doc_id = sample["doc"].get("id") if isinstance(sample["doc"].get("id"), str) else None
-                items.append({"task": dataset, "doc_id": sample["doc_id"],
-                              "id": doc_id or f"{leaf}:{sample['doc_id']}",
-                              "acc": float(sample["acc"]) if "acc" in sample else None,
-                              "acc_norm": float(sample["acc_norm"]) if "acc_norm" in sample else None,
-                              **({"group": sample["doc"]["group"]} if sample["doc"].get("group") is not None else {}),
-                              **_gold(sample)})
+                items.append(
+                    {
+                        "task": dataset,
+                        "doc_id": sample["doc_id"],
+                        "id": doc_id or f"{leaf}:{sample['doc_id']}",
+                        "acc": float(sample["acc"]) if "acc" in sample else None,
+                        "acc_norm": float(sample["acc_norm"]) if "acc_norm" in sample else None,
+                        **({"group": sample["doc"]["group"]} if sample["doc"].get("group") is not None else {}),
+                        **_gold(sample),
+                    }
+                )
     return scores, items
 
 
@@ -170,7 +194,11 @@ def _gold(sample: dict) -> dict:
     ll = [float(r[0]) for r in resps]
     top = max(ll)
     log_norm = top + math.log(sum(math.exp(x - top) for x in ll))
-    return {"gold": sample["arguments"][target][1].strip(), "gold_nll": -ll[target], "choice_nll": log_norm - ll[target]}
+    return {
+        "gold": sample["arguments"][target][1].strip(),
+        "gold_nll": -ll[target],
+        "choice_nll": log_norm - ll[target],
+    }
 
 
 def items_path(eval_path: str | Path) -> Path:
@@ -215,8 +243,8 @@ def text_nll(model, tok, texts: list[str], max_length: int, max_tokens: int = 51
             input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
             mask = torch.zeros_like(input_ids)
             for row, i in enumerate(batch):
-                input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
-                mask[row, :len(ids[i])] = 1
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                mask[row, : len(ids[i])] = 1
             input_ids, mask = input_ids.to(dev), mask.to(dev)
             logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
             target = input_ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
@@ -236,13 +264,19 @@ def general_text_items(model, tok, records: list[dict], task_of, max_length: int
 def nll_summary(items: list[dict]) -> dict:
     """The general NLL of per-text records: the mean over texts (each text weighs the same), its
     perplexity, and the same per task (source)."""
+
     def mean(rows):
         return sum(r["nll"] for r in rows) / len(rows)
 
     tasks = sorted({r["task"] for r in items})
     nll = mean(items)
-    return {"nll": nll, "ppl": math.exp(nll), "texts": len(items), "tokens": sum(r["tokens"] for r in items),
-            "sources": {t: mean([r for r in items if r["task"] == t]) for t in tasks}}
+    return {
+        "nll": nll,
+        "ppl": math.exp(nll),
+        "texts": len(items),
+        "tokens": sum(r["tokens"] for r in items),
+        "sources": {t: mean([r for r in items if r["task"] == t]) for t in tasks},
+    }
 
 
 def _evaluated_run(domains: list[str], run: str | None, seed: int | None) -> dict | None:
@@ -289,9 +323,11 @@ def _general_texts(eval_cfg: dict, data_dir: Path, split: str, phase1_too: bool)
     each cut to eval.limit when set."""
     held_out = read_records(data_dir / GENERAL_TEXT / f"{split}.jsonl", "text")
     # the authors' protocol: the text phase 1 tuned on (its first records), labelled as overlapping
-    phase1 = read_records(data_dir / GENERAL_TEXT / "train.jsonl", "text")[:eval_cfg["phase1_texts"]] if phase1_too else []
+    phase1 = (
+        read_records(data_dir / GENERAL_TEXT / "train.jsonl", "text")[: eval_cfg["phase1_texts"]] if phase1_too else []
+    )
     if eval_cfg["limit"]:
-        held_out, phase1 = held_out[:eval_cfg["limit"]], phase1[:eval_cfg["limit"]]
+        held_out, phase1 = held_out[: eval_cfg["limit"]], phase1[: eval_cfg["limit"]]
     return held_out, phase1
 
 
@@ -304,12 +340,20 @@ def _load_model(model_dir, weights_dir, dtype: str, delta_scale: float):
     return model, tok
 
 
-def _run_passes(model, tok, eval_cfg: dict, files: dict[str, Path], builtin: dict[str, dict],
-                held_out: list[dict], phase1: list[dict]) -> tuple[dict, list[dict], list[dict], list[dict]]:
+def _run_passes(
+    model,
+    tok,
+    eval_cfg: dict,
+    files: dict[str, Path],
+    builtin: dict[str, dict],
+    held_out: list[dict],
+    phase1: list[dict],
+) -> tuple[dict, list[dict], list[dict], list[dict]]:
     """(lm-eval scores, their per-item records, the held-out texts' NLL records, phase 1's texts' NLL records)."""
     tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"], builtin)
-    text_items = general_text_items(model, tok, held_out, lambda r: text_task(r.get("source", "text")),
-                                    eval_cfg["nll_max_length"])
+    text_items = general_text_items(
+        model, tok, held_out, lambda r: text_task(r.get("source", "text")), eval_cfg["nll_max_length"]
+    )
     overlap_items = general_text_items(model, tok, phase1, lambda r: PHASE1_TEXT, eval_cfg["nll_max_length"])
     return tasks, items, text_items, overlap_items
 
@@ -328,16 +372,38 @@ def _set_scores(tasks: dict, eval_cfg: dict) -> None:
 def _general_summary(tasks: dict, general: list[str], text_items: list[dict], overlap_items: list[dict]) -> dict:
     """eval.json's "general": the general tasks' mean score and its stderr (when there are general
     tasks), the held-out NLL, and phase 1's text's NLL (when scored)."""
-    score = {"score": sum(tasks[t]["score"] for t in general) / len(general),
-             "stderr": math.sqrt(sum(tasks[t]["stderr"] ** 2 for t in general)) / len(general)} if general else {}
-    return {**score, "tasks": general, **nll_summary(text_items),
-            **({"phase1_text": {k: v for k, v in nll_summary(overlap_items).items() if k != "sources"}}
-               if overlap_items else {})}
+    score = (
+        {
+            "score": sum(tasks[t]["score"] for t in general) / len(general),
+            "stderr": math.sqrt(sum(tasks[t]["stderr"] ** 2 for t in general)) / len(general),
+        }
+        if general
+        else {}
+    )
+    return {
+        **score,
+        "tasks": general,
+        **nll_summary(text_items),
+        **(
+            {"phase1_text": {k: v for k, v in nll_summary(overlap_items).items() if k != "sources"}}
+            if overlap_items
+            else {}
+        ),
+    }
 
 
-def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: list[str], out_path: str | Path,
-             weights_dir: str | Path | None = None, delta_scale: float = 1.0, run: str | None = None,
-             seed: int | None = None, split: str = "test") -> dict:
+def evaluate(
+    cfg: dict,
+    model_dir: str | Path,
+    data_dir: str | Path,
+    domains: list[str],
+    out_path: str | Path,
+    weights_dir: str | Path | None = None,
+    delta_scale: float = 1.0,
+    run: str | None = None,
+    seed: int | None = None,
+    split: str = "test",
+) -> dict:
     """Score the base model, or tuned `weights_dir`; `run` and `seed` name the run it belongs to
     (recorded, so the tables never parse paths; a run is evaluated on its one domain).
 
@@ -370,8 +436,12 @@ def evaluate(cfg: dict, model_dir: str | Path, data_dir: str | Path, domains: li
         "domain": {"name": domains[0], **domain_scores[domains[0]]} if len(domains) == 1 else None,
         "domains": domain_scores,
         "items": items_path(out_path).name,
-        "lm_eval": {"version": lm_eval.__version__, "batch_size": eval_cfg["batch_size"], "limit": eval_cfg["limit"],
-                    "log_samples": True},
+        "lm_eval": {
+            "version": lm_eval.__version__,
+            "batch_size": eval_cfg["batch_size"],
+            "limit": eval_cfg["limit"],
+            "log_samples": True,
+        },
         "wall_time_s": round(timer.seconds, 3),
         "peak_mem_mb": peak_mem_mb(),
         "provenance": provenance({k: cfg[k] for k in ("model", "data", "eval") if k in cfg}),

@@ -11,6 +11,7 @@ Downloads are kept in one cache per user (`ALR_CACHE`, else `$XDG_CACHE_HOME/alr
 Registries drift: a pinned version can stop being served. That is a `FetchError` naming the
 artifact, the versions that are served and the config key to change.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,9 @@ def default_downloads() -> Path:
 def pip_index_settings() -> dict[str, list[str]]:
     """Index URLs, find-links and trusted hosts as pip itself would see them."""
     try:
-        out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                             text=True, check=True, timeout=60).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
     except (subprocess.SubprocessError, OSError) as exc:  # pip missing: fall back to PyPI
         log.warning("could not read pip configuration (%s); using %s", exc, DEFAULT_INDEX)
         out = ""
@@ -76,9 +78,11 @@ def served_versions(name: str, finder=None) -> list[str]:
 
 def _not_served(name: str, version: str, filename: str, key: str, finder, where) -> FetchError:
     versions = served_versions(name, finder)
-    return FetchError(f"{name}=={version} ({filename}) is not served by {', '.join(where)}; served versions: "
-                      f"{', '.join(versions) or 'none'}. Pin a served one in {key} (version, filename, sha256) "
-                      f"or point {key}.archive at a local copy of the file")
+    return FetchError(
+        f"{name}=={version} ({filename}) is not served by {', '.join(where)}; served versions: "
+        f"{', '.join(versions) or 'none'}. Pin a served one in {key} (version, filename, sha256) "
+        f"or point {key}.archive at a local copy of the file"
+    )
 
 
 def is_served(name: str, version: str, filename: str, finder=None) -> bool:
@@ -87,8 +91,9 @@ def is_served(name: str, version: str, filename: str, finder=None) -> bool:
     return any(p.link.filename == filename for p in finder.find_matches(f"{name}=={version}"))
 
 
-def fetch_distribution(name: str, version: str, filename: str, sha256: str, dest_dir: str | Path | None = None,
-                       key: str = "the config") -> Path:
+def fetch_distribution(
+    name: str, version: str, filename: str, sha256: str, dest_dir: str | Path | None = None, key: str = "the config"
+) -> Path:
     """Return `dest_dir/filename` (default: the user cache), downloading it if absent; its sha256 must
     equal `sha256`. `key` names the config key that pins it, for the error when it is not served."""
     dest = Path(dest_dir or default_downloads()) / filename
@@ -110,8 +115,10 @@ def fetch_distribution(name: str, version: str, filename: str, sha256: str, dest
             with finder.session.stream("GET", link.normalized) as resp:
                 resp.raise_for_status()
                 total = int(resp.headers.get("content-length", 0)) or None
-                with open(tmp, "wb") as fh, tqdm(total=total, unit="B", unit_scale=True, desc=filename,
-                                                 mininterval=5) as bar:
+                with (
+                    open(tmp, "wb") as fh,
+                    tqdm(total=total, unit="B", unit_scale=True, desc=filename, mininterval=5) as bar,
+                ):
                     for chunk in resp.iter_bytes(1 << 20):
                         fh.write(chunk)
                         bar.update(len(chunk))

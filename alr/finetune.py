@@ -5,6 +5,7 @@ regularised, resumable, written atomically.
         --domain physics --method alr --seed 0 --importance results/<m>/importance/si.safetensors \
         --out results/<m>/physics/alr/seed0
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,19 +16,19 @@ import torch
 
 from .assets import check_lora_targets, check_model_dir
 from .checkpoints import checkpoint_dir, remove, resume_point
-from .errors import ConfigError
-from .sections import section
 from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
 from .dist import is_main_process
+from .errors import ConfigError
+from .hooks import HookContext
 from .importance.store import check_importance_file, load_importance, model_fingerprint
 from .io import atomic_dir, sha256_file, write_json
 from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file
 from .measure import provenance
-from .hooks import HookContext
 from .methods import Method, get_method
 from .models import load_base, lora_modules, wrap_lora
 from .regularize import ELEMENT_TRANSFORMS, NORMALIZATIONS, Regularizer, group_by_layer
 from .runs import parse_run, run_config
+from .sections import section
 from .trainer import run_trainer, training_arguments
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,23 @@ def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_pat
     importance = ELEMENT_TRANSFORMS[spec.elements](importance, group_by_layer(importance, reg_cfg["granularity"]), seed)
     importance = NORMALIZATIONS[spec.normalization(cfg)](importance)
     mode = reg_cfg["layer_coef"] if spec.layer_coef == "config" else spec.layer_coef
-    return Regularizer(modules, importance, spec.strength(cfg), mode, reg_cfg["tau"], reg_cfg["granularity"], refs,
-                       layer_norm=reg_cfg["layer_norm"], layer_scale=reg_cfg["layer_scale"],
-                       uniform_coef=reg_cfg["uniform_coef"])
+    return Regularizer(
+        modules,
+        importance,
+        spec.strength(cfg),
+        mode,
+        reg_cfg["tau"],
+        reg_cfg["granularity"],
+        refs,
+        layer_norm=reg_cfg["layer_norm"],
+        layer_scale=reg_cfg["layer_scale"],
+        uniform_coef=reg_cfg["uniform_coef"],
+    )
 
 
-def mix_replay(domain_rows: list[dict], general_rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], dict]:
+def mix_replay(
+    domain_rows: list[dict], general_rows: list[dict], fraction: float, seed: int
+) -> tuple[list[dict], dict]:
     """Domain items plus round(n * f / (1 - f)) general items drawn with a fixed seed, so general
     examples make up `fraction` of every epoch (the Trainer shuffles them into the batches)."""
     import random
@@ -105,8 +117,10 @@ def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adap
     check_model_dir(model_dir)
     for path in hook_files:
         if not Path(path).exists():
-            raise FileNotFoundError(f"method {spec.name!r} reads {path}, which does not exist; build it with "
-                                    "`alr prepare-data` (or `snakemake prepare_data`)")
+            raise FileNotFoundError(
+                f"method {spec.name!r} reads {path}, which does not exist; build it with "
+                "`alr prepare-data` (or `snakemake prepare_data`)"
+            )
     if spec.uses_lora:
         check_lora_targets(model_dir, cfg["lora"]["targets"])
     est = spec.estimator
@@ -114,33 +128,44 @@ def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adap
         raise ConfigError(f"method {spec.name!r} uses no importance file; drop --importance {importance_path}")
     if est is not None:
         if importance_path is None:
-            raise ConfigError(f"method {spec.name!r} needs an importance file (--importance "
-                             f"{importance_file('<model>', est.name)})")
+            raise ConfigError(
+                f"method {spec.name!r} needs an importance file (--importance {importance_file('<model>', est.name)})"
+            )
         # a LoRA-shaped file must match lora.targets; a full-model-shaped one has every weight
         targets = cfg["lora"]["targets"] if est.lora_shaped else None
         settings = {name: cfg[name] for name in est.shared_sections}
         check_importance_file(importance_path, model_fingerprint(model_dir), targets, est.name, settings)
     if init_adapter is not None and not spec.continues_phase1(cfg):
-        raise ConfigError(f"--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1; "
-                         f"method {spec.name!r} would ignore it: drop it")
+        raise ConfigError(
+            f"--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1; "
+            f"method {spec.name!r} would ignore it: drop it"
+        )
     if spec.continues_phase1(cfg):
         if init_adapter is None:
             raise ConfigError("regularize.phase2_init is 'phase1' but no phase-1 adapter was given (--init-adapter)")
         if not (Path(init_adapter) / "adapter_model.safetensors").exists():
-            raise FileNotFoundError(f"phase-1 adapter {init_adapter} does not exist; build it with `alr importance` "
-                                    "(or `snakemake` the importance rule)")
+            raise FileNotFoundError(
+                f"phase-1 adapter {init_adapter} does not exist; build it with `alr importance` "
+                "(or `snakemake` the importance rule)"
+            )
         if spec.continues_phase1_optimizer(cfg) and not (Path(init_adapter) / OPTIMIZER_STATE).exists():
-            raise FileNotFoundError(f"regularize.phase2_optimizer is 'phase1' but {init_adapter} holds no "
-                                    f"{OPTIMIZER_STATE} (made before phase 1 kept its optimizer state): rebuild it "
-                                    "with `alr importance` (or delete the importance file and rerun snakemake)")
+            raise FileNotFoundError(
+                f"regularize.phase2_optimizer is 'phase1' but {init_adapter} holds no "
+                f"{OPTIMIZER_STATE} (made before phase 1 kept its optimizer state): rebuild it "
+                "with `alr importance` (or delete the importance file and rerun snakemake)"
+            )
 
 
-def _run_identity(spec: Method, domain: str, seed: int, model_dir, config: dict, files: list[Path],
-                  importance_path, init_adapter) -> dict:
+def _run_identity(
+    spec: Method, domain: str, seed: int, model_dir, config: dict, files: list[Path], importance_path, init_adapter
+) -> dict:
     """What a checkpoint must share with this run to be resumed (checkpoint_steps may change)."""
     train = {k: v for k, v in config["train"].items() if k != "checkpoint_steps"}
     return {
-        "method": spec.name, "domain": domain, "seed": seed, "model": model_fingerprint(model_dir),
+        "method": spec.name,
+        "domain": domain,
+        "seed": seed,
+        "model": model_fingerprint(model_dir),
         "config": {**config, "train": train},
         "data": {f"{p.parent.name}/{p.name}": sha256_file(p) for p in files},
         "importance": sha256_file(importance_path) if importance_path else None,
@@ -191,22 +216,41 @@ def _phase1_optimizer_state(spec: Method, cfg: dict, init_adapter) -> dict | Non
 
 def _features(rows: list[dict], tok, train_cfg: dict) -> list:
     """Tokenized training examples: the multiple-choice items as (prompt, answer) pairs, then the replayed texts."""
-    features = tokenize_pairs((mc_to_pair(r) for r in rows if "choices" in r), tok, train_cfg["max_length"],
-                              train_cfg["loss_on"])
+    features = tokenize_pairs(
+        (mc_to_pair(r) for r in rows if "choices" in r), tok, train_cfg["max_length"], train_cfg["loss_on"]
+    )
     features += tokenize_texts((r["text"] for r in rows if "text" in r), tok, train_cfg["max_length"])  # replay
     return features
 
 
-def _train(model, tok, features: list, train_cfg: dict, seed: int, out_dir: Path, resume, regularizer,
-           loss_hook, optimizer_state) -> dict:
+def _train(
+    model,
+    tok,
+    features: list,
+    train_cfg: dict,
+    seed: int,
+    out_dir: Path,
+    resume,
+    regularizer,
+    loss_hook,
+    optimizer_state,
+) -> dict:
     """Run the Trainer (checkpointing into out_dir/checkpoints/ when train.checkpoint_steps > 0, else
     into a scratch folder); its statistics, with the final weights' penalty under a regularizer."""
     save_steps = train_cfg.get("checkpoint_steps", 0)
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
         trainer_dir = str(checkpoint_dir(out_dir)) if save_steps else scratch
         args = training_arguments(train_cfg, seed, trainer_dir, save_steps=save_steps)
-        stats = run_trainer(model, tok, features, args, regularizer=regularizer, resume_from=resume,
-                            loss_hook=loss_hook, optimizer_state=optimizer_state)
+        stats = run_trainer(
+            model,
+            tok,
+            features,
+            args,
+            regularizer=regularizer,
+            resume_from=resume,
+            loss_hook=loss_hook,
+            optimizer_state=optimizer_state,
+        )
     if regularizer is not None:
         with torch.no_grad():
             stats["final_reg"] = float(regularizer())  # penalty of the final weights (refreshes per-layer values)
@@ -223,16 +267,31 @@ def _save_run(model, record: dict, out_dir: Path, save_steps: int) -> None:
 
 
 def _log_run(record: dict, resumed: bool) -> None:
-    log.info("trained %s on %s (seed %d): %d steps%s, %.1f s, CE %.4f -> %.4f, reg %s", record["method"],
-             record["domain"], record["seed"], record["steps"],
-             f" (resumed from step {record['resumed_from_step']})" if resumed else "",
-             record["wall_time_s"], record["first_ce"] or float("nan"), record["final_ce"] or float("nan"),
-             record["final_reg"])
+    log.info(
+        "trained %s on %s (seed %d): %d steps%s, %.1f s, CE %.4f -> %.4f, reg %s",
+        record["method"],
+        record["domain"],
+        record["seed"],
+        record["steps"],
+        f" (resumed from step {record['resumed_from_step']})" if resumed else "",
+        record["wall_time_s"],
+        record["first_ce"] or float("nan"),
+        record["final_ce"] or float("nan"),
+        record["final_reg"],
+    )
 
 
-def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str, run: str, seed: int,
-             out_dir: str | Path, importance_path: str | Path | None = None,
-             init_adapter: str | Path | None = None) -> dict:
+def finetune(
+    cfg: dict,
+    model_dir: str | Path,
+    data_dir: str | Path,
+    domain: str,
+    run: str,
+    seed: int,
+    out_dir: str | Path,
+    importance_path: str | Path | None = None,
+    init_adapter: str | Path | None = None,
+) -> dict:
     """Tune `run` (a method, or a sweep run `<method>-lambda<value>`, alr.runs) on the domain's train
     split; write `out_dir/model/` and `out_dir/train.json` atomically.
 
@@ -251,34 +310,32 @@ def finetune(cfg: dict, model_dir: str | Path, data_dir: str | Path, domain: str
     save_steps = train_cfg.get("checkpoint_steps", 0)
     resume = None
     if save_steps:
-        identity = _run_identity(spec, domain, seed, model_dir, config, files + hook_files, importance_path,
-                                 init_adapter)
+        identity = _run_identity(
+            spec, domain, seed, model_dir, config, files + hook_files, importance_path, init_adapter
+        )
         resume = resume_point(checkpoint_dir(out_dir), identity)
     set_seed(seed)
     model, tok, refs = _load_model(spec, cfg, model_dir, init_adapter)
     optimizer_state = _phase1_optimizer_state(spec, cfg, init_adapter)
-    regularizer = _build_regularizer(spec, cfg, model, model_dir, importance_path, seed, refs) if spec.regularised else None
+    regularizer = (
+        _build_regularizer(spec, cfg, model, model_dir, importance_path, seed, refs) if spec.regularised else None
+    )
     context = HookContext(model=model, tok=tok, cfg=cfg, data_dir=Path(data_dir), seed=seed)
     loss_hook = spec.loss_hook(context) if spec.loss_hook else None  # built once, called per micro-batch
     features = _features(rows, tok, train_cfg)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     stats = _train(model, tok, features, train_cfg, seed, out_dir, resume, regularizer, loss_hook, optimizer_state)
-    record = {
-        "method": method,
-        "run": run,
-        "domain": domain,
-        "seed": seed,
-        **stats,
-        "trainable_params": n_trainable,
-        "layer_coefficients": regularizer.coefficients if regularizer else None,
-        "layer_penalties": regularizer.layer_penalties if regularizer else None,
-        "importance": str(importance_path) if importance_path else spec.importance,
-        "init_adapter": str(init_adapter) if refs is not None else None,
-        "optimizer_from_phase1": optimizer_state is not None,
-        "replay": replay,
-        "config": config,
-        "provenance": provenance(config),
-    }
+    record = {"method": method, "run": run, "domain": domain, "seed": seed, **stats, "trainable_params": n_trainable}
+    record.update(
+        layer_coefficients=regularizer.coefficients if regularizer else None,
+        layer_penalties=regularizer.layer_penalties if regularizer else None,
+        importance=str(importance_path) if importance_path else spec.importance,
+        init_adapter=str(init_adapter) if refs is not None else None,
+        optimizer_from_phase1=optimizer_state is not None,
+        replay=replay,
+        config=config,
+        provenance=provenance(config),
+    )
     if not is_main_process():  # under DDP the ranks hold the same weights; rank 0 writes them
         return record
     _save_run(model, record, out_dir, save_steps)

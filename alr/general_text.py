@@ -11,6 +11,7 @@ across sources, keeps its first text only, so no split can hold a text another s
 that is also a multiple-choice item of the run, or holds one's question (`TaskContexts`), is dropped
 too: no passage may be the context of a task item the run trains or evaluates on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,7 +62,7 @@ def _clip(text: str, max_chars: int) -> str:
     if len(text) <= max_chars:
         return text
     cut = text[:max_chars]
-    return cut[:cut.rfind(" ")] if " " in cut else cut
+    return cut[: cut.rfind(" ")] if " " in cut else cut
 
 
 def _looks_english(text: str, min_share: float = 0.15) -> bool:
@@ -137,20 +138,29 @@ def split_sources(text_cfg: dict, texts_of, rng_for, tasks: TaskContexts | None 
         size = {k: spec.get(f"{k}_size", text_cfg[f"{k}_size"]) for k in out}
         max_chars = spec.get("max_chars", text_cfg["max_chars"])
         if spec["source"] == "jsonl" and "train" in spec:
-            parts = {k: apart_from_tasks(src, fresh([r["text"] for r in read_records(spec[k], "text")], max_chars))
-                     if k in spec else [] for k in ("test", "valid", "train")}
+            parts = {
+                k: apart_from_tasks(src, fresh([r["text"] for r in read_records(spec[k], "text")], max_chars))
+                if k in spec
+                else []
+                for k in ("test", "valid", "train")
+            }
             if "valid" not in spec:  # carved from the user's train file
-                parts["valid"], parts["train"] = parts["train"][:size["valid"]], parts["train"][size["valid"]:]
+                parts["valid"], parts["train"] = parts["train"][: size["valid"]], parts["train"][size["valid"] :]
         else:
             texts = fresh(texts_of(src, spec), max_chars)
             rng_for(src).shuffle(texts)
             texts = apart_from_tasks(src, texts, size["test"] + size["valid"] + size["train"])
             need = size["test"] + size["valid"] + min(size["train"], 1)
             if len(texts) < need:
-                raise DataError(f"general text source {src!r} has {len(texts)} distinct texts apart from task "
-                                 f"items; test_size + valid_size + at least one train text need {need}")
-            parts = {"test": texts[:size["test"]], "valid": texts[size["test"]:size["test"] + size["valid"]],
-                     "train": texts[size["test"] + size["valid"]:][:size["train"]]}
+                raise DataError(
+                    f"general text source {src!r} has {len(texts)} distinct texts apart from task "
+                    f"items; test_size + valid_size + at least one train text need {need}"
+                )
+            parts = {
+                "test": texts[: size["test"]],
+                "valid": texts[size["test"] : size["test"] + size["valid"]],
+                "train": texts[size["test"] + size["valid"] :][: size["train"]],
+            }
         for split, texts in parts.items():
             out[split] += [{"id": f"{src}-{split}-{i}", "text": t, "source": src} for i, t in enumerate(texts)]
     return out

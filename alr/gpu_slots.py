@@ -9,6 +9,7 @@ SLURM, or by hand) always wins.
 
     ALR_GPUS=0,1,2,3 snakemake --profile workflow/profiles/gpu-node
 """
+
 from __future__ import annotations
 
 import fcntl

@@ -10,6 +10,7 @@ workflow), and records what it fetched. Every other job then reads the cache off
 Hub multiple-choice datasets are mapped to canonical records by `format`; the listed HF `splits`
 are pooled and split into test/train like every other dataset (alr.build_data).
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,19 +56,35 @@ def local_file_problems(where: str, spec: dict) -> list[str]:
         return []
     files = (spec.get("dataset_kwargs") or {}).get("data_files")
     if not files:
-        return [f"config key '{where}': dataset_path {spec['dataset_path']!r} reads local files; name them in "
-                f"dataset_kwargs: {{data_files: {{train: path/to/file}}}} (without it `datasets` would scan the "
-                "working directory)"]
-    paths = [files] if isinstance(files, str) else \
-        [p for v in (files.values() if isinstance(files, dict) else files) for p in ([v] if isinstance(v, str) else v)]
-    return [f"config key '{where}.dataset_kwargs.data_files': {p} does not exist" for p in paths if not Path(p).exists()]
+        return [
+            f"config key '{where}': dataset_path {spec['dataset_path']!r} reads local files; name them in "
+            f"dataset_kwargs: {{data_files: {{train: path/to/file}}}} (without it `datasets` would scan the "
+            "working directory)"
+        ]
+    paths = (
+        [files]
+        if isinstance(files, str)
+        else [
+            p
+            for v in (files.values() if isinstance(files, dict) else files)
+            for p in ([v] if isinstance(v, str) else v)
+        ]
+    )
+    return [
+        f"config key '{where}.dataset_kwargs.data_files': {p} does not exist" for p in paths if not Path(p).exists()
+    ]
 
 
 def _load(spec: dict, split: str):
     import datasets
 
-    return datasets.load_dataset(spec["dataset_path"], spec.get("dataset_name"), split=split,
-                                 revision=spec.get("revision"), **spec.get("dataset_kwargs", {}))
+    return datasets.load_dataset(
+        spec["dataset_path"],
+        spec.get("dataset_name"),
+        split=split,
+        revision=spec.get("revision"),
+        **spec.get("dataset_kwargs", {}),
+    )
 
 
 def hub_mc_rows(name: str, spec: dict) -> list[dict]:
@@ -79,15 +96,24 @@ def hub_mc_rows(name: str, spec: dict) -> list[dict]:
             question, choices, label = convert(r)
             if not isinstance(label, int) or not 0 <= label < len(choices) or len(set(choices)) != len(choices):
                 continue  # unlabelled test items (label -1) and items with duplicate choices
-            rows.append({"id": f"{name}-{split}-{i}", "question": question.strip(),
-                         "choices": [c.strip() for c in choices], "label": label})
+            rows.append(
+                {
+                    "id": f"{name}-{split}-{i}",
+                    "question": question.strip(),
+                    "choices": [c.strip() for c in choices],
+                    "label": label,
+                }
+            )
     return rows
 
 
 def hub_texts(spec: dict) -> list[dict]:
     """Text records from a hub dataset's `field` (phase-1 general text)."""
-    return [{"id": f"general-{i}", "text": r[spec["field"]]} for i, r in enumerate(_load(spec, spec.get("split", "train")))
-            if isinstance(r[spec["field"]], str) and r[spec["field"]].strip()]
+    return [
+        {"id": f"general-{i}", "text": r[spec["field"]]}
+        for i, r in enumerate(_load(spec, spec.get("split", "train")))
+        if isinstance(r[spec["field"]], str) and r[spec["field"]].strip()
+    ]
 
 
 def hub_assets(cfg: dict) -> dict:
@@ -99,11 +125,17 @@ def hub_assets(cfg: dict) -> dict:
     hub = [dict(s, name=n) for n, s in specs.items() if s["source"] == "hub" and not reads_local_files(s)]
     from .general_text import sources
 
-    hub += [dict(s, name=f"general_text/{n}") for n, s in sources(data["general"]["text"]).items() if s["source"] == "hub"]
+    hub += [
+        dict(s, name=f"general_text/{n}") for n, s in sources(data["general"]["text"]).items() if s["source"] == "hub"
+    ]
     source = cfg["model"]["source"]
-    return {"model": source if source["type"] == "hub" else None, "datasets": hub,
-            "lm_eval_tasks": sorted({s["task"] for s in specs.values() if s["source"] == "lm_eval"
-                                     and "dataset_path" not in s})}
+    return {
+        "model": source if source["type"] == "hub" else None,
+        "datasets": hub,
+        "lm_eval_tasks": sorted(
+            {s["task"] for s in specs.values() if s["source"] == "lm_eval" and "dataset_path" not in s}
+        ),
+    }
 
 
 def prefetch(cfg: dict, out_path) -> dict:
@@ -115,8 +147,11 @@ def prefetch(cfg: dict, out_path) -> dict:
     if assets["model"]:
         src = assets["model"]
         # skip other frameworks' weights and Meta's original checkpoint (original/*.pth, another 16 GB)
-        path = snapshot_download(src["repo_id"], revision=src.get("revision"),
-                                 ignore_patterns=["original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx", "flax_*", "tf_*"])
+        path = snapshot_download(
+            src["repo_id"],
+            revision=src.get("revision"),
+            ignore_patterns=["original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx", "flax_*", "tf_*"],
+        )
         record["model"] = {"repo_id": src["repo_id"], "revision": src.get("revision"), "path": path}
         log.info("model %s -> %s", src["repo_id"], path)
     for spec in assets["datasets"]:

@@ -3,6 +3,7 @@
 A job killed half-way therefore never leaves a file (or directory) that looks complete to
 Snakemake or to a later `alr` command.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,9 +13,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
-
+from typing import Any
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

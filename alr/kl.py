@@ -18,11 +18,13 @@ tokens), in batches of `kl.batch_size`, one batch per call of the hook, in an or
 run's seed (a fresh permutation of the records each pass). A run resumed from a checkpoint starts
 that order again from its beginning.
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from .data import DataError, read_records
 from .layout import GENERAL_TEXT
@@ -56,7 +58,7 @@ def general_batches(features: list[list[int]], batch_size: int, seed: int) -> It
         order = list(range(len(features)))
         rng.shuffle(order)
         for i in range(0, len(order), batch_size):
-            yield [features[j] for j in order[i:i + batch_size]]
+            yield [features[j] for j in order[i : i + batch_size]]
 
 
 def pad_batch(batch: list[list[int]], pad_id: int, device):
@@ -67,8 +69,8 @@ def pad_batch(batch: list[list[int]], pad_id: int, device):
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for i, row in enumerate(batch):
-        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, :len(row)] = 1
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
     return ids.to(device), mask.to(device)
 
 

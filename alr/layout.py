@@ -1,6 +1,7 @@
 """Where every file lives, relative to the working directory of a run. The workflow's rules and the
 library both build paths here, so a path is spelt once (docs/files.md describes each file). Rules
 pass wildcard placeholders (`run_dir("{model}", "{domain}", "{method}", "{seed}")`)."""
+
 from __future__ import annotations
 
 from pathlib import Path

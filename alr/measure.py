@@ -1,4 +1,5 @@
 """Wall time, peak memory and the provenance every result record carries."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,7 @@ PACKAGES = (__name__.split(".")[0], "torch", "transformers", "peft", "datasets",
 
 
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         self.seconds = 0.0
         return self
@@ -77,8 +78,12 @@ def provenance(cfg: dict | None = None) -> dict:
         "versions": versions,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else f"cpu ({torch.get_num_threads()} threads)",
         "git_commit": _git("rev-parse", "HEAD") or None,
-        "git_dirty": None if (status := _git("status", "--porcelain", "--untracked-files=no")) is None else bool(status),
+        "git_dirty": None
+        if (status := _git("status", "--porcelain", "--untracked-files=no")) is None
+        else bool(status),
         "config_sha256": config_hash(cfg) if cfg is not None else None,
     }

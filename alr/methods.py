@@ -13,11 +13,12 @@ here and `alr.importance.estimators.register` to add methods and estimators with
 Registration checks the entry: its estimator must be registered and every config key it names must
 exist in the config schema, so a misspelt name fails when the module is imported, not mid-run.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .config import schema_has_key, schema_registry
 from .errors import ConfigError, did_you_mean
@@ -27,51 +28,54 @@ from .kl import kl_hook
 from .layout import GENERAL_TEXT
 from .sections import with_overrides
 
-BASE = "base"    # the untouched model: the reference row of every table
+BASE = "base"  # the untouched model: the reference row of every table
 ELEMENTS = ("importance", "layer_mean", "shuffled")  # Method.elements (alr.regularize.ELEMENT_TRANSFORMS)
-PLAIN = "lora"   # plain LoRA: the reference line of the sweep figure
+PLAIN = "lora"  # plain LoRA: the reference line of the sweep figure
 EWC = "ewc_lora"  # EWC-LoRA: the reference of the training-time comparison
-LORA = "lora"    # Method.adapter: PEFT LoRA
+LORA = "lora"  # Method.adapter: PEFT LoRA
 # how every LoRA method starts phase 2 (a fresh adapter or phase 1's, and its optimizer state)
 PHASE2_START_KEYS = ("regularize.phase2_init", "regularize.phase2_optimizer")
 # the penalty's shape, read by every regularised method (its weight and normalisation are per method)
-PENALTY_KEYS = tuple(f"regularize.{k}" for k in ("granularity", "layer_coef", "layer_norm", "layer_scale", "tau",
-                                                 "uniform_coef"))
+PENALTY_KEYS = tuple(
+    f"regularize.{k}" for k in ("granularity", "layer_coef", "layer_norm", "layer_scale", "tau", "uniform_coef")
+)
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
     description: str
-    trains: bool = True           # False: nothing to tune (the base model; wise_ft reuses lora's weights)
+    trains: bool = True  # False: nothing to tune (the base model; wise_ft reuses lora's weights)
     adapter: str | None = LORA  # LORA: PEFT LoRA on `lora.targets`; None: every parameter trains
     importance: str | None = None  # an estimator of alr.importance.estimators (its file), "uniform" (ones) or
-                                   # None (no penalty)
+    # None (no penalty)
     elements: str = "importance"  # importance: as estimated | layer_mean: each layer's importance replaced by
-                                  # its mean | shuffled: permuted within each module with the run's seed
-                                  # (same values, norms and layer coefficients; the element pattern destroyed)
-    layer_coef: str = "config"    # "config": regularize.layer_coef; or a fixed mode ("uniform", "sum")
+    # its mean | shuffled: permuted within each module with the run's seed
+    # (same values, norms and layer coefficients; the element pattern destroyed)
+    layer_coef: str = "config"  # "config": regularize.layer_coef; or a fixed mode ("uniform", "sum")
     strength_key: str | None = None  # the one setting that weighs what it adds to LoRA, swept as
-                                     # <method>-lambda<value> when it holds a list (alr.runs). Default: the
-                                     # penalty weight regularize.lambda with an importance, else replay_key,
-                                     # else delta_scale_key; None left: no strength
-    lr_key: str = "train.lr"      # the learning rate it trains with (full fine-tuning: baselines.full_ft_lr)
+    # <method>-lambda<value> when it holds a list (alr.runs). Default: the
+    # penalty weight regularize.lambda with an importance, else replay_key,
+    # else delta_scale_key; None left: no strength
+    lr_key: str = "train.lr"  # the learning rate it trains with (full fine-tuning: baselines.full_ft_lr)
     weights_from: str | None = None  # evaluate another method's weights (WiSE-FT: lora's adapter)
     delta_scale_key: str | None = None  # evaluate base + value * (tuned - base) (WiSE-FT: baselines.wise_ft_beta)
     replay_key: str | None = None  # mix this fraction of general train items into the domain data
     ablation: tuple[bool, bool] | None = None  # its row of the ablation table: (layer-wise, element-wise)
     loss_hook: Callable[[HookContext], LossHook] | None = None  # a factory: called once per run with its
-                                  # HookContext, it returns hook(model, inputs, outputs) -> tensor, whose value
-                                  # is added to every training micro-batch's loss (alr.trainer)
+    # HookContext, it returns hook(model, inputs, outputs) -> tensor, whose value
+    # is added to every training micro-batch's loss (alr.trainer)
     hook_sections: tuple[str, ...] = ()  # config sections the loss hook reads
     hook_data: tuple[str, ...] = ()  # datasets whose train split the loss hook reads (`<data_dir>/<name>/
-                                     # train.jsonl`): inputs of its finetune job, part of its checkpoint identity
+    # train.jsonl`): inputs of its finetune job, part of its checkpoint identity
     normalize_key: str | None = "regularize.normalize"  # how its importance is transformed before the penalty
-                                  # (alr.regularize.NORMALIZATIONS: none | mean | int8_rows); None: untouched
-    settings: str | None = None   # a section overriding importance/regularize for this method (alr.config.with_overrides)
+    # (alr.regularize.NORMALIZATIONS: none | mean | int8_rows); None: untouched
+    settings: str | None = (
+        None  # a section overriding importance/regularize for this method (alr.config.with_overrides)
+    )
     phase2_init: str | None = None  # "phase1": always continue a phase-1 adapter; None: regularize.phase2_init
-    phase1: str | None = None     # the estimator whose phase-1 adapter it continues (None: its own if that keeps
-                                  # one, else si)
+    phase1: str | None = None  # the estimator whose phase-1 adapter it continues (None: its own if that keeps
+    # one, else si)
 
     def __post_init__(self):
         if self.strength_key is None:
@@ -177,11 +181,13 @@ def _entry_problems(method: Method) -> list[str]:
             problems.append(f"{field}={name!r} is no registered estimator{did_you_mean(name, ESTIMATORS)}")
     if method.weights_from is not None and method.weights_from not in METHODS:
         problems.append(f"weights_from={method.weights_from!r} is no registered method")
-    keys = {f: getattr(method, f) for f in ("strength_key", "lr_key", "delta_scale_key", "replay_key",
-                                             "normalize_key")}
+    keys = {f: getattr(method, f) for f in ("strength_key", "lr_key", "delta_scale_key", "replay_key", "normalize_key")}
     keys.update({f"hook_sections[{i}]": k for i, k in enumerate(method.hook_sections)}, settings=method.settings)
-    problems += [f"{field}={key!r} is no config key of the schema" for field, key in keys.items()
-                 if key is not None and not schema_has_key(key)]
+    problems += [
+        f"{field}={key!r} is no config key of the schema"
+        for field, key in keys.items()
+        if key is not None and not schema_has_key(key)
+    ]
     return problems
 
 
@@ -200,42 +206,112 @@ def register(method: Method) -> Method:
 for _m in (
     Method(BASE, "no tuning; the reference row", trains=False, adapter=None),
     Method(PLAIN, "plain LoRA on the domain (PEFT)", ablation=(False, False)),
-    Method("alr", "LoRA + element-wise SI importance + layer-wise coefficients (the paper)", importance="si",
-           ablation=(True, True)),
-    Method("alr_no_layer", "alr with uniform layer coefficients (element-wise only)", importance="si",
-           layer_coef="uniform", ablation=(False, True)),
-    Method("alr_no_element", "alr with each layer's importance replaced by its mean (layer-wise only)",
-           importance="si", elements="layer_mean", ablation=(True, False)),
-    Method("alr_shuffled", "alr with the importance permuted within each module: the element-wise control "
-           "(same norms and layer coefficients, no element pattern)", importance="si", elements="shuffled"),
-    Method("l2_lora", "LoRA + uniform importance: plain L2 on the update", importance="uniform",
-           layer_coef="uniform"),
-    Method("alr_official", "alr as the authors' code runs it: `official` over importance/regularize (their u "
-           "gradient, running clamp, per-epoch sums, softmax(1e-8 * norm), lambda 1e-3 on the raw importance, "
-           "phase 2 continuing phase 1's adapter and AdamW state)", importance="si_official", settings="official"),
-    Method("alr_official_no_layer", "alr_official with the authors' fixed layer coefficient (1/blocks)",
-           importance="si_official", layer_coef="uniform", settings="official"),
-    Method("lora_phase1", "plain LoRA continuing si's phase-1 adapter, no penalty: the warm start alone",
-           phase2_init="phase1"),
-    Method("lora_official", "alr_official without its penalty: the authors' warm start (si_official's adapter and "
-           "AdamW state) alone", settings="official", phase1="si_official"),
-    Method(EWC, "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model, as the "
-           "original used it (fisher.normalize: int8_rows by default)", importance="fisher", layer_coef="sum",
-           strength_key="fisher.lambda", normalize_key="fisher.normalize"),
-    Method("ewc_lora_raw", "ewc_lora on the raw Fisher (no row rescaling): the penalty before this was fixed",
-           importance="fisher", layer_coef="sum", strength_key="fisher.lambda", normalize_key=None),
-    Method("full_ft", "full fine-tuning on the domain (every parameter, baselines.full_ft_lr)", adapter=None,
-           lr_key="baselines.full_ft_lr"),
+    Method(
+        "alr",
+        "LoRA + element-wise SI importance + layer-wise coefficients (the paper)",
+        importance="si",
+        ablation=(True, True),
+    ),
+    Method(
+        "alr_no_layer",
+        "alr with uniform layer coefficients (element-wise only)",
+        importance="si",
+        layer_coef="uniform",
+        ablation=(False, True),
+    ),
+    Method(
+        "alr_no_element",
+        "alr with each layer's importance replaced by its mean (layer-wise only)",
+        importance="si",
+        elements="layer_mean",
+        ablation=(True, False),
+    ),
+    Method(
+        "alr_shuffled",
+        "alr with the importance permuted within each module: the element-wise control "
+        "(same norms and layer coefficients, no element pattern)",
+        importance="si",
+        elements="shuffled",
+    ),
+    Method("l2_lora", "LoRA + uniform importance: plain L2 on the update", importance="uniform", layer_coef="uniform"),
+    Method(
+        "alr_official",
+        "alr as the authors' code runs it: `official` over importance/regularize (their u "
+        "gradient, running clamp, per-epoch sums, softmax(1e-8 * norm), lambda 1e-3 on the raw importance, "
+        "phase 2 continuing phase 1's adapter and AdamW state)",
+        importance="si_official",
+        settings="official",
+    ),
+    Method(
+        "alr_official_no_layer",
+        "alr_official with the authors' fixed layer coefficient (1/blocks)",
+        importance="si_official",
+        layer_coef="uniform",
+        settings="official",
+    ),
+    Method(
+        "lora_phase1",
+        "plain LoRA continuing si's phase-1 adapter, no penalty: the warm start alone",
+        phase2_init="phase1",
+    ),
+    Method(
+        "lora_official",
+        "alr_official without its penalty: the authors' warm start (si_official's adapter and AdamW state) alone",
+        settings="official",
+        phase1="si_official",
+    ),
+    Method(
+        EWC,
+        "LoRA + EWC penalty from a per-sample diagonal Fisher over the whole model, as the "
+        "original used it (fisher.normalize: int8_rows by default)",
+        importance="fisher",
+        layer_coef="sum",
+        strength_key="fisher.lambda",
+        normalize_key="fisher.normalize",
+    ),
+    Method(
+        "ewc_lora_raw",
+        "ewc_lora on the raw Fisher (no row rescaling): the penalty before this was fixed",
+        importance="fisher",
+        layer_coef="sum",
+        strength_key="fisher.lambda",
+        normalize_key=None,
+    ),
+    Method(
+        "full_ft",
+        "full fine-tuning on the domain (every parameter, baselines.full_ft_lr)",
+        adapter=None,
+        lr_key="baselines.full_ft_lr",
+    ),
     Method("mas_lora", "alr with MAS importance instead of SI", importance="mas"),
-    Method("wise_ft", "lora's adapter scaled by baselines.wise_ft_beta toward the base at evaluation",
-           trains=False, weights_from=PLAIN, delta_scale_key="baselines.wise_ft_beta"),
-    Method("replay", "LoRA on domain data mixed with a fraction of general examples",
-           replay_key="baselines.replay_fraction"),
-    Method("alr_full", "alr on full fine-tuning: SI importance of every parameter from a full phase 1",
-           adapter=None, importance="si_full", lr_key="baselines.full_ft_lr"),
-    Method("kl_lora", "LoRA + kl.weight x KL(base || tuned) of next-token distributions on general-text batches "
-           "(LwF / self-distillation to the base model)", loss_hook=kl_hook, hook_sections=("kl",),
-           hook_data=(GENERAL_TEXT,), strength_key="kl.weight"),
+    Method(
+        "wise_ft",
+        "lora's adapter scaled by baselines.wise_ft_beta toward the base at evaluation",
+        trains=False,
+        weights_from=PLAIN,
+        delta_scale_key="baselines.wise_ft_beta",
+    ),
+    Method(
+        "replay",
+        "LoRA on domain data mixed with a fraction of general examples",
+        replay_key="baselines.replay_fraction",
+    ),
+    Method(
+        "alr_full",
+        "alr on full fine-tuning: SI importance of every parameter from a full phase 1",
+        adapter=None,
+        importance="si_full",
+        lr_key="baselines.full_ft_lr",
+    ),
+    Method(
+        "kl_lora",
+        "LoRA + kl.weight x KL(base || tuned) of next-token distributions on general-text batches "
+        "(LwF / self-distillation to the base model)",
+        loss_hook=kl_hook,
+        hook_sections=("kl",),
+        hook_data=(GENERAL_TEXT,),
+        strength_key="kl.weight",
+    ),
 ):
     register(_m)
 
@@ -249,4 +325,6 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        raise ConfigError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; known: {', '.join(METHODS)}") from None
+        raise ConfigError(
+            f"unknown method {name!r}{did_you_mean(name, METHODS)}; known: {', '.join(METHODS)}"
+        ) from None

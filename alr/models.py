@@ -1,4 +1,5 @@
 """Load the prepared base model and tokenizer; wrap it with LoRA; load tuned weights for evaluation."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,8 +46,7 @@ def wrap_lora(model, lora_cfg: dict):
     return get_peft_model(model, config)
 
 
-def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str = "float32",
-               delta_scale: float = 1.0):
+def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str = "float32", delta_scale: float = 1.0):
     """The model to evaluate: the base model, a full fine-tuned checkpoint (`weights_dir` holds a
     config.json), or the base with a PEFT adapter merged in. `delta_scale` scales the adapter's
     update before merging (WiSE-FT: 0 = base, 1 = tuned)."""
@@ -63,7 +63,9 @@ def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str
     if weights_dir is not None:
         weights_dir = Path(weights_dir)
         if not (weights_dir / "adapter_config.json").exists():
-            raise FileNotFoundError(f"{weights_dir} holds neither a PEFT adapter (adapter_config.json) nor a checkpoint")
+            raise FileNotFoundError(
+                f"{weights_dir} holds neither a PEFT adapter (adapter_config.json) nor a checkpoint"
+            )
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, weights_dir)
@@ -78,7 +80,7 @@ def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str
 def base_module_name(peft_name: str) -> str:
     """`base_model.model.model.layers.0.self_attn.q_proj` -> `model.layers.0.self_attn.q_proj`."""
     prefix = "base_model.model."
-    return peft_name[len(prefix):] if peft_name.startswith(prefix) else peft_name
+    return peft_name[len(prefix) :] if peft_name.startswith(prefix) else peft_name
 
 
 def lora_modules(model) -> dict:
@@ -86,5 +88,8 @@ def lora_modules(model) -> dict:
     base checkpoint's weights (and the tensors of importance files)."""
     from peft.tuners.lora import LoraLayer
 
-    return {base_module_name(n): m for n, m in model.named_modules()
-            if isinstance(m, LoraLayer) and hasattr(m, "get_delta_weight")}
+    return {
+        base_module_name(n): m
+        for n, m in model.named_modules()
+        if isinstance(m, LoraLayer) and hasattr(m, "get_delta_weight")
+    }

@@ -5,6 +5,7 @@ the workflow, the benchmarks) calls before it reads a config.
 (`alr.methods.register`, `alr.importance.estimators.register`); they are imported here, once per
 process, after the built-in entries, so a plugin's method may use a built-in estimator.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -12,6 +12,7 @@ Records become canonical ones through templates, as lm-eval maps its `doc_to_*` 
 templates over the record's fields; `doc_to_choice` is a list of templates or one template that
 renders a list; `doc_to_target` an index, a template rendering one, or the gold choice's text.
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,7 +22,7 @@ import io
 import json
 import logging
 import zipfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .fetch import FetchError, fetch_artifact
@@ -110,7 +111,7 @@ def read_member(artifacts: Artifacts, files: list[dict], sha256: str, where: str
     raise FetchError(f"{where}: no alternative could be read: " + "; ".join(failures))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(text: str):
     import jinja2
 

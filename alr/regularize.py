@@ -23,6 +23,7 @@ of a 192x576 v_proj):
 Importance transforms before the penalty (`normalize`): `mean` divides by the mean over all elements;
 `int8_rows` is the Fisher as the original EWC-LoRA used it (`int8_rows`).
 """
+
 from __future__ import annotations
 
 import math
@@ -81,14 +82,21 @@ def uniform_coefficient(groups: dict[str, list[str]], uniform="layers") -> float
     return float(uniform)
 
 
-def layer_coefficients(importance: dict[str, torch.Tensor], groups: dict[str, list[str]], mode: str,
-                       tau: float = 1.0, norm: str = "l2", scale="mean", uniform="layers") -> dict[str, float]:
+def layer_coefficients(
+    importance: dict[str, torch.Tensor],
+    groups: dict[str, list[str]],
+    mode: str,
+    tau: float = 1.0,
+    norm: str = "l2",
+    scale="mean",
+    uniform="layers",
+) -> dict[str, float]:
     """Static coefficients per layer (for `dynamic` these are the starting, uniform values)."""
     if mode not in LAYER_COEF_MODES:
         raise ValueError(f"layer_coef must be one of {LAYER_COEF_MODES}, got {mode!r}")
     layers = list(groups)
     if mode == "sum":  # plain EWC: every layer counts fully
-        return {layer: 1.0 for layer in layers}
+        return dict.fromkeys(layers, 1.0)
     if mode == "dynamic":
         return {layer: 1.0 / len(layers) for layer in layers}
     if mode == "uniform":
@@ -134,9 +142,11 @@ def normalise_mean(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     count = sum(t.numel() for t in importance.values())
     mean = float(total / count)
     if not mean > 0:
-        raise ConfigError(f"importance has mean {mean:.3g} over all elements (zero everywhere, or negative path "
-                         "contributions kept by importance.clamp: none outweigh the rest); cannot normalise it "
-                         "by its mean: use regularize.normalize: none")
+        raise ConfigError(
+            f"importance has mean {mean:.3g} over all elements (zero everywhere, or negative path "
+            "contributions kept by importance.clamp: none outweigh the rest); cannot normalise it "
+            "by its mean: use regularize.normalize: none"
+        )
     return {n: t / mean for n, t in importance.items()}
 
 
@@ -240,7 +250,7 @@ def _penalty_terms(modules: dict, importance: dict, refs: dict, adapter: str) ->
     for (shape, _, _), names in stacks.items():
         per_stack = max(1, MAX_STACK_ELEMENTS // math.prod(shape))
         for i in range(0, len(names), per_stack):
-            terms.append(_LoraStack(names[i:i + per_stack], modules, importance, refs, adapter))
+            terms.append(_LoraStack(names[i : i + per_stack], modules, importance, refs, adapter))
     return terms
 
 
@@ -250,14 +260,26 @@ class Regularizer:
     `modules` maps names to LoRA layers (penalty on `scaling * B @ A - ref`) or to trainable
     parameters (penalty on `theta - ref`, with `refs` holding theta*)."""
 
-    def __init__(self, modules: dict, importance: dict[str, torch.Tensor], lam: float, layer_coef: str,
-                 tau: float = 1.0, granularity: str = "module", refs: dict[str, torch.Tensor] | None = None,
-                 adapter: str = "default", layer_norm: str = "l2", layer_scale="mean", uniform_coef="layers"):
+    def __init__(
+        self,
+        modules: dict,
+        importance: dict[str, torch.Tensor],
+        lam: float,
+        layer_coef: str,
+        tau: float = 1.0,
+        granularity: str = "module",
+        refs: dict[str, torch.Tensor] | None = None,
+        adapter: str = "default",
+        layer_norm: str = "l2",
+        layer_scale="mean",
+        uniform_coef="layers",
+    ):
         self.lam, self.mode, self.tau = lam, layer_coef, tau
         self.groups = group_by_layer(modules, granularity)
-        self.coefficients = layer_coefficients(importance, self.groups, layer_coef, tau, layer_norm, layer_scale,
-                                               uniform_coef)
-        self.layer_penalties: dict[str, float] = {layer: 0.0 for layer in self.groups}
+        self.coefficients = layer_coefficients(
+            importance, self.groups, layer_coef, tau, layer_norm, layer_scale, uniform_coef
+        )
+        self.layer_penalties: dict[str, float] = dict.fromkeys(self.groups, 0.0)
         self.terms = _penalty_terms(modules, importance, refs or {}, adapter)
         layer_of = {n: i for i, names in enumerate(self.groups.values()) for n in names}
         device = next(iter(importance.values())).device
@@ -276,6 +298,7 @@ class Regularizer:
             alpha = _softmax_of_normalised(detached.double(), self.tau).to(stacked.dtype)
             self.coefficients = {layer: float(a) for layer, a in zip(self.groups, alpha)}
         else:
-            alpha = torch.tensor([self.coefficients[layer] for layer in self.groups], dtype=stacked.dtype,
-                                 device=stacked.device)
+            alpha = torch.tensor(
+                [self.coefficients[layer] for layer in self.groups], dtype=stacked.dtype, device=stacked.device
+            )
         return self.lam * (alpha * stacked).sum()

@@ -8,6 +8,7 @@ method (`alr`). With several values the method becomes one run per value, named
 without a strength (lora, full_ft, ...) keep one run. Method names never contain '-', so a run name
 always parses back unambiguously.
 """
+
 from __future__ import annotations
 
 import copy
@@ -50,9 +51,11 @@ def all_runs(cfg: dict) -> list[str]:
 
 def run_order(methods: list[str], runs) -> list[str]:
     """`runs` in the order of their methods in `methods`, each sweep by increasing strength."""
+
     def key(run):
         method, lam = parse_run(run)
         return (methods.index(method) if method in methods else len(methods), -1.0 if lam is None else lam, run)
+
     return sorted(runs, key=key)
 
 
@@ -76,8 +79,10 @@ def parse_run(run: str) -> tuple[str, float | None]:
         from .errors import did_you_mean
         from .methods import METHODS
 
-        raise ConfigError(f"{run!r} is not a method or a sweep run <method>-lambda<value>"
-                         f"{did_you_mean(run, METHODS)}; methods: {', '.join(METHODS)}")
+        raise ConfigError(
+            f"{run!r} is not a method or a sweep run <method>-lambda<value>"
+            f"{did_you_mean(run, METHODS)}; methods: {', '.join(METHODS)}"
+        )
     get_method(m["method"])
     return m["method"], (float(m["lam"]) if m["lam"] is not None else None)
 
@@ -95,8 +100,10 @@ def run_config(cfg: dict, run: str) -> dict:
     values = strengths(method, out)
     if lam is None:
         if len(values) > 1:
-            raise ConfigError(f"{spec.strength_key} lists {len(values)} values; name the run "
-                             f"{method}-lambda<value> (one of {[format_lambda(v) for v in values]})")
+            raise ConfigError(
+                f"{spec.strength_key} lists {len(values)} values; name the run "
+                f"{method}-lambda<value> (one of {[format_lambda(v) for v in values]})"
+            )
         lam = values[0]
     *parents, last = spec.strength_key.split(".")
     holder = out

@@ -1,5 +1,6 @@
 """Pure functions on config dicts: merging a file or an override section over another, the
 sections a command reads, and the differences between two configs (checkpoint identities, sidecars)."""
+
 from __future__ import annotations
 
 import copy
@@ -12,8 +13,11 @@ def merge_config(base: dict, over: dict) -> dict:
     the workflow's config/config.yaml (nested mappings merge, everything else replaces)."""
     out = copy.deepcopy(base)
     for key, value in over.items():
-        out[key] = merge_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+        out[key] = (
+            merge_config(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
             else copy.deepcopy(value)
+        )
     return out
 
 
@@ -52,8 +56,10 @@ def section(cfg: dict, *keys: str) -> dict:
         if src is None:
             missing.append(key)
     if missing:
-        raise ConfigError(f"the config has no {', '.join(map(repr, missing))}, which this command reads "
-                          "(config/config.yaml has them all)")
+        raise ConfigError(
+            f"the config has no {', '.join(map(repr, missing))}, which this command reads "
+            "(config/config.yaml has them all)"
+        )
     return out
 
 
@@ -70,5 +76,8 @@ def differences(saved: dict, current: dict, saved_in: str) -> list[str]:
     """`key.path: <saved> in <saved_in>, <current> now` for every flattened key whose value differs
     (checkpoint identities, the settings an importance file was made with)."""
     a, b = _flatten(saved), _flatten(current)
-    return [f"{k}: {a.get(k, '<absent>')!r} in {saved_in}, {b.get(k, '<absent>')!r} now"
-            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+    return [
+        f"{k}: {a.get(k, '<absent>')!r} in {saved_in}, {b.get(k, '<absent>')!r} now"
+        for k in sorted(set(a) | set(b))
+        if a.get(k, "<absent>") != b.get(k, "<absent>")
+    ]

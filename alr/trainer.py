@@ -2,6 +2,7 @@
 added once per optimizer step, and the statistics every record keeps. Phase 1 (`alr.importance.record`),
 phase 2 (`alr.finetune`) and the benchmarks (`benchmarks/bench.py`) all train through `run_trainer`.
 """
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,6 @@ import torch
 
 from .checkpoints import checkpoint_step, no_final_checkpoint_callback
 from .measure import Timer, peak_mem_mb, reset_peak_memory
-
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -34,26 +34,39 @@ def _finite_loss_callback():
             values = {k: (logs or {})[k] for k in self.watched if (logs or {}).get(k) is not None}
             bad = {k: v for k, v in values.items() if not math.isfinite(v)}
             if bad:
-                last = (f"last finite values (step {self.last_finite['step']}): "
-                        + ", ".join(f"{k} {v:.6g}" for k, v in self.last_finite.items() if k != "step")
-                        if self.last_finite else "no step before it was finite")
+                last = (
+                    f"last finite values (step {self.last_finite['step']}): "
+                    + ", ".join(f"{k} {v:.6g}" for k, v in self.last_finite.items() if k != "step")
+                    if self.last_finite
+                    else "no step before it was finite"
+                )
                 raise NonFiniteLossError(
                     f"training {', '.join(f'{k} became {v}' for k, v in bad.items())} at step {state.global_step}; "
                     f"{last}; "
-                    "no model or train.json was written (lower train.lr, or check the data and importance file)")
+                    "no model or train.json was written (lower train.lr, or check the data and importance file)"
+                )
             if "loss" in values:
                 self.last_finite = {"step": state.global_step, **values}
 
     return StopOnNonFiniteLoss()
 
 
-def training_arguments(train_cfg: dict, seed: int, output_dir: str, epochs: float | None = None,
-                       max_steps: int | None = None, save_steps: int = 0):
+def training_arguments(
+    train_cfg: dict,
+    seed: int,
+    output_dir: str,
+    epochs: float | None = None,
+    max_steps: int | None = None,
+    save_steps: int = 0,
+):
     """`save_steps` > 0: a checkpoint in output_dir every that many optimizer steps, the newest kept."""
     from transformers import TrainingArguments
 
-    saving = {"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1} if save_steps else \
-        {"save_strategy": "no"}
+    saving = (
+        {"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
+        if save_steps
+        else {"save_strategy": "no"}
+    )
 
     return TrainingArguments(
         output_dir=output_dir,
@@ -89,8 +102,10 @@ def continue_optimizer_state(optimizer, saved: dict) -> None:
     sizes = [len(g["params"]) for g in current["param_groups"]]
     saved_sizes = [len(g["params"]) for g in saved["param_groups"]]
     if sizes != saved_sizes:
-        raise ValueError(f"the saved optimizer state has parameter groups of sizes {saved_sizes}, this run's "
-                         f"optimizer {sizes}: they were not made for the same trainable parameters")
+        raise ValueError(
+            f"the saved optimizer state has parameter groups of sizes {saved_sizes}, this run's "
+            f"optimizer {sizes}: they were not made for the same trainable parameters"
+        )
     optimizer.load_state_dict({"state": saved["state"], "param_groups": current["param_groups"]})
 
 
@@ -124,13 +139,21 @@ def _regularised_trainer_class():
         def _task_loss_is_ga_scaled(self, num_items_in_batch) -> bool:
             if self.loss_is_scaled_for_ga is not None:
                 return self.loss_is_scaled_for_ga
-            return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+            return (
+                self.model_accepts_loss_kwargs and num_items_in_batch is not None
+            ) or self.compute_loss_func is not None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+            loss, outputs = super().compute_loss(
+                model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+            )
             if not model.training:
                 return (loss, outputs) if return_outputs else loss
-            scale = 1.0 / self.current_gradient_accumulation_steps if self._task_loss_is_ga_scaled(num_items_in_batch) else 1.0
+            scale = (
+                1.0 / self.current_gradient_accumulation_steps
+                if self._task_loss_is_ga_scaled(num_items_in_batch)
+                else 1.0
+            )
             if self.regularizer is not None:
                 loss = loss + self._add_term("reg", self.regularizer(), scale, loss.dtype)
             if self.loss_hook is not None:
@@ -155,8 +178,17 @@ def _regularised_trainer_class():
     return RegularisedTrainer
 
 
-def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularizer=None,
-                resume_from: str | None = None, loss_hook=None, optimizer_state: dict | None = None) -> dict:
+def run_trainer(
+    model,
+    tok,
+    features: list[dict],
+    args,
+    callbacks=(),
+    regularizer=None,
+    resume_from: str | None = None,
+    loss_hook=None,
+    optimizer_state: dict | None = None,
+) -> dict:
     """Train; `resume_from` is a checkpoint folder whose weights, optimizer, scheduler, RNG states
     and step the Trainer restores (it also skips the batches already seen in the current epoch);
     `optimizer_state` starts the optimizer from another run's state (`continue_optimizer_state`)."""
@@ -167,8 +199,11 @@ def run_trainer(model, tok, features: list[dict], args, callbacks=(), regularize
         args=args,
         train_dataset=features,  # a list is a map-style dataset; the sampler's order is the same
         data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
-        callbacks=[_finite_loss_callback(), *callbacks,
-                   *([no_final_checkpoint_callback()] if args.save_strategy == "steps" else [])],
+        callbacks=[
+            _finite_loss_callback(),
+            *callbacks,
+            *([no_final_checkpoint_callback()] if args.save_strategy == "steps" else []),
+        ],
         regularizer=regularizer,
         loss_hook=loss_hook,
         optimizer_state=optimizer_state,

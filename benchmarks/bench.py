@@ -16,6 +16,7 @@ it is the torch allocator's peak per mode.
 
 The last line printed is one JSON object of ratios (and whether the targets of issue 7 are met).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,14 +52,39 @@ GPU_TARGETS = {"si_record_step_ratio": 1.10, "reg_step_ratio": 1.03}
 SMOLLM2 = REPO / "resources" / "models" / "smollm2-135m-instruct"
 # Random Llamas beside the real model; "135m" has SmolLM2-135M's shape (used when it is not prepared).
 SIZES = {
-    "tiny": dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=1024),
-    "135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                 num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
-    "wide": dict(hidden_size=1536, intermediate_size=4096, num_hidden_layers=4, num_attention_heads=24,
-                 num_key_value_heads=8, vocab_size=49152),
-    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=20, num_attention_heads=32,
-               num_key_value_heads=8, vocab_size=32000),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=172,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=1024,
+    ),
+    "135m": dict(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    ),
+    "wide": dict(
+        hidden_size=1536,
+        intermediate_size=4096,
+        num_hidden_layers=4,
+        num_attention_heads=24,
+        num_key_value_heads=8,
+        vocab_size=49152,
+    ),
+    "1b": dict(
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=20,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=32000,
+    ),
 }
 
 
@@ -83,6 +109,7 @@ def batches(vocab: int, n: int, seq: int) -> list[dict]:
 
 class _Pad:
     """A stand-in tokenizer for the collator: fixed-length rows need only a pad id."""
+
     pad_token_id = 0
     padding_side = "right"
 
@@ -134,8 +161,9 @@ def train_args(cfg: dict, steps: int, batch: int, device: str, dtype: torch.dtyp
     return args
 
 
-def run_mode(base, mode: str, cfg: dict, features: list[dict], steps: int, batch: int, device: str,
-             dtype: torch.dtype) -> tuple[list[float], object]:
+def run_mode(
+    base, mode: str, cfg: dict, features: list[dict], steps: int, batch: int, device: str, dtype: torch.dtype
+) -> tuple[list[float], object]:
     """`steps` optimizer steps of one mode on a fresh LoRA copy of `base`; returns (step times, model)."""
     torch.manual_seed(0)
     model = wrap_lora(copy.deepcopy(base), cfg["lora"])
@@ -148,8 +176,14 @@ def run_mode(base, mode: str, cfg: dict, features: list[dict], steps: int, batch
         recorder = SIRecorder.for_lora(model, cfg["importance"]["xi"])
         callbacks.append(si_callback(recorder))
     with contextlib.redirect_stdout(io.StringIO()):  # the Trainer prints every log dict
-        run_trainer(model, _Pad(), features[: steps * batch], train_args(cfg, steps, batch, device, dtype),
-                    callbacks=callbacks, regularizer=regularizer)
+        run_trainer(
+            model,
+            _Pad(),
+            features[: steps * batch],
+            train_args(cfg, steps, batch, device, dtype),
+            callbacks=callbacks,
+            regularizer=regularizer,
+        )
     if recorder is not None:
         recorder.importance()
         recorder.close()
@@ -159,7 +193,7 @@ def run_mode(base, mode: str, cfg: dict, features: list[dict], steps: int, batch
 def time_modes(base, cfg, features, repeats: int, steps: int, warmup: int, batch: int, device: str, dtype):
     times = {m: [] for m in MODES}
     for r in range(repeats):
-        for mode in MODES[r % len(MODES):] + MODES[:r % len(MODES)]:  # rotated: no mode always runs first
+        for mode in MODES[r % len(MODES) :] + MODES[: r % len(MODES)]:  # rotated: no mode always runs first
             t, _ = run_mode(base, mode, cfg, features, steps, batch, device, dtype)
             times[mode] += t[warmup:]
     return {m: statistics.median(v) for m, v in times.items()}
@@ -208,8 +242,9 @@ def peak_memory_mb(size, cfg, steps, batch, seq, device, dtype) -> dict[str, flo
     return out
 
 
-def storage_and_fisher_time(base, cfg: dict, si_step_s: float, batch: int, seq: int, n_fisher: int,
-                            device: str) -> dict:
+def storage_and_fisher_time(
+    base, cfg: dict, si_step_s: float, batch: int, seq: int, n_fisher: int, device: str
+) -> dict:
     """Real files: SI importance in fp32 and bf16, full-model Fisher in fp32; Fisher time per sample."""
     model = wrap_lora(copy.deepcopy(base), cfg["lora"])
     importance = random_importance(model)
@@ -226,9 +261,14 @@ def storage_and_fisher_time(base, cfg: dict, si_step_s: float, batch: int, seq: 
     fisher_per_sample = (time.perf_counter() - t0) / n_fisher
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {}
-        for name, tensors, dtype in (("si_fp32", importance, "float32"), ("si_bf16", importance, "bfloat16"),
-                                     ("fisher_fp32", fisher, "float32")):
-            sizes[name] = save_importance(Path(tmp) / f"{name}.safetensors", tensors, {"estimator": name, "fingerprint": "bench"}, dtype)["bytes"]
+        for name, tensors, dtype in (
+            ("si_fp32", importance, "float32"),
+            ("si_bf16", importance, "bfloat16"),
+            ("fisher_fp32", fisher, "float32"),
+        ):
+            sizes[name] = save_importance(
+                Path(tmp) / f"{name}.safetensors", tensors, {"estimator": name, "fingerprint": "bench"}, dtype
+            )["bytes"]
     si_per_sample = si_step_s / batch
     return {
         "bytes": sizes,
@@ -264,27 +304,46 @@ def main(argv=None) -> int:
     cfg = load_config(args.config)
     dtype = getattr(torch, args.dtype)
     main_size = args.main_size or ("135m" if "135m" in args.sizes else args.sizes[-1])
-    machine = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    print(f"# alr bench: {machine}; torch {torch.__version__}; batch {args.batch} x {args.seq} tokens; {args.dtype}; "
-          f"LoRA r={cfg['lora']['r']} on {','.join(cfg['lora']['targets'])}; median of {args.repeats} x "
-          f"{args.steps - args.warmup} steps", flush=True)
-    print(f"{'size':6} {'params':>8} {'lora s/step':>12} {'reg s/step':>11} {'si s/step':>10} {'tok/s lora':>11} "
-          f"{'reg ratio':>10} {'si ratio':>9}", flush=True)
+    machine = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"# alr bench: {machine}; torch {torch.__version__}; batch {args.batch} x {args.seq} tokens; {args.dtype}; "
+        f"LoRA r={cfg['lora']['r']} on {','.join(cfg['lora']['targets'])}; median of {args.repeats} x "
+        f"{args.steps - args.warmup} steps",
+        flush=True,
+    )
+    print(
+        f"{'size':6} {'params':>8} {'lora s/step':>12} {'reg s/step':>11} {'si s/step':>10} {'tok/s lora':>11} "
+        f"{'reg ratio':>10} {'si ratio':>9}",
+        flush=True,
+    )
     per_size, fisher_cmp = {}, None
     for size in args.sizes:
         base, source = build_model(size, dtype, args.device)
         features = batches(base.config.vocab_size, args.steps * args.batch, args.seq)
         med = time_modes(base, cfg, features, args.repeats, args.steps, args.warmup, args.batch, args.device, dtype)
         n_params = sum(p.numel() for p in base.parameters())
-        row = {"params": n_params, "source": source, "step_s": med,
-               "tokens_per_s": {m: args.batch * args.seq / s for m, s in med.items()},
-               "reg_step_ratio": med["reg"] / med["lora"], "si_record_step_ratio": med["si"] / med["lora"]}
+        row = {
+            "params": n_params,
+            "source": source,
+            "step_s": med,
+            "tokens_per_s": {m: args.batch * args.seq / s for m, s in med.items()},
+            "reg_step_ratio": med["reg"] / med["lora"],
+            "si_record_step_ratio": med["si"] / med["lora"],
+        }
         per_size[size] = row
-        print(f"{size:6} {n_params / 1e6:7.1f}M {med['lora']:12.4f} {med['reg']:11.4f} {med['si']:10.4f} "
-              f"{row['tokens_per_s']['lora']:11.0f} {row['reg_step_ratio']:10.3f} {row['si_record_step_ratio']:9.3f}",
-              flush=True)
+        print(
+            f"{size:6} {n_params / 1e6:7.1f}M {med['lora']:12.4f} {med['reg']:11.4f} {med['si']:10.4f} "
+            f"{row['tokens_per_s']['lora']:11.0f} {row['reg_step_ratio']:10.3f} {row['si_record_step_ratio']:9.3f}",
+            flush=True,
+        )
         if size == main_size and not args.skip_fisher:
-            fisher_cmp = storage_and_fisher_time(base, cfg, med["si"], args.batch, args.seq, args.fisher_samples, args.device)
+            fisher_cmp = storage_and_fisher_time(
+                base, cfg, med["si"], args.batch, args.seq, args.fisher_samples, args.device
+            )
         del base
     mem = peak_memory_mb(main_size, cfg, 3, args.batch, args.seq, args.device, dtype)
     print(f"\npeak memory ({main_size}, MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in mem.items()))
@@ -296,13 +355,30 @@ def main(argv=None) -> int:
     }
     if fisher_cmp is not None:
         report_storage(fisher_cmp, main_size, args)
-        ratios.update({k: fisher_cmp[k] for k in ("si_vs_fisher_time_ratio_equal_samples", "si_vs_fisher_time_ratio_default_counts",
-                                            "storage_ratio_fp32", "storage_ratio_bf16")})
-    ratios["by_size"] = {s: {"params": r["params"], "reg_step_ratio": r["reg_step_ratio"],
-                             "si_record_step_ratio": r["si_record_step_ratio"],
-                             "tokens_per_s": r["tokens_per_s"]} for s, r in per_size.items()}
+        ratios.update(
+            {
+                k: fisher_cmp[k]
+                for k in (
+                    "si_vs_fisher_time_ratio_equal_samples",
+                    "si_vs_fisher_time_ratio_default_counts",
+                    "storage_ratio_fp32",
+                    "storage_ratio_bf16",
+                )
+            }
+        )
+    ratios["by_size"] = {
+        s: {
+            "params": r["params"],
+            "reg_step_ratio": r["reg_step_ratio"],
+            "si_record_step_ratio": r["si_record_step_ratio"],
+            "tokens_per_s": r["tokens_per_s"],
+        }
+        for s, r in per_size.items()
+    }
     targets = GPU_TARGETS if args.device == "cuda" else TARGETS
-    ratios["targets"] = {k: {"value": ratios[k], "max": v, "met": ratios[k] <= v} for k, v in targets.items() if k in ratios}
+    ratios["targets"] = {
+        k: {"value": ratios[k], "max": v, "met": ratios[k] <= v} for k, v in targets.items() if k in ratios
+    }
     ratios["targets_met"] = all(t["met"] for t in ratios["targets"].values())
     ratios["machine"] = machine
     print(json.dumps(_rounded(ratios)))
@@ -319,9 +395,14 @@ def _rounded(x):
 
 def report_storage(main: dict, main_size: str, args) -> None:
     b = main["bytes"]
-    print(f"storage ({main_size}): SI fp32 {b['si_fp32']:,} B, SI bf16 {b['si_bf16']:,} B, full Fisher fp32 {b['fisher_fp32']:,} B")
-    print(f"time per sample ({main_size}): SI phase 1 {main['si_s_per_sample']:.4f} s (batch {args.batch}), "
-          f"Fisher {main['fisher_s_per_sample']:.4f} s (batch 1, {args.fisher_samples} samples)")
+    print(
+        f"storage ({main_size}): SI fp32 {b['si_fp32']:,} B, SI bf16 {b['si_bf16']:,} B, "
+        f"full Fisher fp32 {b['fisher_fp32']:,} B"
+    )
+    print(
+        f"time per sample ({main_size}): SI phase 1 {main['si_s_per_sample']:.4f} s (batch {args.batch}), "
+        f"Fisher {main['fisher_s_per_sample']:.4f} s (batch 1, {args.fisher_samples} samples)"
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ coefficients are made of); and the layer coefficients the default importance giv
 `layer_norm: l2` and `rms`. Writes
 `<out-dir>/agreement.{csv,md}` and prints the table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,17 +31,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from alr.config import check_config_files  # noqa: E402
-from alr.sections import with_overrides  # noqa: E402
 from alr.importance.estimators import get_estimator  # noqa: E402
-from alr.plugins import load_plugins  # noqa: E402
 from alr.importance.store import load_importance  # noqa: E402
+from alr.plugins import load_plugins  # noqa: E402
 from alr.regularize import group_by_layer, layer_coefficients, normalise_mean  # noqa: E402
+from alr.sections import with_overrides  # noqa: E402
 
 TOP = 0.10
 
 
 def variants(cfg: dict) -> dict[str, dict]:
     """name -> the config its phase 1 runs with."""
+
     def importance(**changes):
         c = copy.deepcopy(cfg)
         c["importance"].update(changes)
@@ -88,9 +90,13 @@ def compare(a: dict, b: dict) -> dict:
     rho = [spearman(a[n], b[n]) for n in a]
     over = [top_overlap(a[n], b[n]) for n in a]
     norms = [torch.stack([t.double().norm() for t in imp.values()]) for imp in (a, b)]
-    return {"spearman_mean": sum(rho) / len(rho), "spearman_min": min(rho),
-            "top10_overlap_mean": sum(over) / len(over), "top10_overlap_min": min(over),
-            "module_norm_spearman": spearman(*norms)}
+    return {
+        "spearman_mean": sum(rho) / len(rho),
+        "spearman_min": min(rho),
+        "top10_overlap_mean": sum(over) / len(over),
+        "top10_overlap_min": min(over),
+        "module_norm_spearman": spearman(*norms),
+    }
 
 
 def main(argv=None) -> int:
@@ -117,8 +123,14 @@ def main(argv=None) -> int:
     rows = [{"a": a, "b": b, "what": what, **compare(files[a], files[b])} for a, b, what in PAIRS]
     seeds = ["default", "seed 1", "seed 2"]
     pairs = [compare(files[a], files[b]) for a, b in itertools.combinations(seeds, 2)]
-    rows.append({"a": "seeds 0, 1, 2", "b": "(3 pairs)", "what": "phase-1 reproducibility, mean of the pairs",
-                 **{k: sum(r[k] for r in pairs) / len(pairs) for k in pairs[0]}})
+    rows.append(
+        {
+            "a": "seeds 0, 1, 2",
+            "b": "(3 pairs)",
+            "what": "phase-1 reproducibility, mean of the pairs",
+            **{k: sum(r[k] for r in pairs) / len(pairs) for k in pairs[0]},
+        }
+    )
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "agreement.csv", index=False)
@@ -131,8 +143,10 @@ def main(argv=None) -> int:
         coef = layer_coefficients(imp, groups, "softmax_norm", norm=norm)
         q = [v for k, v in coef.items() if k.endswith("q_proj")]
         v = [v for k, v in coef.items() if k.endswith("v_proj")]
-        print(f"layer_norm {norm}: alpha max/min {max(coef.values()) / min(coef.values()):.2f}, "
-              f"mean q_proj / mean v_proj {sum(q) / len(q) / (sum(v) / len(v)):.2f}")
+        print(
+            f"layer_norm {norm}: alpha max/min {max(coef.values()) / min(coef.values()):.2f}, "
+            f"mean q_proj / mean v_proj {sum(q) / len(q) / (sum(v) / len(v)):.2f}"
+        )
     return 0
 
 

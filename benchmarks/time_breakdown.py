@@ -6,6 +6,7 @@ process start to exit) and each job's own timer in the file it wrote (`eval.json
 the training loop, phase 1). The difference is the job's overhead: interpreter and library imports,
 loading the model and data, writing the outputs. Prints one Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,16 +41,21 @@ def rows(work: Path) -> list[dict]:
 
 
 def table(records: list[dict]) -> str:
-    lines = ["| job kind | jobs | job time, total (s) | median job (s) | own timer, median (s) | overhead per job, median (s) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| job kind | jobs | job time, total (s) | median job (s) | own timer, median (s) "
+        "| overhead per job, median (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     kinds = sorted({r["kind"] for r in records})
     for kind in kinds:
         mine = [r for r in records if r["kind"] == kind]
         job = [r["job_s"] for r in mine]
         compute = [r["compute_s"] for r in mine]
         overhead = [j - c for j, c in zip(job, compute)]
-        lines.append(f"| {kind} | {len(mine)} | {sum(job):.0f} | {statistics.median(job):.1f} | "
-                     f"{statistics.median(compute):.1f} | {statistics.median(overhead):.1f} |")
+        lines.append(
+            f"| {kind} | {len(mine)} | {sum(job):.0f} | {statistics.median(job):.1f} | "
+            f"{statistics.median(compute):.1f} | {statistics.median(overhead):.1f} |"
+        )
     lines.append(f"| all benchmarked jobs | {len(records)} | {sum(r['job_s'] for r in records):.0f} | | | |")
     return "\n".join(lines)
 

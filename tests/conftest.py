@@ -1,5 +1,6 @@
 """Session-wide tiny assets (tests/tiny.py says how they are built), each made once and shared: tests
 read them and write into their own tmp_path, so every test runs alone or in any order."""
+
 import os
 from pathlib import Path
 
@@ -41,8 +42,15 @@ def _cli(*argv) -> None:
 def tiny_model(tiny_config_file) -> Path:
     """The prepared checkpoint, as `alr prepare-model` builds it (read-only for tests)."""
     root = tiny_config_file.parent
-    _cli("prepare-model", "--config", str(tiny_config_file), "--out", str(root / "model"),
-         "--downloads", str(root / "downloads"))
+    _cli(
+        "prepare-model",
+        "--config",
+        str(tiny_config_file),
+        "--out",
+        str(root / "model"),
+        "--downloads",
+        str(root / "downloads"),
+    )
     return root / "model"
 
 
@@ -50,6 +58,13 @@ def tiny_model(tiny_config_file) -> Path:
 def tiny_data(tiny_config_file) -> Path:
     """The datasets, as `alr prepare-data` builds them from the fake archive (read-only for tests)."""
     root = tiny_config_file.parent
-    _cli("prepare-data", "--config", str(tiny_config_file), "--out", str(root / "data"),
-         "--downloads", str(root / "downloads"))
+    _cli(
+        "prepare-data",
+        "--config",
+        str(tiny_config_file),
+        "--out",
+        str(root / "data"),
+        "--downloads",
+        str(root / "downloads"),
+    )
     return root / "data"

@@ -4,6 +4,7 @@ README's `make run` recipe can be run end to end in a minute: `make smoke` (CI) 
     python -m tests.smoke_config DIR    # writes DIR/tiny.yaml and the assets it points to
     make run CONFIG=DIR/tiny.yaml ...
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,6 +1,7 @@
 """Command-line conventions: `python -m alr` is `alr`, `--version` reports the installed version, a
 mistake in the input is one line and exit 2 (its traceback with --debug), and any other error keeps
 its traceback."""
+
 import subprocess
 import sys
 import tomllib
@@ -38,11 +39,19 @@ def _ablation(tmp_path, *flags):
 def _raising(exc):
     def command(args, cfg):
         raise exc
+
     return command
 
 
-@pytest.mark.parametrize("exc", [ConfigError("config key 'x': bad"), DataError("main.csv:3: bad row"),
-                                 FetchError("pkg==1.0 is not served"), FileNotFoundError("main.csv does not exist")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConfigError("config key 'x': bad"),
+        DataError("main.csv:3: bad row"),
+        FetchError("pkg==1.0 is not served"),
+        FileNotFoundError("main.csv does not exist"),
+    ],
+)
 def test_a_user_error_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, exc):
     monkeypatch.setattr(alr.cli, "cmd_ablation", _raising(exc))
     assert alr.cli.main(_ablation(tmp_path)) == 2
@@ -56,8 +65,13 @@ def test_a_missing_input_file_is_a_user_error(tmp_path, capsys):
     assert "main.csv" in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-                                 RuntimeError("MPS backend out of memory (MPS allocated: 8 GB)")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("MPS backend out of memory (MPS allocated: 8 GB)"),
+    ],
+)
 def test_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch, capsys, exc):
     monkeypatch.setattr(alr.cli, "cmd_ablation", _raising(exc))
     assert alr.cli.main(_ablation(tmp_path)) == 2
@@ -83,10 +97,12 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys, exc):
 
 
 def test_a_bug_exits_1_with_a_traceback(tmp_path):
-    code = ("import sys, alr.cli\n"
-            "def bug(args, cfg):\n    raise ValueError('boom')\n"
-            "alr.cli.cmd_ablation = bug\n"
-            "sys.exit(alr.cli.main(sys.argv[1:]))")
+    code = (
+        "import sys, alr.cli\n"
+        "def bug(args, cfg):\n    raise ValueError('boom')\n"
+        "alr.cli.cmd_ablation = bug\n"
+        "sys.exit(alr.cli.main(sys.argv[1:]))"
+    )
     proc = subprocess.run([sys.executable, "-c", code, *_ablation(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" in proc.stderr and "ValueError: boom" in proc.stderr

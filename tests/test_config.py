@@ -52,7 +52,9 @@ def test_method_domains_restrict_runs_and_refuse_typos(default_cfg):
     from alr.runs import domain_runs
 
     cfg = copy.deepcopy(default_cfg)
-    cfg.update(domains=["science", "medical"], methods=["lora", "alr"], method_domains={"alr": ["medical", "chemistry"]})
+    cfg.update(
+        domains=["science", "medical"], methods=["lora", "alr"], method_domains={"alr": ["medical", "chemistry"]}
+    )
     validate_config(cfg)  # chemistry is a known dataset, just not configured: it restricts nothing
     assert domain_runs(cfg) == [("science", "lora"), ("medical", "lora"), ("medical", "alr")]
     cfg["method_domains"] = {"alr_typo": ["science"], "alr": ["biology"]}
@@ -78,8 +80,11 @@ def test_readme_key_table_documents_every_schema_key():
     deeper down (`model.source.type`)."""
     from alr.config import _schema
 
-    rows = [re.split(r" \((?:default: |no default\))", line, maxsplit=1)[0]
-            for line in (REPO / "config" / "README.md").read_text().splitlines() if line.startswith("- `")]
+    rows = [
+        re.split(r" \((?:default: |no default\))", line, maxsplit=1)[0]
+        for line in (REPO / "config" / "README.md").read_text().splitlines()
+        if line.startswith("- `")
+    ]
     assert len(rows) > 40, "config/README.md lost its key list"
     documented = {key for row in rows for key in re.findall(r"`([^`]+)`", row)}
     for section, spec in _schema()["properties"].items():

@@ -1,11 +1,11 @@
 """Dataset building: canonical schema, fixed-seed shuffling, disjoint splits, sizes."""
-import json
+
 import random
 from collections import Counter
 
 import pytest
 
-from alr.build_data import build_all, element_names, elements_mc, icd10cm_mc, member_questions, shuffle_choices, split_items
+from alr.build_data import build_all, elements_mc, icd10cm_mc, member_questions, shuffle_choices, split_items
 from alr.catalogue import data_in_use
 from alr.data import DataError, mc_to_pair, read_records, tokenize_pairs
 from alr.io import read_json
@@ -31,7 +31,9 @@ def test_every_split_is_canonical_and_sized(built):
     for split in ("test", "valid", "train"):
         rows = read_records(out / "general_text" / f"{split}.jsonl", "text")
         counts = Counter(r["source"] for r in rows)
-        wanted = {src: spec.get(f"{split}_size", text_cfg[f"{split}_size"]) for src, spec in text_cfg["sources"].items()}
+        wanted = {
+            src: spec.get(f"{split}_size", text_cfg[f"{split}_size"]) for src, spec in text_cfg["sources"].items()
+        }
         assert dict(counts) == {src: n for src, n in wanted.items() if n}, split  # narrative: train_size 0
         assert manifest["datasets"]["general_text"]["splits"][split]["sources"] == {**wanted, **counts}
 
@@ -39,7 +41,9 @@ def test_every_split_is_canonical_and_sized(built):
 def test_train_valid_and_test_never_share_a_question(built):
     cfg, out, _ = built
     for name in cfg["data"]["domains"]:
-        seen = [{r["question"] for r in read_records(out / name / f"{split}.jsonl")} for split in ("test", "valid", "train")]
+        seen = [
+            {r["question"] for r in read_records(out / name / f"{split}.jsonl")} for split in ("test", "valid", "train")
+        ]
         assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2]), name
 
 
@@ -62,7 +66,9 @@ def test_general_data_consumers_never_read_an_evaluated_text(built):
     consumed += [bytes(ids).decode() for ids in general_features(out, byte_tokenizer, 10_000, 10**6)]  # kl_lora
     consumed_keys = {content_key(t) for t in consumed}
     assert len(consumed_keys) == len(read_records(out / "general_text" / "train.jsonl"))
-    evaluated = [r["text"] for split in ("test", "valid") for r in read_records(out / "general_text" / f"{split}.jsonl")]
+    evaluated = [
+        r["text"] for split in ("test", "valid") for r in read_records(out / "general_text" / f"{split}.jsonl")
+    ]
     for name in [*cfg["data"]["general"]["tasks"], *cfg["data"]["domains"]]:
         for split in ("test", "valid"):
             if (out / name / f"{split}.jsonl").exists():
@@ -97,8 +103,12 @@ def test_no_general_text_is_a_task_item_or_holds_ones_question(built):
     from alr.general_text import TaskContexts
 
     cfg, out, manifest = built
-    items = [r for name in [*cfg["data"]["general"]["tasks"], *cfg["data"]["domains"]]
-             for split in manifest["datasets"][name]["splits"] for r in read_records(out / name / f"{split}.jsonl")]
+    items = [
+        r
+        for name in [*cfg["data"]["general"]["tasks"], *cfg["data"]["domains"]]
+        for split in manifest["datasets"][name]["splits"]
+        for r in read_records(out / name / f"{split}.jsonl")
+    ]
     tasks = TaskContexts(items)
     texts = [r for split in ("test", "valid", "train") for r in read_records(out / "general_text" / f"{split}.jsonl")]
     assert not [r["id"] for r in texts if r["text"] in tasks]
@@ -110,13 +120,27 @@ def test_task_contexts_drop_items_and_texts_quoting_them():
     long_q = "Which gas do plants take in from the air to make their food?"
     short_q = "To make tea,"
     assert len(short_q) < CONTEXT_MIN_CHARS <= len(long_q)
-    tasks = TaskContexts([{"question": long_q, "choices": ["oxygen", "carbon dioxide"], "label": 1},
-                          {"question": short_q, "choices": ["boil water", "freeze water"], "label": 0}])
-    texts = [f"{long_q} carbon dioxide", f"The teacher asked: {long_q.upper()}  Nobody knew.",
-             "To make tea, boil the water first and wait.", "Rivers run to the sea.", "Cats sleep a lot."]
+    tasks = TaskContexts(
+        [
+            {"question": long_q, "choices": ["oxygen", "carbon dioxide"], "label": 1},
+            {"question": short_q, "choices": ["boil water", "freeze water"], "label": 0},
+        ]
+    )
+    texts = [
+        f"{long_q} carbon dioxide",
+        f"The teacher asked: {long_q.upper()}  Nobody knew.",
+        "To make tea, boil the water first and wait.",
+        "Rivers run to the sea.",
+        "Cats sleep a lot.",
+    ]
     assert [t in tasks for t in texts] == [True, True, False, False, False]
-    text_cfg = {"test_size": 1, "valid_size": 1, "train_size": 1, "max_chars": 500,
-                "sources": {"mixed": {"source": "inline"}}}
+    text_cfg = {
+        "test_size": 1,
+        "valid_size": 1,
+        "train_size": 1,
+        "max_chars": 500,
+        "sources": {"mixed": {"source": "inline"}},
+    }
     parts = split_sources(text_cfg, lambda src, spec: texts, lambda src: random.Random(0), tasks)
     assert sorted(r["text"] for split in parts.values() for r in split) == sorted(texts[2:])
 
@@ -137,10 +161,16 @@ def test_build_is_deterministic(built, tmp_path):
     assert again == manifest
     other = dict(cfg["data"], seed=cfg["data"]["seed"] + 1)
     text = cfg["data"]["general"]["text"]
-    reordered = dict(cfg["data"], general=dict(cfg["data"]["general"], text=dict(text, sources=dict(reversed(text["sources"].items())))))
+    reordered = dict(
+        cfg["data"],
+        general=dict(cfg["data"]["general"], text=dict(text, sources=dict(reversed(text["sources"].items())))),
+    )
     assert build_all(reordered, tmp_path / "reordered") == manifest
     changed = build_all(other, tmp_path / "other")
-    assert changed["datasets"]["science"]["splits"]["test"]["sha256"] != manifest["datasets"]["science"]["splits"]["test"]["sha256"]
+    assert (
+        changed["datasets"]["science"]["splits"]["test"]["sha256"]
+        != manifest["datasets"]["science"]["splits"]["test"]["sha256"]
+    )
 
 
 def test_shuffle_keeps_gold_and_caps_choices():
@@ -163,7 +193,7 @@ def test_member_questions_draw_every_choice_from_their_own_split():
     rng = random.Random(0)
     splits = split_items(shuffle_choices(rows, rng), rng, test_size=40, train_size=64, valid_size=16)
     family_of = {r["group"]: r["choices"][r["label"]] for r in rows}
-    for split, items in splits.items():
+    for items in splits.values():
         members = member_questions(items, rng, 4)
         own = {r["group"] for r in items}
         assert {r["group"] for r in members} == own
@@ -171,7 +201,10 @@ def test_member_questions_draw_every_choice_from_their_own_split():
             assert set(r["choices"]) <= own and r["choices"][r["label"]] == r["group"]
             families = [family_of[c] for c in r["choices"]]
             assert len(set(families)) == 4 and family_of[r["group"]] in r["question"]
-        assert Counter(r["label"] for r in members).keys() <= {0, 1, 2, 3} and len(Counter(r["label"] for r in members)) > 1
+        assert (
+            Counter(r["label"] for r in members).keys() <= {0, 1, 2, 3}
+            and len(Counter(r["label"] for r in members)) > 1
+        )
     few = [r for r in rows if r["choices"][r["label"]] in ("halogen", "noble gas")]  # two families only
     with pytest.raises(ValueError, match="families"):
         member_questions(few, rng, 4)
@@ -190,12 +223,15 @@ def test_icd10cm_items_are_real_and_balanced():
     assert icd10cm_mc(40, 4, seed=3) == rows
 
 
-@pytest.mark.parametrize("line, message", [
-    ("not json", "not valid JSON"),
-    ('{"id": "a", "question": "q", "choices": ["x", "y"], "label": 2}', "label 2 out of range"),
-    ('{"id": "a", "question": "q", "choices": ["x"], "label": 0}', "at least two"),
-    ('{"id": "a", "choices": ["x", "y"], "label": 0}', "'question'"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("not json", "not valid JSON"),
+        ('{"id": "a", "question": "q", "choices": ["x", "y"], "label": 2}', "label 2 out of range"),
+        ('{"id": "a", "question": "q", "choices": ["x"], "label": 0}', "at least two"),
+        ('{"id": "a", "choices": ["x", "y"], "label": 0}', "'question'"),
+    ],
+)
 def test_malformed_line_names_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
     good = '{"id": "g", "question": "q", "choices": ["x", "y"], "label": 1}'

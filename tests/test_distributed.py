@@ -3,6 +3,7 @@ give the same importance and adapter as one process on the combined batch.
 
     torchrun --nproc_per_node 2 $(which alr) importance ...   (docs/gpu-cluster.md's data-parallel recipe, on CPU)
 """
+
 import json
 import os
 import shutil
@@ -15,8 +16,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend"),
+]
 
 
 def _free_port() -> int:
@@ -27,9 +30,22 @@ def _free_port() -> int:
 
 def _alr(args: list[str], nproc: int, cwd) -> None:
     alr = shutil.which("alr") or os.path.join(os.path.dirname(sys.executable), "alr")
-    launcher = [sys.executable, alr] if nproc == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
-        "--master_port", str(_free_port()), alr]
+    launcher = (
+        [sys.executable, alr]
+        if nproc == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            alr,
+        ]
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(launcher + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -55,11 +71,29 @@ def test_two_processes_match_one_process_on_the_combined_batch(tiny_cfg, tiny_mo
         out = tmp_path / f"np{nproc}"
         common = ["--config", str(cfg_path), "--model-dir", str(tiny_model), "--data-dir", str(tiny_data)]
         _alr(["importance", *common, "--out", str(out / "si.safetensors")], nproc, tmp_path)
-        _alr(["finetune", *common, "--domain", "science", "--method", "alr", "--seed", "0",
-              "--importance", str(out / "si.safetensors"), "--out", str(out / "alr")], nproc, tmp_path)
-        results[nproc] = (load_file(str(out / "si.safetensors")),
-                          load_file(str(out / "alr" / "model" / "adapter_model.safetensors")),
-                          json.loads((out / "alr" / "train.json").read_text()))
+        _alr(
+            [
+                "finetune",
+                *common,
+                "--domain",
+                "science",
+                "--method",
+                "alr",
+                "--seed",
+                "0",
+                "--importance",
+                str(out / "si.safetensors"),
+                "--out",
+                str(out / "alr"),
+            ],
+            nproc,
+            tmp_path,
+        )
+        results[nproc] = (
+            load_file(str(out / "si.safetensors")),
+            load_file(str(out / "alr" / "model" / "adapter_model.safetensors")),
+            json.loads((out / "alr" / "train.json").read_text()),
+        )
     (imp1, ad1, rec1), (imp2, ad2, rec2) = results[1], results[2]
     assert rec1["steps"] == rec2["steps"] == 2
     assert set(imp1) == set(imp2) and set(ad1) == set(ad2)

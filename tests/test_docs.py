@@ -1,5 +1,6 @@
 """The documentation stays readable: a short README, lines of at most 120 characters, and relative
 markdown links that point to files of the repository. Fast, no network, no package import."""
+
 import re
 from pathlib import Path
 
@@ -23,14 +24,19 @@ def relative_links(text: str) -> list[str]:
 
 
 def overlong_lines(path: Path) -> list[str]:
-    return [f"{path.name}:{n}: {len(line)} characters"
-            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if len(line) > MAX_WIDTH]
+    return [
+        f"{path.name}:{n}: {len(line)} characters"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if len(line) > MAX_WIDTH
+    ]
 
 
 def broken_links(path: Path) -> list[str]:
-    return [f"{path.name}: ]({target}): {target.split('#', 1)[0]} does not exist"
-            for target in relative_links(path.read_text(encoding="utf-8"))
-            if not (path.parent / target.split("#", 1)[0]).exists()]
+    return [
+        f"{path.name}: ]({target}): {target.split('#', 1)[0]} does not exist"
+        for target in relative_links(path.read_text(encoding="utf-8"))
+        if not (path.parent / target.split("#", 1)[0]).exists()
+    ]
 
 
 def test_the_documents_exist():
@@ -58,8 +64,10 @@ def test_the_checks_catch_what_they_check(tmp_path):
     """The helpers find an overlong line and a missing link target, and accept the forms that are fine."""
     (tmp_path / "there.md").write_text("x\n")
     doc = tmp_path / "doc.md"
-    doc.write_text("y" * MAX_WIDTH + "\n" + "x" * (MAX_WIDTH + 1) + "\n"
-                   "[a](there.md) [b](there.md#part) [c](missing.md#part) [d](https://example.org/x) [e](#top)\n")
+    doc.write_text(
+        "y" * MAX_WIDTH + "\n" + "x" * (MAX_WIDTH + 1) + "\n"
+        "[a](there.md) [b](there.md#part) [c](missing.md#part) [d](https://example.org/x) [e](#top)\n"
+    )
     assert overlong_lines(doc) == [f"doc.md:2: {MAX_WIDTH + 1} characters"]
     assert relative_links(doc.read_text()) == ["there.md", "there.md#part", "missing.md#part"]
     assert broken_links(doc) == ["doc.md: ](missing.md#part): missing.md does not exist"]

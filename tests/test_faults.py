@@ -1,6 +1,7 @@
 """Fault injection on the tiny model: each bad input is refused (before the model loads) with a message
 naming the file or key and the fix; NaN stops training; killed jobs leave nothing complete and resume
 bitwise; no code path touches the network; same config and seed, same bytes."""
+
 import copy
 import json
 import os
@@ -13,13 +14,13 @@ import time
 import pytest
 import yaml
 
-import alr.importance.record as record_mod
 import alr.finetune as finetune_mod
+import alr.importance.record as record_mod
 import alr.trainer as trainer_mod
 from alr.checkpoints import CheckpointMismatchError
 from alr.cli import main
-from alr.io import read_json, sha256_file
 from alr.finetune import finetune
+from alr.io import read_json, sha256_file
 from tests.tiny import Killed, kill_at_step, record, snakemake, tiny_config
 
 
@@ -37,6 +38,7 @@ def _block_network(mp, attempts: list):
         def blocked(*args, **kwargs):
             attempts.append((kind, args[:1]))
             raise OSError(f"network blocked by the test: {kind} {args[:1]}")
+
         return blocked
 
     mp.setattr(socket.socket, "connect", connect)
@@ -54,8 +56,12 @@ def built(tmp_path_factory):
     cfg_path = tmp / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     c = ["--config", str(cfg_path)]
-    paths = {"model": tmp / "model", "data": tmp / "data", "imp": tmp / "importance" / "si.safetensors",
-             "run": tmp / "run" / "science" / "lora" / "seed0"}
+    paths = {
+        "model": tmp / "model",
+        "data": tmp / "data",
+        "imp": tmp / "importance" / "si.safetensors",
+        "run": tmp / "run" / "science" / "lora" / "seed0",
+    }
     attempts, codes = [], []
     with pytest.MonkeyPatch.context() as mp:
         _block_network(mp, attempts)
@@ -63,17 +69,59 @@ def built(tmp_path_factory):
         codes.append(main(["prepare-model", *c, "--out", str(paths["model"]), "--downloads", str(tmp / "dl")]))
         codes.append(main(["prepare-data", *c, "--out", str(paths["data"]), "--downloads", str(tmp / "dl")]))
         codes.append(main(["importance", *c, *md, "--out", str(paths["imp"])]))
-        codes.append(main(["finetune", *c, *md, "--domain", "science", "--method", "lora", "--seed", "0",
-                           "--out", str(paths["run"])]))
-        codes.append(main(["evaluate", *c, *md, "--domains", "science", "--weights", str(paths["run"] / "model"),
-                           "--out", str(paths["run"] / "eval.json")]))
+        codes.append(
+            main(
+                [
+                    "finetune",
+                    *c,
+                    *md,
+                    "--domain",
+                    "science",
+                    "--method",
+                    "lora",
+                    "--seed",
+                    "0",
+                    "--out",
+                    str(paths["run"]),
+                ]
+            )
+        )
+        codes.append(
+            main(
+                [
+                    "evaluate",
+                    *c,
+                    *md,
+                    "--domains",
+                    "science",
+                    "--weights",
+                    str(paths["run"] / "model"),
+                    "--out",
+                    str(paths["run"] / "eval.json"),
+                ]
+            )
+        )
     return tmp, cfg, paths, attempts, codes
 
 
 def _finetune_cli(cfg, paths, out, method="lora", **flags):
-    argv = ["finetune", "--config", json.dumps(cfg), "--model-dir", str(flags.get("model", paths["model"])),
-            "--data-dir", str(flags.get("data", paths["data"])), "--domain", "science", "--method", method,
-            "--seed", "0", "--out", str(out)]
+    argv = [
+        "finetune",
+        "--config",
+        json.dumps(cfg),
+        "--model-dir",
+        str(flags.get("model", paths["model"])),
+        "--data-dir",
+        str(flags.get("data", paths["data"])),
+        "--domain",
+        "science",
+        "--method",
+        method,
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    ]
     if "importance" in flags:
         argv += ["--importance", str(flags["importance"])]
     return main(argv)
@@ -82,8 +130,10 @@ def _finetune_cli(cfg, paths, out, method="lora", **flags):
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Bad input must be refused before the expensive part: loading the model fails the test."""
+
     def forbidden(*a, **k):
         raise AssertionError("the model was loaded before the bad input was refused")
+
     monkeypatch.setattr(finetune_mod, "load_base", forbidden)
 
 
@@ -103,14 +153,22 @@ def test_provenance_records_versions_commit_and_config_hash(built):
         assert len(prov["git_commit"]) == 40 and isinstance(prov["git_dirty"], bool)
         assert len(prov["config_sha256"]) == 64
     from alr.measure import config_hash
+
     assert train["provenance"]["config_sha256"] == config_hash(train["config"])
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("lr_scheduler", "cosine_annealing", "config key 'train.lr_scheduler': 'cosine_annealing' is not one of "
-                                         "['linear', 'cosine', 'constant', 'constant_with_warmup']"),
-    ("checkpoint_steps", -5, "config key 'train.checkpoint_steps': -5 is less than the minimum of 0"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        (
+            "lr_scheduler",
+            "cosine_annealing",
+            "config key 'train.lr_scheduler': 'cosine_annealing' is not one of "
+            "['linear', 'cosine', 'constant', 'constant_with_warmup']",
+        ),
+        ("checkpoint_steps", -5, "config key 'train.checkpoint_steps': -5 is less than the minimum of 0"),
+    ],
+)
 def test_config_error_names_key_and_allowed_values(built, capsys, key, value, expected):
     _, cfg, paths, _, _ = built
     bad = copy.deepcopy(cfg)
@@ -132,11 +190,14 @@ def _label(lines):
     return lines
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (_corrupt, "science/train.jsonl:3: not valid JSON"),
-    (_label, "science/train.jsonl:2: label 7 out of range for 4 choices"),
-    (lambda lines: [], "science/train.jsonl: the split is empty"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (_corrupt, "science/train.jsonl:3: not valid JSON"),
+        (_label, "science/train.jsonl:2: label 7 out of range for 4 choices"),
+        (lambda lines: [], "science/train.jsonl: the split is empty"),
+    ],
+)
 def test_bad_data_is_refused_with_file_and_line(built, tmp_path, capsys, no_model_load, edit, expected):
     _, cfg, paths, _, _ = built
     data = tmp_path / "data"
@@ -153,26 +214,41 @@ def test_evaluate_refuses_a_bad_test_split_or_missing_weights_before_loading(bui
 
     def forbidden(*a, **k):
         raise AssertionError("the model was loaded before the bad input was refused")
+
     monkeypatch.setattr(alr.evaluate, "load_tuned", forbidden)
     _, cfg, paths, _, _ = built
     data = tmp_path / "data"
     shutil.copytree(paths["data"], data)
     test = data / "basic_logic" / "test.jsonl"
     test.write_text("".join(line + "\n" for line in _label(test.read_text().splitlines())))
-    argv = ["evaluate", "--config", json.dumps(cfg), "--model-dir", str(paths["model"]), "--domains", "science",
-            "--out", str(tmp_path / "eval.json")]
+    argv = [
+        "evaluate",
+        "--config",
+        json.dumps(cfg),
+        "--model-dir",
+        str(paths["model"]),
+        "--domains",
+        "science",
+        "--out",
+        str(tmp_path / "eval.json"),
+    ]
     assert main([*argv, "--data-dir", str(data)]) == 2
     assert re.search(r"basic_logic/test.jsonl:2: label \d+ out of range for 4 choices", capsys.readouterr().err)
     assert main([*argv, "--data-dir", str(paths["data"]), "--weights", str(tmp_path / "absent")]) == 2
-    assert f"tuned weights {tmp_path / 'absent'} do not exist; build them with `alr finetune`" in capsys.readouterr().err
+    assert (
+        f"tuned weights {tmp_path / 'absent'} do not exist; build them with `alr finetune`" in capsys.readouterr().err
+    )
     assert not (tmp_path / "eval.json").exists()
 
 
-@pytest.mark.parametrize("missing, expected", [
-    ("model", "no prepared model at {path}; build it with `alr prepare-model`"),
-    ("data", "{path}/science/train.jsonl does not exist; build it with `alr prepare-data`"),
-    ("importance", "importance file {path} does not exist; build it with `alr importance --estimator absent`"),
-])
+@pytest.mark.parametrize(
+    "missing, expected",
+    [
+        ("model", "no prepared model at {path}; build it with `alr prepare-model`"),
+        ("data", "{path}/science/train.jsonl does not exist; build it with `alr prepare-data`"),
+        ("importance", "importance file {path} does not exist; build it with `alr importance --estimator absent`"),
+    ],
+)
 def test_missing_asset_names_the_command_that_builds_it(built, tmp_path, capsys, no_model_load, missing, expected):
     _, cfg, paths, _, _ = built
     flags = {"importance": paths["imp"], missing: tmp_path / "absent"}
@@ -198,8 +274,9 @@ def test_importance_for_other_targets_is_refused(built, tmp_path, capsys, no_mod
     c = copy.deepcopy(cfg)
     c["lora"]["targets"] = ["q_proj", "k_proj"]
     assert _finetune_cli(c, paths, tmp_path / "out", method="alr", importance=paths["imp"]) == 2
-    assert (f"{paths['imp']} was computed for LoRA targets ['q_proj', 'v_proj'], but lora.targets is "
-            "['q_proj', 'k_proj']") in capsys.readouterr().err
+    assert (
+        f"{paths['imp']} was computed for LoRA targets ['q_proj', 'v_proj'], but lora.targets is ['q_proj', 'k_proj']"
+    ) in capsys.readouterr().err
 
 
 def test_nan_stops_training_with_step_and_last_finite_values(built, tmp_path, capsys):
@@ -270,6 +347,7 @@ def test_phase1_restarts_from_scratch_and_reproduces_bitwise(built, tmp_path, mo
         def on_optimizer_step(args, state, control, **kw):
             step_end(args, state, control, **kw)
             raise Killed
+
         cb.on_optimizer_step = on_optimizer_step
         return cb
 

@@ -1,5 +1,6 @@
 """Figures on small synthetic result files (the real files come from the snakemake end-to-end test
 in test_pipeline.py)."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +17,15 @@ def _check_written(paths):
 
 
 def test_tradeoff_and_sweep_figures(tmp_path):
-    sweep = ["lora", "alr-lambda0.5", "alr-lambda2", "alr-lambda8", "alr_no_layer-lambda0.5", "alr_no_layer-lambda2",
-             "alr_no_layer-lambda8"]
+    sweep = [
+        "lora",
+        "alr-lambda0.5",
+        "alr-lambda2",
+        "alr-lambda8",
+        "alr_no_layer-lambda0.5",
+        "alr_no_layer-lambda2",
+        "alr_no_layer-lambda8",
+    ]
     main = tmp_path / "main.csv"
     main_table(sweep).to_csv(main, index=False)
     fig = figures.tradeoff(pd.read_csv(main))
@@ -34,8 +42,8 @@ def test_tradeoff_and_sweep_figures(tmp_path):
 
 def test_pareto_front_and_hypervolume_per_method():
     """alr's two points are both on its front (dashed staircase); lora's single point, forgetting the
-    most, dominates nothing inside the box (hypervolume 0; the star, no number). alr: (0.01 x 2 + 0.04 x 12 points) over the
-    box 0.05 x 12 points = 0.83."""
+    most, dominates nothing inside the box (hypervolume 0; the star, no number). alr: (0.01 x 2 + 0.04 x 12 points)
+    over the box 0.05 x 12 points = 0.83."""
     main = main_table(["lora", "alr-lambda1", "alr-lambda2"])
     main.loc[main.method == "lora", ["forgetting", "domain_gain"]] = [0.05, 0.10]
     main.loc[main.method == "alr-lambda1", ["forgetting", "domain_gain"]] = [0.01, 0.12]
@@ -49,8 +57,15 @@ def test_pareto_front_and_hypervolume_per_method():
 
 def test_heatmap_values_are_base_minus_run(tmp_path):
     base = {"general": {"tasks": ["t1", "t2"]}, "tasks": {"t1": {"score": 0.5}, "t2": {"score": 0.4}}}
-    runs = [{"domain": "science", "method": "lora", "seed": s,
-             "eval": {"tasks": {"t1": {"score": 0.4 + 0.1 * s}, "t2": {"score": 0.4}}}} for s in (0, 1)]
+    runs = [
+        {
+            "domain": "science",
+            "method": "lora",
+            "seed": s,
+            "eval": {"tasks": {"t1": {"score": 0.4 + 0.1 * s}, "t2": {"score": 0.4}}},
+        }
+        for s in (0, 1)
+    ]
     fig = figures.forgetting_heatmap(base, runs)
     grid = fig.axes[0].get_images()[0].get_array()
     assert np.allclose(grid, [[5.0, 0.0]])  # (0.1 + 0.0) / 2 points for t1, none for t2
@@ -76,11 +91,14 @@ def test_layer_coefficients_and_importance(tmp_path):
 
 
 def test_efficiency_figure_ratios(tmp_path):
-    eff = pd.DataFrame([
-        {"kind": "importance", "name": "si", "wall_time_s": 10.0, "bytes": 2e6},
-        {"kind": "importance", "name": "fisher", "wall_time_s": 100.0, "bytes": 8e6},
-        {"kind": "training", "name": "lora", "step_time_s": 1.0},
-        {"kind": "training", "name": "ewc_lora", "step_time_s": 2.0}])
+    eff = pd.DataFrame(
+        [
+            {"kind": "importance", "name": "si", "wall_time_s": 10.0, "bytes": 2e6},
+            {"kind": "importance", "name": "fisher", "wall_time_s": 100.0, "bytes": 8e6},
+            {"kind": "training", "name": "lora", "step_time_s": 1.0},
+            {"kind": "training", "name": "ewc_lora", "step_time_s": 2.0},
+        ]
+    )
     fig = figures.efficiency(eff)
     assert len(fig.axes) == 3 and all(ax.get_xscale() == "log" for ax in fig.axes)
     assert "×0.1" in [t.get_text().strip() for t in fig.axes[0].texts]

@@ -1,4 +1,5 @@
 """Hub datasets -> canonical records, and config/paper.yaml; nothing here touches the network."""
+
 import yaml
 
 from alr import hub
@@ -7,14 +8,27 @@ from alr.data import _check_mc
 from tests.tiny import REPO
 
 ROWS = {
-    "sciq": [{"question": "What do plants need?", "correct_answer": "light", "distractor1": "rocks",
-              "distractor2": "salt", "distractor3": "sand", "support": ""}],
-    "medmcqa": [{"question": "Which vitamin?", "opa": "A", "opb": "B", "opc": "C", "opd": "D", "cop": 2},
-                {"question": "Unlabelled test item", "opa": "A", "opb": "B", "opc": "C", "opd": "D", "cop": -1}],
-    "pubmedqa": [{"question": "Does X help?", "context": {"contexts": ["Background.", "Results."]},
-                  "final_decision": "maybe"}],
-    "piqa": [{"goal": "Open a jar", "sol1": "twist the lid", "sol2": "freeze it", "label": 0},
-             {"goal": "Duplicate choices", "sol1": "same", "sol2": "same", "label": 1}],
+    "sciq": [
+        {
+            "question": "What do plants need?",
+            "correct_answer": "light",
+            "distractor1": "rocks",
+            "distractor2": "salt",
+            "distractor3": "sand",
+            "support": "",
+        }
+    ],
+    "medmcqa": [
+        {"question": "Which vitamin?", "opa": "A", "opb": "B", "opc": "C", "opd": "D", "cop": 2},
+        {"question": "Unlabelled test item", "opa": "A", "opb": "B", "opc": "C", "opd": "D", "cop": -1},
+    ],
+    "pubmedqa": [
+        {"question": "Does X help?", "context": {"contexts": ["Background.", "Results."]}, "final_decision": "maybe"}
+    ],
+    "piqa": [
+        {"goal": "Open a jar", "sol1": "twist the lid", "sol2": "freeze it", "label": 0},
+        {"goal": "Duplicate choices", "sol1": "same", "sol2": "same", "label": 1},
+    ],
 }
 
 

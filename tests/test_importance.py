@@ -1,4 +1,5 @@
 """SI importance, the penalty and layer coefficients against closed forms and naive references."""
+
 import pytest
 import torch
 
@@ -33,10 +34,18 @@ def _tiny_lora(seed=0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                             lora_dropout=0.0))
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    model = get_peft_model(
+        LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    )
     for n, p in model.named_parameters():
         if "lora_B" in n:  # start away from B = 0 so the penalty and its gradient are not trivially zero
             torch.nn.init.normal_(p, std=0.5)
@@ -63,18 +72,24 @@ def test_penalty_and_gradient_match_dense_float64(with_ref):
             b = m.lora_B["default"].weight.detach().double().requires_grad_()
             params64[n] = (a, b)
             delta = m.scaling["default"] * b @ a - (refs[n].double() if with_ref else 0)
-            ref_total = ref_total + 0.7 * reg.coefficients[layer] * (omega[n].double() * delta ** 2).sum()
+            ref_total = ref_total + 0.7 * reg.coefficients[layer] * (omega[n].double() * delta**2).sum()
     ref_total.backward()
     assert abs(total.item() - ref_total.item()) / abs(ref_total.item()) < 1e-6
     for n, (a, b) in params64.items():
-        for ours, theirs in ((mods[n].lora_A["default"].weight.grad, a.grad), (mods[n].lora_B["default"].weight.grad, b.grad)):
+        for ours, theirs in (
+            (mods[n].lora_A["default"].weight.grad, a.grad),
+            (mods[n].lora_B["default"].weight.grad, b.grad),
+        ):
             assert (ours.double() - theirs).norm() / theirs.norm() < 1e-6
 
 
 def test_layer_coefficients():
     gen = torch.Generator().manual_seed(0)
-    imp = {f"model.layers.{i}.self_attn.{p}": torch.rand(8, 8, generator=gen) * (i + 1)
-           for i in range(4) for p in ("q_proj", "v_proj")}
+    imp = {
+        f"model.layers.{i}.self_attn.{p}": torch.rand(8, 8, generator=gen) * (i + 1)
+        for i in range(4)
+        for p in ("q_proj", "v_proj")
+    }
     for gran, n_layers in (("module", 8), ("block", 4)):
         groups = group_by_layer(imp, gran)
         assert len(groups) == n_layers
@@ -91,7 +106,10 @@ def test_layer_coefficients():
 
 def test_layer_mean_importance_keeps_each_layers_mass():
     gen = torch.Generator().manual_seed(0)
-    imp = {"model.layers.0.q_proj": torch.rand(4, 4, generator=gen), "model.layers.0.v_proj": torch.rand(2, 4, generator=gen)}
+    imp = {
+        "model.layers.0.q_proj": torch.rand(4, 4, generator=gen),
+        "model.layers.0.v_proj": torch.rand(2, 4, generator=gen),
+    }
     groups = group_by_layer(imp, "block")
     flat = layer_mean_importance(imp, groups)
     assert sum(t.sum() for t in flat.values()) == pytest.approx(sum(t.sum() for t in imp.values()))
@@ -106,13 +124,19 @@ def test_shuffled_importance_keeps_each_modules_values_and_layer_coefficients():
 
     assert set(ELEMENT_TRANSFORMS) == set(ELEMENTS)
     gen = torch.Generator().manual_seed(0)
-    imp = {f"model.layers.{i}.self_attn.{m}": torch.rand(6, 4, generator=gen) for i in range(3) for m in ("q_proj", "v_proj")}
+    imp = {
+        f"model.layers.{i}.self_attn.{m}": torch.rand(6, 4, generator=gen)
+        for i in range(3)
+        for m in ("q_proj", "v_proj")
+    }
     groups = group_by_layer(imp, "module")
     shuffled = shuffle_within_modules(imp, seed=1)
     for name, t in imp.items():
         assert torch.equal(shuffled[name].flatten().sort().values, t.flatten().sort().values)
         assert not torch.equal(shuffled[name], t)
-    assert layer_coefficients(shuffled, groups, "softmax_norm") == pytest.approx(layer_coefficients(imp, groups, "softmax_norm"))
+    assert layer_coefficients(shuffled, groups, "softmax_norm") == pytest.approx(
+        layer_coefficients(imp, groups, "softmax_norm")
+    )
     again, other = shuffle_within_modules(imp, seed=1), shuffle_within_modules(imp, seed=2)
     assert all(torch.equal(again[n], shuffled[n]) for n in imp)
     assert not all(torch.equal(other[n], shuffled[n]) for n in imp)
@@ -158,8 +182,10 @@ def test_importance_store_roundtrip(tmp_path, dtype, tol):
     from alr.importance.store import load_importance, save_importance
 
     gen = torch.Generator().manual_seed(0)
-    tensors = {"model.layers.0.self_attn.q_proj": torch.rand(8, 4, generator=gen),
-               "model.layers.0.self_attn.v_proj": torch.rand(2, 4, generator=gen)}
+    tensors = {
+        "model.layers.0.self_attn.q_proj": torch.rand(8, 4, generator=gen),
+        "model.layers.0.self_attn.v_proj": torch.rand(2, 4, generator=gen),
+    }
     side = save_importance(tmp_path / "si.safetensors", tensors, {"estimator": "si", "fingerprint": "abc"}, dtype)
     assert side["bytes"] == (tmp_path / "si.safetensors").stat().st_size and side["dtype"] == dtype
     loaded, sidecar = load_importance(tmp_path / "si.safetensors", {n: t.shape for n, t in tensors.items()}, "abc")

@@ -1,6 +1,7 @@
 """The import graph of alr's modules, built with `ast` (imports inside functions and under
 TYPE_CHECKING included): no cycle, so each module can be read, tested and imported on its own, and
 the layers (errors, sections, catalogue, config, the registries, the commands) stay layers."""
+
 import ast
 import re
 from pathlib import Path
@@ -20,7 +21,7 @@ def import_graph(package: Path) -> dict[str, set[str]]:
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                base = package_name.split(".")[:len(package_name.split(".")) - node.level + 1] if node.level else []
+                base = package_name.split(".")[: len(package_name.split(".")) - node.level + 1] if node.level else []
                 target = ".".join(base + ([node.module] if node.module else []))
                 found |= {t for t in [target, *(f"{target}.{a.name}" for a in node.names)] if t in modules}
             elif isinstance(node, ast.Import):
@@ -64,7 +65,9 @@ def test_cycles_finds_a_cycle_and_only_that():
 
 def test_report_package_has_no_import_cycle():
     graph = import_graph(REPO / "alr")
-    report = {m: {t for t in deps if t.startswith("alr.report")} for m, deps in graph.items() if m.startswith("alr.report")}
+    report = {
+        m: {t for t in deps if t.startswith("alr.report")} for m, deps in graph.items() if m.startswith("alr.report")
+    }
     assert "alr.report.render" in report["alr.report.claims"]  # the graph sees relative imports
     assert cycles(report) == []
 
@@ -103,8 +106,11 @@ def _registered_name_literals(path: Path, names: set[str]) -> list[str]:
             func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if func in ("getLogger", "version", "ArgumentParser", "get"):
                 shared |= {id(a) for a in node.args} | {id(k.value) for k in node.keywords}
-    return [f"{path.relative_to(REPO)}:{n.lineno} {n.value}" for n in ast.walk(tree)
-            if isinstance(n, ast.Constant) and n.value in names and id(n) not in shared]
+    return [
+        f"{path.relative_to(REPO)}:{n.lineno} {n.value}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and n.value in names and id(n) not in shared
+    ]
 
 
 def test_no_method_or_estimator_name_outside_the_registries():
@@ -115,8 +121,16 @@ def test_no_method_or_estimator_name_outside_the_registries():
 
     names = set(METHODS) | set(ESTIMATORS)
     registries = {REPO / "alr" / p for p in ("methods.py", "importance/estimators.py", "report/claims.py")}
-    found = [hit for path in sorted((REPO / "alr").rglob("*.py")) if path not in registries
-             for hit in _registered_name_literals(path, names)]
-    smk = [f"{p.relative_to(REPO)}: {m}" for p in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]
-           for m in re.findall(r"""["'](\w+)["']""", p.read_text()) if m in names]
+    found = [
+        hit
+        for path in sorted((REPO / "alr").rglob("*.py"))
+        if path not in registries
+        for hit in _registered_name_literals(path, names)
+    ]
+    smk = [
+        f"{p.relative_to(REPO)}: {m}"
+        for p in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]
+        for m in re.findall(r"""["'](\w+)["']""", p.read_text())
+        if m in names
+    ]
     assert found + smk == []

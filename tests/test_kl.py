@@ -1,4 +1,5 @@
 """kl_lora: LoRA + kl.weight x KL(base || tuned) of next-token distributions on general-text batches."""
+
 import copy
 
 import pytest
@@ -13,8 +14,9 @@ from alr.models import load_base, wrap_lora
 
 def _reference_kl(base_logits, tuned_logits, mask):
     """The formula, written with torch's kl_div: sum_v p (log p - log q), mean over unmasked positions."""
-    per_position = F.kl_div(tuned_logits.float().log_softmax(-1), base_logits.float().log_softmax(-1),
-                            log_target=True, reduction="none").sum(-1)
+    per_position = F.kl_div(
+        tuned_logits.float().log_softmax(-1), base_logits.float().log_softmax(-1), log_target=True, reduction="none"
+    ).sum(-1)
     return per_position[mask.bool()].mean()
 
 
@@ -78,7 +80,7 @@ def test_kl_to_base_matches_the_reference_on_a_tuned_adapter(tiny_model, tiny_da
             if "lora_B" in name:
                 p.normal_(0, 0.5)
     model.eval()
-    feats = [f[:8 + 5 * i] for i, f in enumerate(general_features(tiny_data, tok, 4, 24))]
+    feats = [f[: 8 + 5 * i] for i, f in enumerate(general_features(tiny_data, tok, 4, 24))]
     ids, mask = pad_batch(feats, tok.pad_token_id, "cpu")
     assert (mask == 0).any()  # records of different lengths: padding is exercised
     with torch.no_grad():

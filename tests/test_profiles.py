@@ -1,4 +1,5 @@
 """The cluster profiles size every rule that runs the model on a GPU, found from the rules themselves."""
+
 import re
 
 import pytest

@@ -1,5 +1,6 @@
 """The method and estimator registries are the one place a method or an estimator is defined: a
 plugin adds both, and the workflow, the CLI, the schema and the tables take them up unchanged."""
+
 import contextlib
 import copy
 import os
@@ -62,15 +63,29 @@ def test_loss_hook_sees_every_micro_batch_and_moves_the_weights(tiny_model, tiny
 
 
 def test_schema_and_cli_take_their_names_from_the_registries():
-    out = subprocess.run([sys.executable, "-c", "from alr.plugins import load_plugins; load_plugins(); from alr.config import _schema; s = _schema(); "
-                          "print(s['properties']['methods']['items']['enum']); "
-                          "print(s['properties']['baselines']['properties']['efficiency_estimators']['items']['enum'])"],
-                         capture_output=True, text=True, env={**os.environ, **PLUGIN}, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from alr.plugins import load_plugins; load_plugins(); from alr.config import _schema; s = _schema(); "
+            "print(s['properties']['methods']['items']['enum']); "
+            "print(s['properties']['baselines']['properties']['efficiency_estimators']['items']['enum'])",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **PLUGIN},
+        check=True,
+    )
     methods, estimators = out.stdout.splitlines()
     assert "'ones_lora'" in methods and all(f"'{m}'" in methods for m in METHODS)
     assert "'ones'" in estimators and all(f"'{e}'" in estimators for e in ESTIMATORS)
-    helped = subprocess.run([sys.executable, "-m", "alr.cli", "finetune", "--help"], capture_output=True, text=True,
-                            env={**os.environ, **PLUGIN}, check=True).stdout
+    helped = subprocess.run(
+        [sys.executable, "-m", "alr.cli", "finetune", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **PLUGIN},
+        check=True,
+    ).stdout
     assert "ones_lora" in helped and "a test plugin" in helped
 
 
@@ -86,8 +101,12 @@ def test_registration_checks_the_names_an_entry_gives():
 
 
 def test_config_without_loaded_registries_says_what_to_call():
-    out = subprocess.run([sys.executable, "-c", "from alr.config import load_config; load_config('config/config.yaml')"],
-                         capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", "from alr.config import load_config; load_config('config/config.yaml')"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert out.returncode != 0 and "call alr.plugins.load_plugins()" in out.stderr
 
 
@@ -107,7 +126,11 @@ def test_a_plugin_method_and_estimator_run_through_snakemake(tiny_cfg, tmp_path)
     run = work / "results" / "tiny-llama" / "science" / "ones_lora" / "seed0"
     train = read_json(run / "train.json")
     assert train["importance"].endswith("results/tiny-llama/importance/ones.safetensors") and train["final_reg"] > 0
-    assert read_json(run / "eval.json")["run"] == {"domain": "science", "method": "ones_lora", "run": "ones_lora",
-                                                    "seed": 0}
+    assert read_json(run / "eval.json")["run"] == {
+        "domain": "science",
+        "method": "ones_lora",
+        "run": "ones_lora",
+        "seed": 0,
+    }
     eff = pd.read_csv(work / "results" / "tables" / "efficiency.csv")
     assert "ones" in set(eff.name)

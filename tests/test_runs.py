@@ -1,4 +1,5 @@
 """Run names: one run per method, or <method>-lambda<value> for each value of a strength sweep."""
+
 import re
 
 import pytest
@@ -24,8 +25,12 @@ def test_run_names_for_sweeps():
 
 def test_each_method_sweeps_its_own_strength_key():
     """fisher.lambda sweeps ewc_lora (not alr); official.regularize.lambda sweeps alr_official only."""
-    cfg = {"methods": ["alr", "ewc_lora", "alr_official"], "regularize": {"lambda": 2.0},
-           "fisher": {"lambda": [0.5, 50]}, "official": {"regularize": {"lambda": 1e-3}}}
+    cfg = {
+        "methods": ["alr", "ewc_lora", "alr_official"],
+        "regularize": {"lambda": 2.0},
+        "fisher": {"lambda": [0.5, 50]},
+        "official": {"regularize": {"lambda": 1e-3}},
+    }
     assert all_runs(cfg) == ["alr", "ewc_lora-lambda0.5", "ewc_lora-lambda50", "alr_official"]
     assert run_config(cfg, "ewc_lora-lambda50")["fisher"]["lambda"] == 50
     official = run_config(cfg, "alr_official")
@@ -40,16 +45,34 @@ def test_each_method_sweeps_its_own_strength_key():
 def test_table_rows_follow_the_configured_methods_and_increasing_strength():
     runs = {"ewc_lora-lambda50", "alr-lambda2", "lora", "alr-lambda0.5", "ewc_lora-lambda0.5"}
     assert run_order(["lora", "alr", "ewc_lora"], runs) == [
-        "lora", "alr-lambda0.5", "alr-lambda2", "ewc_lora-lambda0.5", "ewc_lora-lambda50"]
+        "lora",
+        "alr-lambda0.5",
+        "alr-lambda2",
+        "ewc_lora-lambda0.5",
+        "ewc_lora-lambda50",
+    ]
 
 
 def test_every_method_with_a_strength_sweeps_it():
     """kl.weight, baselines.replay_fraction and baselines.wise_ft_beta sweep kl_lora, replay and wise_ft
     like any lambda; each run's config holds its own value; methods without a strength never sweep."""
-    cfg = {"methods": ["lora", "kl_lora", "replay", "wise_ft", "full_ft"], "regularize": {"lambda": [1, 2]},
-           "kl": {"weight": [0.5, 10]}, "baselines": {"replay_fraction": [0.1, 0.25], "wise_ft_beta": [0.25, 0.5, 1]}}
-    assert all_runs(cfg) == ["lora", "kl_lora-lambda0.5", "kl_lora-lambda10", "replay-lambda0.1", "replay-lambda0.25",
-                             "wise_ft-lambda0.25", "wise_ft-lambda0.5", "wise_ft-lambda1", "full_ft"]
+    cfg = {
+        "methods": ["lora", "kl_lora", "replay", "wise_ft", "full_ft"],
+        "regularize": {"lambda": [1, 2]},
+        "kl": {"weight": [0.5, 10]},
+        "baselines": {"replay_fraction": [0.1, 0.25], "wise_ft_beta": [0.25, 0.5, 1]},
+    }
+    assert all_runs(cfg) == [
+        "lora",
+        "kl_lora-lambda0.5",
+        "kl_lora-lambda10",
+        "replay-lambda0.1",
+        "replay-lambda0.25",
+        "wise_ft-lambda0.25",
+        "wise_ft-lambda0.5",
+        "wise_ft-lambda1",
+        "full_ft",
+    ]
     assert run_config(cfg, "kl_lora-lambda10")["kl"]["weight"] == 10
     replay, wise = get_method("replay"), get_method("wise_ft")
     assert replay.replay_fraction(run_config(cfg, "replay-lambda0.25")) == 0.25
@@ -60,13 +83,23 @@ def test_every_method_with_a_strength_sweeps_it():
     with pytest.raises(ValueError, match="no strength to sweep"):
         run_config(cfg, "lora-lambda2")
     keys = [get_method(m).strength_key for m in ("lora", "full_ft", "alr", "ewc_lora", "kl_lora", "replay", "wise_ft")]
-    assert keys == [None, None, "regularize.lambda", "fisher.lambda", "kl.weight", "baselines.replay_fraction",
-                    "baselines.wise_ft_beta"]
+    assert keys == [
+        None,
+        None,
+        "regularize.lambda",
+        "fisher.lambda",
+        "kl.weight",
+        "baselines.replay_fraction",
+        "baselines.wise_ft_beta",
+    ]
     cfg["kl"]["weight"], cfg["baselines"] = 1.0, {"replay_fraction": 0.1, "wise_ft_beta": 0.5}
     assert all_runs(cfg) == ["lora", "kl_lora", "replay", "wise_ft", "full_ft"]
     assert get_method("wise_ft").delta_scale(run_config(cfg, "wise_ft")) == 0.5
     assert run_order(["lora", "wise_ft"], {"wise_ft-lambda1", "lora", "wise_ft-lambda0.25"}) == [
-        "lora", "wise_ft-lambda0.25", "wise_ft-lambda1"]
+        "lora",
+        "wise_ft-lambda0.25",
+        "wise_ft-lambda1",
+    ]
 
 
 def test_snakemake_plans_the_sweeps_and_kl_loras_general_text(tiny_cfg, tmp_path):
@@ -81,7 +114,10 @@ def test_snakemake_plans_the_sweeps_and_kl_loras_general_text(tiny_cfg, tmp_path
     assert finetunes == {"lora", "kl_lora-lambda1", "kl_lora-lambda10", "replay-lambda0.1", "replay-lambda0.2"}
     evals = {run: scale for scale, run in re.findall(r"--delta-scale (\S+) --run (\S+)", out)}
     assert {run: evals[run] for run in ("wise_ft-lambda0.25", "wise_ft-lambda0.5", "lora")} == {
-        "wise_ft-lambda0.25": "0.25", "wise_ft-lambda0.5": "0.5", "lora": "1.0"}
+        "wise_ft-lambda0.25": "0.25",
+        "wise_ft-lambda0.5": "0.5",
+        "lora": "1.0",
+    }
     assert re.search(r"--weights results/tiny-llama/science/lora/seed0/model --delta-scale 0.25", out)
     jobs = out.split("\nrule ")
     kl_jobs = [j for j in jobs if j.startswith("finetune") and "/kl_lora-lambda" in j]

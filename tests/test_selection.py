@@ -1,11 +1,21 @@
 """Strength selection on the validation split, the Pareto front and hypervolume, the claims' verdicts."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from alr.io import write_json, write_jsonl
-from alr.report.claims import (CLAIMS, CONTRADICTED, GAIN_NOT_REACHED, NO_GAIN, NOT_RUN, SUPPORTED, UNDECIDED, overall,
-                               verdict)
+from alr.report.claims import (
+    CLAIMS,
+    CONTRADICTED,
+    GAIN_NOT_REACHED,
+    NO_GAIN,
+    NOT_RUN,
+    SUPPORTED,
+    UNDECIDED,
+    overall,
+    verdict,
+)
 from alr.report.selection import hypervolume, pareto_mask, select, validation_points
 
 
@@ -14,12 +24,14 @@ def _points(rows):
 
 
 def test_rule_takes_least_forgetting_among_strengths_that_keep_enough_gain():
-    pts = _points([
-        ("science", "lora", "lora", None, 0, 0.020, 1.00, 0.5),
-        ("science", "alr-lambda0.5", "alr", 0.5, 0, 0.015, 0.95, 0.5),
-        ("science", "alr-lambda2", "alr", 2.0, 0, 0.010, 0.91, 0.5),   # kept (0.91 >= 0.9), least forgetting
-        ("science", "alr-lambda8", "alr", 8.0, 0, 0.002, 0.50, 0.4),   # forgets least but keeps half the gain
-    ])
+    pts = _points(
+        [
+            ("science", "lora", "lora", None, 0, 0.020, 1.00, 0.5),
+            ("science", "alr-lambda0.5", "alr", 0.5, 0, 0.015, 0.95, 0.5),
+            ("science", "alr-lambda2", "alr", 2.0, 0, 0.010, 0.91, 0.5),  # kept (0.91 >= 0.9), least forgetting
+            ("science", "alr-lambda8", "alr", 8.0, 0, 0.002, 0.50, 0.4),  # forgets least but keeps half the gain
+        ]
+    )
     table = select(pts, "lora", 0.9)
     chosen = table[table.selected]
     assert list(chosen.run) == ["alr-lambda2"] and table.kept.tolist() == [True, True, False]
@@ -39,8 +51,10 @@ def test_rule_takes_least_forgetting_among_strengths_that_keep_enough_gain():
 def _valid_record(folder, split, run=None, nll=3.0, gold=1.0):
     folder.mkdir(parents=True, exist_ok=True)
     items = [{"task": "text:news", "id": f"t{i}", "nll": nll + 0.01 * i, "tokens": 10} for i in range(4)]
-    items += [{"task": "science", "id": f"p{i}", "acc": 1.0, "gold": "x", "gold_nll": 9.0, "choice_nll": gold + i}
-              for i in range(3)]
+    items += [
+        {"task": "science", "id": f"p{i}", "acc": 1.0, "gold": "x", "gold_nll": 9.0, "choice_nll": gold + i}
+        for i in range(3)
+    ]
     write_jsonl(folder / f"{split}_items.jsonl.gz", items, compress=True)
     name = "valid" if split == "valid" else "eval"
     write_json(folder / f"{name}.json", {"split": split, "run": run, "domains": {"science": {"score": 1.0}}})
@@ -80,18 +94,31 @@ COMPARE = {"reference": "lora", "level": 0.95, "margin": 0.2, "min_effect": 0.1}
 
 def _row(d, gain, gain_b=0.2, forgetting_reference=0.05, gain_reached=True):
     """A comparison row: d = (lo, hi) of the NLL-rise difference, gain = (lo, hi) of the gain difference."""
-    return {"lo": d[0], "hi": d[1], "d": sum(d) / 2, "gain_lo": gain[0], "gain_hi": gain[1], "gain_b": gain_b,
-            "forgetting_reference": forgetting_reference, "gain_reached": gain_reached, "run_b": "lora"}
+    return {
+        "lo": d[0],
+        "hi": d[1],
+        "d": sum(d) / 2,
+        "gain_lo": gain[0],
+        "gain_hi": gain[1],
+        "gain_b": gain_b,
+        "forgetting_reference": forgetting_reference,
+        "gain_reached": gain_reached,
+        "run_b": "lora",
+    }
 
 
-@pytest.mark.parametrize("d, gain, expected", [
-    ((-0.02, -0.01), (-0.03, 0.03), SUPPORTED),     # forgets less, gain loss within the margin (0.2 x 0.2 = 0.04)
-    ((-0.02, -0.01), (-0.05, 0.03), UNDECIDED),     # forgets less, but may gain 0.05 less: beyond the margin
-    ((-0.02, -0.01), (-0.067, 0.0), UNDECIDED),     # the accuracy CI's upper end exactly 0 is no evidence of similar gain
-    ((0.01, 0.02), (-0.03, 0.03), CONTRADICTED),    # forgets more at a similar gain
-    ((0.01, 0.02), (0.01, 0.08), UNDECIDED),        # forgets more but may gain more: a trade-off
-    ((-0.01, 0.02), (-0.03, 0.03), UNDECIDED),      # CI spans 0
-])
+@pytest.mark.parametrize(
+    "d, gain, expected",
+    [
+        ((-0.02, -0.01), (-0.03, 0.03), SUPPORTED),  # forgets less, gain loss within the margin (0.2 x 0.2 = 0.04)
+        ((-0.02, -0.01), (-0.05, 0.03), UNDECIDED),  # forgets less, but may gain 0.05 less: beyond the margin
+        # the accuracy CI's upper end exactly 0 is no evidence of similar gain
+        ((-0.02, -0.01), (-0.067, 0.0), UNDECIDED),
+        ((0.01, 0.02), (-0.03, 0.03), CONTRADICTED),  # forgets more at a similar gain
+        ((0.01, 0.02), (0.01, 0.08), UNDECIDED),  # forgets more but may gain more: a trade-off
+        ((-0.01, 0.02), (-0.03, 0.03), UNDECIDED),  # CI spans 0
+    ],
+)
 def test_forgets_less_verdicts_need_a_non_inferior_gain(d, gain, expected):
     claim = next(c for c in CLAIMS if c.key == "alr_vs_lora")
     assert verdict(claim, _row(d, gain), COMPARE) == expected
@@ -112,8 +139,9 @@ def test_costs_verdicts_need_a_practical_effect_and_overall():
     assert verdict(claim, _row((0.01, 0.02), (0.0, 0.06)), COMPARE) == UNDECIDED  # the ablation may gain more
     assert verdict(claim, _row((-0.02, 0.004), (-0.01, 0.01)), COMPARE) == CONTRADICTED  # no cost of 0.005
     assert verdict(claim, _row((-0.02, -0.01), (-0.06, 0.0)), COMPARE) == UNDECIDED  # less forgetting, less gain
-    card = pd.DataFrame({"claim": ["a", "a", "b", "b"], "text": ["x"] * 4,
-                         "verdict": [SUPPORTED, SUPPORTED, SUPPORTED, CONTRADICTED]})
+    card = pd.DataFrame(
+        {"claim": ["a", "a", "b", "b"], "text": ["x"] * 4, "verdict": [SUPPORTED, SUPPORTED, SUPPORTED, CONTRADICTED]}
+    )
     assert overall(card).set_index("claim").verdict.to_dict() == {"a": SUPPORTED, "b": "mixed"}
 
 
@@ -122,8 +150,21 @@ def test_scorecard_adjusts_p_over_claims_and_domains_and_reports_the_mde():
     the first 0.06, so no verdict is supported; the MDE is 2.80 x the difference's standard error."""
     from alr.report.claims import scorecard
 
-    rows = [dict(_row((-0.02, -0.001), (-0.01, 0.01)), domain=dom, a="alr", b="lora", run_a="alr", run_b="lora", d=-0.01,
-                 se=0.004, p=p, gain_d=0.0) for dom, p in (("x", 0.03), ("y", 0.2))]
+    rows = [
+        dict(
+            _row((-0.02, -0.001), (-0.01, 0.01)),
+            domain=dom,
+            a="alr",
+            b="lora",
+            run_a="alr",
+            run_b="lora",
+            d=-0.01,
+            se=0.004,
+            p=p,
+            gain_d=0.0,
+        )
+        for dom, p in (("x", 0.03), ("y", 0.2))
+    ]
     card = scorecard(pd.DataFrame(rows), None, COMPARE).set_index(["claim", "domain"])
     row = card.loc[("alr_vs_lora", "x")]
     assert row.p_holm == pytest.approx(0.06) and row.verdict == UNDECIDED

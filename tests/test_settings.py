@@ -1,6 +1,7 @@
 """Settings that are accepted must work: every schema key is read by the code, `importance.clamp:
 none` gives a usable importance file, and each method records (and resumes only with) every config
 section it reads."""
+
 import copy
 import re
 
@@ -12,21 +13,31 @@ from safetensors.torch import load_file
 import alr.trainer as trainer_mod
 from alr.checkpoints import CheckpointMismatchError
 from alr.errors import ConfigError
-from alr.sections import section
+from alr.finetune import finetune
+from alr.importance.estimators import ESTIMATORS
 from alr.importance.store import ImportanceMismatchError, load_importance, save_importance
 from alr.io import read_json
-from alr.importance.estimators import ESTIMATORS
 from alr.methods import METHODS, PHASE2_START_KEYS
-from alr.finetune import finetune
+from alr.sections import section
 from tests.tiny import REPO, Killed, kill_at_step, record
 
 # How the code reads a config section besides `[...]["<section>"]["<key>"]`: the variable names it
 # binds the section to. A key counts as read when one of them (or the subscript chain) indexes it.
-READERS = {"importance": ["imp_cfg"], "train": ["train_cfg"], "eval": ["eval_cfg"], "lora": ["lora_cfg"],
-           "data": ["data_cfg", "data"], "fisher": ["f_cfg"], "mas": ["m_cfg"], "kl": ["kl_cfg"],
-           "regularize": ["reg_cfg"],
-           "compare": ["comparison", "compare_cfg"], "bigbench": ["bb", "spec"], "text": ["text_spec", "spec"],
-           "source": ["source", "src", "spec"]}  # fetch_artifact(spec) reads data.bigbench and model.source
+READERS = {
+    "importance": ["imp_cfg"],
+    "train": ["train_cfg"],
+    "eval": ["eval_cfg"],
+    "lora": ["lora_cfg"],
+    "data": ["data_cfg", "data"],
+    "fisher": ["f_cfg"],
+    "mas": ["m_cfg"],
+    "kl": ["kl_cfg"],
+    "regularize": ["reg_cfg"],
+    "compare": ["comparison", "compare_cfg"],
+    "bigbench": ["bb", "spec"],
+    "text": ["text_spec", "spec"],
+    "source": ["source", "src", "spec"],
+}  # fetch_artifact(spec) reads data.bigbench and model.source
 _SUB = r"""(?:\[\s*["']{k}["']\s*\]|\.get\(\s*["']{k}["'])"""
 
 
@@ -46,16 +57,20 @@ def _schema_leaves(node, path, defs):
 def test_every_schema_key_is_read_by_the_code():
     """A key the schema accepts but no code reads would be a setting that silently does nothing."""
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    code = "\n".join(p.read_text() for p in [*REPO.glob("alr/**/*.py"), *REPO.glob("workflow/**/*.smk"),
-                                             REPO / "Snakefile"])
+    code = "\n".join(
+        p.read_text() for p in [*REPO.glob("alr/**/*.py"), *REPO.glob("workflow/**/*.smk"), REPO / "Snakefile"]
+    )
     unread = []
     for path in sorted(set(map(tuple, _schema_leaves(schema, [], schema["$defs"])))):
         key, parent = path[-1], (path[-2] if len(path) > 1 else None)
         if parent in (None, "*"):  # top-level sections and named entries: the key alone
             owner = ""
         else:
-            owner = "(?:" + "|".join([_SUB.format(k=parent)] + [rf"\b{v}\b" for v in READERS.get(parent, [])]) + \
-                    r")(?:\[[^\]\n]+\])*"
+            owner = (
+                "(?:"
+                + "|".join([_SUB.format(k=parent)] + [rf"\b{v}\b" for v in READERS.get(parent, [])])
+                + r")(?:\[[^\]\n]+\])*"
+            )
         dotted = f'"{".".join(path)}"' in code  # a registry's key: Method(lr_key="baselines.full_ft_lr")
         if not dotted and not re.search(owner + _SUB.format(k=key), code):
             unread.append(".".join(path))
@@ -90,8 +105,9 @@ def test_unclamped_importance_keeps_negatives_and_trains(tiny, tmp_path):
 
 def test_negative_importance_in_a_clamped_file_is_refused(tmp_path):
     tensors = {"m": torch.tensor([[1.0, -0.5]])}
-    path = save_importance(tmp_path / "si.safetensors", tensors, {"estimator": "si", "fingerprint": "f",
-                                                                     "nonnegative": True})
+    path = save_importance(
+        tmp_path / "si.safetensors", tensors, {"estimator": "si", "fingerprint": "f", "nonnegative": True}
+    )
     assert path["nonnegative"] is True
     with pytest.raises(ImportanceMismatchError, match="negative values"):
         load_importance(tmp_path / "si.safetensors")
@@ -139,5 +155,7 @@ def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_
         finetune(changed, *args)
     rec = finetune(c, *args)
     assert rec["resumed_from_step"] == 2
-    assert read_json(tmp_path / "run" / "train.json")["config"]["fisher"] == {k: c["fisher"][k] for k in ("lambda", "normalize")}
+    assert read_json(tmp_path / "run" / "train.json")["config"]["fisher"] == {
+        k: c["fisher"][k] for k in ("lambda", "normalize")
+    }
     assert set(rec["config"]) == {k.split(".")[0] for k in METHODS["ewc_lora"].config_keys}

@@ -2,6 +2,7 @@
 simulation at the configs' sizes (three seeds shared by three text sources, item-dominated, binary
 items, items sharing an entity), and equals the textbook paired t interval with one seed; the sign
 test's p-value equals the binomial sum written out here; Holm's adjustment equals a hand computation."""
+
 import math
 
 import numpy as np
@@ -56,10 +57,13 @@ def _text_runs(rng, seeds, sources, texts, seed_sd, text_sd, noise_sd, delta):
     return a, b
 
 
-@pytest.mark.parametrize("case, seed_sd, text_sd, noise_sd", [
-    ("seed effect shared by the sources", 0.02, 0.01, 0.01),
-    ("item-dominated", 0.001, 0.05, 0.05),
-])
+@pytest.mark.parametrize(
+    "case, seed_sd, text_sd, noise_sd",
+    [
+        ("seed effect shared by the sources", 0.02, 0.01, 0.01),
+        ("item-dominated", 0.001, 0.05, 0.05),
+    ],
+)
 def test_interval_covers_with_three_seeds_shared_by_three_sources(case, seed_sd, text_sd, noise_sd):
     """The default's sizes (30 test texts per source, three sources) at cpu-decide's three seeds:
     coverage of the population difference (over seeds and texts) between 0.90 and 0.99, against the
@@ -69,9 +73,12 @@ def test_interval_covers_with_three_seeds_shared_by_three_sources(case, seed_sd,
 
     def two_methods():
         a, base = _text_runs(rng, 3, 3, 30, seed_sd, text_sd, noise_sd, 0.05)
-        b = {t: (ids, base[t][1] + rng.normal(scale=seed_sd, size=(3, 1)) + rng.normal(scale=noise_sd, size=(3, 30)))
-             for t, (ids, _) in a.items()}
+        b = {
+            t: (ids, base[t][1] + rng.normal(scale=seed_sd, size=(3, 1)) + rng.normal(scale=noise_sd, size=(3, 30)))
+            for t, (ids, _) in a.items()
+        }
         return a, b
+
     paired = _coverage(two_methods, 0.05)
     assert 0.90 <= vs_base <= 0.99 and 0.90 <= paired <= 0.99, (case, vs_base, paired)
 
@@ -83,7 +90,9 @@ def test_interval_covers_binary_items_with_seed_variance():
     population = 50_000
     difficulty = rng.normal(size=population)
     x = rng.normal(scale=0.5, size=(4000, 1))
-    truth = float(np.mean(1 / (1 + np.exp(-(0.8 - difficulty[:4000] + x[:, 0])))) - np.mean(1 / (1 + np.exp(difficulty))))
+    truth = float(
+        np.mean(1 / (1 + np.exp(-(0.8 - difficulty[:4000] + x[:, 0])))) - np.mean(1 / (1 + np.exp(difficulty)))
+    )
 
     def draw():
         items = rng.choice(population, 50, replace=False)
@@ -91,6 +100,7 @@ def test_interval_covers_binary_items_with_seed_variance():
         a = (rng.random((3, 50)) < p).astype(float)
         b = (rng.random(50) < 1 / (1 + np.exp(difficulty[items]))).astype(float)
         return {"t": (_ids(50), a)}, {"t": (_ids(50), b)}
+
     rate = _coverage(draw, truth)
     assert 0.90 <= rate <= 0.99, rate
 
@@ -105,6 +115,7 @@ def test_items_sharing_an_entity_are_resampled_together():
     def draw():
         effect = np.repeat(rng.normal(scale=0.3, size=40), 2) + rng.normal(scale=0.05, size=80)
         return {"t": (_ids(80), 0.1 + effect)}, {"t": (_ids(80), np.zeros(80))}
+
     clustered = _coverage(draw, 0.1, clusters={"t": dict(zip(_ids(80), entity))})
     independent = _coverage(draw, 0.1)
     assert 0.90 <= clustered <= 0.99 and independent < clustered - 0.05, (clustered, independent)
@@ -112,7 +123,7 @@ def test_items_sharing_an_entity_are_resampled_together():
 
 def _binomial_two_sided(k: int, n: int) -> float:
     """Exact two-sided p of k successes in n fair trials, summed term by term."""
-    probs = [math.comb(n, i) / 2 ** n for i in range(n + 1)]
+    probs = [math.comb(n, i) / 2**n for i in range(n + 1)]
     return min(1.0, sum(q for q in probs if q <= probs[k] * (1 + 1e-12)))
 
 
@@ -149,7 +160,9 @@ def test_chance_tail_is_the_exact_poisson_binomial_tail():
     from alr.report.general_tasks import chance_tail
 
     # equal chances: the binomial tail
-    assert chance_tail([0.25] * 10, 4) == pytest.approx(sum(comb(10, k) * 0.25**k * 0.75**(10 - k) for k in range(4, 11)))
+    assert chance_tail([0.25] * 10, 4) == pytest.approx(
+        sum(comb(10, k) * 0.25**k * 0.75 ** (10 - k) for k in range(4, 11))
+    )
     # mixed chances, by enumeration of all outcomes
     chances = [0.5, 0.25, 0.2]
     outcomes = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]

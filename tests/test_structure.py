@@ -1,4 +1,5 @@
 """Code shape: every function in alr/ fits on one screen (at most 60 lines, `def` to last line)."""
+
 import ast
 
 from tests.tiny import REPO

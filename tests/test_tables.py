@@ -1,5 +1,6 @@
 """Result tables (main-table formatting, ablation, efficiency) on small synthetic inputs (the real
 ones come from the snakemake end-to-end test in test_pipeline.py)."""
+
 import statistics
 
 import pandas as pd
@@ -14,8 +15,14 @@ from tests.tiny import main_table
 
 def test_write_table_formats_and_escapes(tmp_path):
     numeric = pd.DataFrame({"method": ["lora", "alr_no_layer"], "score": [0.5, 0.25]})
-    view = pd.DataFrame({"domain": ["science", "science"], "method": ["lora", "alr_no_layer"],
-                         "Δ vs lora [95% CI]": ["", "+0.010 [-0.020, +0.040]"], "score": ["0.500 ± 0.050", "0.250"]})
+    view = pd.DataFrame(
+        {
+            "domain": ["science", "science"],
+            "method": ["lora", "alr_no_layer"],
+            "Δ vs lora [95% CI]": ["", "+0.010 [-0.020, +0.040]"],
+            "score": ["0.500 ± 0.050", "0.250"],
+        }
+    )
     write_table(numeric, view, "a note", tmp_path / "t")
     assert pd.read_csv(tmp_path / "t.csv").equals(numeric)
     md = (tmp_path / "t.md").read_text()
@@ -43,8 +50,17 @@ def test_ablation_table(tmp_path):
 
 def _sidecar(folder, estimator, wall_time_s, n_bytes):
     """An importance sidecar beside a stand-in tensor file of n_bytes (the table reads the size on disk)."""
-    write_json(folder / f"{estimator}.json", {"estimator": estimator, "n_samples": 8, "n_tokens": 400,
-                                              "wall_time_s": wall_time_s, "peak_mem_mb": 100.0, "dtype": "float32"})
+    write_json(
+        folder / f"{estimator}.json",
+        {
+            "estimator": estimator,
+            "n_samples": 8,
+            "n_tokens": 400,
+            "wall_time_s": wall_time_s,
+            "peak_mem_mb": 100.0,
+            "dtype": "float32",
+        },
+    )
     (folder / f"{estimator}.safetensors").write_bytes(b"\0" * n_bytes)
     return folder / f"{estimator}.json"
 
@@ -55,11 +71,25 @@ def test_efficiency_table_ratios(tmp_path):
     sidecars = [_sidecar(tmp_path, "si", 12.0, 300), _sidecar(tmp_path, "fisher", 120.0, 1200)]
     records = []
     for method, domain, step_time_s, peak_mem_mb in [
-            ("lora", "science", 0.5, 100.0), ("lora", "medical", 0.8, 200.0), ("alr", "science", 0.6, 110.0),
-            ("alr", "medical", 1.2, 260.0), ("ewc_lora", "science", 1.0, 150.0)]:
+        ("lora", "science", 0.5, 100.0),
+        ("lora", "medical", 0.8, 200.0),
+        ("alr", "science", 0.6, 110.0),
+        ("alr", "medical", 1.2, 260.0),
+        ("ewc_lora", "science", 1.0, 150.0),
+    ]:
         path = tmp_path / domain / method / "seed0" / "train.json"
-        write_json(path, {"method": method, "domain": domain, "seed": 0, "step_time_s": step_time_s,
-                          "peak_mem_mb": peak_mem_mb, "tokens": 1000, "wall_time_s": 10.0})
+        write_json(
+            path,
+            {
+                "method": method,
+                "domain": domain,
+                "seed": 0,
+                "step_time_s": step_time_s,
+                "peak_mem_mb": peak_mem_mb,
+                "tokens": 1000,
+                "wall_time_s": 10.0,
+            },
+        )
         records.append(path)
     table = write_efficiency_table(sidecars, records, tmp_path / "tables" / "efficiency")
 
@@ -87,8 +117,14 @@ def test_storage_claim_is_judged_per_fisher_scope_by_a_two_sided_band(tmp_path):
 
     def card(si_bytes):
         path = tmp_path / "efficiency.csv"
-        pd.DataFrame({"kind": ["importance"] * 3, "name": ["si", "fisher", "fisher_adapted"],
-                      "wall_time_s": [10.0, 150.0, 40.0], "bytes": [si_bytes, 1000, 99]}).to_csv(path, index=False)
+        pd.DataFrame(
+            {
+                "kind": ["importance"] * 3,
+                "name": ["si", "fisher", "fisher_adapted"],
+                "wall_time_s": [10.0, 150.0, 40.0],
+                "bytes": [si_bytes, 1000, 99],
+            }
+        ).to_csv(path, index=False)
         return {(r["claim"], r["domain"]): r for r in efficiency_rows(path)}
 
     rows = card(99)

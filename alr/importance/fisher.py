@@ -6,13 +6,16 @@ samples, stored full-model-shaped in fp32. `scope: adapted` keeps only the adapt
 to show what a leaner EWC would cost. (Squared mini-batch gradients would be cheaper but are a
 different estimator; the sidecar records `per_sample: true`.)
 """
+
 from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
 
 
-def empirical_fisher(model, features: list[dict], keep=None, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def empirical_fisher(
+    model, features: list[dict], keep=None, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """{parameter name: mean over samples of grad^2}; `keep(name)` selects the parameters stored."""
     params = {n: p for n, p in model.named_parameters() if keep is None or keep(n)}
     for p in model.parameters():

@@ -5,6 +5,7 @@ For a causal LM the "output function" is the logit vector at every position: per
 SI recorder uses, so W is never made trainable) and average |dF/dW| over samples. MAS needs no
 labels and no optimizer steps.
 """
+
 from __future__ import annotations
 
 import torch

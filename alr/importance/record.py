@@ -4,6 +4,7 @@ one importance file + sidecar:
     alr importance --estimator si --config C --model-dir M --data-dir D --out results/<m>/importance/si.safetensors
     (si_full: every parameter, for alr_full; fisher / fisher_adapted: EWC-LoRA; mas: MAS)
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,13 +14,13 @@ from pathlib import Path
 import torch
 
 from ..assets import check_lora_targets, check_model_dir
-from ..errors import ConfigError
 from ..data import read_records, tokenize_texts
 from ..dist import is_main_process
+from ..errors import ConfigError
 from ..io import atomic_dir
+from ..layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter
 from ..measure import Timer, peak_mem_mb, provenance, reset_peak_memory
 from ..models import load_base, wrap_lora
-from ..layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter
 from ..trainer import run_trainer, training_arguments
 from .si import SIRecorder, si_callback
 from .store import model_fingerprint, save_importance
@@ -78,16 +79,46 @@ def _final_optimizer_state():
     return KeepOptimizerState()
 
 
-def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
-                      estimator, seed: int | None = None) -> dict:
+def _si_recorder(cfg: dict, model, full: bool):
+    """(the model to tune, its SIRecorder, phase 1's training settings): LoRA on `lora.targets`, or
+    every parameter (`full`, si_full)."""
+    imp_cfg, train_cfg = cfg["importance"], cfg["train"]
+    switches = dict(xi=imp_cfg["xi"], clamp=imp_cfg["clamp"], accumulate=imp_cfg["accumulate"])
+    if full:
+        train_cfg = dict(train_cfg, lr=cfg["baselines"]["full_ft_lr"])
+        if imp_cfg["gradient"] != "dense":
+            raise ConfigError(
+                f"importance.gradient {imp_cfg['gradient']!r} needs LoRA factors; si_full records "
+                "every parameter: use importance.gradient: dense"
+            )
+        recorder = SIRecorder.for_parameters(model.named_parameters(), **switches)
+    else:
+        model = wrap_lora(model, cfg["lora"])
+        recorder = SIRecorder.for_lora(model, gradient=imp_cfg["gradient"], **switches)
+    # null: as `train`; importance.lr is LoRA's phase-1 rate, si_full keeps baselines.full_ft_lr
+    phase1 = {"lr": None if full else imp_cfg["lr"], "max_grad_norm": imp_cfg["max_grad_norm"]}
+    return model, recorder, dict(train_cfg, **{k: v for k, v in phase1.items() if v is not None})
+
+
+def _save_phase1_adapter(model, optimizer_state, out_path) -> None:
+    """Phase 1's adapter and its final AdamW state, beside the importance file (alr.layout)."""
+    with atomic_dir(phase1_adapter(out_path)) as tmp:
+        model.save_pretrained(tmp)
+        torch.save(optimizer_state, Path(tmp) / OPTIMIZER_STATE)
+
+
+def record_importance(
+    cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, estimator, seed: int | None = None
+) -> dict:
     """Phase 1: tune on general text while recording SI importance; write the importance file.
 
     A LoRA-shaped `estimator` (si) records each adapted module's dense weight (phase 1's adapter and
     its AdamW state are kept beside the file, `alr.layout.phase1_adapter`); a parameter-shaped one
-    (si_full) fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`. `seed` (default `importance.seed`) goes
-    through `phase1_seed`. No checkpoints: the SI path integral accumulates over every step, and
-    phase 1 is short, so a killed run restarts from scratch (same seed, same bytes)."""
-    imp_cfg, train_cfg = cfg["importance"], cfg["train"]
+    (si_full) fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`. `seed` (default
+    `importance.seed`) goes through `phase1_seed`. No checkpoints: the SI path integral accumulates
+    over every step, and phase 1 is short, so a killed run restarts from scratch (same seed, same
+    bytes)."""
+    imp_cfg = cfg["importance"]
     full = not estimator.lora_shaped
     from transformers import set_seed
 
@@ -99,46 +130,50 @@ def record_importance(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     torch_seed = phase1_seed(seed, imp_cfg["seed_stream"])
     set_seed(torch_seed)
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
-    switches = dict(xi=imp_cfg["xi"], clamp=imp_cfg["clamp"], accumulate=imp_cfg["accumulate"])
-    if full:
-        train_cfg = dict(train_cfg, lr=cfg["baselines"]["full_ft_lr"])
-        if imp_cfg["gradient"] != "dense":
-            raise ConfigError(f"importance.gradient {imp_cfg['gradient']!r} needs LoRA factors; si_full records "
-                             "every parameter: use importance.gradient: dense")
-        recorder = SIRecorder.for_parameters(model.named_parameters(), **switches)
-    else:
-        model = wrap_lora(model, cfg["lora"])
-        recorder = SIRecorder.for_lora(model, gradient=imp_cfg["gradient"], **switches)
-    # null: as `train`; importance.lr is LoRA's phase-1 rate, si_full keeps baselines.full_ft_lr
-    phase1 = {"lr": None if full else imp_cfg["lr"], "max_grad_norm": imp_cfg["max_grad_norm"]}
-    train_cfg = dict(train_cfg, **{k: v for k, v in phase1.items() if v is not None})
+    model, recorder, train_cfg = _si_recorder(cfg, model, full)
     features = tokenize_texts((r["text"] for r in rows), tok, train_cfg["max_length"])
     keep_optimizer = _final_optimizer_state()
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
-        args = training_arguments(train_cfg, torch_seed, scratch, epochs=imp_cfg["epochs"],
-                                  max_steps=imp_cfg["max_steps"])
+        args = training_arguments(
+            train_cfg, torch_seed, scratch, epochs=imp_cfg["epochs"], max_steps=imp_cfg["max_steps"]
+        )
         stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder), keep_optimizer])
     importance = recorder.importance()
     recorder.close()
-    sidecar = _sidecar(estimator, cfg, model_dir, features, stats["wall_time_s"], final_ce=stats["final_ce"],
-                       nonnegative=imp_cfg["clamp"] != "none", seed=seed, torch_seed=torch_seed,
-                       epoch_terms=recorder.epoch_terms)
+    sidecar = _sidecar(
+        estimator,
+        cfg,
+        model_dir,
+        features,
+        stats["wall_time_s"],
+        final_ce=stats["final_ce"],
+        nonnegative=imp_cfg["clamp"] != "none",
+        seed=seed,
+        torch_seed=torch_seed,
+        epoch_terms=recorder.epoch_terms,
+    )
     # a training run: its own token count and optimizer steps, and the trainer's peak memory
     sidecar.update(n_tokens=stats["tokens"], steps=stats["steps"], peak_mem_mb=stats["peak_mem_mb"])
     if not is_main_process():  # under DDP every rank holds the same importance; rank 0 writes it
         return sidecar
     if not full:  # first: the importance file, written last, marks the phase as complete
-        with atomic_dir(phase1_adapter(out_path)) as tmp:
-            model.save_pretrained(tmp)
-            torch.save(keep_optimizer.state, Path(tmp) / OPTIMIZER_STATE)
+        _save_phase1_adapter(model, keep_optimizer.state, out_path)
     sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
-    log.info("SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
-             len(importance), len(features), stats["steps"], stats["wall_time_s"], out_path, sidecar["bytes"])
+    log.info(
+        "SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
+        len(importance),
+        len(features),
+        stats["steps"],
+        stats["wall_time_s"],
+        out_path,
+        sidecar["bytes"],
+    )
     return sidecar
 
 
-def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
-                  estimator, scope: str = "full") -> dict:
+def record_fisher(
+    cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, estimator, scope: str = "full"
+) -> dict:
     """The EWC-LoRA baseline's importance: per-sample empirical Fisher on general text, over every
     parameter (`scope="full"`, as the original) or the adapted modules only (`"adapted"`)."""
     from .fisher import empirical_fisher
@@ -157,8 +192,14 @@ def record_fisher(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_pa
         fisher = empirical_fisher(model, features, keep, next(model.parameters()).device)
     sidecar = _sidecar(estimator, cfg, model_dir, features, timer.seconds, per_sample=True, scope=scope)
     sidecar = save_importance(out_path, fisher, sidecar, f_cfg["dtype"])
-    log.info("Fisher over %d tensors from %d samples in %.1f s -> %s (%d bytes)", len(fisher), len(features),
-             timer.seconds, out_path, sidecar["bytes"])
+    log.info(
+        "Fisher over %d tensors from %d samples in %.1f s -> %s (%d bytes)",
+        len(fisher),
+        len(features),
+        timer.seconds,
+        out_path,
+        sidecar["bytes"],
+    )
     return sidecar
 
 
@@ -175,12 +216,21 @@ def record_mas(cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path:
     reset_peak_memory()
     with Timer() as timer:
         importance = mas_importance(model, features)
-    sidecar = _sidecar(estimator, cfg, model_dir, features, timer.seconds,
-                       output="mean over positions of the squared L2 norm of the logits")
+    sidecar = _sidecar(
+        estimator,
+        cfg,
+        model_dir,
+        features,
+        timer.seconds,
+        output="mean over positions of the squared L2 norm of the logits",
+    )
     return save_importance(out_path, importance, sidecar, m_cfg["dtype"])
 
 
 def _adapted_module_names(model, targets: list[str]) -> list[str]:
     """Names of the modules LoRA would adapt (PEFT's suffix matching on module names)."""
-    return [n for n, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and any(n == t or n.endswith("." + t) for t in targets)]
+    return [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and any(n == t or n.endswith("." + t) for t in targets)
+    ]

@@ -27,6 +27,7 @@ The recorder is independent of the Trainer: call `before_step(lr)` right before 
 right after each optimizer step, `end_epoch()` at each epoch's end; `si_callback` does exactly that
 for a transformers Trainer.
 """
+
 from __future__ import annotations
 
 import torch
@@ -147,8 +148,9 @@ class SIRecorder:
             raise ValueError(f"importance.accumulate must be one of {ACCUMULATIONS}, got {accumulate!r}")
         self.targets, self.xi, self.clamp, self.accumulate = targets, xi, clamp, accumulate
         self.start = {n: t.value() for n, t in targets.items()}
-        self.omega = {n: torch.zeros(t.shape, dtype=torch.float32, device=self.start[n].device)
-                      for n, t in targets.items()}
+        self.omega = {
+            n: torch.zeros(t.shape, dtype=torch.float32, device=self.start[n].device) for n, t in targets.items()
+        }
         # per_epoch only (one more fp32 copy of every target): the sum of the epoch terms
         self.total = {n: torch.zeros_like(w) for n, w in self.omega.items()} if accumulate == "per_epoch" else {}
         self._before: dict[str, torch.Tensor] = {}
@@ -157,8 +159,15 @@ class SIRecorder:
         self.epoch_terms = 0  # per_epoch: how many epoch terms Omega sums
 
     @classmethod
-    def for_lora(cls, model, xi: float, clamp: str = "final", accumulate: str = "run", gradient: str = "dense",
-                 adapter: str = "default") -> "SIRecorder":
+    def for_lora(
+        cls,
+        model,
+        xi: float,
+        clamp: str = "final",
+        accumulate: str = "run",
+        gradient: str = "dense",
+        adapter: str = "default",
+    ) -> SIRecorder:
         """One target per LoRA-wrapped module, named like the base model's module."""
         from ..models import lora_modules
 
@@ -168,7 +177,7 @@ class SIRecorder:
         return cls(targets, xi, clamp, accumulate)
 
     @classmethod
-    def for_parameters(cls, named_params, xi: float, clamp: str = "final", accumulate: str = "run") -> "SIRecorder":
+    def for_parameters(cls, named_params, xi: float, clamp: str = "final", accumulate: str = "run") -> SIRecorder:
         return cls({n: _ParamTarget(p) for n, p in named_params if p.requires_grad}, xi, clamp, accumulate)
 
     def before_step(self, lr: float = 0.0) -> None:

@@ -5,6 +5,7 @@ same numbers): per domain, `lora` (no penalty), `alr_no_element` (layer-wise coe
 layer's mean importance), `alr_no_layer` (element-wise importance, uniform coefficients) and `alr`
 (both), including every lambda of a sweep (`alr-lambda0.5`, ...).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,8 +40,12 @@ def ablation_rows(main: pd.DataFrame) -> pd.DataFrame:
     table.insert(3, "layer_wise", method[keep].map(lambda m: parts[m][0]))
     table.insert(4, "element_wise", method[keep].map(lambda m: parts[m][1]))
     order = method[keep].map(list(parts).index)
-    return (table.assign(_order=order).sort_values(["domain", "_order", "lambda"], na_position="first")
-            .drop(columns="_order").reset_index(drop=True))
+    return (
+        table.assign(_order=order)
+        .sort_values(["domain", "_order", "lambda"], na_position="first")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
 
 
 def write_ablation_table(main_csv: str | Path, out_prefix: str | Path) -> pd.DataFrame:
@@ -49,7 +54,9 @@ def write_ablation_table(main_csv: str | Path, out_prefix: str | Path) -> pd.Dat
     yes_no = {True: "yes", False: "no"}
     view.insert(2, "layer-wise", table.layer_wise.map(yes_no))
     view.insert(3, "element-wise", table.element_wise.map(yes_no))
-    note = ("layer-wise: per-layer coefficients alpha_l; element-wise: per-weight importance Omega "
-            "(alr_no_element uses each layer's mean). " + note)
+    note = (
+        "layer-wise: per-layer coefficients alpha_l; element-wise: per-weight importance Omega "
+        "(alr_no_element uses each layer's mean). " + note
+    )
     write_table(table, view, note, out_prefix)
     return table

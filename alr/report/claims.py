@@ -27,6 +27,7 @@ Efficiency claims (one measurement each, no CI; the rule names its threshold):
 A claim whose methods were not run reads "not run". Methods swept in strength stand for their
 selected strength (`selection.json`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,20 +53,56 @@ class Claim:
 CLAIMS = (
     Claim("alr_vs_lora", "alr forgets less than LoRA at similar domain gain", "forgets_less", "alr", "lora"),
     Claim("alr_vs_ewc", "alr forgets less than EWC-LoRA", "forgets_less", "alr", "ewc_lora"),
-    Claim("no_layer_costs", "removing the layer-wise part costs (alr_no_layer forgets more than alr)", "costs",
-          "alr_no_layer", "alr"),
-    Claim("element_matters", "the element-wise importance matters (alr forgets less than alr_shuffled, its "
-          "importance permuted within each module, at similar domain gain)", "forgets_less", "alr", "alr_shuffled"),
-    Claim("no_element_costs", "removing the element-wise part costs (alr_no_element forgets more than alr)", "costs",
-          "alr_no_element", "alr"),
-    Claim("both_cost_more", "removing both costs more (l2_lora, uniform importance and coefficients, forgets more "
-          "than alr_no_layer)", "costs", "l2_lora", "alr_no_layer"),
-    Claim("official_vs_lora", "alr_official forgets less than LoRA at similar domain gain", "forgets_less",
-          "alr_official", "lora"),
-    Claim("official_penalty", "alr_official's penalty, beyond its warm start, forgets less (vs lora_official)",
-          "forgets_less", "alr_official", "lora_official"),
-    Claim("official_no_layer_costs", "removing the layer-wise part of alr_official costs", "costs",
-          "alr_official_no_layer", "alr_official"),
+    Claim(
+        "no_layer_costs",
+        "removing the layer-wise part costs (alr_no_layer forgets more than alr)",
+        "costs",
+        "alr_no_layer",
+        "alr",
+    ),
+    Claim(
+        "element_matters",
+        "the element-wise importance matters (alr forgets less than alr_shuffled, its "
+        "importance permuted within each module, at similar domain gain)",
+        "forgets_less",
+        "alr",
+        "alr_shuffled",
+    ),
+    Claim(
+        "no_element_costs",
+        "removing the element-wise part costs (alr_no_element forgets more than alr)",
+        "costs",
+        "alr_no_element",
+        "alr",
+    ),
+    Claim(
+        "both_cost_more",
+        "removing both costs more (l2_lora, uniform importance and coefficients, forgets more than alr_no_layer)",
+        "costs",
+        "l2_lora",
+        "alr_no_layer",
+    ),
+    Claim(
+        "official_vs_lora",
+        "alr_official forgets less than LoRA at similar domain gain",
+        "forgets_less",
+        "alr_official",
+        "lora",
+    ),
+    Claim(
+        "official_penalty",
+        "alr_official's penalty, beyond its warm start, forgets less (vs lora_official)",
+        "forgets_less",
+        "alr_official",
+        "lora_official",
+    ),
+    Claim(
+        "official_no_layer_costs",
+        "removing the layer-wise part of alr_official costs",
+        "costs",
+        "alr_official_no_layer",
+        "alr_official",
+    ),
     Claim("speed", "SI importance is about 20x faster to compute than the EWC Fisher", "speed"),
     Claim("storage", "SI importance takes 10-15% of the Fisher's storage", "storage"),
 )
@@ -110,8 +147,10 @@ def rule_text(claim: Claim, c: dict, compare_cfg: dict) -> str:
     if claim.kind == "forgets_less":
         return f"supported: d CI < 0 and {gain}"
     effect = compare_cfg["min_effect"] * max(c["forgetting_reference"], 0.0)
-    return (f"supported: d CI > 0, d ≥ {effect:.4f} ({compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s "
-            f"forgetting) and g CI below +{margin:.3f}")
+    return (
+        f"supported: d CI > 0, d ≥ {effect:.4f} ({compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s "
+        f"forgetting) and g CI below +{margin:.3f}"
+    )
 
 
 STORAGE_BAND = (0.10, 0.15)  # "10-15% of the Fisher's storage", read as a two-sided band
@@ -140,9 +179,17 @@ def efficiency_rows(efficiency_csv: str | Path | None) -> list[dict]:
                 ok = STORAGE_BAND[0] <= ratio <= STORAGE_BAND[1]
                 measured = f"SI / {STORAGE_SCOPES[scope]} bytes = {100 * ratio:.1f}%"
                 rule = f"supported if within {100 * STORAGE_BAND[0]:.0f}-{100 * STORAGE_BAND[1]:.0f}%"
-            rows.append({"claim": claim.key, "text": claim.text, "domain": "-" if claim.kind == "speed" else scope,
-                         "value": ratio, "measured": measured, "rule": rule,
-                         "verdict": SUPPORTED if ok else CONTRADICTED})
+            rows.append(
+                {
+                    "claim": claim.key,
+                    "text": claim.text,
+                    "domain": "-" if claim.kind == "speed" else scope,
+                    "value": ratio,
+                    "measured": measured,
+                    "rule": rule,
+                    "verdict": SUPPORTED if ok else CONTRADICTED,
+                }
+            )
     return rows
 
 
@@ -159,13 +206,27 @@ def scorecard(comparisons: pd.DataFrame, efficiency_csv: str | Path | None, comp
             row = {"claim": claim.key, "text": claim.text, "domain": domain, "verdict": verdict(claim, c, compare_cfg)}
             if c is not None:
                 mde = Z_POWER * c["se"]
-                row.update(a=c["run_a"], b=c["run_b"], value=c["d"], lo=c["lo"], hi=c["hi"], p=c["p"],
-                           p_holm=c["p_holm"], mde=mde, gain_d=c["gain_d"], gain_lo=c["gain_lo"], gain_hi=c["gain_hi"],
-                           gain_b=c["gain_b"], rule=rule_text(claim, c, compare_cfg),
-                           measured=(f"d = NLL rise {c['run_a']} − {c['run_b']} = {c['d']:+.4f} [{c['lo']:+.4f}, "
-                                     f"{c['hi']:+.4f}] (Holm p {c['p_holm']:.2g}; MDE {mde:.4f}); g = balanced gain "
-                                     f"{c['gain_d']:+.3f} [{c['gain_lo']:+.3f}, {c['gain_hi']:+.3f}] ({c['run_b']}'s "
-                                     f"own {c['gain_b']:+.3f})"))
+                row.update(
+                    a=c["run_a"],
+                    b=c["run_b"],
+                    value=c["d"],
+                    lo=c["lo"],
+                    hi=c["hi"],
+                    p=c["p"],
+                    p_holm=c["p_holm"],
+                    mde=mde,
+                    gain_d=c["gain_d"],
+                    gain_lo=c["gain_lo"],
+                    gain_hi=c["gain_hi"],
+                    gain_b=c["gain_b"],
+                    rule=rule_text(claim, c, compare_cfg),
+                    measured=(
+                        f"d = NLL rise {c['run_a']} − {c['run_b']} = {c['d']:+.4f} [{c['lo']:+.4f}, "
+                        f"{c['hi']:+.4f}] (Holm p {c['p_holm']:.2g}; MDE {mde:.4f}); g = balanced gain "
+                        f"{c['gain_d']:+.3f} [{c['gain_lo']:+.3f}, {c['gain_hi']:+.3f}] ({c['run_b']}'s "
+                        f"own {c['gain_b']:+.3f})"
+                    ),
+                )
             rows.append(row)
     rows += efficiency_rows(efficiency_csv)
     return pd.DataFrame(rows)
@@ -177,8 +238,15 @@ def overall(card: pd.DataFrame) -> pd.DataFrame:
     out = []
     for key, group in card.groupby("claim", sort=False):
         verdicts = set(group.verdict) - {NOT_RUN}
-        v = (NOT_RUN if not verdicts else next(iter(verdicts)) if len(verdicts) == 1
-             else "mixed" if {SUPPORTED, CONTRADICTED} <= verdicts else UNDECIDED)
+        v = (
+            NOT_RUN
+            if not verdicts
+            else next(iter(verdicts))
+            if len(verdicts) == 1
+            else "mixed"
+            if {SUPPORTED, CONTRADICTED} <= verdicts
+            else UNDECIDED
+        )
         counts = ", ".join(f"{n} {x}" for x, n in group.verdict.value_counts().items())
         out.append({"claim": key, "text": group.text.iloc[0], "verdict": v, "domains": counts})
     return pd.DataFrame(out)
@@ -186,22 +254,33 @@ def overall(card: pd.DataFrame) -> pd.DataFrame:
 
 def write_claims(card: pd.DataFrame, out_prefix: str | Path, compare_cfg: dict) -> None:
     summary = overall(card)
-    view = pd.concat([
-        summary.assign(domain="all", rule="").rename(columns={"domains": "measured"})[
-            ["claim", "domain", "text", "measured", "rule", "verdict"]],
-        card.reindex(columns=[*card.columns, *({"measured", "rule"} - set(card.columns))]).assign(
-            measured=lambda c: c.measured.fillna(""), rule=lambda c: c.rule.fillna(""))[
-            ["claim", "domain", "text", "measured", "rule", "verdict"]],
-    ]).rename(columns={"text": "claim (paper)"})
-    view = view.sort_values(["claim", "domain"], key=lambda s: s.map(lambda v: "" if v == "all" else str(v)),
-                            kind="stable").reset_index(drop=True)
+    view = pd.concat(
+        [
+            summary.assign(domain="all", rule="").rename(columns={"domains": "measured"})[
+                ["claim", "domain", "text", "measured", "rule", "verdict"]
+            ],
+            card.reindex(columns=[*card.columns, *({"measured", "rule"} - set(card.columns))]).assign(
+                measured=lambda c: c.measured.fillna(""), rule=lambda c: c.rule.fillna("")
+            )[["claim", "domain", "text", "measured", "rule", "verdict"]],
+        ]
+    ).rename(columns={"text": "claim (paper)"})
+    view = view.sort_values(
+        ["claim", "domain"], key=lambda s: s.map(lambda v: "" if v == "all" else str(v)), kind="stable"
+    ).reset_index(drop=True)
     level = f"{100 * compare_cfg['level']:g}%"
-    write_table(card, view[["claim", "domain", "claim (paper)", "measured", "rule", "verdict"]], (
-        f"Verdicts by fixed rules (alr/report/claims.py), {level} CIs (t intervals over seeds and items, paired). "
-        "d: general NLL rise of a − b (nats), with its p Holm-adjusted over every claim and domain below and its "
-        "minimal detectable difference (MDE: 80% power); g: balanced-accuracy gain of a − b. 'Similar domain gain' is "
-        f"non-inferiority: g's CI above −{compare_cfg['margin']:g} × b's gain; an ablation costs only when d is at "
-        f"least {compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s forgetting. A method whose strength "
-        "selection kept no strength at the reference's valid gain is never compared (undecided, gain not reached). "
-        "Efficiency: one timing / size measurement each, thresholds 10x and the 10-15% band, storage once per Fisher scope recorded. Row 'all': the verdict over "
-        "domains (every domain alike, else mixed or undecided)."), out_prefix)
+    write_table(
+        card,
+        view[["claim", "domain", "claim (paper)", "measured", "rule", "verdict"]],
+        (
+            f"Verdicts by fixed rules (alr/report/claims.py), {level} CIs (t intervals over seeds and items, paired). "
+            "d: general NLL rise of a − b (nats), with its p Holm-adjusted over every claim and domain below and its "
+            "minimal detectable difference (MDE: 80% power); g: balanced-accuracy gain of a − b. 'Similar domain "
+            f"gain' is non-inferiority: g's CI above −{compare_cfg['margin']:g} × b's gain; an ablation costs only "
+            f"when d is at least {compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s forgetting. A method "
+            "whose strength selection kept no strength at the reference's valid gain is never compared (undecided, "
+            "gain not reached). Efficiency: one timing / size measurement each, thresholds 10x and the 10-15% band, "
+            "storage once per Fisher scope recorded. Row 'all': the verdict over domains (every domain alike, else "
+            "mixed or undecided)."
+        ),
+        out_prefix,
+    )

@@ -5,14 +5,15 @@ samples, tokens, peak memory, bytes, and their ratios to the EWC-LoRA Fisher. Tr
 train.json, median over domains and seeds): time per optimizer step and peak memory, and their
 ratios to plain LoRA on the same domain and seed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
-from ..io import read_json
 from ..importance.estimators import FISHER
+from ..io import read_json
 from ..methods import PLAIN
 from .render import write_table
 
@@ -22,9 +23,18 @@ def estimator_rows(sidecars: list[str | Path]) -> pd.DataFrame:
     for path in sidecars:
         side = read_json(path)
         tensors = Path(path).with_suffix(".safetensors")
-        rows.append({"kind": "importance", "name": side["estimator"], "samples": side["n_samples"],
-                     "tokens": side["n_tokens"], "wall_time_s": side["wall_time_s"], "peak_mem_mb": side["peak_mem_mb"],
-                     "bytes": tensors.stat().st_size, "dtype": side["dtype"]})
+        rows.append(
+            {
+                "kind": "importance",
+                "name": side["estimator"],
+                "samples": side["n_samples"],
+                "tokens": side["n_tokens"],
+                "wall_time_s": side["wall_time_s"],
+                "peak_mem_mb": side["peak_mem_mb"],
+                "bytes": tensors.stat().st_size,
+                "dtype": side["dtype"],
+            }
+        )
     df = pd.DataFrame(rows)
     fisher = df[df.name == FISHER]
     if not fisher.empty:
@@ -40,9 +50,19 @@ def training_rows(train_records: list[str | Path]) -> pd.DataFrame:
     recs = [read_json(p) for p in train_records]
     if not recs:
         return pd.DataFrame(columns=["kind", "name", "step_time_s", "peak_mem_mb", "tokens_per_s", "runs"])
-    df = pd.DataFrame([{"name": r["method"], "domain": r.get("domain"), "seed": r.get("seed"),
-                        "step_time_s": r["step_time_s"], "peak_mem_mb": r["peak_mem_mb"],
-                        "tokens_per_s": r["tokens"] / r["wall_time_s"]} for r in recs])
+    df = pd.DataFrame(
+        [
+            {
+                "name": r["method"],
+                "domain": r.get("domain"),
+                "seed": r.get("seed"),
+                "step_time_s": r["step_time_s"],
+                "peak_mem_mb": r["peak_mem_mb"],
+                "tokens_per_s": r["tokens"] / r["wall_time_s"],
+            }
+            for r in recs
+        ]
+    )
     lora = df[df.name == PLAIN].groupby(["domain", "seed"])[["step_time_s", "peak_mem_mb"]].median()
     if not lora.empty:
         key = list(zip(df.domain, df.seed))
@@ -61,24 +81,40 @@ def _num(v, fmt):
 def write_efficiency_table(sidecars, train_records, out_prefix) -> pd.DataFrame:
     est, tr = estimator_rows(sidecars), training_rows(train_records)
     table = pd.concat([est, tr], ignore_index=True)
-    view = pd.DataFrame({
-        "kind": table.kind,
-        "name": table.name,
-        "samples / runs": [_num(s if k == "importance" else r, ".0f") for k, s, r in
-                           zip(table.kind, table.get("samples"), table.get("runs"))],
-        "wall time (s)": table.get("wall_time_s").map(lambda v: _num(v, ".1f")),
-        "step time (s)": table.get("step_time_s").map(lambda v: _num(v, ".2f")),
-        "peak memory (MiB)": table.peak_mem_mb.map(lambda v: _num(v, ".0f")),
-        "bytes": table.get("bytes").map(lambda v: _num(v, ",.0f")),
-        "time ratio": [_num(a, ".3f") if k == "importance" else _num(b, ".3f") for k, a, b in
-                       zip(table.kind, table.get("time_vs_fisher", pd.Series(dtype=float)).reindex(table.index),
-                           table.get("step_time_vs_lora", pd.Series(dtype=float)).reindex(table.index))],
-        "size / memory ratio": [_num(a, ".3f") if k == "importance" else _num(b, ".3f") for k, a, b in
-                                zip(table.kind, table.get("bytes_vs_fisher", pd.Series(dtype=float)).reindex(table.index),
-                                    table.get("peak_mem_vs_lora", pd.Series(dtype=float)).reindex(table.index))],
-    })
-    note = ("Importance rows: ratios to the EWC-LoRA Fisher (time, bytes on disk). Training rows: median over runs; "
-            "ratios to plain LoRA on the same domain and seed (time per optimizer step, peak memory: accelerator memory "
-            "if used, else process RSS).")
+    view = pd.DataFrame(
+        {
+            "kind": table.kind,
+            "name": table.name,
+            "samples / runs": [
+                _num(s if k == "importance" else r, ".0f")
+                for k, s, r in zip(table.kind, table.get("samples"), table.get("runs"))
+            ],
+            "wall time (s)": table.get("wall_time_s").map(lambda v: _num(v, ".1f")),
+            "step time (s)": table.get("step_time_s").map(lambda v: _num(v, ".2f")),
+            "peak memory (MiB)": table.peak_mem_mb.map(lambda v: _num(v, ".0f")),
+            "bytes": table.get("bytes").map(lambda v: _num(v, ",.0f")),
+            "time ratio": [
+                _num(a, ".3f") if k == "importance" else _num(b, ".3f")
+                for k, a, b in zip(
+                    table.kind,
+                    table.get("time_vs_fisher", pd.Series(dtype=float)).reindex(table.index),
+                    table.get("step_time_vs_lora", pd.Series(dtype=float)).reindex(table.index),
+                )
+            ],
+            "size / memory ratio": [
+                _num(a, ".3f") if k == "importance" else _num(b, ".3f")
+                for k, a, b in zip(
+                    table.kind,
+                    table.get("bytes_vs_fisher", pd.Series(dtype=float)).reindex(table.index),
+                    table.get("peak_mem_vs_lora", pd.Series(dtype=float)).reindex(table.index),
+                )
+            ],
+        }
+    )
+    note = (
+        "Importance rows: ratios to the EWC-LoRA Fisher (time, bytes on disk). Training rows: median over runs; "
+        "ratios to plain LoRA on the same domain and seed (time per optimizer step, peak memory: accelerator "
+        "memory if used, else process RSS)."
+    )
     write_table(table, view, note, out_prefix)
     return table

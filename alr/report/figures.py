@@ -5,16 +5,17 @@
 | name | shows | reads |
 |---|---|---|
 | `tradeoff` | domain accuracy gain against forgetting (general NLL rise), per method, one panel per domain | main.csv |
-| `forgetting_heatmap` | per general multiple-choice task, base score minus method score (points), methods x tasks | eval.json files |
-| `efficiency` | importance time and storage (log scale) against the EWC-LoRA Fisher; step time per method | efficiency.csv |
+| `forgetting_heatmap` | per general MC task, base minus method score (points), methods x tasks | eval.json files |
+| `efficiency` | importance time and storage (log scale) vs the EWC-LoRA Fisher; step time per method | efficiency.csv |
 | `layer_coefficients` | the layer coefficients alpha_l per layer and module type | train.json files |
 | `importance` | the distribution of SI importance per layer and module type (log scale) | si.safetensors |
-| `lambda_sweep` | the Pareto figure: domain gain against forgetting for every sweep point, each method's front and hypervolume | main.csv |
+| `lambda_sweep` | domain gain vs forgetting per sweep point, each method's Pareto front and hypervolume | main.csv |
 
 Sizes: one paper column is 3.3 in wide, a two-column figure 6.9 in; text is 7 pt. Scores are in
 points (accuracy x 100), NLLs in nats. Error bars: the 95% CIs of the main table (t intervals over
 seeds and items, paired against the base).
 """
+
 from __future__ import annotations
 
 import re
@@ -24,23 +25,32 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from ..errors import ConfigError  # noqa: E402
-from ..data import DataError  # noqa: E402
-from ..io import atomic_path, read_json  # noqa: E402
-from ..importance.estimators import FISHER, SI  # noqa: E402
-from ..methods import BASE, EWC, PLAIN, estimator_users  # noqa: E402
-from ..runs import format_lambda, parse_run  # noqa: E402
-from .render import BASELINES  # noqa: E402
-from .selection import hypervolumes, pareto_mask  # noqa: E402
+from ..data import DataError
+from ..errors import ConfigError
+from ..importance.estimators import FISHER, SI
+from ..io import atomic_path, read_json
+from ..methods import BASE, EWC, PLAIN, estimator_users
+from ..runs import format_lambda, parse_run
+from .render import BASELINES
+from .selection import hypervolumes, pareto_mask
 
 COLUMN_IN, PAGE_IN = 3.3, 6.9
-STYLE = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6, "xtick.labelsize": 6,
-         "ytick.labelsize": 6, "axes.spines.top": False, "axes.spines.right": False, "lines.markersize": 4,
-         "pdf.fonttype": 42}
+STYLE = {
+    "font.size": 7,
+    "axes.titlesize": 7,
+    "axes.labelsize": 7,
+    "legend.fontsize": 6,
+    "xtick.labelsize": 6,
+    "ytick.labelsize": 6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.markersize": 4,
+    "pdf.fonttype": 42,
+}
 MARKERS = "osD^vP*XhHp<>"
 FIGURES = ("tradeoff", "forgetting_heatmap", "efficiency", "layer_coefficients", "importance", "lambda_sweep")
 
@@ -81,8 +91,9 @@ def _model_rows(main: pd.DataFrame) -> pd.DataFrame:
 
 def _ci_err(rows: pd.DataFrame, measure: str, scale: float = 1.0) -> np.ndarray:
     """Asymmetric error bars [[below], [above]] from a measure's CI columns."""
-    return scale * np.vstack([(rows[measure] - rows[f"{measure}_lo"]).clip(lower=0),
-                              (rows[f"{measure}_hi"] - rows[measure]).clip(lower=0)])
+    return scale * np.vstack(
+        [(rows[measure] - rows[f"{measure}_lo"]).clip(lower=0), (rows[f"{measure}_hi"] - rows[measure]).clip(lower=0)]
+    )
 
 
 def tradeoff(main: pd.DataFrame):
@@ -104,13 +115,26 @@ def tradeoff(main: pd.DataFrame):
             xerr, yerr = _ci_err(rows, "forgetting"), _ci_err(rows, "domain_gain", 100)
             for k, (_, r) in enumerate(rows.iterrows()):
                 i = methods.index(r.base_method)
-                ax.errorbar(r.forgetting, 100 * r.domain_gain, xerr=xerr[:, [k]], yerr=yerr[:, [k]],
-                            fmt=MARKERS[i % len(MARKERS)], color=colours[r.base_method], elinewidth=0.6, capsize=1.5,
-                            label=r.base_method)
+                ax.errorbar(
+                    r.forgetting,
+                    100 * r.domain_gain,
+                    xerr=xerr[:, [k]],
+                    yerr=yerr[:, [k]],
+                    fmt=MARKERS[i % len(MARKERS)],
+                    color=colours[r.base_method],
+                    elinewidth=0.6,
+                    capsize=1.5,
+                    label=r.base_method,
+                )
                 lam = parse_run(r.method)[1]
                 if lam is not None:
-                    ax.annotate(f"λ={format_lambda(lam)}", (r.forgetting, 100 * r.domain_gain), fontsize=5,
-                                xytext=(2, 2), textcoords="offset points")
+                    ax.annotate(
+                        f"λ={format_lambda(lam)}",
+                        (r.forgetting, 100 * r.domain_gain),
+                        fontsize=5,
+                        xytext=(2, 2),
+                        textcoords="offset points",
+                    )
             ax.set_title(domain)
             ax.set_xlabel("forgetting: general NLL rise (nats)")
         axes[0].set_ylabel("domain accuracy gain (points)")
@@ -125,8 +149,9 @@ def _legend_below(fig, axes):
             if lab not in handles:
                 handles[lab] = h
                 labels.append(lab)
-    fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center", ncol=min(len(labels), 6),
-               frameon=False)
+    fig.legend(
+        [handles[lab] for lab in labels], labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False
+    )
 
 
 def forgetting_heatmap(base_eval: dict, runs: list[dict]):
@@ -135,9 +160,16 @@ def forgetting_heatmap(base_eval: dict, runs: list[dict]):
     `runs`: [{"domain", "method", "seed", "eval": eval.json dict}].
     """
     tasks = base_eval["general"]["tasks"]
-    rows = [{"domain": r["domain"], "method": r["method"], "task": t,
-             "forgetting": 100 * (base_eval["tasks"][t]["score"] - r["eval"]["tasks"][t]["score"])}
-            for r in runs for t in tasks]
+    rows = [
+        {
+            "domain": r["domain"],
+            "method": r["method"],
+            "task": t,
+            "forgetting": 100 * (base_eval["tasks"][t]["score"] - r["eval"]["tasks"][t]["score"]),
+        }
+        for r in runs
+        for t in tasks
+    ]
     if not rows:
         raise DataError("no evaluated runs to plot")
     df = pd.DataFrame(rows).groupby(["domain", "method", "task"], sort=False).forgetting.mean().reset_index()
@@ -154,8 +186,15 @@ def forgetting_heatmap(base_eval: dict, runs: list[dict]):
             ax.set_yticks(range(len(grid.index)), grid.index)
             if grid.size <= 80:
                 for (i, j), v in np.ndenumerate(grid.values):
-                    ax.text(j, i, f"{round(v) + 0:+d}", ha="center", va="center", fontsize=5,
-                            color="white" if abs(v) > 0.6 * limit else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{round(v) + 0:+d}",
+                        ha="center",
+                        va="center",
+                        fontsize=5,
+                        color="white" if abs(v) > 0.6 * limit else "black",
+                    )
             ax.set_title(domain)
             ax.spines[:].set_visible(False)
         fig.colorbar(im, ax=axes, label="forgetting (points; > 0 = lost)", shrink=0.9)
@@ -177,18 +216,34 @@ def efficiency(eff: pd.DataFrame):
         raise DataError("the efficiency table has no importance rows")
     labels = [_estimator_label(n) for n in est.name]
     fisher = est[est.name == FISHER]
-    panels = [("importance time (s), × vs fisher", est.wall_time_s.to_numpy(float), labels,
-               None if fisher.empty else float(fisher.wall_time_s.iloc[0])),
-              ("importance storage (MB), × vs fisher", est.bytes.to_numpy(float) / 1e6, labels,
-               None if fisher.empty else float(fisher.bytes.iloc[0]) / 1e6)]
+    panels = [
+        (
+            "importance time (s), × vs fisher",
+            est.wall_time_s.to_numpy(float),
+            labels,
+            None if fisher.empty else float(fisher.wall_time_s.iloc[0]),
+        ),
+        (
+            "importance storage (MB), × vs fisher",
+            est.bytes.to_numpy(float) / 1e6,
+            labels,
+            None if fisher.empty else float(fisher.bytes.iloc[0]) / 1e6,
+        ),
+    ]
     if not train.empty:
         ref = next((train[train.name == n] for n in (EWC, PLAIN) if (train.name == n).any()), None)
-        panels.append((f"training time per step (s){'' if ref is None else ', × vs ' + ref.name.iloc[0]}",
-                       train.step_time_s.to_numpy(float), list(train.name),
-                       None if ref is None else float(ref.step_time_s.iloc[0])))
+        panels.append(
+            (
+                f"training time per step (s){'' if ref is None else ', × vs ' + ref.name.iloc[0]}",
+                train.step_time_s.to_numpy(float),
+                list(train.name),
+                None if ref is None else float(ref.step_time_s.iloc[0]),
+            )
+        )
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(panels), figsize=(PAGE_IN, 0.8 + 0.22 * max(len(p[2]) for p in panels)),
-                                 layout="constrained")
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(PAGE_IN, 0.8 + 0.22 * max(len(p[2]) for p in panels)), layout="constrained"
+        )
         for ax, (title, values, names, ref) in zip(np.atleast_1d(axes), panels):
             ax.barh(range(len(values)), values, color=[_colours(names)[n] for n in names])
             ax.set_yticks(range(len(values)), names)
@@ -219,8 +274,12 @@ def _module_type(name: str) -> str:
 def layer_coefficients(records: list[dict]):
     """(b) alpha_l against the layer index, one line per method and module type (mean over domains and
     seeds, with the min-max range shaded when they differ); dashed: the uniform 1/L."""
-    rows = [{"method": r["method"], "layer": _layer_index(k), "module": _module_type(k), "alpha": v}
-            for r in records if r.get("layer_coefficients") for k, v in r["layer_coefficients"].items()]
+    rows = [
+        {"method": r["method"], "layer": _layer_index(k), "module": _module_type(k), "alpha": v}
+        for r in records
+        if r.get("layer_coefficients")
+        for k, v in r["layer_coefficients"].items()
+    ]
     if not rows:
         raise DataError("no train.json record holds layer coefficients")
     df = pd.DataFrame(rows)
@@ -233,8 +292,15 @@ def layer_coefficients(records: list[dict]):
         for i, (method, module) in enumerate(keys):
             s = series[(series.method == method) & (series.module == module)]
             c = colours[f"{method} {module}"]
-            ax.plot(s.layer, s["mean"], marker=MARKERS[i % len(MARKERS)], ms=2.5, lw=0.8, color=c,
-                    label=f"{method}: {module}")
+            ax.plot(
+                s.layer,
+                s["mean"],
+                marker=MARKERS[i % len(MARKERS)],
+                ms=2.5,
+                lw=0.8,
+                color=c,
+                label=f"{method}: {module}",
+            )
             if (s["max"] > s["min"]).any():
                 ax.fill_between(s.layer, s["min"], s["max"], color=c, alpha=0.2, lw=0)
         ax.axhline(1 / n_layers, color="0.4", ls="--", lw=0.6, label="uniform 1/L")
@@ -252,8 +318,15 @@ def importance_quantiles(tensors: dict[str, np.ndarray]) -> pd.DataFrame:
         flat = np.asarray(t, dtype=np.float32).ravel()
         pos = flat[flat > 0]
         q = np.percentile(pos, [5, 25, 50, 75, 95]) if pos.size else [np.nan] * 5
-        rows.append({"module": name, "layer": _layer_index(name), "type": _module_type(name),
-                     "zero_share": 1 - pos.size / flat.size, **dict(zip(("q05", "q25", "q50", "q75", "q95"), q))})
+        rows.append(
+            {
+                "module": name,
+                "layer": _layer_index(name),
+                "type": _module_type(name),
+                "zero_share": 1 - pos.size / flat.size,
+                **dict(zip(("q05", "q25", "q50", "q75", "q95"), q)),
+            }
+        )
     return pd.DataFrame(rows).sort_values(["layer", "type"]).reset_index(drop=True)
 
 
@@ -267,12 +340,22 @@ def importance(tensors: dict[str, np.ndarray], estimator: str = SI):
         fig, ax = plt.subplots(figsize=(PAGE_IN if q.layer.nunique() > 8 else COLUMN_IN, 2.2), layout="constrained")
         for j, typ in enumerate(types):
             sub = q[q.type == typ].dropna(subset=["q50"])
-            stats = [{"whislo": r.q05, "q1": r.q25, "med": r.q50, "q3": r.q75, "whishi": r.q95, "fliers": []}
-                     for r in sub.itertuples()]
+            stats = [
+                {"whislo": r.q05, "q1": r.q25, "med": r.q50, "q3": r.q75, "whishi": r.q95, "fliers": []}
+                for r in sub.itertuples()
+            ]
             pos = sub.layer.to_numpy() + (j - (len(types) - 1) / 2) * width
-            art = ax.bxp(stats, positions=pos, widths=width * 0.9, patch_artist=True, manage_ticks=False,
-                         medianprops={"color": "black", "lw": 0.6}, whiskerprops={"lw": 0.5},
-                         capprops={"lw": 0.5}, boxprops={"lw": 0.4})
+            art = ax.bxp(
+                stats,
+                positions=pos,
+                widths=width * 0.9,
+                patch_artist=True,
+                manage_ticks=False,
+                medianprops={"color": "black", "lw": 0.6},
+                whiskerprops={"lw": 0.5},
+                capprops={"lw": 0.5},
+                boxprops={"lw": 0.4},
+            )
             for box in art["boxes"]:
                 box.set_facecolor(colours[typ])
             ax.plot([], [], "s", color=colours[typ], label=typ)
@@ -296,7 +379,10 @@ def lambda_sweep(main: pd.DataFrame):
     df["base_method"], df["lam"] = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
     swept = df[df.lam.notna()]
     if swept.base_method.nunique() == 0 or swept.groupby("base_method").lam.nunique().max() < 2:
-        raise DataError("the main table holds no lambda sweep (give a method's strength, e.g. regularize.lambda, as a list of values)")
+        raise DataError(
+            "the main table holds no lambda sweep (give a method's strength, e.g. regularize.lambda, "
+            "as a list of values)"
+        )
     hv = hypervolumes(main).set_index(["domain", "method"]).hypervolume_norm
     methods = [m for m in dict.fromkeys(df.base_method) if m != PLAIN]
     colours = _colours(methods)
@@ -310,14 +396,29 @@ def lambda_sweep(main: pd.DataFrame):
                 if s.empty:
                     continue
                 label = f"{method} (HV {hv.get((domain, method), np.nan):.2f})"
-                ax.plot(s.forgetting, 100 * s.domain_gain, marker=MARKERS[i % len(MARKERS)], lw=0.6 if len(s) > 1 else 0,
-                        color=colours[method], label=label)
-                front = s[pareto_mask(s.forgetting.to_numpy(float), s.domain_gain.to_numpy(float))].sort_values("forgetting")
+                ax.plot(
+                    s.forgetting,
+                    100 * s.domain_gain,
+                    marker=MARKERS[i % len(MARKERS)],
+                    lw=0.6 if len(s) > 1 else 0,
+                    color=colours[method],
+                    label=label,
+                )
+                front = s[pareto_mask(s.forgetting.to_numpy(float), s.domain_gain.to_numpy(float))].sort_values(
+                    "forgetting"
+                )
                 if len(front) > 1:
-                    ax.step(front.forgetting, 100 * front.domain_gain, where="post", ls="--", lw=0.6, color=colours[method])
+                    ax.step(
+                        front.forgetting, 100 * front.domain_gain, where="post", ls="--", lw=0.6, color=colours[method]
+                    )
                 for r in s[s.lam.notna()].itertuples():
-                    ax.annotate(format_lambda(r.lam), (r.forgetting, 100 * r.domain_gain), fontsize=5,
-                                xytext=(2, 2), textcoords="offset points")
+                    ax.annotate(
+                        format_lambda(r.lam),
+                        (r.forgetting, 100 * r.domain_gain),
+                        fontsize=5,
+                        xytext=(2, 2),
+                        textcoords="offset points",
+                    )
             lora = rows[rows.method == PLAIN]
             if not lora.empty:
                 ax.plot(lora.forgetting, 100 * lora.domain_gain, "*", color="black", ms=6, label=PLAIN)
@@ -335,11 +436,20 @@ def _read_tensors(path: str | Path) -> dict[str, np.ndarray]:
         return {n: fh.get_tensor(n).float().numpy() for n in fh.keys()}
 
 
-def build_figure(name: str, out_prefix: str | Path, main_table=None, efficiency_table=None, base_eval=None,
-                 runs: list[dict] | None = None, train_records=(), importance_file=None) -> list[Path]:
+def build_figure(
+    name: str,
+    out_prefix: str | Path,
+    main_table=None,
+    efficiency_table=None,
+    base_eval=None,
+    runs: list[dict] | None = None,
+    train_records=(),
+    importance_file=None,
+) -> list[Path]:
     """Draw figure `name` from the given result files and write `<out_prefix>.{png,pdf}`.
 
     `runs`: [{"domain", "method", "seed", "eval": path to eval.json}] (forgetting_heatmap)."""
+
     def need(value, flag):
         if not value:
             raise ConfigError(f"figure {name!r} needs {flag}")

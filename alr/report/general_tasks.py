@@ -8,6 +8,7 @@ guessing. Guessing item i right has probability 1 / choices_i, so the number rig
 a Poisson-binomial distribution, computed exactly by convolution; tasks with a varying number of
 choices (ARC has 3 to 5) need no approximation.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,21 +47,39 @@ def general_task_table(base_eval: dict, items: dict[tuple[str, str], dict], data
         chances = [1 / choices[k] for k, _ in scored]
         ci = binomtest(right, n).proportion_ci(method="wilson")
         p = chance_tail(chances, right)
-        rows.append({"task": task, "items": n, "metric": metric, "chance": float(np.mean(chances)),
-                     "base": right / n, "lo": ci.low, "hi": ci.high, "p_chance": p, "above_chance": p < ALPHA})
-    return pd.DataFrame(rows, columns=["task", "items", "metric", "chance", BASE, "lo", "hi", "p_chance",
-                                       "above_chance"])
+        rows.append(
+            {
+                "task": task,
+                "items": n,
+                "metric": metric,
+                "chance": float(np.mean(chances)),
+                "base": right / n,
+                "lo": ci.low,
+                "hi": ci.high,
+                "p_chance": p,
+                "above_chance": p < ALPHA,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["task", "items", "metric", "chance", BASE, "lo", "hi", "p_chance", "above_chance"]
+    )
 
 
 def general_task_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    view = pd.DataFrame({
-        "task": table.task, "items": table["items"].astype(str), "metric": table.metric,
-        "chance": table.chance.map(lambda v: f"{v:.3f}"),
-        "base [95% CI]": [f"{b:.3f} [{lo:.3f}, {hi:.3f}]" for b, lo, hi in zip(table.base, table.lo, table.hi)],
-        "p (≥ base by guessing)": table.p_chance.map(lambda v: f"{v:.2g}"),
-        "above chance": table.above_chance.map({True: "yes", False: "no"}),
-    })
-    return view, ("Base model on each general multiple-choice task (test items). Chance: the mean of 1 / choices. "
-                  "CI: Wilson. p: exact one-sided probability of scoring at least the base's by guessing "
-                  f"(Poisson-binomial); above chance when p < {ALPHA}. A task at chance cannot show forgetting; "
-                  "the general multiple-choice measure's minimal detectable difference is in power.md.")
+    view = pd.DataFrame(
+        {
+            "task": table.task,
+            "items": table["items"].astype(str),
+            "metric": table.metric,
+            "chance": table.chance.map(lambda v: f"{v:.3f}"),
+            "base [95% CI]": [f"{b:.3f} [{lo:.3f}, {hi:.3f}]" for b, lo, hi in zip(table.base, table.lo, table.hi)],
+            "p (≥ base by guessing)": table.p_chance.map(lambda v: f"{v:.2g}"),
+            "above chance": table.above_chance.map({True: "yes", False: "no"}),
+        }
+    )
+    return view, (
+        "Base model on each general multiple-choice task (test items). Chance: the mean of 1 / choices. "
+        "CI: Wilson. p: exact one-sided probability of scoring at least the base's by guessing "
+        f"(Poisson-binomial); above chance when p < {ALPHA}. A task at chance cannot show forgetting; "
+        "the general multiple-choice measure's minimal detectable difference is in power.md."
+    )

@@ -1,5 +1,6 @@
 """What every report table shares: the model-free row names, the power constant, and the writer of
 a table's three formats."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,15 @@ Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8: MDE = 2.80 x t
 
 
 def _latex_escape(latex: str) -> str:
-    for raw, tex in (("%", "\\%"), ("_", "\\_"), ("±", "$\\pm$"), ("Δ", "$\\Delta$"), ("−", "-"), ("×", "$\\times$"),
-                     ("α", "$\\alpha$")):
+    for raw, tex in (
+        ("%", "\\%"),
+        ("_", "\\_"),
+        ("±", "$\\pm$"),
+        ("Δ", "$\\Delta$"),
+        ("−", "-"),
+        ("×", "$\\times$"),
+        ("α", "$\\alpha$"),
+    ):
         latex = latex.replace(raw, tex)
     return latex
 
@@ -26,8 +34,10 @@ def write_table(numeric: pd.DataFrame, view: pd.DataFrame, note: str, out_prefix
         numeric.to_csv(tmp, index=False, float_format="%.6g")
     align = ("left", "left") + ("right",) * (view.shape[1] - 2)
     with atomic_path(out_prefix.with_suffix(".md")) as tmp:
-        tmp.write_text(view.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n\n" + note + "\n",
-                       encoding="utf-8")
+        tmp.write_text(
+            view.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n\n" + note + "\n",
+            encoding="utf-8",
+        )
     latex = view.style.hide(axis="index").to_latex(hrules=True, column_format="ll" + "r" * (view.shape[1] - 2))
     with atomic_path(out_prefix.with_suffix(".tex")) as tmp:
         tmp.write_text(f"% {note}\n" + _latex_escape(latex), encoding="utf-8")

@@ -10,9 +10,10 @@ another split is refused. For each swept method and domain, every strength's val
 and the rule (`selection.keep_gain`, default 0.9): among the strengths whose gain is at least
 keep_gain x the reference method's (lora's) gain, the one with the least forgetting; when none
 keeps that much, the one with the largest gain, flagged in `selection.json` (`gain_not_reached`):
-the claims never compare such a point (alr.report.claims: "undecided (gain not reached)"). `hypervolume` is the area of the
-(forgetting, gain) plane a method's points dominate, within a box common to every method of a domain.
+the claims never compare such a point (alr.report.claims: "undecided (gain not reached)"). `hypervolume` is the
+area of the (forgetting, gain) plane a method's points dominate, within a box common to every method of a domain.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,10 @@ from .stats import read_items
 def _valid_record(path: str | Path) -> tuple[dict, dict]:
     rec = read_json(path)
     if rec.get("split") != "valid":
-        raise DataError(f"{path} is a {rec.get('split', 'test')!r}-split evaluation; selection reads valid.json "
-                         "files only (`alr evaluate --split valid`)")
+        raise DataError(
+            f"{path} is a {rec.get('split', 'test')!r}-split evaluation; selection reads valid.json "
+            "files only (`alr evaluate --split valid`)"
+        )
     return rec, read_items(items_path(path))
 
 
@@ -54,19 +57,28 @@ def validation_points(base_valid: str | Path, valid: list[str | Path]) -> pd.Dat
         run = rec["run"]
         domain = run["domain"]
         method, lam = parse_run(run["run"])
-        rows.append({"domain": domain, "run": run["run"], "method": method, "strength": lam, "seed": run["seed"],
-                     "forgetting": _paired_mean(items, base, lambda t: t.startswith("text:"), "nll"),
-                     "gain": -_paired_mean(items, base, lambda t: t == domain, "choice_nll"),
-                     "acc": rec["domains"][domain]["score"]})
+        rows.append(
+            {
+                "domain": domain,
+                "run": run["run"],
+                "method": method,
+                "strength": lam,
+                "seed": run["seed"],
+                "forgetting": _paired_mean(items, base, lambda t: t.startswith("text:"), "nll"),
+                "gain": -_paired_mean(items, base, lambda t, d=domain: t == d, "choice_nll"),
+                "acc": rec["domains"][domain]["score"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def select(points: pd.DataFrame, reference: str, keep_gain: float) -> pd.DataFrame:
     """Per domain and swept method, its points (means over seeds) with `selected` and the rule's reason."""
     means = points.groupby(["domain", "run", "method", "strength"], dropna=False, as_index=False)[
-        ["forgetting", "gain", "acc"]].mean()
+        ["forgetting", "gain", "acc"]
+    ].mean()
     out = []
-    for (domain, method), group in means[means.strength.notna()].groupby(["domain", "method"], sort=True):
+    for (domain, _method), group in means[means.strength.notna()].groupby(["domain", "method"], sort=True):
         group = group.sort_values("strength")
         ref = means[(means.domain == domain) & (means.run == reference)]
         if ref.empty:
@@ -74,10 +86,20 @@ def select(points: pd.DataFrame, reference: str, keep_gain: float) -> pd.DataFra
         floor = keep_gain * float(ref.gain.iloc[0])
         kept = group[group.gain >= floor]
         choice = kept.forgetting.idxmin() if len(kept) else group.gain.idxmax()
-        reason = (f"least valid forgetting among gains >= {keep_gain:g} x {reference}'s" if len(kept)
-                  else f"no strength kept {keep_gain:g} x {reference}'s gain: the largest gain")
-        out.append(group.assign(reference_gain=float(ref.gain.iloc[0]), floor=floor, kept=group.gain >= floor,
-                                selected=group.index == choice, reason=reason))
+        reason = (
+            f"least valid forgetting among gains >= {keep_gain:g} x {reference}'s"
+            if len(kept)
+            else f"no strength kept {keep_gain:g} x {reference}'s gain: the largest gain"
+        )
+        out.append(
+            group.assign(
+                reference_gain=float(ref.gain.iloc[0]),
+                floor=floor,
+                kept=group.gain >= floor,
+                selected=group.index == choice,
+                reason=reason,
+            )
+        )
     if not out:
         raise DataError("no swept method to select a strength for")
     return pd.concat(out, ignore_index=True)
@@ -114,26 +136,41 @@ def hypervolumes(main: pd.DataFrame) -> pd.DataFrame:
         box = (ref_f - float(d.forgetting.min())) * (float(d.domain_gain.max()) - ref_g)
         for method, m in d.groupby("base_method", sort=False):
             hv = hypervolume(m.forgetting, m.domain_gain, ref_f, ref_g)
-            out.append({"domain": domain, "method": method, "points": len(m), "hypervolume": hv,
-                        "hypervolume_norm": hv / box if box > 0 else np.nan})
+            out.append(
+                {
+                    "domain": domain,
+                    "method": method,
+                    "points": len(m),
+                    "hypervolume": hv,
+                    "hypervolume_norm": hv / box if box > 0 else np.nan,
+                }
+            )
     return pd.DataFrame(out)
 
 
 def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str, keep_gain: float) -> dict:
     """selection.{csv,md} and selection.json ({domain: {method: selected run}})."""
     out_prefix = Path(out_prefix)
-    view = pd.DataFrame({
-        "domain": table.domain, "method": table.method, "strength": table.strength.map(format_lambda),
-        "valid forgetting (nats)": table.forgetting.map(lambda v: f"{v:+.4f}"),
-        "valid gain: gold NLL fall among choices (nats)": table.gain.map(lambda v: f"{v:+.3f}"),
-        "valid acc": table.acc.map(lambda v: f"{v:.3f}"),
-        f"gain floor ({keep_gain:g} × {reference}'s)": table.floor.map(lambda v: f"{v:+.3f}"),
-        "kept": table.kept.map({True: "yes", False: "no"}), "selected": table.selected.map({True: "**yes**", False: ""}),
-        "rule": table.reason,
-    })
-    note = ("Validation split only (the domains' valid items, the general text's valid texts), paired against the "
-            f"base. Rule: among the strengths whose valid gain (gold NLL fall among the choices) is at least {keep_gain:g} × `{reference}`'s, "
-            "the least valid forgetting; if none is, the largest gain, which the claims do not compare (gain not reached).")
+    view = pd.DataFrame(
+        {
+            "domain": table.domain,
+            "method": table.method,
+            "strength": table.strength.map(format_lambda),
+            "valid forgetting (nats)": table.forgetting.map(lambda v: f"{v:+.4f}"),
+            "valid gain: gold NLL fall among choices (nats)": table.gain.map(lambda v: f"{v:+.3f}"),
+            "valid acc": table.acc.map(lambda v: f"{v:.3f}"),
+            f"gain floor ({keep_gain:g} × {reference}'s)": table.floor.map(lambda v: f"{v:+.3f}"),
+            "kept": table.kept.map({True: "yes", False: "no"}),
+            "selected": table.selected.map({True: "**yes**", False: ""}),
+            "rule": table.reason,
+        }
+    )
+    note = (
+        "Validation split only (the domains' valid items, the general text's valid texts), paired against the "
+        "base. Rule: among the strengths whose valid gain (gold NLL fall among the choices) is at least "
+        f"{keep_gain:g} × `{reference}`'s, the least valid forgetting; if none is, the largest gain, which the "
+        "claims do not compare (gain not reached)."
+    )
     write_table(table, view, note, out_prefix)
     chosen, unmatched = {}, {}
     for r in table[table.selected].itertuples():
@@ -147,9 +184,15 @@ def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str,
 
 def write_hypervolume(main: pd.DataFrame, out_prefix: str | Path) -> pd.DataFrame:
     table = hypervolumes(main)
-    view = table.assign(hypervolume=table.hypervolume.map(lambda v: f"{v:.4f}"),
-                        hypervolume_norm=table.hypervolume_norm.map(lambda v: f"{v:.3f}"))
-    write_table(table, view, "Hypervolume of each method's (forgetting, domain gain) points on the test split, "
-                "normalised by the box of all methods' points of the domain; a swept method counts every strength.",
-                out_prefix)
+    view = table.assign(
+        hypervolume=table.hypervolume.map(lambda v: f"{v:.4f}"),
+        hypervolume_norm=table.hypervolume_norm.map(lambda v: f"{v:.3f}"),
+    )
+    write_table(
+        table,
+        view,
+        "Hypervolume of each method's (forgetting, domain gain) points on the test split, "
+        "normalised by the box of all methods' points of the domain; a swept method counts every strength.",
+        out_prefix,
+    )
     return table

@@ -23,6 +23,7 @@ mean over tasks (general-text sources, general tasks) of the task's mean differe
   With one seed this is the exact McNemar test on the discordant pairs.
 - `holm`: Holm's step-down adjustment of a family of p-values.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -88,7 +89,7 @@ def _within_item_noise(m: np.ndarray) -> float:
     if k < 2 or n < 2:
         return 0.0
     resid = m - m.mean(axis=0, keepdims=True) - m.mean(axis=1, keepdims=True) + m.mean()
-    return float((resid ** 2).sum()) / ((k - 1) * (n - 1))
+    return float((resid**2).sum()) / ((k - 1) * (n - 1))
 
 
 def _mean_variance(values: np.ndarray, clusters: list | None) -> float:
@@ -100,10 +101,12 @@ def _mean_variance(values: np.ndarray, clusters: list | None) -> float:
         return float(values.var(ddof=1)) / n
     dev = pd.Series(values - values.mean()).groupby(clusters).sum().to_numpy()
     c = len(dev)
-    return float(c / (c - 1) * (dev ** 2).sum()) / n ** 2 if c > 1 else 0.0
+    return float(c / (c - 1) * (dev**2).sum()) / n**2 if c > 1 else 0.0
 
 
-def paired_interval(a: Scores, b: Scores, level: float = 0.95, clusters: dict[str, dict[str, str]] | None = None) -> dict:
+def paired_interval(
+    a: Scores, b: Scores, level: float = 0.95, clusters: dict[str, dict[str, str]] | None = None
+) -> dict:
     """(a - b) of the mean-over-tasks score with the seeds x items t interval of the module docstring.
     `clusters`: {task: {item id: entity}} for tasks whose items share an entity (resampled together)."""
     from scipy.stats import t as student_t
@@ -114,8 +117,9 @@ def paired_interval(a: Scores, b: Scores, level: float = 0.95, clusters: dict[st
     if paired:
         seed_parts = [_seed_part([sa - sb for _, sa, sb in tasks])]
     else:
-        seed_parts = [part for part in (_seed_part([sa for _, sa, _ in tasks]), _seed_part([sb for _, _, sb in tasks]))
-                      if part[1]]
+        seed_parts = [
+            part for part in (_seed_part([sa for _, sa, _ in tasks]), _seed_part([sb for _, _, sb in tasks])) if part[1]
+        ]
     diff, item_var, item_df = 0.0, 0.0, 0
     for task, sa, sb in tasks:
         d = sa.mean(axis=0) - sb.mean(axis=0)
@@ -126,17 +130,25 @@ def paired_interval(a: Scores, b: Scores, level: float = 0.95, clusters: dict[st
             noise = _within_item_noise(sa) / len(sa) + _within_item_noise(sb) / len(sb)
         ids = a[task][0]
         groups = [clusters[task][i] for i in ids] if clusters and task in clusters else None
-        item_var += weight ** 2 * max(_mean_variance(d, groups) - noise / len(d), 0.0)
+        item_var += weight**2 * max(_mean_variance(d, groups) - noise / len(d), 0.0)
         item_df += (len(set(groups)) if groups else len(d)) - 1
     parts = [*seed_parts, *([(item_var, item_df)] if item_df else [])]
     var = sum(v for v, _ in parts)
     se = math.sqrt(var)
-    denominator = sum(v ** 2 / df for v, df in parts if v > 0)
-    df = var ** 2 / denominator if denominator > 0 else math.inf
+    denominator = sum(v**2 / df for v, df in parts if v > 0)
+    df = var**2 / denominator if denominator > 0 else math.inf
     half = float(student_t.ppf(0.5 + level / 2, df)) * se if se > 0 else 0.0
     p = float(2 * student_t.sf(abs(diff) / se, df)) if se > 0 else float(diff == 0)
-    return {"diff": diff, "lo": diff - half, "hi": diff + half, "se": se, "df": df, "p": p, "level": level,
-            "seeds": "paired" if paired else "independent"}
+    return {
+        "diff": diff,
+        "lo": diff - half,
+        "hi": diff + half,
+        "se": se,
+        "df": df,
+        "p": p,
+        "level": level,
+        "seeds": "paired" if paired else "independent",
+    }
 
 
 def sign_test(a: Scores, b: Scores) -> dict:

@@ -13,6 +13,7 @@
 `power`: the minimal detectable difference of each measure at the configured sizes.
 `general_tasks`: the base model's score on each general task against chance (alr.report.general_tasks).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,6 @@ from .render import BASELINES, Z_POWER, write_table
 from .selection import write_hypervolume
 from .stats import Scores, holm, item_scores, paired_interval, read_items, sign_test
 
-
 # measures against the base: (column, what, lower is better for the model's own value)
 VS_BASE = {
     "forgetting": "general NLL rise (nats)",
@@ -43,13 +43,41 @@ VS_BASE = {
     "choice_nll_gain": "domain gold-answer NLL fall among the choices (nats)",
 }
 
-PAIRED = [f"{prefix}_{key}{suffix}" for key in ("general", "domain")
-          for prefix, suffix in (("d", ""), ("d", "_lo"), ("d", "_hi"), ("better", ""), ("worse", ""), ("p", ""),
-                                 ("p", "_holm"))]
-COLUMNS = ["domain", "method", "n_seeds", "domain_score", "domain_score_sd", "domain_stderr", "domain_balanced",
-           "domain_gold_nll", "general_nll", "general_nll_sd", "phase1_nll", "general_score", "general_score_sd",
-           "general_stderr", *[f"{m}{s}" for m in VS_BASE for s in ("", "_lo", "_hi", "_se")],
-           "better_domain_base", "worse_domain_base", "p_domain_base", "reference", *PAIRED]
+PAIRED = [
+    f"{prefix}_{key}{suffix}"
+    for key in ("general", "domain")
+    for prefix, suffix in (
+        ("d", ""),
+        ("d", "_lo"),
+        ("d", "_hi"),
+        ("better", ""),
+        ("worse", ""),
+        ("p", ""),
+        ("p", "_holm"),
+    )
+]
+COLUMNS = [
+    "domain",
+    "method",
+    "n_seeds",
+    "domain_score",
+    "domain_score_sd",
+    "domain_stderr",
+    "domain_balanced",
+    "domain_gold_nll",
+    "general_nll",
+    "general_nll_sd",
+    "phase1_nll",
+    "general_score",
+    "general_score_sd",
+    "general_stderr",
+    *[f"{m}{s}" for m in VS_BASE for s in ("", "_lo", "_hi", "_se")],
+    "better_domain_base",
+    "worse_domain_base",
+    "p_domain_base",
+    "reference",
+    *PAIRED,
+]
 
 
 class _Run:
@@ -159,16 +187,25 @@ def baseline_rows(data_dir: str | Path, domain: str, metric_items: list[str]) ->
     test = {r["id"]: r for r in read_records(Path(data_dir) / domain / "test.jsonl", "mc")}
     missing = sorted(set(metric_items) - set(test))
     if missing:
-        raise DataError(f"{data_dir}/{domain}/test.jsonl lacks evaluated items {missing[:3]}: data and evaluations "
-                         "come from different builds")
+        raise DataError(
+            f"{data_dir}/{domain}/test.jsonl lacks evaluated items {missing[:3]}: data and evaluations "
+            "come from different builds"
+        )
     items = [test[i] for i in metric_items]
     prior = answer_prior(read_records(Path(data_dir) / domain / "train.jsonl", "mc"))
     golds = [r["choices"][r["label"]] for r in items]
     rows = []
     for name, score in (("lexical", lexical_score), ("majority", lambda r: majority_score(r, prior))):
         correct = [score(r) for r in items]
-        rows.append({"domain": domain, "method": name, "n_seeds": 0, "domain_score": float(np.mean(correct)),
-                     "domain_balanced": balanced_accuracy(golds, correct)})
+        rows.append(
+            {
+                "domain": domain,
+                "method": name,
+                "n_seeds": 0,
+                "domain_score": float(np.mean(correct)),
+                "domain_balanced": balanced_accuracy(golds, correct),
+            }
+        )
     return rows
 
 
@@ -188,8 +225,9 @@ def held_out_sources(data_dir: str | Path) -> set[str]:
     return {source for source, n in counts.items() if n == 0}
 
 
-def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], table: pd.DataFrame, eval_cfg: dict,
-                      selection: dict | None = None) -> pd.DataFrame:
+def claim_comparisons(
+    groups: dict[tuple[str, str], list[_Run]], table: pd.DataFrame, eval_cfg: dict, selection: dict | None = None
+) -> pd.DataFrame:
     """For each (a, b) of the claims (alr.report.claims.COMPARISONS) and each domain where both ran:
     (a - b) of the forgetting and of the balanced-accuracy gain with their CIs, b's own balanced gain
     and the reference's forgetting against the base (`table`: the main table; they scale the margins).
@@ -201,29 +239,65 @@ def claim_comparisons(groups: dict[tuple[str, str], list[_Run]], table: pd.DataF
     own = table.set_index(["domain", "method"])
     out = []
     for domain in sorted({d for d, _ in groups}):
+
         def run_of(method):
-            return chosen.get(domain, {}).get(method, method)
+            return chosen.get(domain, {}).get(method, method)  # noqa: B023 - used only in this iteration
 
         reference = (domain, comparison["reference"])
         for a, b in COMPARISONS:
             ra, rb = run_of(a), run_of(b)
             if (domain, ra) not in groups or (domain, rb) not in groups:
                 continue
-            row = {"domain": domain, "a": a, "b": b, "run_a": ra, "run_b": rb, "seeds_a": len(groups[(domain, ra)]),
-                   "seeds_b": len(groups[(domain, rb)]), "gain_b": float(own.loc[(domain, rb), "balanced_gain"]),
-                   "forgetting_reference": float(own.loc[reference, "forgetting"]) if reference in own.index else np.nan,
-                   "gain_reached": not {a, b} & set(unmatched.get(domain, []))}
+            row = {
+                "domain": domain,
+                "a": a,
+                "b": b,
+                "run_a": ra,
+                "run_b": rb,
+                "seeds_a": len(groups[(domain, ra)]),
+                "seeds_b": len(groups[(domain, rb)]),
+                "gain_b": float(own.loc[(domain, rb), "balanced_gain"]),
+                "forgetting_reference": float(own.loc[reference, "forgetting"]) if reference in own.index else np.nan,
+                "gain_reached": not {a, b} & set(unmatched.get(domain, [])),
+            }
             for measure in ("forgetting", "balanced_gain"):
                 c = compare(groups[(domain, ra)], groups[(domain, rb)], measure, domain, comparison)
                 row.update({(f"{k}" if measure == "forgetting" else f"gain_{k}"): v for k, v in c.items()})
             out.append(row)
-    return pd.DataFrame(out, columns=["domain", "a", "b", "run_a", "run_b", "seeds_a", "seeds_b", "d", "lo", "hi", "se",
-                                      "p", "gain_d", "gain_lo", "gain_hi", "gain_se", "gain_p", "gain_b",
-                                      "forgetting_reference", "gain_reached"])
+    return pd.DataFrame(
+        out,
+        columns=[
+            "domain",
+            "a",
+            "b",
+            "run_a",
+            "run_b",
+            "seeds_a",
+            "seeds_b",
+            "d",
+            "lo",
+            "hi",
+            "se",
+            "p",
+            "gain_d",
+            "gain_lo",
+            "gain_hi",
+            "gain_se",
+            "gain_p",
+            "gain_b",
+            "forgetting_reference",
+            "gain_reached",
+        ],
+    )
 
 
-def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_order: list[str],
-              eval_cfg: dict, data_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def summarise(
+    base_run: _Run,
+    groups: dict[tuple[str, str], list[_Run]],
+    method_order: list[str],
+    eval_cfg: dict,
+    data_dir: str | Path | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(main table, per-source forgetting table). `groups`: `_groups(runs)`."""
     base = [base_run]
     comparison = eval_cfg["compare"]
@@ -240,7 +314,9 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
             row = {"domain": domain, "method": method, **_own_values(mine, domain)}
             for measure in VS_BASE:
                 c = compare(mine, base, measure, domain, comparison)
-                row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]})
+                row.update(
+                    {measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]}
+                )
             s = _sign(mine, base, "domain_gain", domain)
             row.update(better_domain_base=s["better"], worse_domain_base=s["worse"], p_domain_base=s["p"])
             ref = groups.get((domain, reference))
@@ -248,15 +324,33 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
                 row["reference"] = reference
                 for key, measure in (("general", "forgetting"), ("domain", "domain_gain")):
                     c, s = compare(mine, ref, measure, domain, comparison), _sign(mine, ref, measure, domain)
-                    row.update({f"d_{key}": c["d"], f"d_{key}_lo": c["lo"], f"d_{key}_hi": c["hi"],
-                                f"better_{key}": s["better"], f"worse_{key}": s["worse"], f"p_{key}": s["p"]})
+                    row.update(
+                        {
+                            f"d_{key}": c["d"],
+                            f"d_{key}_lo": c["lo"],
+                            f"d_{key}_hi": c["hi"],
+                            f"better_{key}": s["better"],
+                            f"worse_{key}": s["worse"],
+                            f"p_{key}": s["p"],
+                        }
+                    )
             rows.append(row)
             (sa, _), (sb, _) = _scores(mine, "forgetting", domain), _scores(base, "forgetting", domain)
             for task in mine[0].text_tasks():
                 ci = paired_interval({task: sa[task]}, {task: sb[task]}, comparison["level"])
                 source = task.removeprefix("text:")
-                sources.append({"domain": domain, "method": method, "source": source, "held_out": source in held_out,
-                                "nll": float(sa[task][1].mean()), "forgetting": ci["diff"], "lo": ci["lo"], "hi": ci["hi"]})
+                sources.append(
+                    {
+                        "domain": domain,
+                        "method": method,
+                        "source": source,
+                        "held_out": source in held_out,
+                        "nll": float(sa[task][1].mean()),
+                        "forgetting": ci["diff"],
+                        "lo": ci["lo"],
+                        "hi": ci["hi"],
+                    }
+                )
         if data_dir is not None:
             ids = sorted(i for (t, i) in base[0].items if t == domain)
             rows += baseline_rows(data_dir, domain, ids)
@@ -265,8 +359,9 @@ def summarise(base_run: _Run, groups: dict[tuple[str, str], list[_Run]], method_
         table[f"p_{key}_holm"] = holm([float(p) for p in table[f"p_{key}"]])
     base_rows = table[table.method == BASE].set_index("domain")
     for col in ("domain_score", "domain_balanced"):  # the model-free rows' gains too
-        table[col.replace("domain_score", "domain_gain").replace("domain_balanced", "balanced_gain")] = (
-            table[col] - table.domain.map(base_rows[col]))
+        table[col.replace("domain_score", "domain_gain").replace("domain_balanced", "balanced_gain")] = table[
+            col
+        ] - table.domain.map(base_rows[col])
     return table, pd.DataFrame(sources)
 
 
@@ -281,11 +376,22 @@ def power_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
     out = []
     for _, row in models[models.method == reference].iterrows():
         for measure, what in VS_BASE.items():
-            out.append({"domain": row.domain, "method": reference, "measure": measure, "what": what,
-                        "seeds": int(row.n_seeds), "vs_base": row[measure], "se": row[f"{measure}_se"],
-                        "mde": Z_POWER * row[f"{measure}_se"],
-                        "detectable": row[f"{measure}_se"] > 0 and abs(row[measure]) >= Z_POWER * row[f"{measure}_se"]})
-    return pd.DataFrame(out, columns=["domain", "method", "measure", "what", "seeds", "vs_base", "se", "mde", "detectable"])
+            out.append(
+                {
+                    "domain": row.domain,
+                    "method": reference,
+                    "measure": measure,
+                    "what": what,
+                    "seeds": int(row.n_seeds),
+                    "vs_base": row[measure],
+                    "se": row[f"{measure}_se"],
+                    "mde": Z_POWER * row[f"{measure}_se"],
+                    "detectable": row[f"{measure}_se"] > 0 and abs(row[measure]) >= Z_POWER * row[f"{measure}_se"],
+                }
+            )
+    return pd.DataFrame(
+        out, columns=["domain", "method", "measure", "what", "seeds", "vs_base", "se", "mde", "detectable"]
+    )
 
 
 def _ci(d, lo, hi, digits: int = 3) -> str:
@@ -304,63 +410,106 @@ def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         return [_ci(*x, digits=digits) for x in zip(table[measure], table[f"{measure}_lo"], table[f"{measure}_hi"])]
 
     model = table.method.isin(BASELINES) == False  # noqa: E712 (a Series, not a bool)
-    view = pd.DataFrame({
-        "domain": table.domain,
-        "method": table.method,
-        "seeds": table.n_seeds.astype(int),
-        "domain acc": table.domain_score.map(lambda v: f"{v:.3f}"),
-        "Δ acc vs base [95% CI]": [c if m else f"{g:+.3f}" for c, m, g in zip(col("domain_gain"), model, table.domain_gain)],
-        "Δ balanced acc vs base": [c if m else f"{g:+.3f}" for c, m, g in zip(col("balanced_gain"), model, table.balanced_gain)],
-        "gold NLL fall vs base (raw; among choices)": [f"{x}; {y}" if x else "" for x, y in zip(col("gold_nll_gain"),
-                                                                                             col("choice_nll_gain"))],
-        "forgetting: general NLL rise vs base": col("forgetting", 4),
-        "general MC loss vs base": col("forgetting_mc"),
-        "NLL rise on phase-1 text (overlap)": col("forgetting_phase1", 4),
-        f"NLL vs {reference} (texts ±; p; Holm)": [
-            "" if pd.isna(d) else f"{_ci(d, lo, hi, 4)} {_sign_note(b, w, p, ph)}" for d, lo, hi, b, w, p, ph in zip(
-                table.d_general, table.d_general_lo, table.d_general_hi, table.better_general, table.worse_general,
-                table.p_general, table.p_general_holm)],
-        f"acc vs {reference} (items ±; p; Holm)": [
-            "" if pd.isna(d) else f"{_ci(d, lo, hi)} {_sign_note(b, w, p, ph)}" for d, lo, hi, b, w, p, ph in zip(
-                table.d_domain, table.d_domain_lo, table.d_domain_hi, table.better_domain, table.worse_domain,
-                table.p_domain, table.p_domain_holm)],
-    }).fillna("")
-    note = ("All differences are paired (same items, same texts) with a 95% t interval over seeds (one draw shared "
-            "by every task; with one seed, conditional on that run) and items. Forgetting: rise of the mean token NLL of held-out natural text (every general-text source; "
-            "nats; > 0 = forgot). General MC loss: base − method multiple-choice general score. NLL rise on "
-            "phase-1 text: the same on the text phase 1 tuned on (the authors' protocol; overlapping, so it "
-            "flatters methods anchored to phase 1). Domain: accuracy gain, balanced-accuracy gain (mean over gold "
-            "answers: a shift of answer prior cannot raise it) and fall of the gold answer's NLL, raw and among the "
-            "choices (the raw one also rewards learning the answers' vocabulary, which raises every choice). `lexical` and "
-            f"`majority` need no model (word overlap; most frequent train answer). vs `{reference}`: texts / items "
-            "better / worse, exact sign test p and its Holm adjustment over the rows (descriptive: the claims' verdicts "
-            "rest on the CIs).")
+    view = pd.DataFrame(
+        {
+            "domain": table.domain,
+            "method": table.method,
+            "seeds": table.n_seeds.astype(int),
+            "domain acc": table.domain_score.map(lambda v: f"{v:.3f}"),
+            "Δ acc vs base [95% CI]": [
+                c if m else f"{g:+.3f}" for c, m, g in zip(col("domain_gain"), model, table.domain_gain)
+            ],
+            "Δ balanced acc vs base": [
+                c if m else f"{g:+.3f}" for c, m, g in zip(col("balanced_gain"), model, table.balanced_gain)
+            ],
+            "gold NLL fall vs base (raw; among choices)": [
+                f"{x}; {y}" if x else "" for x, y in zip(col("gold_nll_gain"), col("choice_nll_gain"))
+            ],
+            "forgetting: general NLL rise vs base": col("forgetting", 4),
+            "general MC loss vs base": col("forgetting_mc"),
+            "NLL rise on phase-1 text (overlap)": col("forgetting_phase1", 4),
+            f"NLL vs {reference} (texts ±; p; Holm)": [
+                "" if pd.isna(d) else f"{_ci(d, lo, hi, 4)} {_sign_note(b, w, p, ph)}"
+                for d, lo, hi, b, w, p, ph in zip(
+                    table.d_general,
+                    table.d_general_lo,
+                    table.d_general_hi,
+                    table.better_general,
+                    table.worse_general,
+                    table.p_general,
+                    table.p_general_holm,
+                )
+            ],
+            f"acc vs {reference} (items ±; p; Holm)": [
+                "" if pd.isna(d) else f"{_ci(d, lo, hi)} {_sign_note(b, w, p, ph)}"
+                for d, lo, hi, b, w, p, ph in zip(
+                    table.d_domain,
+                    table.d_domain_lo,
+                    table.d_domain_hi,
+                    table.better_domain,
+                    table.worse_domain,
+                    table.p_domain,
+                    table.p_domain_holm,
+                )
+            ],
+        }
+    ).fillna("")
+    note = (
+        "All differences are paired (same items, same texts) with a 95% t interval over seeds (one draw shared by "
+        "every task; with one seed, conditional on that run) and items. Forgetting: rise of the mean token NLL of "
+        "held-out natural text (every general-text source; nats; > 0 = forgot). General MC loss: base − method "
+        "multiple-choice general score. NLL rise on phase-1 text: the same on the text phase 1 tuned on (the "
+        "authors' protocol; overlapping, so it flatters methods anchored to phase 1). Domain: accuracy gain, "
+        "balanced-accuracy gain (mean over gold answers: a shift of answer prior cannot raise it) and fall of the "
+        "gold answer's NLL, raw and among the choices (the raw one also rewards learning the answers' vocabulary, "
+        "which raises every choice). `lexical` and `majority` need no model (word overlap; most frequent train "
+        f"answer). vs `{reference}`: texts / items better / worse, exact sign test p and its Holm adjustment over "
+        "the rows (descriptive: the claims' verdicts rest on the CIs)."
+    )
     return view, note
 
 
 def forgetting_view(sources: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    label = [f"{s} (held out)" if h else s for s, h in zip(sources.source, sources.get("held_out", [False] * len(sources)))]
-    wide = sources.assign(cell=[_ci(d, lo, hi, 4) for d, lo, hi in zip(sources.forgetting, sources.lo, sources.hi)],
-                          label=label)
+    label = [
+        f"{s} (held out)" if h else s for s, h in zip(sources.source, sources.get("held_out", [False] * len(sources)))
+    ]
+    wide = sources.assign(
+        cell=[_ci(d, lo, hi, 4) for d, lo, hi in zip(sources.forgetting, sources.lo, sources.hi)], label=label
+    )
     view = wide.pivot_table(index=["domain", "method"], columns="label", values="cell", aggfunc="first", sort=False)
     view = view.reset_index()
     view.columns.name = None
-    return view, ("General NLL rise against the base per natural-text source (nats, 95% t interval over seeds and "
-                  "texts, paired per text). A source marked held out has no text in the general train split: no "
-                  "general-data consumer (phase 1, the Fisher, MAS, replay, KL) read that genre.")
+    return view, (
+        "General NLL rise against the base per natural-text source (nats, 95% t interval over seeds and "
+        "texts, paired per text). A source marked held out has no text in the general train split: no "
+        "general-data consumer (phase 1, the Fisher, MAS, replay, KL) read that genre."
+    )
 
 
 def power_view(power: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    view = power.assign(vs_base=power.vs_base.map(lambda v: f"{v:+.4f}"), se=power.se.map(lambda v: f"{v:.4f}"),
-                        mde=power.mde.map(lambda v: f"{v:.4f}"), detectable=power.detectable.map({True: "yes", False: "no"}))
-    return view, ("Minimal detectable difference (MDE) of each measure: 2.80 × the standard error of the "
-                  "method's difference to the base (80% power, two-sided α = 0.05), at this configuration's items, "
-                  "texts and seeds. A difference between two methods smaller than the MDE is undecided at this power.")
+    view = power.assign(
+        vs_base=power.vs_base.map(lambda v: f"{v:+.4f}"),
+        se=power.se.map(lambda v: f"{v:.4f}"),
+        mde=power.mde.map(lambda v: f"{v:.4f}"),
+        detectable=power.detectable.map({True: "yes", False: "no"}),
+    )
+    return view, (
+        "Minimal detectable difference (MDE) of each measure: 2.80 × the standard error of the "
+        "method's difference to the base (80% power, two-sided α = 0.05), at this configuration's items, "
+        "texts and seeds. A difference between two methods smaller than the MDE is undecided at this power."
+    )
 
 
-def write_main_table(base_eval: str | Path, runs: list[dict], method_order: list[str], eval_cfg: dict,
-                     out_prefix: str | Path, data_dir: str | Path | None = None, selection: dict | None = None,
-                     efficiency_csv: str | Path | None = None) -> pd.DataFrame:
+def write_main_table(
+    base_eval: str | Path,
+    runs: list[dict],
+    method_order: list[str],
+    eval_cfg: dict,
+    out_prefix: str | Path,
+    data_dir: str | Path | None = None,
+    selection: dict | None = None,
+    efficiency_csv: str | Path | None = None,
+) -> pd.DataFrame:
     """main.{csv,md,tex}, and beside it forgetting.* (per source), power.* (MDE), general_tasks.* (the
     base model against chance; with `data_dir`), hypervolume.* and claims.* (the scorecard)."""
     groups = _groups(runs)  # each run's eval.json and items are read once, for every table below

@@ -3,11 +3,11 @@ rule prefetch:
         record="resources/hub/prefetch.json",
     log:
         "logs/prefetch.log",
-    params:
-        cfg=config_json("model", "data"),
     localrule: True
     conda:
         ENV
+    params:
+        cfg=config_json("model", "data"),
     shell:
         "HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0"
         " alr prefetch --config {params.cfg:q} --out {output.record} > {log} 2>&1"
@@ -20,14 +20,14 @@ rule prepare_model:
         manifest=f"{MODEL_DIR}/manifest.json",
     log:
         f"logs/prepare_model/{MODEL}.log",
-    params:
-        cfg=config_json("model"),
-        out=manifest_dir,
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=4000,
-    conda:
-        ENV
+    params:
+        cfg=config_json("model"),
+        out=manifest_dir,
     shell:
         "alr prepare-model --config {params.cfg:q} --out {params.out} > {log} 2>&1"
 
@@ -41,13 +41,13 @@ rule prepare_data:
         manifest=f"{DATA_DIR}/manifest.json",
     log:
         "logs/prepare_data.log",
-    params:
-        cfg=config_json("data"),
-        out=manifest_dir,
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        cfg=config_json("data"),
+        out=manifest_dir,
     shell:
         "alr prepare-data --config {params.cfg:q} --out {params.out} > {log} 2>&1"

@@ -10,8 +10,18 @@ from alr.sections import section
 from alr.hub import hub_assets
 from alr.io import read_json
 from alr.importance.estimators import ESTIMATORS, SI, get_estimator
-from alr.layout import (DATA_DIR, GENERAL_TEXT, base_file, dataset_file, figure_file, importance_file,
-                        model_dir as model_path, phase1_adapter, run_dir as run_path, table_file)
+from alr.layout import (
+    DATA_DIR,
+    GENERAL_TEXT,
+    base_file,
+    dataset_file,
+    figure_file,
+    importance_file,
+    model_dir as model_path,
+    phase1_adapter,
+    run_dir as run_path,
+    table_file,
+)
 from alr.methods import get_method
 from alr.plugins import load_plugins
 from alr.runs import RUN_PATTERN, all_runs, domain_runs, is_swept, parse_run, run_config, run_names
@@ -20,8 +30,10 @@ load_plugins()  # the ALR_PLUGINS modules' methods and estimators, before the co
 try:
     validate_config(config)
 except ConfigError as exc:
-    hint = ("\n(--configfile is merged over config/config.yaml key by key; a complete config such as "
-            "config/paper.yaml needs --replace-workflow-config)")
+    hint = (
+        "\n(--configfile is merged over config/config.yaml key by key; a complete config such as "
+        "config/paper.yaml needs --replace-workflow-config)"
+    )
     raise WorkflowError(str(exc) + hint) from None
 config["data"] = data_in_use(config)  # only the datasets this run uses are built (and downloaded)
 
@@ -184,12 +196,16 @@ def run_files(name, runs=None, selected=True):
     swept run on `sweep_seeds()`, then (`selected`, input functions only) the selected strength on
     the other seeds too."""
     pairs = domain_runs(config, runs)
-    out = [os.path.join(run_path(MODEL, d, r, s), name) for d, r in pairs
-           for s in (sweep_seeds() if swept(r) else config["seeds"])]
+    out = [
+        os.path.join(run_path(MODEL, d, r, s), name)
+        for d, r in pairs
+        for s in (sweep_seeds() if swept(r) else config["seeds"])
+    ]
     rest = [s for s in config["seeds"] if s not in sweep_seeds()]
     if selected and rest and any(swept(r) for _, r in pairs):
-        out += [os.path.join(run_path(MODEL, d, r, s), name) for d, r in selected_runs() if (d, r) in pairs
-                for s in rest]
+        out += [
+            os.path.join(run_path(MODEL, d, r, s), name) for d, r in selected_runs() if (d, r) in pairs for s in rest
+        ]
     return out
 
 
@@ -230,13 +246,18 @@ def final_outputs():
 
 
 def efficiency_sidecars():
-    return [os.path.splitext(importance_file(MODEL, e))[0] + ".json" for e in config["baselines"]["efficiency_estimators"]]
+    return [
+        os.path.splitext(importance_file(MODEL, e))[0] + ".json" for e in config["baselines"]["efficiency_estimators"]
+    ]
 
 
 def coefficient_runs():
     """train.json of the LoRA runs whose layer coefficients come from `regularize.layer_coef`."""
-    methods = [m for m in config["methods"] if get_method(m).regularised and get_method(m).uses_lora
-               and get_method(m).layer_coef == "config"]
+    methods = [
+        m
+        for m in config["methods"]
+        if get_method(m).regularised and get_method(m).uses_lora and get_method(m).layer_coef == "config"
+    ]
     return run_files("train.json", [r for m in methods for r in run_names(m, config)], selected=False)
 
 
@@ -245,7 +266,9 @@ def figure_names():
     names = ["tradeoff", "forgetting_heatmap", "efficiency"]
     if coefficient_runs():
         names.append("layer_coefficients")
-    if SI in config["baselines"]["efficiency_estimators"] or any(get_method(m).importance == SI for m in config["methods"]):
+    if SI in config["baselines"]["efficiency_estimators"] or any(
+        get_method(m).importance == SI for m in config["methods"]
+    ):
         names.append("importance")
     if any(is_swept(m, config) for m in config["methods"]):
         names.append("lambda_sweep")

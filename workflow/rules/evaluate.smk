@@ -13,17 +13,17 @@ rule evaluate_base:
         "logs/evaluate/{model}/base.{record}.log",
     benchmark:
         "benchmarks/runs/evaluate/{model}/base.{record}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=6000,
     params:
         cfg=config_json("model", "data", "eval"),
         model_dir=model_dir,
         data_dir=data_dir,
         domains=" ".join(config["domains"]),
         split=split_of,
-    threads: 2
-    resources:
-        mem_mb=6000,
-    conda:
-        ENV
     shell:
         "alr evaluate --split {params.split} --config {params.cfg:q} --model-dir {params.model_dir}"
         " --data-dir {params.data_dir} --domains {params.domains} --out {output.record} --threads {threads} > {log} 2>&1"
@@ -42,17 +42,17 @@ rule evaluate:
         "logs/evaluate/{model}/{domain}/{method}/seed{seed}.{record}.log",
     benchmark:
         "benchmarks/runs/evaluate/{model}/{domain}/{method}/seed{seed}.{record}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=6000,
     params:
         cfg=config_json("model", "data", "eval"),
         model_dir=model_dir,
         data_dir=data_dir,
         delta_scale=delta_scale,
         split=split_of,
-    threads: 2
-    resources:
-        mem_mb=6000,
-    conda:
-        ENV
     shell:
         "alr evaluate --split {params.split} --config {params.cfg:q} --model-dir {params.model_dir}"
         " --data-dir {params.data_dir} --domains {wildcards.domain} --weights {input.weights}"

@@ -13,17 +13,17 @@ rule finetune:
         "logs/finetune/{model}/{domain}/{method}/seed{seed}.log",
     benchmark:
         "benchmarks/runs/finetune/{model}/{domain}/{method}/seed{seed}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
     params:
         cfg=finetune_config,
         phase_flags=phase_flags,
         model_dir=model_dir,
         data_dir=data_dir,
         out=run_dir,
-    threads: 2
-    resources:
-        mem_mb=8000,
-    conda:
-        ENV
     shell:
         "alr finetune --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
         " --domain {wildcards.domain} --method {wildcards.method} --seed {wildcards.seed}"

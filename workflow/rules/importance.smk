@@ -12,15 +12,15 @@ rule importance:
         "logs/importance/{model}/{estimator}.log",
     benchmark:
         "benchmarks/runs/importance/{model}/{estimator}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=estimator_mem_mb,
     params:
         cfg=estimator_config,
         model_dir=model_dir,
         data_dir=data_dir,
-    threads: 2
-    resources:
-        mem_mb=estimator_mem_mb,
-    conda:
-        ENV
     shell:
         "alr importance --estimator {wildcards.estimator} --config {params.cfg:q} --model-dir {params.model_dir}"
         " --data-dir {params.data_dir} --out {output.tensors} --threads {threads} > {log} 2>&1"
