@@ -37,8 +37,11 @@ def figure_file(name: str, ext: str) -> str:
     return f"{FIGURES_DIR}/{name}.{ext}"
 
 
-def importance_file(model: str, estimator: str) -> str:
-    return f"results/{model}/importance/{estimator}.safetensors"
+def importance_file(model: str, estimator: str, seed: int | str | None = None) -> str:
+    """One importance file per model and estimator; with `seed` (importance.seed: run), the phase 1 of
+    phase-2 seed `seed`: `results/<model>/importance/seed<seed>/<estimator>.safetensors`."""
+    folder = f"results/{model}/importance" + ("" if seed is None else f"/seed{seed}")
+    return f"{folder}/{estimator}.safetensors"
 
 
 OPTIMIZER_STATE = "optimizer.pt"  # phase 1's final AdamW state, inside its adapter folder

@@ -562,3 +562,20 @@ def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_pa
     assert "--init-adapter" not in commands["lora"] and "--init-adapter" not in commands["alr"]
     assert "importance/si.safetensors" in commands["alr"]
     assert "--estimator si_official" in out
+
+
+def test_seed_run_gives_each_phase2_seed_its_own_phase1(tiny_cfg, tmp_path):
+    """importance.seed: run: phase 1 runs once per phase-2 seed (with that seed), and each seed's alr
+    run reads its own file, so the importance's own noise enters the intervals over seeds; lora and
+    the Fisher (not seeded) are untouched."""
+    cfg = tiny_cfg
+    cfg.update(seeds=[0, 1], methods=["lora", "alr"])
+    cfg["importance"]["seed"] = "run"
+    out = snakemake_on(tmp_path, cfg, "tied", "-n", "-p")[0].out
+    recorded = sorted(re.findall(r"alr importance --estimator si .*--out (\S+) --seed (\d+)", out))
+    assert recorded == [(f"results/tiny-llama/importance/seed{k}/si.safetensors", str(k)) for k in (0, 1)]
+    for line in out.splitlines():
+        if "alr finetune" in line and "--method alr" in line:
+            seed = re.search(r"--seed (\d+)", line)[1]
+            assert f"--importance results/tiny-llama/importance/seed{seed}/si.safetensors" in line
+    assert "importance/si.safetensors" not in out

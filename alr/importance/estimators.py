@@ -34,12 +34,17 @@ class Estimator:
     shared_sections: tuple[str, ...] = ()  # sections a fine-tune's config must share with the file's
     mem_mb: int = 8000  # memory the workflow reserves for recording it
     keeps_adapter: bool = False  # also writes phase 1's LoRA adapter (alr.layout.phase1_adapter)
+    seeded: bool = False  # trains from importance.seed; with `seed: run`, one file per phase-2 seed
     settings: str | None = None  # a config section whose sub-sections override the others for this
     # estimator (si_official: `official`, alr.config.with_overrides)
 
     @property
     def lora_shaped(self) -> bool:
         return self.named_by == "module"
+
+    def seed_per_run(self, cfg: dict) -> bool:
+        """Whether each phase-2 seed reads its own file of this estimator (importance.seed: run)."""
+        return self.seeded and with_overrides(cfg, self.settings)["importance"]["seed"] == "run"
 
     def config(self, cfg: dict) -> dict:
         """The config keys its recorder reads: what the importance rule passes (its rerun trigger) and
@@ -101,6 +106,7 @@ for _e in (
         _si(SI),
         shared_sections=("importance",),
         keeps_adapter=True,
+        seeded=True,
     ),
     Estimator(
         "si_official",
@@ -110,6 +116,7 @@ for _e in (
         _si("si_official", "official"),
         shared_sections=("importance",),
         keeps_adapter=True,
+        seeded=True,
         settings="official",
     ),
     Estimator(
@@ -120,6 +127,7 @@ for _e in (
         named_by="parameter",
         shared_sections=("importance",),
         mem_mb=12000,
+        seeded=True,
     ),
     Estimator(
         FISHER,

@@ -61,6 +61,7 @@ MODEL = config["model"]["name"]
 MODEL_DIR = model_path(MODEL)
 RUN_DIR = run_path("{model}", "{domain}", "{method}", "{seed}")
 IMPORTANCE = importance_file("{model}", "{estimator}")
+IMPORTANCE_PER_SEED = importance_file("{model}", "{estimator}", "{phase1_seed}")
 RUNS = all_runs(config)  # the tuned methods; one run per value of a method's strength when it lists several
 ENV = "../../envs/alr.yaml"
 
@@ -70,6 +71,7 @@ wildcard_constraints:
     domain="|".join(config["data"]["domains"]),
     method=RUN_PATTERN,
     seed=r"\d+",
+    phase1_seed=r"\d+",
     estimator="|".join(ESTIMATORS),
     record="eval|valid",  # an evaluation record: eval.json (test split) or valid.json
 
@@ -134,10 +136,16 @@ def estimator_mem_mb(wildcards):
     return get_estimator(wildcards.estimator).mem_mb
 
 
+def importance_of(model, estimator, seed):
+    """The importance file a run of phase-2 `seed` reads: one per model and estimator, shared by all
+    domains and seeds; with importance.seed: run, its own seed's (a seeded estimator's)."""
+    return importance_file(model, estimator, seed if get_estimator(estimator).seed_per_run(config) else None)
+
+
 def importance_input(wildcards):
-    """A regularised method's importance file (one per model and estimator, shared by all domains)."""
+    """A regularised method's importance file."""
     est = method_of(wildcards).estimator
-    return [importance_file(wildcards.model, est.name)] if est else []
+    return [importance_of(wildcards.model, est.name, wildcards.seed)] if est else []
 
 
 def phase1_adapter_input(wildcards):
@@ -145,7 +153,9 @@ def phase1_adapter_input(wildcards):
     beside its importance file before the file itself (docs/files.md): its own estimator's (si_official
     for alr_official), else si's."""
     spec = method_of(wildcards)
-    return [importance_file(wildcards.model, spec.phase1_estimator)] if spec.continues_phase1(config) else []
+    if not spec.continues_phase1(config):
+        return []
+    return [importance_of(wildcards.model, spec.phase1_estimator, wildcards.seed)]
 
 
 def hook_data_input(wildcards):
@@ -247,7 +257,8 @@ def final_outputs():
 
 def efficiency_sidecars():
     return [
-        os.path.splitext(importance_file(MODEL, e))[0] + ".json" for e in config["baselines"]["efficiency_estimators"]
+        os.path.splitext(importance_of(MODEL, e, config["seeds"][0]))[0] + ".json"
+        for e in config["baselines"]["efficiency_estimators"]
     ]
 
 
@@ -287,7 +298,7 @@ def figure_input(wildcards):
     if name == "layer_coefficients":
         return {"train_records": coefficient_runs()}
     if name == "importance":
-        si = importance_file(MODEL, SI)
+        si = importance_of(MODEL, SI, config["seeds"][0])
         return {"importance": si, "_sidecar": os.path.splitext(si)[0] + ".json"}
     raise WorkflowError(f"unknown figure {name!r}")
 
