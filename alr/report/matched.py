@@ -1,0 +1,120 @@
+"""Forgetting at matched domain gain: each swept method read at the gain its reference reaches.
+
+Comparing two methods at one selected strength each mixes two effects: how much a method forgets and
+how much it learns. Along a method's strength sweep both move, so the fair comparison is its
+forgetting at the domain gain the reference (plain LoRA) reaches:
+
+- gain: the paired fall of the gold answer's NLL among the choices against the base model (the
+  prior-robust, continuous gain `select` uses), mean over the domain's items;
+- forgetting: the paired rise of the general-text NLL against the base model, mean over the texts;
+- each sweep point (strength) is one run; along the points in order of strength, the forgetting is
+  interpolated linearly at the reference's gain between the two neighbouring points whose gains
+  bracket it (the most regularised such pair when the gain is not monotone in the strength);
+- where no pair brackets it, the sweep never reached the reference's gain: no value, and the
+  verdict is "undecided (gain not reached)", never an extrapolation or a fallback point;
+- the interval is a paired percentile bootstrap over items and texts (items sharing an entity are
+  drawn together), every run and the reference read on the same draw; a draw where the sweep does
+  not bracket the reference's gain has no value, and unless `level` of the draws have one the verdict
+  stays undecided. The runs are one seed's (the seed every strength ran on), so the interval is
+  conditional on those training runs. In simulation (tests/test_matched.py: three sweep points, 50
+  items, 60 texts) the 95% interval covered the truth in 0.91 of 120 trials, 0.92 with paired items.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+TEXT_PREFIX = "text:"
+GAIN_NOT_REACHED = "undecided (gain not reached)"
+
+
+def interpolate_at(strengths, gains, forgetting, target: float) -> float:
+    """The forgetting at gain `target` along the sweep (points ordered by strength), or NaN when no two
+    neighbouring points (or one point exactly) bracket it."""
+    order = np.argsort(np.asarray(strengths, dtype=float), kind="stable")
+    g = np.asarray(gains, dtype=float)[order]
+    f = np.asarray(forgetting, dtype=float)[order]
+    for i in range(len(g) - 1, -1, -1):  # from the strongest: the most regularised point that keeps the gain
+        if g[i] == target:
+            return float(f[i])
+        if i and min(g[i - 1], g[i]) <= target <= max(g[i - 1], g[i]) and g[i - 1] != g[i]:
+            w = (target - g[i - 1]) / (g[i] - g[i - 1])
+            return float(f[i - 1] + w * (f[i] - f[i - 1]))
+    return math.nan
+
+
+def _diffs(items: dict, base: dict, keys: list, field: str) -> np.ndarray:
+    return np.array([items[k][field] - base[k][field] for k in keys], dtype=float)
+
+
+def _draws(keys: list, base: dict, rng: np.random.Generator, n_boot: int) -> list[np.ndarray]:
+    """`n_boot` resampled position lists of `keys`, whole clusters (`group`) at a time."""
+    groups = [base[k].get("group", k[1]) for k in keys]
+    clusters = [np.array(c) for c in pd.Series(range(len(keys))).groupby(groups).apply(list)]
+    return [
+        np.concatenate([clusters[c] for c in rng.integers(len(clusters), size=len(clusters))]) for _ in range(n_boot)
+    ]
+
+
+def matched_row(base: dict, reference: dict, sweep: dict, domain: str, n_boot: int, level: float, seed: int) -> dict:
+    """One swept method on one domain: `sweep` {strength: per-item records}, `reference` and `base` the
+    per-item records of the reference run and of the base model on the same items."""
+    texts = sorted(k for k in base if k[0].startswith(TEXT_PREFIX))
+    items = sorted(k for k in base if k[0] == domain)
+    strengths = sorted(sweep)
+
+    def curves(runs):
+        forget = np.stack([_diffs(r, base, texts, "nll") for r in runs])
+        gain = -np.stack([_diffs(r, base, items, "choice_nll") for r in runs])
+        return forget, gain
+
+    forget, gain = curves([reference, *(sweep[s] for s in strengths)])
+    target = float(gain[0].mean())
+    at = interpolate_at(strengths, gain[1:].mean(axis=1), forget[1:].mean(axis=1), target)
+    row = {
+        "domain": domain,
+        "reference_gain": target,
+        "reference_forgetting": float(forget[0].mean()),
+        "gain_lo": float(gain[1:].mean(axis=1).min()),
+        "gain_hi": float(gain[1:].mean(axis=1).max()),
+        "points": len(strengths),
+        "forgetting_at_gain": at,
+    }
+    if math.isnan(at):
+        return {**row, "diff": math.nan, "lo": math.nan, "hi": math.nan, "reached": False}
+    rng = np.random.default_rng(seed)
+    text_draws, item_draws = _draws(texts, base, rng, n_boot), _draws(items, base, rng, n_boot)
+    boot = []
+    for t, i in zip(text_draws, item_draws, strict=True):
+        f, g = forget[:, t].mean(axis=1), gain[:, i].mean(axis=1)
+        boot.append(interpolate_at(strengths, g[1:], f[1:], g[0]) - f[0])
+    boot = np.array(boot)
+    reached = np.isfinite(boot)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(boot[reached], [tail, 1 - tail]) if reached.any() else (math.nan, math.nan)
+    return {
+        **row,
+        "diff": at - row["reference_forgetting"],
+        "lo": float(lo),
+        "hi": float(hi),
+        "reached": True,
+        "draws_reached": float(reached.mean()),
+    }
+
+
+def matched_verdict(row: dict, level: float = 0.95) -> str:
+    """forgets less (CI below 0), forgets more (above 0), undecided at this power, or gain not reached:
+    also when fewer than `level` of the bootstrap draws reach the reference's gain (the interval is
+    then conditional on draws where the sweep happens to bracket it)."""
+    if not row["reached"]:
+        return GAIN_NOT_REACHED
+    if row["draws_reached"] < level:
+        return f"undecided (gain reached in {row['draws_reached']:.0%} of draws)"
+    if row["hi"] < 0:
+        return "forgets less at the reference's gain"
+    if row["lo"] > 0:
+        return "forgets more at the reference's gain"
+    return "undecided at this power"
