@@ -73,33 +73,50 @@ def mc_to_pair(rec: dict) -> tuple[str, str]:
     return mc_prompt(rec), TARGET_DELIMITER + rec["choices"][rec["label"]]
 
 
+def leading_special_ids(tokenizer) -> list[int]:
+    """The ids a tokenizer puts before every text by default: Llama-3's BOS, none for GPT-2-style
+    tokenizers such as SmolLM2's. Training, the text NLL and the KL term put them first too, so a
+    model sees the first token as lm-eval shows it when it scores a continuation (lm-eval encodes the
+    context with the tokenizer's defaults)."""
+    full = tokenizer("a")["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    head = len(full) - len(plain)
+    return list(full[:head]) if head > 0 and list(full[head:]) == list(plain) else []
+
+
+def encode_texts(texts: Iterable[str], tokenizer, max_length: int) -> list[list[int]]:
+    """Each text's ids after the tokenizer's leading special ids, at most max_length in all."""
+    lead = leading_special_ids(tokenizer)
+    return [(lead + tokenizer(t, add_special_tokens=False)["input_ids"])[:max_length] for t in texts]
+
+
 def tokenize_pairs(pairs: Iterable[tuple[str, str]], tokenizer, max_length: int, loss_on: str = "answer") -> list[dict]:
     """Token ids and labels for causal-LM training.
 
     `loss_on="answer"` masks the prompt tokens (label -100) so the loss is the answer's cross-entropy;
     `"all"` trains on every token. Prompt and answer are tokenised separately and concatenated, the
-    same split lm-eval uses when it scores a continuation. An EOS token ends each example. Over-long
-    examples lose prompt tokens from the left, so the answer is always kept.
+    same split lm-eval uses when it scores a continuation; the tokenizer's leading special ids (a BOS)
+    come first, as lm-eval encodes the context. An EOS token ends each example. Over-long examples lose
+    prompt tokens from the left (after the BOS), so the answer is always kept.
     """
     if loss_on not in {"answer", "all"}:
         raise ValueError(f"loss_on must be 'answer' or 'all', got {loss_on!r}")
+    lead = leading_special_ids(tokenizer)
     out = []
     for prompt, answer in pairs:
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         a = tokenizer(answer, add_special_tokens=False)["input_ids"]
         if tokenizer.eos_token_id is not None:
             a = a + [tokenizer.eos_token_id]
-        a = a[: max_length - 1]
-        p = p[len(p) - (max_length - len(a)) :] if len(p) + len(a) > max_length else p  # keep the answer
+        a = a[: max_length - 1 - len(lead)]
+        room = max_length - len(a) - len(lead)
+        p = lead + (p[len(p) - room :] if len(p) > room else p)  # keep the answer
         labels = ([-100] * len(p) if loss_on == "answer" else list(p)) + a
         out.append({"input_ids": p + a, "labels": labels})
     return out
 
 
 def tokenize_texts(texts: Iterable[str], tokenizer, max_length: int) -> list[dict]:
-    out = []
-    for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
-        if len(ids) > 1:
-            out.append({"input_ids": ids, "labels": list(ids)})
-    return out
+    return [
+        {"input_ids": ids, "labels": list(ids)} for ids in encode_texts(texts, tokenizer, max_length) if len(ids) > 1
+    ]

@@ -22,7 +22,7 @@ import yaml
 
 from .assets import check_model_dir
 from .catalogue import datasets, unknown_domains
-from .data import PROMPT, DataError, read_records
+from .data import PROMPT, DataError, encode_texts, read_records
 from .errors import ConfigError
 from .io import write_json, write_jsonl
 from .layout import GENERAL_TEXT
@@ -232,7 +232,7 @@ def text_nll(model, tok, texts: list[str], max_length: int, max_tokens: int = 51
     """
     import torch
 
-    ids = [tok(t, add_special_tokens=False)["input_ids"][:max_length] for t in texts]
+    ids = encode_texts(texts, tok, max_length)
     if any(len(x) < 2 for x in ids):
         raise DataError("a general text has fewer than 2 tokens; nothing to score")
     dev = next(model.parameters()).device

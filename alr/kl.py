@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .data import DataError, read_records
+from .data import DataError, encode_texts, read_records
 from .layout import GENERAL_TEXT
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def token_kl(base_logits, tuned_logits, mask):
 def general_features(data_dir: str | Path, tok, samples: int, max_length: int) -> list[list[int]]:
     """Token ids of the first `samples` general-text records, truncated to `max_length`."""
     rows = read_records(Path(data_dir) / GENERAL_TEXT / "train.jsonl", "text")[:samples]
-    return [ids for ids in (tok(r["text"], add_special_tokens=False)["input_ids"][:max_length] for r in rows) if ids]
+    return [ids for ids in encode_texts((r["text"] for r in rows), tok, max_length) if ids]
 
 
 def general_batches(features: list[list[int]], batch_size: int, seed: int) -> Iterator[list[list[int]]]:
