@@ -364,60 +364,61 @@ def _user_file_hashes(spec: dict) -> dict:
     return {"files": {path: sha256_file(path) for path in files}} if files else {}
 
 
-def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None = None) -> dict:
-    """Write every dataset split of `data_cfg` under out_dir and return the manifest (also written).
-    Registry files are fetched into `downloads` (default: the user cache, alr.fetch)."""
-    out_dir = Path(out_dir)
+def _dataset_splits(name: str, spec: dict, data_cfg: dict, source: Sources) -> tuple[list[dict], dict[str, list[dict]]]:
+    """(usable rows, {split: items}) of one dataset, drawn from its own RNG."""
+    rng = _rng(data_cfg["seed"], name)
+    general = name in data_cfg["general"]["tasks"]
+    valid_size = 0 if general else spec.get("valid_size", data_cfg["valid_size"])
+    given = _user_splits(spec, "mc")
+    if given:  # already split: kept whole (valid carved from train), choices shuffled like every dataset's
+        splits = {s: shuffle_choices(rows, rng, spec.get("max_choices")) for s, rows in given.items()}
+        rows = splits["test"] + splits["train"]
+        if general:
+            splits = {"test": splits["test"]}
+        elif valid_size:
+            splits["valid"], splits["train"] = splits["train"][:valid_size], splits["train"][valid_size:]
+        return rows, splits
+    rows = shuffle_choices(source.mc_rows(name, spec, data_cfg["seed"]), rng, spec.get("max_choices"))
+    splits = split_items(
+        rows,
+        rng,
+        spec.get("test_size", data_cfg["test_size"]),
+        spec.get("train_size", data_cfg["train_size"]),
+        valid_size,
+        test_only=general,
+    )
+    if spec["source"] == "elements" and spec.get("member_questions", True):
+        splits = {s: items + member_questions(items, rng, spec.get("n_choices", 4)) for s, items in splits.items()}
+    return rows, splits
+
+
+def _write_dataset(
+    out_dir: Path, name: str, spec: dict, rows: list[dict], splits: dict[str, list[dict]], task_items: dict
+) -> dict:
+    """Write one dataset's split files and return its manifest entry; its items join task_items[name]."""
+    entry = {
+        "source": spec["source"],
+        **{k: spec[k] for k in ("task", "sha256") if k in spec},
+        **_user_file_hashes(spec),
+        "splits": {},
+    }
+    for split, items in splits.items():
+        task_items.setdefault(name, []).extend(items)
+        if not items:
+            raise DataError(f"dataset {name!r} has an empty {split} split ({len(rows)} usable items)")
+        path = out_dir / name / f"{split}.jsonl"
+        write_jsonl(path, items)
+        read_records(path, "mc")  # what we wrote must pass the same validation every reader applies
+        entry["splits"][split] = {"n": len(items), "sha256": sha256_file(path)}
+    return entry
+
+
+def _build_general_text(data_cfg: dict, source: Sources, out_dir: Path, task_items: dict[str, list[dict]]) -> dict:
+    """Write the natural general text splits (alr.general_text) and return their manifest entry.
+
+    Train feeds every general-data consumer, test and valid the general NLL; disjoint by content key
+    from each other and from every task item in task_items."""
     seed = data_cfg["seed"]
-    # built-in lm-eval tasks (source: lm_eval) are evaluated from lm-eval's own data: nothing to build
-    specs = datasets(data_cfg, built=True)
-    source = Sources(data_cfg, downloads)
-    manifest: dict = {"seed": seed, "datasets": {}}
-    task_items: dict[str, list[dict]] = {}
-    for name, spec in specs.items():
-        rng = _rng(seed, name)
-        general = name in data_cfg["general"]["tasks"]
-        valid_size = 0 if general else spec.get("valid_size", data_cfg["valid_size"])
-        given = _user_splits(spec, "mc")
-        if given:  # already split: kept whole (valid carved from train), choices shuffled like every dataset's
-            splits = {s: shuffle_choices(rows, rng, spec.get("max_choices")) for s, rows in given.items()}
-            rows = splits["test"] + splits["train"]
-            if general:
-                splits = {"test": splits["test"]}
-            elif valid_size:
-                splits["valid"], splits["train"] = splits["train"][:valid_size], splits["train"][valid_size:]
-        else:
-            rows = shuffle_choices(source.mc_rows(name, spec, seed), rng, spec.get("max_choices"))
-            splits = split_items(
-                rows,
-                rng,
-                spec.get("test_size", data_cfg["test_size"]),
-                spec.get("train_size", data_cfg["train_size"]),
-                valid_size,
-                test_only=general,
-            )
-            if spec["source"] == "elements" and spec.get("member_questions", True):
-                splits = {
-                    s: items + member_questions(items, rng, spec.get("n_choices", 4)) for s, items in splits.items()
-                }
-        entry = {
-            "source": spec["source"],
-            **{k: spec[k] for k in ("task", "sha256") if k in spec},
-            **_user_file_hashes(spec),
-            "splits": {},
-        }
-        for split, items in splits.items():
-            task_items.setdefault(name, []).extend(items)
-            if not items:
-                raise DataError(f"dataset {name!r} has an empty {split} split ({len(rows)} usable items)")
-            path = out_dir / name / f"{split}.jsonl"
-            write_jsonl(path, items)
-            read_records(path, "mc")  # what we wrote must pass the same validation every reader applies
-            entry["splits"][split] = {"n": len(items), "sha256": sha256_file(path)}
-        manifest["datasets"][name] = entry
-    check_tasks_disjoint(task_items, data_cfg["general"]["tasks"])
-    # Natural general text (alr.general_text): train feeds every general-data consumer, test and valid
-    # the general NLL; disjoint by content key from each other and from every task item built above.
     text_cfg = data_cfg["general"]["text"]
     general_text = split_sources(
         text_cfg,
@@ -445,6 +446,22 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
             "sha256": sha256_file(path),
             "sources": {src: sum(r["source"] == src for r in rows) for src in sources(text_cfg)},
         }
-    manifest["datasets"]["general_text"] = entry
+    return entry
+
+
+def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None = None) -> dict:
+    """Write every dataset split of `data_cfg` under out_dir and return the manifest (also written).
+    Registry files are fetched into `downloads` (default: the user cache, alr.fetch)."""
+    out_dir = Path(out_dir)
+    # built-in lm-eval tasks (source: lm_eval) are evaluated from lm-eval's own data: nothing to build
+    specs = datasets(data_cfg, built=True)
+    source = Sources(data_cfg, downloads)
+    manifest: dict = {"seed": data_cfg["seed"], "datasets": {}}
+    task_items: dict[str, list[dict]] = {}
+    for name, spec in specs.items():
+        rows, splits = _dataset_splits(name, spec, data_cfg, source)
+        manifest["datasets"][name] = _write_dataset(out_dir, name, spec, rows, splits, task_items)
+    check_tasks_disjoint(task_items, data_cfg["general"]["tasks"])
+    manifest["datasets"]["general_text"] = _build_general_text(data_cfg, source, out_dir, task_items)
     write_json(out_dir / "manifest.json", manifest)
     return manifest

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import re
 from collections.abc import Iterable
 
@@ -99,6 +100,68 @@ def bigbench_tasks(text_cfg: dict) -> set[str]:
     return {s["task"] for s in sources(text_cfg).values() if s["source"] == "bigbench"}
 
 
+def _fresh(texts: list[str], max_chars: int, seen: set[str]) -> list[str]:
+    """The texts clipped to `max_chars`, in order, less empty ones and those whose content key is in
+    `seen` (to which the kept ones' keys are added)."""
+    kept = []
+    for text in texts:
+        text = _clip(text, max_chars)
+        key = content_key(text)
+        if text and key not in seen:
+            seen.add(key)
+            kept.append(text)
+    return kept
+
+
+def _apart_from_tasks(src: str, texts: list[str], tasks: TaskContexts, limit: int | None = None) -> list[str]:
+    """The texts not in `tasks`, in order, at most `limit` (only the texts up to it are checked)."""
+    kept, dropped = [], 0
+    for text in texts:
+        if limit is not None and len(kept) == limit:
+            break
+        if text in tasks:
+            dropped += 1
+        else:
+            kept.append(text)
+    if dropped:
+        log.info("general text %s: %d texts dropped as task items or their contexts", src, dropped)
+    return kept
+
+
+def _user_split_texts(
+    src: str, spec: dict, size: dict[str, int], max_chars: int, seen: set[str], tasks: TaskContexts
+) -> dict[str, list[str]]:
+    """{split: texts} of a user source given as split files (valid carved from train when not given)."""
+    parts = {
+        k: _apart_from_tasks(src, _fresh([r["text"] for r in read_records(spec[k], "text")], max_chars, seen), tasks)
+        if k in spec
+        else []
+        for k in ("test", "valid", "train")
+    }
+    if "valid" not in spec:  # carved from the user's train file
+        parts["valid"], parts["train"] = parts["train"][: size["valid"]], parts["train"][size["valid"] :]
+    return parts
+
+
+def _drawn_split_texts(
+    src: str, texts: list[str], rng: random.Random, size: dict[str, int], tasks: TaskContexts
+) -> dict[str, list[str]]:
+    """{split: texts} cut from a source's fresh texts, shuffled with `rng` (in place) and rid of `tasks`."""
+    rng.shuffle(texts)
+    texts = _apart_from_tasks(src, texts, tasks, size["test"] + size["valid"] + size["train"])
+    need = size["test"] + size["valid"] + min(size["train"], 1)
+    if len(texts) < need:
+        raise DataError(
+            f"general text source {src!r} has {len(texts)} distinct texts apart from task "
+            f"items; test_size + valid_size + at least one train text need {need}"
+        )
+    return {
+        "test": texts[: size["test"]],
+        "valid": texts[size["test"] : size["test"] + size["valid"]],
+        "train": texts[size["test"] + size["valid"] :][: size["train"]],
+    }
+
+
 def split_sources(text_cfg: dict, texts_of, rng_for, tasks: TaskContexts | None = None) -> dict[str, list[dict]]:
     """{"test", "valid", "train": [{"id", "text", "source"}]}: per source, the passages `texts_of(name,
     spec)` are clipped to `max_chars`, deduplicated by content key (across sources too), shuffled with
@@ -109,58 +172,14 @@ def split_sources(text_cfg: dict, texts_of, rng_for, tasks: TaskContexts | None 
     tasks = tasks or TaskContexts()
     seen: set[str] = set()
     out: dict[str, list[dict]] = {"test": [], "valid": [], "train": []}
-
-    def fresh(texts: list[str], max_chars: int) -> list[str]:
-        kept = []
-        for text in texts:
-            text = _clip(text, max_chars)
-            key = content_key(text)
-            if text and key not in seen:
-                seen.add(key)
-                kept.append(text)
-        return kept
-
-    def apart_from_tasks(src: str, texts: list[str], limit: int | None = None) -> list[str]:
-        """The texts not in `tasks`, in order, at most `limit` (only the texts up to it are checked)."""
-        kept, dropped = [], 0
-        for text in texts:
-            if limit is not None and len(kept) == limit:
-                break
-            if text in tasks:
-                dropped += 1
-            else:
-                kept.append(text)
-        if dropped:
-            log.info("general text %s: %d texts dropped as task items or their contexts", src, dropped)
-        return kept
-
     for src, spec in sources(text_cfg).items():
         size = {k: spec.get(f"{k}_size", text_cfg[f"{k}_size"]) for k in out}
         max_chars = spec.get("max_chars", text_cfg["max_chars"])
         if spec["source"] == "jsonl" and "train" in spec:
-            parts = {
-                k: apart_from_tasks(src, fresh([r["text"] for r in read_records(spec[k], "text")], max_chars))
-                if k in spec
-                else []
-                for k in ("test", "valid", "train")
-            }
-            if "valid" not in spec:  # carved from the user's train file
-                parts["valid"], parts["train"] = parts["train"][: size["valid"]], parts["train"][size["valid"] :]
+            parts = _user_split_texts(src, spec, size, max_chars, seen, tasks)
         else:
-            texts = fresh(texts_of(src, spec), max_chars)
-            rng_for(src).shuffle(texts)
-            texts = apart_from_tasks(src, texts, size["test"] + size["valid"] + size["train"])
-            need = size["test"] + size["valid"] + min(size["train"], 1)
-            if len(texts) < need:
-                raise DataError(
-                    f"general text source {src!r} has {len(texts)} distinct texts apart from task "
-                    f"items; test_size + valid_size + at least one train text need {need}"
-                )
-            parts = {
-                "test": texts[: size["test"]],
-                "valid": texts[size["test"] : size["test"] + size["valid"]],
-                "train": texts[size["test"] + size["valid"] :][: size["train"]],
-            }
+            texts = _fresh(texts_of(src, spec), max_chars, seen)
+            parts = _drawn_split_texts(src, texts, rng_for(src), size, tasks)
         for split, texts in parts.items():
             out[split] += [{"id": f"{src}-{split}-{i}", "text": t, "source": src} for i, t in enumerate(texts)]
     return out

@@ -109,6 +109,32 @@ def continue_optimizer_state(optimizer, saved: dict) -> None:
     optimizer.load_state_dict({"state": saved["state"], "param_groups": current["param_groups"]})
 
 
+def _task_loss_is_ga_scaled(trainer, num_items_in_batch) -> bool:
+    if trainer.loss_is_scaled_for_ga is not None:
+        return trainer.loss_is_scaled_for_ga
+    return (
+        trainer.model_accepts_loss_kwargs and num_items_in_batch is not None
+    ) or trainer.compute_loss_func is not None
+
+
+def _term_scale(trainer, num_items_in_batch) -> float:
+    """The factor on a term added to a micro-batch's task loss (see RegularisedTrainer)."""
+    return (
+        1.0 / trainer.current_gradient_accumulation_steps
+        if _task_loss_is_ga_scaled(trainer, num_items_in_batch)
+        else 1.0
+    )
+
+
+def _add_term(terms: dict, name: str, value, scale: float, dtype):
+    """Record a loss term in `terms` for the log (its mean over the logging window, like `loss`);
+    return it scaled, in `dtype`."""
+    total = terms.setdefault(name, [0.0, 0])
+    total[0] += float(value.detach())
+    total[1] += 1
+    return (value * scale).to(dtype)
+
+
 def _regularised_trainer_class():
     from transformers import Trainer
 
@@ -136,36 +162,18 @@ def _regularised_trainer_class():
                 continue_optimizer_state(optimizer, self.optimizer_state)
             return optimizer
 
-        def _task_loss_is_ga_scaled(self, num_items_in_batch) -> bool:
-            if self.loss_is_scaled_for_ga is not None:
-                return self.loss_is_scaled_for_ga
-            return (
-                self.model_accepts_loss_kwargs and num_items_in_batch is not None
-            ) or self.compute_loss_func is not None
-
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = super().compute_loss(
                 model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
             )
             if not model.training:
                 return (loss, outputs) if return_outputs else loss
-            scale = (
-                1.0 / self.current_gradient_accumulation_steps
-                if self._task_loss_is_ga_scaled(num_items_in_batch)
-                else 1.0
-            )
+            scale = _term_scale(self, num_items_in_batch)
             if self.regularizer is not None:
-                loss = loss + self._add_term("reg", self.regularizer(), scale, loss.dtype)
+                loss = loss + _add_term(self._terms, "reg", self.regularizer(), scale, loss.dtype)
             if self.loss_hook is not None:
-                loss = loss + self._add_term("hook", self.loss_hook(model, inputs, outputs), scale, loss.dtype)
+                loss = loss + _add_term(self._terms, "hook", self.loss_hook(model, inputs, outputs), scale, loss.dtype)
             return (loss, outputs) if return_outputs else loss
-
-        def _add_term(self, name, value, scale, dtype):
-            """Record a loss term for the log (its mean over the logging window, like `loss`)."""
-            total = self._terms.setdefault(name, [0.0, 0])
-            total[0] += float(value.detach())
-            total[1] += 1
-            return (value * scale).to(dtype)
 
         def log(self, logs, *args, **kwargs):
             if "loss" in logs:

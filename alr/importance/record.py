@@ -107,6 +107,27 @@ def _save_phase1_adapter(model, optimizer_state, out_path) -> None:
         torch.save(optimizer_state, Path(tmp) / OPTIMIZER_STATE)
 
 
+def _si_sidecar(
+    estimator, cfg: dict, model_dir, features: list[dict], stats: dict, recorder: SIRecorder, seed: int, torch_seed: int
+) -> dict:
+    """The sidecar of an SI recording run, from the trainer's `stats`."""
+    sidecar = _sidecar(
+        estimator,
+        cfg,
+        model_dir,
+        features,
+        stats["wall_time_s"],
+        final_ce=stats["final_ce"],
+        nonnegative=cfg["importance"]["clamp"] != "none",
+        seed=seed,
+        torch_seed=torch_seed,
+        epoch_terms=recorder.epoch_terms,
+    )
+    # a training run: its own token count and optimizer steps, and the trainer's peak memory
+    sidecar.update(n_tokens=stats["tokens"], steps=stats["steps"], peak_mem_mb=stats["peak_mem_mb"])
+    return sidecar
+
+
 def record_importance(
     cfg: dict, model_dir: str | Path, data_dir: str | Path, out_path: str | Path, estimator, seed: int | None = None
 ) -> dict:
@@ -140,20 +161,7 @@ def record_importance(
         stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder), keep_optimizer])
     importance = recorder.importance()
     recorder.close()
-    sidecar = _sidecar(
-        estimator,
-        cfg,
-        model_dir,
-        features,
-        stats["wall_time_s"],
-        final_ce=stats["final_ce"],
-        nonnegative=imp_cfg["clamp"] != "none",
-        seed=seed,
-        torch_seed=torch_seed,
-        epoch_terms=recorder.epoch_terms,
-    )
-    # a training run: its own token count and optimizer steps, and the trainer's peak memory
-    sidecar.update(n_tokens=stats["tokens"], steps=stats["steps"], peak_mem_mb=stats["peak_mem_mb"])
+    sidecar = _si_sidecar(estimator, cfg, model_dir, features, stats, recorder, seed, torch_seed)
     if not is_main_process():  # under DDP every rank holds the same importance; rank 0 writes it
         return sidecar
     if not full:  # first: the importance file, written last, marks the phase as complete

@@ -225,6 +225,31 @@ def held_out_sources(data_dir: str | Path) -> set[str]:
     return {source for source, n in counts.items() if n == 0}
 
 
+# claim_comparisons' columns: (a - b) of the forgetting (d, lo, hi, se, p) and of the balanced gain (gain_*)
+CLAIM_COLUMNS = [
+    "domain",
+    "a",
+    "b",
+    "run_a",
+    "run_b",
+    "seeds_a",
+    "seeds_b",
+    "d",
+    "lo",
+    "hi",
+    "se",
+    "p",
+    "gain_d",
+    "gain_lo",
+    "gain_hi",
+    "gain_se",
+    "gain_p",
+    "gain_b",
+    "forgetting_reference",
+    "gain_reached",
+]
+
+
 def claim_comparisons(
     groups: dict[tuple[str, str], list[_Run]], table: pd.DataFrame, eval_cfg: dict, selection: dict | None = None
 ) -> pd.DataFrame:
@@ -264,31 +289,72 @@ def claim_comparisons(
                 c = compare(groups[(domain, ra)], groups[(domain, rb)], measure, domain, comparison)
                 row.update({(f"{k}" if measure == "forgetting" else f"gain_{k}"): v for k, v in c.items()})
             out.append(row)
-    return pd.DataFrame(
-        out,
-        columns=[
-            "domain",
-            "a",
-            "b",
-            "run_a",
-            "run_b",
-            "seeds_a",
-            "seeds_b",
-            "d",
-            "lo",
-            "hi",
-            "se",
-            "p",
-            "gain_d",
-            "gain_lo",
-            "gain_hi",
-            "gain_se",
-            "gain_p",
-            "gain_b",
-            "forgetting_reference",
-            "gain_reached",
-        ],
-    )
+    return pd.DataFrame(out, columns=CLAIM_COLUMNS)
+
+
+def _method_row(
+    mine: list[_Run], base: list[_Run], ref: list[_Run] | None, domain: str, method: str, comparison: dict
+) -> dict:
+    """One main-table row: `mine`'s own values, its paired comparisons against the base and, where
+    `ref` (the reference method's runs) is given, against the reference."""
+    row = {"domain": domain, "method": method, **_own_values(mine, domain)}
+    for measure in VS_BASE:
+        c = compare(mine, base, measure, domain, comparison)
+        row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]})
+    s = _sign(mine, base, "domain_gain", domain)
+    row.update(better_domain_base=s["better"], worse_domain_base=s["worse"], p_domain_base=s["p"])
+    if ref is not None:
+        row["reference"] = comparison["reference"]
+        for key, measure in (("general", "forgetting"), ("domain", "domain_gain")):
+            c, s = compare(mine, ref, measure, domain, comparison), _sign(mine, ref, measure, domain)
+            row.update(
+                {
+                    f"d_{key}": c["d"],
+                    f"d_{key}_lo": c["lo"],
+                    f"d_{key}_hi": c["hi"],
+                    f"better_{key}": s["better"],
+                    f"worse_{key}": s["worse"],
+                    f"p_{key}": s["p"],
+                }
+            )
+    return row
+
+
+def _source_rows(
+    mine: list[_Run], base: list[_Run], domain: str, method: str, comparison: dict, held_out: set[str]
+) -> list[dict]:
+    """One forgetting-table row per general-text source: `mine`'s NLL rise against the base."""
+    rows = []
+    (sa, _), (sb, _) = _scores(mine, "forgetting", domain), _scores(base, "forgetting", domain)
+    for task in mine[0].text_tasks():
+        ci = paired_interval({task: sa[task]}, {task: sb[task]}, comparison["level"])
+        source = task.removeprefix("text:")
+        rows.append(
+            {
+                "domain": domain,
+                "method": method,
+                "source": source,
+                "held_out": source in held_out,
+                "nll": float(sa[task][1].mean()),
+                "forgetting": ci["diff"],
+                "lo": ci["lo"],
+                "hi": ci["hi"],
+            }
+        )
+    return rows
+
+
+def _main_table(rows: list[dict]) -> pd.DataFrame:
+    """The main table of `rows`: Holm-adjusted p values, and the model-free rows' gains over the base."""
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    for key in ("general", "domain"):
+        table[f"p_{key}_holm"] = holm([float(p) for p in table[f"p_{key}"]])
+    base_rows = table[table.method == BASE].set_index("domain")
+    for col in ("domain_score", "domain_balanced"):  # the model-free rows' gains too
+        table[col.replace("domain_score", "domain_gain").replace("domain_balanced", "balanced_gain")] = table[
+            col
+        ] - table.domain.map(base_rows[col])
+    return table
 
 
 def summarise(
@@ -311,58 +377,13 @@ def summarise(
         methods += sorted(m for d, m in groups if d == domain and m not in methods)
         for method in methods:
             mine = base if method == BASE else groups[(domain, method)]
-            row = {"domain": domain, "method": method, **_own_values(mine, domain)}
-            for measure in VS_BASE:
-                c = compare(mine, base, measure, domain, comparison)
-                row.update(
-                    {measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]}
-                )
-            s = _sign(mine, base, "domain_gain", domain)
-            row.update(better_domain_base=s["better"], worse_domain_base=s["worse"], p_domain_base=s["p"])
-            ref = groups.get((domain, reference))
-            if ref is not None and method not in (reference, BASE):
-                row["reference"] = reference
-                for key, measure in (("general", "forgetting"), ("domain", "domain_gain")):
-                    c, s = compare(mine, ref, measure, domain, comparison), _sign(mine, ref, measure, domain)
-                    row.update(
-                        {
-                            f"d_{key}": c["d"],
-                            f"d_{key}_lo": c["lo"],
-                            f"d_{key}_hi": c["hi"],
-                            f"better_{key}": s["better"],
-                            f"worse_{key}": s["worse"],
-                            f"p_{key}": s["p"],
-                        }
-                    )
-            rows.append(row)
-            (sa, _), (sb, _) = _scores(mine, "forgetting", domain), _scores(base, "forgetting", domain)
-            for task in mine[0].text_tasks():
-                ci = paired_interval({task: sa[task]}, {task: sb[task]}, comparison["level"])
-                source = task.removeprefix("text:")
-                sources.append(
-                    {
-                        "domain": domain,
-                        "method": method,
-                        "source": source,
-                        "held_out": source in held_out,
-                        "nll": float(sa[task][1].mean()),
-                        "forgetting": ci["diff"],
-                        "lo": ci["lo"],
-                        "hi": ci["hi"],
-                    }
-                )
+            ref = groups.get((domain, reference)) if method not in (reference, BASE) else None
+            rows.append(_method_row(mine, base, ref, domain, method, comparison))
+            sources += _source_rows(mine, base, domain, method, comparison, held_out)
         if data_dir is not None:
             ids = sorted(i for (t, i) in base[0].items if t == domain)
             rows += baseline_rows(data_dir, domain, ids)
-    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    for key in ("general", "domain"):
-        table[f"p_{key}_holm"] = holm([float(p) for p in table[f"p_{key}"]])
-    base_rows = table[table.method == BASE].set_index("domain")
-    for col in ("domain_score", "domain_balanced"):  # the model-free rows' gains too
-        table[col.replace("domain_score", "domain_gain").replace("domain_balanced", "balanced_gain")] = table[
-            col
-        ] - table.domain.map(base_rows[col])
-    return table, pd.DataFrame(sources)
+    return _main_table(rows), pd.DataFrame(sources)
 
 
 def power_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -402,6 +423,38 @@ def _sign_note(better, worse, p, p_holm) -> str:
     return "" if pd.isna(p) else f"{int(better)}/{int(worse)} ({p:.2g}; {p_holm:.2g})"
 
 
+def _vs_reference(table: pd.DataFrame, key: str, digits: int) -> list[str]:
+    """The `key` ("general" or "domain") comparison against the reference: CI, better / worse, p and Holm's p."""
+    return [
+        "" if pd.isna(d) else f"{_ci(d, lo, hi, digits)} {_sign_note(b, w, p, ph)}"
+        for d, lo, hi, b, w, p, ph in zip(
+            table[f"d_{key}"],
+            table[f"d_{key}_lo"],
+            table[f"d_{key}_hi"],
+            table[f"better_{key}"],
+            table[f"worse_{key}"],
+            table[f"p_{key}"],
+            table[f"p_{key}_holm"],
+        )
+    ]
+
+
+def _main_note(reference: str) -> str:
+    """The main table's footnote."""
+    return (
+        "All differences are paired (same items, same texts) with a 95% t interval over seeds (one draw shared by "
+        "every task; with one seed, conditional on that run) and items. Forgetting: rise of the mean token NLL of "
+        "held-out natural text (every general-text source; nats; > 0 = forgot). General MC loss: base − method "
+        "multiple-choice general score. NLL rise on phase-1 text: the same on the text phase 1 tuned on (the "
+        "authors' protocol; overlapping, so it flatters methods anchored to phase 1). Domain: accuracy gain, "
+        "balanced-accuracy gain (mean over gold answers: a shift of answer prior cannot raise it) and fall of the "
+        "gold answer's NLL, raw and among the choices (the raw one also rewards learning the answers' vocabulary, "
+        "which raises every choice). `lexical` and `majority` need no model (word overlap; most frequent train "
+        f"answer). vs `{reference}`: texts / items better / worse, exact sign test p and its Holm adjustment over "
+        "the rows (descriptive: the claims' verdicts rest on the CIs)."
+    )
+
+
 def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The formatted main table and its footnote."""
     reference = next((r for r in table.reference if isinstance(r, str)), PLAIN)
@@ -428,45 +481,11 @@ def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
             "forgetting: general NLL rise vs base": col("forgetting", 4),
             "general MC loss vs base": col("forgetting_mc"),
             "NLL rise on phase-1 text (overlap)": col("forgetting_phase1", 4),
-            f"NLL vs {reference} (texts ±; p; Holm)": [
-                "" if pd.isna(d) else f"{_ci(d, lo, hi, 4)} {_sign_note(b, w, p, ph)}"
-                for d, lo, hi, b, w, p, ph in zip(
-                    table.d_general,
-                    table.d_general_lo,
-                    table.d_general_hi,
-                    table.better_general,
-                    table.worse_general,
-                    table.p_general,
-                    table.p_general_holm,
-                )
-            ],
-            f"acc vs {reference} (items ±; p; Holm)": [
-                "" if pd.isna(d) else f"{_ci(d, lo, hi)} {_sign_note(b, w, p, ph)}"
-                for d, lo, hi, b, w, p, ph in zip(
-                    table.d_domain,
-                    table.d_domain_lo,
-                    table.d_domain_hi,
-                    table.better_domain,
-                    table.worse_domain,
-                    table.p_domain,
-                    table.p_domain_holm,
-                )
-            ],
+            f"NLL vs {reference} (texts ±; p; Holm)": _vs_reference(table, "general", 4),
+            f"acc vs {reference} (items ±; p; Holm)": _vs_reference(table, "domain", 3),
         }
     ).fillna("")
-    note = (
-        "All differences are paired (same items, same texts) with a 95% t interval over seeds (one draw shared by "
-        "every task; with one seed, conditional on that run) and items. Forgetting: rise of the mean token NLL of "
-        "held-out natural text (every general-text source; nats; > 0 = forgot). General MC loss: base − method "
-        "multiple-choice general score. NLL rise on phase-1 text: the same on the text phase 1 tuned on (the "
-        "authors' protocol; overlapping, so it flatters methods anchored to phase 1). Domain: accuracy gain, "
-        "balanced-accuracy gain (mean over gold answers: a shift of answer prior cannot raise it) and fall of the "
-        "gold answer's NLL, raw and among the choices (the raw one also rewards learning the answers' vocabulary, "
-        "which raises every choice). `lexical` and `majority` need no model (word overlap; most frequent train "
-        f"answer). vs `{reference}`: texts / items better / worse, exact sign test p and its Holm adjustment over "
-        "the rows (descriptive: the claims' verdicts rest on the CIs)."
-    )
-    return view, note
+    return view, _main_note(reference)
 
 
 def forgetting_view(sources: pd.DataFrame) -> tuple[pd.DataFrame, str]:
