@@ -530,6 +530,32 @@ def test_slurm_profile_plans(tiny_config_file, tmp_path):
     assert "slurm_partition=<gpu-partition>" in out and "gpu=1" in out
 
 
+@pytest.mark.slow
+def test_workstation_profile_queues_the_gpu_jobs_on_one_gpu(tiny_config_file, tmp_path):
+    """The one-GPU workstation profile (docs/gpu-cluster.md) plans the tiny run; every job of a GPU rule
+    carries gpu=1 and no other job asks for a GPU, while the profile's global limit, as Snakemake's own
+    argument parser reads it, is gpu=1: the GPU jobs run one at a time."""
+    from snakemake.cli import parse_args
+
+    from tests.test_profiles import gpu_rules
+
+    profile = REPO / "workflow" / "profiles" / "workstation"
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = snakemake(work, tiny_config_file, "-n", "--cores", "all", "--profile", str(profile))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    jobs = {}  # rule -> the `resources:` line of each of its jobs
+    for block in re.split(r"^(?:local)?rule ", out, flags=re.M)[1:]:
+        found = re.search(r"^\s+resources: (.*)$", block, re.M)
+        jobs.setdefault(block.split(":", 1)[0], []).append(dict(kv.split("=", 1) for kv in found.group(1).split(", ")))
+    assert gpu_rules() <= set(jobs), sorted(jobs)
+    for rule, resources in jobs.items():
+        assert all(r.get("gpu") == ("1" if rule in gpu_rules() else None) for r in resources), (rule, resources)
+    _, args = parse_args(["-s", str(REPO / "Snakefile"), "--cores", "all", "--profile", str(profile)])
+    assert {name: res.value for name, res in args.resources.items()} == {"gpu": 1}
+
+
 def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_path):
     """Plan only, with config/hlora-official.yaml's methods: alr_official reads si_official and
     continues si_official's adapter; lora and alr start fresh from si; ewc_lora sweeps fisher.lambda."""
