@@ -109,6 +109,24 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
     assert len(overlap) == ev["general"]["phase1_text"]["texts"] == cfg["eval"]["phase1_texts"]
 
 
+def test_evaluate_limit_and_batch_size_override_the_config(tiny_config_file, tiny_cfg, tiny_model, tiny_data, tmp_path):
+    """`alr evaluate --limit 5 --batch-size 2` on the base model: eval.json records (and scores) 5 items per
+    task and 5 held-out texts at batch size 2, over the tiny config's eval.limit null and batch_size 4."""
+    assert tiny_cfg["eval"]["limit"] is None and tiny_cfg["eval"]["batch_size"] != 2
+    assert tiny_cfg["data"]["test_size"] > 5
+    out = tmp_path / "eval.json"
+    argv = ["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir"]
+    argv += [str(tiny_data), "--domains", "science", "--out", str(out)]
+    assert main([*argv, "--limit", "5", "--batch-size", "2"]) == 0
+    ev = read_json(out)
+    assert ev["lm_eval"]["limit"] == 5 and ev["lm_eval"]["batch_size"] == 2
+    assert {t: s["n"] for t, s in ev["tasks"].items()} == dict.fromkeys(ev["tasks"], 5)
+    assert ev["general"]["texts"] == 5
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--limit", "0"])
+    assert refused.value.code == 2
+
+
 @pytest.mark.slow
 def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_model, tiny_data, tmp_path):
     """`alr evaluate` and `lm_eval` on the same task YAMLs and checkpoint report the same accuracies."""
