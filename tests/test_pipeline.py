@@ -109,6 +109,29 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
     assert len(overlap) == ev["general"]["phase1_text"]["texts"] == cfg["eval"]["phase1_texts"]
 
 
+def test_adapter_names_the_hub_base_model(tiny_config_file, tiny_model, tiny_data, lora_run, tmp_path):
+    """adapter_config.json names the base by its hub repo id and revision when the prepared checkpoint
+    came from the hub (its manifest's source), the local folder otherwise; evaluation loads it either way."""
+    import shutil
+
+    from alr.models import load_tuned
+
+    local = read_json(lora_run / "model" / "adapter_config.json")
+    assert local["base_model_name_or_path"] == str(tiny_model) and local["revision"] is None
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    manifest = read_json(model_dir / "manifest.json")
+    manifest["source"] = {"type": "hub", "repo_id": "someone/tiny-llama", "revision": "abc123"}
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    argv = ["finetune", "--config", str(tiny_config_file), "--model-dir", str(model_dir), "--data-dir"]
+    argv += [str(tiny_data), "--domain", "science", "--method", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    saved = read_json(tmp_path / "run" / "model" / "adapter_config.json")
+    assert saved["base_model_name_or_path"] == "someone/tiny-llama" and saved["revision"] == "abc123"
+    model, _ = load_tuned(model_dir, tmp_path / "run" / "model")
+    assert model is not None
+
+
 def test_evaluate_limit_and_batch_size_override_the_config(tiny_config_file, tiny_cfg, tiny_model, tiny_data, tmp_path):
     """`alr evaluate --limit 5 --batch-size 2` on the base model: eval.json records (and scores) 5 items per
     task and 5 held-out texts at batch size 2, over the tiny config's eval.limit null and batch_size 4."""
