@@ -120,7 +120,7 @@ def cmd_evaluate(args, cfg):
     if (args.run is None) != (args.seed is None):
         raise ConfigError("--run and --seed go together: the run a tuned model belongs to")
     rec = evaluate(
-        cfg,
+        _eval_overrides(cfg, args.limit, args.batch_size),
         args.model_dir,
         args.data_dir,
         args.domains,
@@ -138,6 +138,20 @@ def cmd_evaluate(args, cfg):
         rec["general"]["nll"],
         {d: round(v["score"], 4) for d, v in rec["domains"].items()},
     )
+
+
+def _eval_overrides(cfg: dict, limit: int | None, batch_size: int | None) -> dict:
+    """cfg with `--limit` and `--batch-size` over eval.limit and eval.batch_size (ad-hoc runs: the workflow
+    passes neither, so its records keep the config's values); eval.json records the values used."""
+    given = {k: v for k, v in (("limit", limit), ("batch_size", batch_size)) if v is not None}
+    return {**cfg, "eval": {**cfg["eval"], **given}} if given else cfg
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be 1 or more")
+    return value
 
 
 def cmd_tasks(args, cfg):
@@ -433,6 +447,16 @@ def _add_evaluation_commands(sub) -> None:
         choices=["test", "valid"],
         default="test",
         help="valid: the domains' valid items and the general text's valid texts (strength selection)",
+    )
+    s.add_argument(
+        "--limit",
+        type=_positive_int,
+        help="items per task and general texts scored, over eval.limit (ad-hoc checks; scores then cover only these)",
+    )
+    s.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help="lm-eval batch size, over eval.batch_size (ad-hoc runs; the scores can move with it)",
     )
     _add_threads(s)
 

@@ -109,6 +109,47 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
     assert len(overlap) == ev["general"]["phase1_text"]["texts"] == cfg["eval"]["phase1_texts"]
 
 
+def test_adapter_names_the_hub_base_model(tiny_config_file, tiny_model, tiny_data, lora_run, tmp_path):
+    """adapter_config.json names the base by its hub repo id and revision when the prepared checkpoint
+    came from the hub (its manifest's source), the local folder otherwise; evaluation loads it either way."""
+    import shutil
+
+    from alr.models import load_tuned
+
+    local = read_json(lora_run / "model" / "adapter_config.json")
+    assert local["base_model_name_or_path"] == str(tiny_model) and local["revision"] is None
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    manifest = read_json(model_dir / "manifest.json")
+    manifest["source"] = {"type": "hub", "repo_id": "someone/tiny-llama", "revision": "abc123"}
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    argv = ["finetune", "--config", str(tiny_config_file), "--model-dir", str(model_dir), "--data-dir"]
+    argv += [str(tiny_data), "--domain", "science", "--method", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    saved = read_json(tmp_path / "run" / "model" / "adapter_config.json")
+    assert saved["base_model_name_or_path"] == "someone/tiny-llama" and saved["revision"] == "abc123"
+    model, _ = load_tuned(model_dir, tmp_path / "run" / "model")
+    assert model is not None
+
+
+def test_evaluate_limit_and_batch_size_override_the_config(tiny_config_file, tiny_cfg, tiny_model, tiny_data, tmp_path):
+    """`alr evaluate --limit 5 --batch-size 2` on the base model: eval.json records (and scores) 5 items per
+    task and 5 held-out texts at batch size 2, over the tiny config's eval.limit null and batch_size 4."""
+    assert tiny_cfg["eval"]["limit"] is None and tiny_cfg["eval"]["batch_size"] != 2
+    assert tiny_cfg["data"]["test_size"] > 5
+    out = tmp_path / "eval.json"
+    argv = ["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir"]
+    argv += [str(tiny_data), "--domains", "science", "--out", str(out)]
+    assert main([*argv, "--limit", "5", "--batch-size", "2"]) == 0
+    ev = read_json(out)
+    assert ev["lm_eval"]["limit"] == 5 and ev["lm_eval"]["batch_size"] == 2
+    assert {t: s["n"] for t, s in ev["tasks"].items()} == dict.fromkeys(ev["tasks"], 5)
+    assert ev["general"]["texts"] == 5
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--limit", "0"])
+    assert refused.value.code == 2
+
+
 @pytest.mark.slow
 def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_model, tiny_data, tmp_path):
     """`alr evaluate` and `lm_eval` on the same task YAMLs and checkpoint report the same accuracies."""
@@ -528,6 +569,32 @@ def test_slurm_profile_plans(tiny_config_file, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "slurm_partition=<gpu-partition>" in out and "gpu=1" in out
+
+
+@pytest.mark.slow
+def test_workstation_profile_queues_the_gpu_jobs_on_one_gpu(tiny_config_file, tmp_path):
+    """The one-GPU workstation profile (docs/gpu-cluster.md) plans the tiny run; every job of a GPU rule
+    carries gpu=1 and no other job asks for a GPU, while the profile's global limit, as Snakemake's own
+    argument parser reads it, is gpu=1: the GPU jobs run one at a time."""
+    from snakemake.cli import parse_args
+
+    from tests.test_profiles import gpu_rules
+
+    profile = REPO / "workflow" / "profiles" / "workstation"
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = snakemake(work, tiny_config_file, "-n", "--cores", "all", "--profile", str(profile))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    jobs = {}  # rule -> the `resources:` line of each of its jobs
+    for block in re.split(r"^(?:local)?rule ", out, flags=re.M)[1:]:
+        found = re.search(r"^\s+resources: (.*)$", block, re.M)
+        jobs.setdefault(block.split(":", 1)[0], []).append(dict(kv.split("=", 1) for kv in found.group(1).split(", ")))
+    assert gpu_rules() <= set(jobs), sorted(jobs)
+    for rule, resources in jobs.items():
+        assert all(r.get("gpu") == ("1" if rule in gpu_rules() else None) for r in resources), (rule, resources)
+    _, args = parse_args(["-s", str(REPO / "Snakefile"), "--cores", "all", "--profile", str(profile)])
+    assert {name: res.value for name, res in args.resources.items()} == {"gpu": 1}
 
 
 def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_path):

@@ -8,7 +8,7 @@ import yaml
 from tests.tiny import REPO
 
 GPU_COMMANDS = ("alr importance", "alr finetune", "alr evaluate")
-PROFILES = ["slurm", "gpu-node"]
+PROFILES = ["slurm", "gpu-node", "workstation"]
 
 
 def gpu_rules():

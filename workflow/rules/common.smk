@@ -64,6 +64,9 @@ IMPORTANCE = importance_file("{model}", "{estimator}")
 IMPORTANCE_PER_SEED = importance_file("{model}", "{estimator}", "{phase1_seed}")
 RUNS = all_runs(config)  # the tuned methods; one run per value of a method's strength when it lists several
 ENV = "../../envs/alr.yaml"
+# envs/alr.post-deploy.sh installs the repository into that env; Snakemake runs it from a copy under
+# .snakemake/conda/, in this process's environment, so it finds the repository here.
+os.environ.update(ALR_REPO=workflow.basedir)  # set here, not read: no `envvars:` entry
 
 
 wildcard_constraints:
