@@ -537,6 +537,11 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
         if row.verdict in (SUPPORTED, CONTRADICTED, UNDECIDED, NO_GAIN)
         else "?"
     )
+    matched = pd.read_csv(work / "results" / "tables" / "matched.csv")  # alr read at lora's gain along its sweep
+    assert sorted(matched.domain) == sorted(chosen) and set(matched.method) == {"alr"} and (matched.points == 2).all()
+    for m in matched.itertuples():
+        assert m.verdict.startswith("undecided") or m.lo <= m.diff <= m.hi, m
+        assert pd.isna(m.forgetting_at_gain) == (not m.gain_lo <= m.reference_gain <= m.gain_hi)
     selection = pd.read_csv(work / "results" / "tables" / "selection.csv")
     for p in runs.glob("*/*/seed*/eval*"):  # test evaluations become unreadable
         p.write_bytes(b"not json")

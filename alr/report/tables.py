@@ -28,6 +28,7 @@ from ..io import read_json
 from ..methods import BASE, PLAIN
 from .claims import COMPARISONS, scorecard, write_claims
 from .general_tasks import general_task_table, general_task_view
+from .matched import write_matched
 from .render import BASELINES, Z_POWER, write_table
 from .selection import write_hypervolume
 from .stats import Scores, holm, item_scores, paired_interval, read_items, sign_test
@@ -530,7 +531,8 @@ def write_main_table(
     efficiency_csv: str | Path | None = None,
 ) -> pd.DataFrame:
     """main.{csv,md,tex}, and beside it forgetting.* (per source), power.* (MDE), general_tasks.* (the
-    base model against chance; with `data_dir`), hypervolume.* and claims.* (the scorecard)."""
+    base model against chance; with `data_dir`), hypervolume.*, matched.* (swept methods at the reference's
+    gain) and claims.* (the scorecard)."""
     groups = _groups(runs)  # each run's eval.json and items are read once, for every table below
     base = _Run(base_eval)  # its eval.json and items are read once, for the main and general-task tables
     table, sources = summarise(base, groups, method_order, eval_cfg, data_dir)
@@ -543,6 +545,9 @@ def write_main_table(
         general = general_task_table(base.eval, base.items, data_dir)
         write_table(general, *general_task_view(general), folder / "general_tasks")
     write_hypervolume(table, folder / "hypervolume")
+    seeded = {key: {r.eval["run"]["seed"]: r for r in rs} for key, rs in groups.items()}
+    compare_cfg = eval_cfg["compare"]
+    write_matched(seeded, base.items, compare_cfg["reference"], compare_cfg["level"], folder / "matched")
     card = scorecard(claim_comparisons(groups, table, eval_cfg, selection), efficiency_csv, eval_cfg["compare"])
     write_claims(card, folder / "claims", eval_cfg["compare"])
     return table

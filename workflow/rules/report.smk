@@ -47,6 +47,7 @@ rule tables:
         ),
         general_tasks=multiext(table_file("general_tasks", ""), "md", "tex"),
         hypervolume=multiext(table_file("hypervolume", ""), "csv", "md", "tex"),
+        matched=multiext(table_file("matched", ""), "csv", "md", "tex"),
         claims_csv=report(
             table_file("claims", "csv"), caption="../report/claims.rst", category="Tables", labels={"table": "claims"}
         ),
