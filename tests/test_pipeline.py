@@ -577,7 +577,7 @@ def test_slurm_profile_plans(tiny_config_file, tmp_path):
 
 
 @pytest.mark.slow
-def test_workstation_profile_queues_the_gpu_jobs_on_one_gpu(tiny_config_file, tmp_path):
+def test_workstation_profile_queues_the_gpu_jobs_on_one_gpu(tiny_cfg, tmp_path):
     """The one-GPU workstation profile (docs/gpu-cluster.md) plans the tiny run; every job of a GPU rule
     carries gpu=1 and no other job asks for a GPU, while the profile's global limit, as Snakemake's own
     argument parser reads it, is gpu=1: the GPU jobs run one at a time."""
@@ -588,7 +588,11 @@ def test_workstation_profile_queues_the_gpu_jobs_on_one_gpu(tiny_config_file, tm
     profile = REPO / "workflow" / "profiles" / "workstation"
     work = tmp_path / "work"
     work.mkdir()
-    proc = snakemake(work, tiny_config_file, "-n", "--cores", "all", "--profile", str(profile))
+    tiny_cfg["importance"]["seed"] = "run"  # SI per seed (importance_per_seed), the Fisher by the importance rule
+    tiny_cfg["baselines"]["efficiency_estimators"] = ["si", "fisher"]
+    cfg_path = tmp_path / "workstation.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_cfg))
+    proc = snakemake(work, cfg_path, "-n", "--cores", "all", "--profile", str(profile))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     jobs = {}  # rule -> the `resources:` line of each of its jobs
