@@ -398,7 +398,11 @@ def _add_training_commands(sub) -> None:
     s.add_argument(
         "--out", required=True, help="run folder: writes model/ and train.json (results/<m>/<d>/<method>/seed<s>)"
     )
-    s.add_argument("--method", required=True, help="a method (below), or a sweep run <method>-lambda<value>")
+    s.add_argument(
+        "--method",
+        required=True,
+        help="a method (below), or a sweep run <method>-<tag><value> (alr-lambda0.5, kl_lora-w10)",
+    )
     s.add_argument("--seed", type=int, required=True, help="training seed (LoRA init, dropout, data order)")
     s.add_argument(
         "--importance",
@@ -439,7 +443,7 @@ def _add_evaluation_commands(sub) -> None:
         "--delta-scale", type=float, default=1.0, help="scale the adapter's update (WiSE-FT beta; needs --weights)"
     )
     s.add_argument(
-        "--run", help="the run the weights belong to (a method or <method>-lambda<value>), recorded in eval.json"
+        "--run", help="the run the weights belong to (a method or <method>-<tag><value>), recorded in eval.json"
     )
     s.add_argument("--seed", type=int, help="the run's seed, recorded in eval.json (with --run)")
     s.add_argument(

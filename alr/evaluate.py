@@ -279,15 +279,17 @@ def nll_summary(items: list[dict]) -> dict:
     }
 
 
-def _evaluated_run(domains: list[str], run: str | None, seed: int | None) -> dict | None:
-    """The run a tuned model belongs to, as eval.json records it (None without `run`)."""
+def _evaluated_run(cfg: dict, domains: list[str], run: str | None, seed: int | None) -> dict | None:
+    """The run a tuned model belongs to, as eval.json records it (None without `run`): its method and
+    strength come from here, never from its name, in every report."""
     if run is None:
         return None
-    from .runs import parse_run
+    from .runs import run_method, strength_record
 
     if len(domains) != 1:
         raise ConfigError(f"a run is evaluated on its own domain; got --domains {' '.join(domains)}")
-    return {"domain": domains[0], "method": parse_run(run)[0], "run": run, "seed": seed}
+    method = run_method(run)
+    return {"domain": domains[0], "method": method, "run": run, "seed": seed, "strength": strength_record(run, cfg)}
 
 
 def _check_arguments(cfg: dict, domains: list[str], weights_dir, delta_scale: float) -> None:
@@ -412,7 +414,7 @@ def evaluate(
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     eval_cfg, data_dir = cfg["eval"], Path(data_dir)
-    identity = _evaluated_run(domains, run, seed)
+    identity = _evaluated_run(cfg, domains, run, seed)
     general = list(cfg["data"]["general"]["tasks"]) if split == "test" else []
     _check_arguments(cfg, domains, weights_dir, delta_scale)
     builtin, files = _task_sources(cfg, data_dir, general + list(domains), split)

@@ -27,7 +27,7 @@ from .measure import provenance
 from .methods import Method, get_method
 from .models import load_base, lora_modules, wrap_lora
 from .regularize import ELEMENT_TRANSFORMS, NORMALIZATIONS, Regularizer, group_by_layer
-from .runs import parse_run, run_config
+from .runs import run_config, run_method
 from .sections import section
 from .trainer import run_trainer, training_arguments
 
@@ -177,7 +177,7 @@ def _run_settings(cfg: dict, run: str) -> tuple[str, Method, dict, dict]:
     """(method, its spec, the config with the run's settings merged in, the keys the run reads).
 
     The last is what train.json records; its `train` holds the method's learning rate."""
-    method = parse_run(run)[0]
+    method = run_method(run)
     spec = get_method(method)
     if not spec.trains:
         raise ConfigError(f"method {method!r} does not train")
@@ -305,7 +305,7 @@ def finetune(
     importance_path: str | Path | None = None,
     init_adapter: str | Path | None = None,
 ) -> dict:
-    """Tune `run` (a method, or a sweep run `<method>-lambda<value>`, alr.runs) on the domain's train
+    """Tune `run` (a method, or a sweep run `<method>-<tag><value>`, alr.runs) on the domain's train
     split; write `out_dir/model/` and `out_dir/train.json` atomically.
 
     Every input is checked before the model is loaded. With `train.checkpoint_steps` > 0 the Trainer

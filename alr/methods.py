@@ -54,9 +54,11 @@ class Method:
     # (same values, norms and layer coefficients; the element pattern destroyed)
     layer_coef: str = "config"  # "config": regularize.layer_coef; or a fixed mode ("uniform", "sum")
     strength_key: str | None = None  # the one setting that weighs what it adds to LoRA, swept as
-    # <method>-lambda<value> when it holds a list (alr.runs). Default: the
+    # <method>-<strength_tag><value> when it holds a list (alr.runs). Default: the
     # penalty weight regularize.lambda with an importance, else replay_key,
     # else delta_scale_key; None left: no strength
+    strength_tag: str | None = None  # the strength's name in sweep run names (`kl_lora-w10`); default:
+    # lambda for a penalty weight, frac for a replay fraction, beta for a delta scale, else s
     lr_key: str = "train.lr"  # the learning rate it trains with (full fine-tuning: baselines.full_ft_lr)
     weights_from: str | None = None  # evaluate another method's weights (WiSE-FT: lora's adapter)
     delta_scale_key: str | None = None  # evaluate base + value * (tuned - base) (WiSE-FT: baselines.wise_ft_beta)
@@ -81,6 +83,10 @@ class Method:
         if self.strength_key is None:
             default = "regularize.lambda" if self.importance is not None else self.replay_key or self.delta_scale_key
             object.__setattr__(self, "strength_key", default)
+        if self.strength_tag is None and self.strength_key is not None:
+            tags = {self.replay_key: "frac", self.delta_scale_key: "beta"}
+            tag = "lambda" if self.strength_key.endswith(".lambda") else tags.get(self.strength_key, "s")
+            object.__setattr__(self, "strength_tag", tag)
 
     @property
     def uses_lora(self) -> bool:
@@ -173,6 +179,8 @@ def _entry_problems(method: Method) -> list[str]:
     problems = []
     if not re.fullmatch(r"[a-z0-9_]+", method.name):
         problems.append("use lowercase letters, digits and '_' only in its name")
+    if method.strength_tag is not None and not re.fullmatch("[a-z]+", method.strength_tag):
+        problems.append(f"strength_tag={method.strength_tag!r}: use lowercase letters only (run names parse it)")
     if method.elements not in ELEMENTS:
         problems.append(f"elements must be one of {ELEMENTS}, got {method.elements!r}")
     for field in ("importance", "phase1"):
@@ -311,6 +319,7 @@ for _m in (
         hook_sections=("kl",),
         hook_data=(GENERAL_TEXT,),
         strength_key="kl.weight",
+        strength_tag="w",
     ),
 ):
     register(_m)

@@ -4,9 +4,11 @@ A method's strength (`Method.strength_key`: `regularize.lambda`, `fisher.lambda`
 `baselines.replay_fraction`, `baselines.wise_ft_beta`, or its `settings` section's value, as
 `official.regularize.lambda`) is one number or a list. With one value the run is named after its
 method (`alr`). With several values the method becomes one run per value, named
-`<method>-lambda<value>` (`alr-lambda0.5`, `ewc_lora-lambda50`, `wise_ft-lambda0.25`); methods
-without a strength (lora, full_ft, ...) keep one run. Method names never contain '-', so a run name
-always parses back unambiguously.
+`<method>-<tag><value>` with the method's `strength_tag` (`alr-lambda0.5`, `kl_lora-w10`,
+`wise_ft-beta0.25`, `replay-frac0.1`); methods without a strength (lora, full_ft, ...) keep one run.
+Method names never contain '-', so a run name always parses back unambiguously, and a named value
+must be one of the configured grid's (`run_strength`). This module is the only reader of run names:
+reports take a run's method and strength from its records (`recorded_strength`).
 """
 
 from __future__ import annotations
@@ -14,22 +16,29 @@ from __future__ import annotations
 import copy
 import re
 
-from .errors import ConfigError
-from .methods import BASE, get_method
+from .errors import ConfigError, did_you_mean
+from .methods import BASE, METHODS, get_method
+from .sections import section
 
-_RUN = re.compile(r"^(?P<method>[a-z0-9_]+?)(?:-lambda(?P<lam>[0-9][0-9.e+-]*))?$")
-RUN_PATTERN = r"[a-z0-9_]+(?:-lambda[0-9][0-9.e+-]*)?"  # the Snakemake wildcard constraint
+_RUN = re.compile(r"^(?P<method>[a-z0-9_]+?)(?:-(?P<tag>[a-z]+)(?P<value>[0-9][0-9.e+-]*))?$")
+RUN_PATTERN = r"[a-z0-9_]+(?:-[a-z]+[0-9][0-9.e+-]*)?"  # the Snakemake wildcard constraint
+
+
+def _grid(method: str, cfg: dict) -> list:
+    """The configured values of a method's strength key, as written (one, or the sweep's list)."""
+    value = get_method(method).strength(cfg)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
 
 
 def strengths(method: str, cfg: dict) -> list[float]:
     """The values of a method's strength key (one, or the sweep's list); none without a strength."""
-    value = get_method(method).strength(cfg)
-    if value is None:
-        return []
-    return [float(v) for v in value] if isinstance(value, list) else [float(value)]
+    return [float(v) for v in _grid(method, cfg)]
 
 
-def format_lambda(value: float) -> str:
+def format_strength(value: float) -> str:
+    """A strength as run names and tables write it (Python's `g`: 6 significant digits)."""
     return format(float(value), "g")
 
 
@@ -39,9 +48,17 @@ def is_swept(method: str, cfg: dict) -> bool:
 
 def run_names(method: str, cfg: dict) -> list[str]:
     """The runs one configured method expands to (see the module docstring)."""
-    if is_swept(method, cfg):
-        return [f"{method}-lambda{format_lambda(v)}" for v in strengths(method, cfg)]
-    return [method]
+    if not is_swept(method, cfg):
+        return [method]
+    spec = get_method(method)
+    names = [f"{method}-{spec.strength_tag}{format_strength(v)}" for v in strengths(method, cfg)]
+    twins = sorted({n for n in names if names.count(n) > 1})
+    if twins:
+        raise ConfigError(
+            f"{spec.strength_key} lists values that name the same run ({', '.join(twins)}): "
+            "give values that differ within 6 significant digits, each once"
+        )
+    return names
 
 
 def all_runs(cfg: dict) -> list[str]:
@@ -73,43 +90,100 @@ def domain_runs(cfg: dict, runs: list[str] | None = None) -> list[tuple[str, str
 
 
 def parse_run(run: str) -> tuple[str, float | None]:
-    """`alr-lambda0.5` -> ("alr", 0.5); `lora` -> ("lora", None). Unknown methods raise ValueError."""
+    """`alr-lambda0.5` -> ("alr", 0.5); `lora` -> ("lora", None). The name's value, not yet checked
+    against a config (`run_strength` does that). An unknown method or a wrong strength tag raises."""
     m = _RUN.match(run)
     if not m:
-        from .errors import did_you_mean
-        from .methods import METHODS
-
         raise ConfigError(
-            f"{run!r} is not a method or a sweep run <method>-lambda<value>"
+            f"{run!r} is not a method or a sweep run <method>-<tag><value>"
             f"{did_you_mean(run, METHODS)}; methods: {', '.join(METHODS)}"
         )
-    get_method(m["method"])
-    return m["method"], (float(m["lam"]) if m["lam"] is not None else None)
+    spec = get_method(m["method"])
+    if m["tag"] is None:
+        return spec.name, None
+    if spec.strength_key is None:
+        raise ConfigError(f"run {run!r}: method {spec.name!r} has no strength to sweep; name the run {spec.name}")
+    if m["tag"] != spec.strength_tag:
+        raise ConfigError(
+            f"run {run!r}: {spec.name}'s strength ({spec.strength_key}) is named "
+            f"{spec.name}-{spec.strength_tag}<value>, not -{m['tag']}"
+        )
+    return spec.name, float(m["value"])
+
+
+def run_method(run: str) -> str:
+    """The registry method of a run (`alr-lambda0.5` -> `alr`)."""
+    return parse_run(run)[0]
+
+
+def run_strength(run: str, cfg: dict) -> tuple[str, float] | None:
+    """(config key, value) a run trains or evaluates with: the one configured value, or the grid value
+    its name gives; None for a method without a strength. A name outside the grid raises."""
+    method, named = parse_run(run)
+    spec = get_method(method)
+    if spec.strength_key is None:
+        return None
+    values = _grid(method, cfg)
+    if named is None:
+        if len(values) > 1:
+            raise ConfigError(
+                f"{spec.strength_key} lists {len(values)} values; name the run "
+                f"{method}-{spec.strength_tag}<value> (one of {[format_strength(v) for v in values]})"
+            )
+        return spec.strength_key, values[0]
+    match = [v for v in values if format_strength(v) == format_strength(named)]
+    if not match:
+        raise ConfigError(
+            f"run {run!r}: {format_strength(named)} is not a configured value of {spec.strength_key} "
+            f"({', '.join(map(format_strength, values))}); add it to the config or pick one of them"
+        )
+    return spec.strength_key, match[0]
+
+
+def strength_section(cfg: dict, run: str) -> dict:
+    """The part of a run's config that holds its strength, set to the run's own value (and its copy in the
+    method's `settings` section): all `alr evaluate` needs to record the strength, so a sweep point's
+    evaluation reruns when its own value changes, not when another point is added."""
+    spec = get_method(parse_run(run)[0])
+    if spec.strength_key is None:
+        return {}
+    own = run_config(cfg, run)
+    out = section(own, spec.strength_key)
+    if spec.settings:
+        held = own[spec.settings]
+        out[spec.settings] = section(held, spec.strength_key) if spec.strength_key.split(".")[0] in held else {}
+    return out
+
+
+def strength_record(run: str, cfg: dict) -> dict | None:
+    """The run's strength as its records keep it: {"key", "value"}, or None without one."""
+    strength = run_strength(run, cfg)
+    return None if strength is None else {"key": strength[0], "value": strength[1]}
+
+
+def recorded_strength(record: dict) -> tuple[str, float | None]:
+    """(method, strength value) of a run record (eval.json's or valid.json's `run`). Records written
+    before strengths were recorded give the value their run name carries."""
+    if "strength" not in record:
+        return parse_run(record["run"])
+    strength = record["strength"]
+    return record["method"], None if strength is None else float(strength["value"])
 
 
 def run_config(cfg: dict, run: str) -> dict:
     """The config one run trains with: its method's `settings` merged in (`Method.effective`), and its
-    strength key set to the run's own value (a number)."""
-    method, lam = parse_run(run)
-    spec = get_method(method)
+    strength key set to the run's own value (a number from the configured grid)."""
+    spec = get_method(parse_run(run)[0])
     out = copy.deepcopy(spec.effective(cfg))
-    if spec.strength_key is None:
-        if lam is not None:
-            raise ConfigError(f"run {run!r}: method {method!r} has no strength to sweep; name the run {method}")
+    strength = run_strength(run, cfg)
+    if strength is None:
         return out
-    values = strengths(method, out)
-    if lam is None:
-        if len(values) > 1:
-            raise ConfigError(
-                f"{spec.strength_key} lists {len(values)} values; name the run "
-                f"{method}-lambda<value> (one of {[format_lambda(v) for v in values]})"
-            )
-        lam = values[0]
-    *parents, last = spec.strength_key.split(".")
+    key, value = strength
+    *parents, last = key.split(".")
     holder = out
     for part in parents:
         holder = holder[part]
-    holder[last] = lam
+    holder[last] = value
     if spec.settings:  # the settings now hold the sections as merged, so merging them again changes nothing
         out[spec.settings] = {k: copy.deepcopy(out[k]) for k in out[spec.settings]}
     return out

@@ -134,3 +134,14 @@ def test_no_method_or_estimator_name_outside_the_registries():
         if m in names
     ]
     assert found + smk == []
+
+
+def test_only_runs_reads_a_strength_out_of_a_run_name():
+    """Reports take a run's strength from its records (`recorded_strength`); the name's value is read in
+    alr/runs.py alone, where it is checked against the configured grid."""
+    readers = [
+        str(path.relative_to(REPO))
+        for path in [*(REPO / "alr").rglob("*.py"), *(REPO / "workflow").rglob("*.smk")]
+        if path.name != "runs.py" and re.search(r"\bparse_run\b|-lambda\(", path.read_text())
+    ]
+    assert readers == []

@@ -151,10 +151,10 @@ def test_kl_weight_is_swept_and_each_run_trains_with_its_own(tiny_model, tiny_da
     cfg = copy.deepcopy(kl_cfg)
     cfg["methods"] = ["lora", "kl_lora"]
     cfg["kl"]["weight"] = [0.5, 2]
-    assert all_runs(cfg) == ["lora", "kl_lora-lambda0.5", "kl_lora-lambda2"]
+    assert all_runs(cfg) == ["lora", "kl_lora-w0.5", "kl_lora-w2"]
     cfg["train"]["max_steps"] = 1
-    rec = finetune(cfg, tiny_model, tiny_data, "science", "kl_lora-lambda2", 0, tmp_path / "kl")
-    assert rec["run"] == "kl_lora-lambda2" and rec["config"]["kl"]["weight"] == 2.0
+    rec = finetune(cfg, tiny_model, tiny_data, "science", "kl_lora-w2", 0, tmp_path / "kl")
+    assert rec["run"] == "kl_lora-w2" and rec["config"]["kl"]["weight"] == 2.0
 
 
 def test_kl_lora_refuses_missing_general_text_before_loading(tiny_model, tiny_data, kl_cfg, tmp_path):

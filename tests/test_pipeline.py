@@ -542,6 +542,12 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     for m in matched.itertuples():
         assert m.verdict.startswith("undecided") or m.lo <= m.diff <= m.hi, m
         assert pd.isna(m.forgetting_at_gain) == (not m.gain_lo <= m.reference_gain <= m.gain_hi)
+    table = pd.read_csv(work / "results" / "tables" / "main.csv")
+    assert set(table[table.base_method == "alr"].strength) == {0.5, 50.0}  # from each eval.json's record
+    grown = copy.deepcopy(cfg)
+    grown["regularize"]["lambda"] = [0.5, 50, 5]  # a new sweep point: no finished point reruns
+    tuned = {j["method"] for rule, j in _planned_jobs(work, grown, tmp_path / "grown.yaml") if rule == "finetune"}
+    assert tuned == {"alr-lambda5"}, tuned
     selection = pd.read_csv(work / "results" / "tables" / "selection.csv")
     for p in runs.glob("*/*/seed*/eval*"):  # test evaluations become unreadable
         p.write_bytes(b"not json")

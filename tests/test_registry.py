@@ -131,6 +131,7 @@ def test_a_plugin_method_and_estimator_run_through_snakemake(tiny_cfg, tmp_path)
         "method": "ones_lora",
         "run": "ones_lora",
         "seed": 0,
+        "strength": {"key": "regularize.lambda", "value": 2.0},
     }
     eff = pd.read_csv(work / "results" / "tables" / "efficiency.csv")
     assert "ones" in set(eff.name)

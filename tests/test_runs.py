@@ -1,11 +1,11 @@
-"""Run names: one run per method, or <method>-lambda<value> for each value of a strength sweep."""
+"""Run names: one run per method, or <method>-<tag><value> for each value of a strength sweep."""
 
 import re
 
 import pytest
 
 from alr.methods import get_method
-from alr.runs import all_runs, parse_run, run_config, run_order
+from alr.runs import all_runs, parse_run, recorded_strength, run_config, run_order, run_strength
 from tests.tiny import snakemake_on
 
 
@@ -21,6 +21,35 @@ def test_run_names_for_sweeps():
         run_config(cfg, "alr")
     with pytest.raises(ValueError, match="unknown method"):
         parse_run("magic-lambda1")
+
+
+def test_a_run_name_is_checked_against_its_methods_tag_and_the_configured_grid():
+    """The name's value must be one of the configured values (the run trains with that exact value,
+    not a rounded one); the tag must be the method's own; two values may not name the same run."""
+    cfg = {"methods": ["alr", "kl_lora"], "regularize": {"lambda": [0.5, 0.1234567891]}, "kl": {"weight": [1, 10]}}
+    assert all_runs(cfg) == ["alr-lambda0.5", "alr-lambda0.123457", "kl_lora-w1", "kl_lora-w10"]
+    assert run_strength("alr-lambda0.123457", cfg) == ("regularize.lambda", 0.1234567891)
+    assert run_config(cfg, "alr-lambda0.123457")["regularize"]["lambda"] == 0.1234567891
+    with pytest.raises(ValueError, match=r"3 is not a configured value of kl.weight \(1, 10\)"):
+        run_config(cfg, "kl_lora-w3")
+    with pytest.raises(ValueError, match="named kl_lora-w<value>, not -lambda"):
+        parse_run("kl_lora-lambda1")
+    cfg["regularize"]["lambda"] = [0.1234567891, 0.1234567892]
+    with pytest.raises(ValueError, match="name the same run"):
+        all_runs(cfg)
+
+
+def test_reports_take_the_strength_from_the_record():
+    """eval.json's run record carries method and strength; a record without one (an older alr) falls back
+    to its name."""
+    record = {
+        "method": "alr",
+        "run": "alr-lambda0.123457",
+        "strength": {"key": "regularize.lambda", "value": 0.12345678},
+    }
+    assert recorded_strength(record) == ("alr", 0.12345678)
+    assert recorded_strength({"method": "lora", "run": "lora", "strength": None}) == ("lora", None)
+    assert recorded_strength({"method": "alr", "run": "alr-lambda2"}) == ("alr", 2.0)
 
 
 def test_each_method_sweeps_its_own_strength_key():
@@ -64,19 +93,19 @@ def test_every_method_with_a_strength_sweeps_it():
     }
     assert all_runs(cfg) == [
         "lora",
-        "kl_lora-lambda0.5",
-        "kl_lora-lambda10",
-        "replay-lambda0.1",
-        "replay-lambda0.25",
-        "wise_ft-lambda0.25",
-        "wise_ft-lambda0.5",
-        "wise_ft-lambda1",
+        "kl_lora-w0.5",
+        "kl_lora-w10",
+        "replay-frac0.1",
+        "replay-frac0.25",
+        "wise_ft-beta0.25",
+        "wise_ft-beta0.5",
+        "wise_ft-beta1",
         "full_ft",
     ]
-    assert run_config(cfg, "kl_lora-lambda10")["kl"]["weight"] == 10
+    assert run_config(cfg, "kl_lora-w10")["kl"]["weight"] == 10
     replay, wise = get_method("replay"), get_method("wise_ft")
-    assert replay.replay_fraction(run_config(cfg, "replay-lambda0.25")) == 0.25
-    assert wise.delta_scale(run_config(cfg, "wise_ft-lambda0.25")) == 0.25
+    assert replay.replay_fraction(run_config(cfg, "replay-frac0.25")) == 0.25
+    assert wise.delta_scale(run_config(cfg, "wise_ft-beta0.25")) == 0.25
     assert cfg["baselines"]["wise_ft_beta"] == [0.25, 0.5, 1]  # not modified in place
     with pytest.raises(ValueError, match="name the run"):
         run_config(cfg, "wise_ft")
@@ -95,10 +124,10 @@ def test_every_method_with_a_strength_sweeps_it():
     cfg["kl"]["weight"], cfg["baselines"] = 1.0, {"replay_fraction": 0.1, "wise_ft_beta": 0.5}
     assert all_runs(cfg) == ["lora", "kl_lora", "replay", "wise_ft", "full_ft"]
     assert get_method("wise_ft").delta_scale(run_config(cfg, "wise_ft")) == 0.5
-    assert run_order(["lora", "wise_ft"], {"wise_ft-lambda1", "lora", "wise_ft-lambda0.25"}) == [
+    assert run_order(["lora", "wise_ft"], {"wise_ft-beta1", "lora", "wise_ft-beta0.25"}) == [
         "lora",
-        "wise_ft-lambda0.25",
-        "wise_ft-lambda1",
+        "wise_ft-beta0.25",
+        "wise_ft-beta1",
     ]
 
 
@@ -111,16 +140,16 @@ def test_snakemake_plans_the_sweeps_and_kl_loras_general_text(tiny_cfg, tmp_path
     cfg["baselines"].update(replay_fraction=[0.1, 0.2], wise_ft_beta=[0.25, 0.5])
     out = snakemake_on(tmp_path, cfg, "sweeps", "-n", "-p")[0].out
     finetunes = set(re.findall(r"alr finetune .*--method (\S+)", out))
-    assert finetunes == {"lora", "kl_lora-lambda1", "kl_lora-lambda10", "replay-lambda0.1", "replay-lambda0.2"}
+    assert finetunes == {"lora", "kl_lora-w1", "kl_lora-w10", "replay-frac0.1", "replay-frac0.2"}
     evals = {run: scale for scale, run in re.findall(r"--delta-scale (\S+) --run (\S+)", out)}
-    assert {run: evals[run] for run in ("wise_ft-lambda0.25", "wise_ft-lambda0.5", "lora")} == {
-        "wise_ft-lambda0.25": "0.25",
-        "wise_ft-lambda0.5": "0.5",
+    assert {run: evals[run] for run in ("wise_ft-beta0.25", "wise_ft-beta0.5", "lora")} == {
+        "wise_ft-beta0.25": "0.25",
+        "wise_ft-beta0.5": "0.5",
         "lora": "1.0",
     }
     assert re.search(r"--weights results/tiny-llama/science/lora/seed0/model --delta-scale 0.25", out)
     jobs = out.split("\nrule ")
-    kl_jobs = [j for j in jobs if j.startswith("finetune") and "/kl_lora-lambda" in j]
-    other = [j for j in jobs if j.startswith("finetune") and "/kl_lora-lambda" not in j]
+    kl_jobs = [j for j in jobs if j.startswith("finetune") and "/kl_lora-w" in j]
+    other = [j for j in jobs if j.startswith("finetune") and "/kl_lora-w" not in j]
     assert len(kl_jobs) == 2 and all("resources/data/general_text/train.jsonl" in j for j in kl_jobs)
     assert other and not any("general_text" in j for j in other)

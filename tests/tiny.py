@@ -360,15 +360,19 @@ def main_table(methods: list[str]):
     import pandas as pd
 
     from alr.report.tables import COLUMNS, VS_BASE
+    from alr.runs import parse_run
 
     rng = np.random.default_rng(0)
     rows = []
     for d in TABLE_DOMAINS:
         for m in ["base"] + methods:
             row = dict.fromkeys(COLUMNS, np.nan)
+            base_method, strength = parse_run(m)
             row.update(
                 domain=d,
                 method=m,
+                base_method=base_method,
+                strength=strength,
                 n_seeds=1 if m == "base" else 2,
                 domain_score=rng.uniform(0.3, 0.6),
                 domain_stderr=0.04,

@@ -14,8 +14,7 @@ import pandas as pd
 
 from ..data import DataError
 from ..methods import METHODS
-from ..runs import parse_run
-from .render import BASELINES, write_table
+from .render import BASELINES, read_main_table, write_table
 from .tables import main_view
 
 
@@ -30,26 +29,24 @@ def ablation_rows(main: pd.DataFrame) -> pd.DataFrame:
     """The ablation methods' rows of the numeric main table, in COMPONENTS order, with their parts."""
     parts = components()
     main = main[~main.method.isin(BASELINES)].reset_index(drop=True)  # the model-free rows name no method
-    parsed = main.method.map(parse_run)
-    method, lam = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
+    method = main.base_method
     keep = method.isin(list(parts))
     if not keep.any():
         raise DataError(f"the main table has no rows for any of {list(parts)}; add them to `methods`")
     table = main[keep].copy()
-    table.insert(2, "lambda", lam[keep])
-    table.insert(3, "layer_wise", method[keep].map(lambda m: parts[m][0]))
-    table.insert(4, "element_wise", method[keep].map(lambda m: parts[m][1]))
+    table.insert(2, "layer_wise", method[keep].map(lambda m: parts[m][0]))
+    table.insert(3, "element_wise", method[keep].map(lambda m: parts[m][1]))
     order = method[keep].map(list(parts).index)
     return (
         table.assign(_order=order)
-        .sort_values(["domain", "_order", "lambda"], na_position="first")
+        .sort_values(["domain", "_order", "strength"], na_position="first")
         .drop(columns="_order")
         .reset_index(drop=True)
     )
 
 
 def write_ablation_table(main_csv: str | Path, out_prefix: str | Path) -> pd.DataFrame:
-    table = ablation_rows(pd.read_csv(main_csv))
+    table = ablation_rows(read_main_table(main_csv))
     view, note = main_view(table)
     yes_no = {True: "yes", False: "no"}
     view.insert(2, "layer-wise", table.layer_wise.map(yes_no))

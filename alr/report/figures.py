@@ -33,9 +33,9 @@ from ..data import DataError
 from ..errors import ConfigError
 from ..importance.estimators import FISHER, SI
 from ..io import atomic_path, read_json
-from ..methods import BASE, EWC, PLAIN, estimator_users
-from ..runs import format_lambda, parse_run
-from .render import BASELINES
+from ..methods import BASE, EWC, PLAIN, estimator_users, get_method
+from ..runs import format_strength
+from .render import BASELINES, read_main_table
 from .selection import hypervolumes, pareto_mask
 
 COLUMN_IN, PAGE_IN = 3.3, 6.9
@@ -80,10 +80,6 @@ def save_figure(fig, out_prefix: str | Path) -> list[Path]:
     return paths
 
 
-def _method_of(run: str) -> str:
-    return parse_run(run)[0]
-
-
 def _model_rows(main: pd.DataFrame) -> pd.DataFrame:
     """The tuned runs' rows (no base, no model-free baseline rows)."""
     return main[~main.method.isin([BASE, *BASELINES])].copy()
@@ -102,7 +98,6 @@ def tradeoff(main: pd.DataFrame):
     runs = _model_rows(main)
     if runs.empty:
         raise DataError("the main table has no tuned runs to plot")
-    runs["base_method"] = runs.method.map(_method_of)
     methods = list(dict.fromkeys(runs.base_method))
     colours = _colours(methods)
     domains = list(dict.fromkeys(runs.domain))
@@ -126,10 +121,9 @@ def tradeoff(main: pd.DataFrame):
                     capsize=1.5,
                     label=r.base_method,
                 )
-                lam = parse_run(r.method)[1]
-                if lam is not None:
+                if pd.notna(r.strength):
                     ax.annotate(
-                        f"λ={format_lambda(lam)}",
+                        f"{get_method(r.base_method).strength_tag}={format_strength(r.strength)}",
                         (r.forgetting, 100 * r.domain_gain),
                         fontsize=5,
                         xytext=(2, 2),
@@ -375,10 +369,8 @@ def lambda_sweep(main: pd.DataFrame):
     dashed staircase, its hypervolume in that domain (normalised, alr.report.selection) in the panel's
     legend; star: lora (one point, the most forgetting: its hypervolume is 0 by construction of the box)."""
     df = _model_rows(main)
-    parsed = df.method.map(parse_run)
-    df["base_method"], df["lam"] = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
-    swept = df[df.lam.notna()]
-    if swept.base_method.nunique() == 0 or swept.groupby("base_method").lam.nunique().max() < 2:
+    swept = df[df.strength.notna()]
+    if swept.base_method.nunique() == 0 or swept.groupby("base_method").strength.nunique().max() < 2:
         raise DataError(
             "the main table holds no lambda sweep (give a method's strength, e.g. regularize.lambda, "
             "as a list of values)"
@@ -392,7 +384,7 @@ def lambda_sweep(main: pd.DataFrame):
         for ax, domain in zip(axes, domains):
             rows = df[df.domain == domain]
             for i, method in enumerate(methods):
-                s = rows[rows.base_method == method].sort_values("lam", na_position="first")
+                s = rows[rows.base_method == method].sort_values("strength", na_position="first")
                 if s.empty:
                     continue
                 label = f"{method} (HV {hv.get((domain, method), np.nan):.2f})"
@@ -411,9 +403,9 @@ def lambda_sweep(main: pd.DataFrame):
                     ax.step(
                         front.forgetting, 100 * front.domain_gain, where="post", ls="--", lw=0.6, color=colours[method]
                     )
-                for r in s[s.lam.notna()].itertuples():
+                for r in s[s.strength.notna()].itertuples():
                     ax.annotate(
-                        format_lambda(r.lam),
+                        format_strength(r.strength),
                         (r.forgetting, 100 * r.domain_gain),
                         fontsize=5,
                         xytext=(2, 2),
@@ -456,9 +448,9 @@ def build_figure(
         return value
 
     if name == "tradeoff":
-        fig = tradeoff(pd.read_csv(need(main_table, "--main-table")))
+        fig = tradeoff(read_main_table(need(main_table, "--main-table")))
     elif name == "lambda_sweep":
-        fig = lambda_sweep(pd.read_csv(need(main_table, "--main-table")))
+        fig = lambda_sweep(read_main_table(need(main_table, "--main-table")))
     elif name == "efficiency":
         fig = efficiency(pd.read_csv(need(efficiency_table, "--efficiency-table")))
     elif name == "forgetting_heatmap":

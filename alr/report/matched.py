@@ -27,7 +27,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..runs import parse_run
+from ..runs import recorded_strength
 from .render import write_table
 
 TEXT_PREFIX = "text:"
@@ -145,8 +145,8 @@ def matched_table(seeded: dict, base_items: dict, reference: str, level: float, 
     """One row per domain and swept method with at least two strengths: `seeded` is {(domain, run name):
     {seed: evaluated run with `.items`}}; the seed is the smallest one every strength and the reference ran."""
     swept: dict = {}
-    for (domain, run), by_seed in seeded.items():
-        method, strength = parse_run(run)
+    for (domain, _run), by_seed in seeded.items():
+        method, strength = recorded_strength(next(iter(by_seed.values())).eval["run"])
         if strength is not None:
             swept.setdefault((domain, method), {})[strength] = by_seed
     rows = []

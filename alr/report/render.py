@@ -1,5 +1,5 @@
-"""What every report table shares: the model-free row names, the power constant, and the writer of
-a table's three formats."""
+"""What every report table shares: the model-free row names, the power constant, the reader of the
+main table, and the writer of a table's three formats."""
 
 from __future__ import annotations
 
@@ -7,10 +7,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..data import DataError
 from ..io import atomic_path
 
 BASELINES = ("lexical", "majority")  # model-free rows of each domain
 Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8: MDE = 2.80 x the standard error
+RUN_COLUMNS = ("method", "base_method", "strength")  # a row's run, its registry method and its strength
+
+
+def read_main_table(path: str | Path) -> pd.DataFrame:
+    """The numeric main table (main.csv), checked for the run columns the figures and ablation read."""
+    table = pd.read_csv(path)
+    missing = [c for c in RUN_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"{path} has no column {', '.join(missing)} (written by an older alr); "
+            "regenerate it: snakemake --forcerun tables"
+        )
+    return table
 
 
 def _latex_escape(latex: str) -> str:

@@ -25,7 +25,7 @@ from ..data import DataError
 from ..evaluate import items_path
 from ..io import read_json, write_json
 from ..methods import BASE
-from ..runs import format_lambda, parse_run
+from ..runs import format_strength, recorded_strength
 from .render import BASELINES, write_table
 from .stats import read_items
 
@@ -56,7 +56,7 @@ def validation_points(base_valid: str | Path, valid: list[str | Path]) -> pd.Dat
         rec, items = _valid_record(path)
         run = rec["run"]
         domain = run["domain"]
-        method, lam = parse_run(run["run"])
+        method, lam = recorded_strength(run)
         rows.append(
             {
                 "domain": domain,
@@ -129,7 +129,6 @@ def hypervolumes(main: pd.DataFrame) -> pd.DataFrame:
     methods' points of the domain (worst corner: the largest forgetting and the smallest gain, 0 at
     most), so 1 would be one point at the best forgetting and the best gain seen."""
     rows = main[~main.method.isin([BASE, *BASELINES])].copy()
-    rows["base_method"] = rows.method.map(lambda r: parse_run(r)[0])
     out = []
     for domain, d in rows.groupby("domain", sort=True):
         ref_f, ref_g = float(d.forgetting.max()), min(0.0, float(d.domain_gain.min()))
@@ -155,7 +154,7 @@ def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str,
         {
             "domain": table.domain,
             "method": table.method,
-            "strength": table.strength.map(format_lambda),
+            "strength": table.strength.map(format_strength),
             "valid forgetting (nats)": table.forgetting.map(lambda v: f"{v:+.4f}"),
             "valid gain: gold NLL fall among choices (nats)": table.gain.map(lambda v: f"{v:+.3f}"),
             "valid acc": table.acc.map(lambda v: f"{v:.3f}"),

@@ -26,6 +26,7 @@ from ..data import DataError, read_records
 from ..evaluate import PHASE1_TEXT, items_path
 from ..io import read_json
 from ..methods import BASE, PLAIN
+from ..runs import recorded_strength
 from .claims import COMPARISONS, scorecard, write_claims
 from .general_tasks import general_task_table, general_task_view
 from .matched import write_matched
@@ -60,6 +61,8 @@ PAIRED = [
 COLUMNS = [
     "domain",
     "method",
+    "base_method",
+    "strength",
     "n_seeds",
     "domain_score",
     "domain_score_sd",
@@ -298,7 +301,9 @@ def _method_row(
 ) -> dict:
     """One main-table row: `mine`'s own values, its paired comparisons against the base and, where
     `ref` (the reference method's runs) is given, against the reference."""
-    row = {"domain": domain, "method": method, **_own_values(mine, domain)}
+    base_method, strength = (BASE, None) if method == BASE else recorded_strength(mine[0].eval["run"])
+    row = {"domain": domain, "method": method, "base_method": base_method, "strength": strength}
+    row.update(_own_values(mine, domain))
     for measure in VS_BASE:
         c = compare(mine, base, measure, domain, comparison)
         row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]})

@@ -24,7 +24,16 @@ from alr.layout import (
 )
 from alr.methods import get_method
 from alr.plugins import load_plugins
-from alr.runs import RUN_PATTERN, all_runs, domain_runs, is_swept, parse_run, run_config, run_names
+from alr.runs import (
+    RUN_PATTERN,
+    all_runs,
+    domain_runs,
+    is_swept,
+    run_config,
+    run_method,
+    run_names,
+    strength_section,
+)
 
 load_plugins()  # the ALR_PLUGINS modules' methods and estimators, before the config names them
 try:
@@ -120,14 +129,21 @@ def table_prefix(wildcards, output):
 
 def method_of(wildcards):
     """The registry entry of a run (`alr-lambda0.5` is method `alr`)."""
-    return get_method(parse_run(wildcards.method)[0])
+    return get_method(run_method(wildcards.method))
 
 
 def finetune_config(wildcards):
-    """The config sections one run's `alr finetune` reads (`Method.config_keys`); they are also
-    its rerun trigger, so editing another method's settings reruns nothing here."""
+    """The config sections one run's `alr finetune` reads (`Method.config_keys`), its strength set to
+    the run's own value; they are also its rerun trigger, so editing another method's settings, or
+    adding a point to a sweep, reruns nothing here."""
     spec = method_of(wildcards)
-    return json.dumps(section(config, *spec.config_keys), sort_keys=True)
+    return json.dumps(section(run_config(config, wildcards.method), *spec.config_keys), sort_keys=True)
+
+
+def run_eval_config(wildcards):
+    """What `alr evaluate` reads for a run: model, data and eval, and the run's own strength (recorded)."""
+    own = section(config, "model", "data", "eval") | strength_section(config, wildcards.method)
+    return json.dumps(own, sort_keys=True)
 
 
 def estimator_config(wildcards):
@@ -184,12 +200,12 @@ def split_of(wildcards):
 
 
 def delta_scale(wildcards):
-    """The run's own scale (`wise_ft-lambda0.25` evaluates lora's delta at beta 0.25)."""
+    """The run's own scale (`wise_ft-beta0.25` evaluates lora's delta at beta 0.25)."""
     return method_of(wildcards).delta_scale(run_config(config, wildcards.method))
 
 
 def swept(run):
-    return is_swept(parse_run(run)[0], config)
+    return is_swept(run_method(run), config)
 
 
 def sweep_seeds():
@@ -236,7 +252,7 @@ def selection_json():
 
 
 def efficiency_train_records():
-    return run_files("train.json", [r for r in RUNS if get_method(parse_run(r)[0]).trains])
+    return run_files("train.json", [r for r in RUNS if get_method(run_method(r)).trains])
 
 
 def run_evals():

@@ -48,7 +48,7 @@ rule evaluate:
     resources:
         mem_mb=6000,
     params:
-        cfg=config_json("model", "data", "eval"),
+        cfg=run_eval_config,
         model_dir=model_dir,
         data_dir=data_dir,
         delta_scale=delta_scale,
