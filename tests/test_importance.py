@@ -208,3 +208,15 @@ def test_dynamic_coefficients_follow_the_current_penalties():
     assert sum(coefs.values()) == pytest.approx(1.0)
     assert max(coefs, key=coefs.get) == max(pens, key=pens.get)  # the layer that moved most weighs most
     assert float(total) == pytest.approx(sum(coefs[k] * pens[k] for k in coefs), rel=1e-6)
+
+
+def test_a_per_run_phase1_needs_its_seed(tiny_cfg, tmp_path):
+    """importance.seed: run names no seed: recording without --seed stops with the fix, before any work."""
+    from alr.errors import ConfigError
+    from alr.importance.estimators import SI, get_estimator
+
+    tiny_cfg["importance"]["seed"] = "run"
+    with pytest.raises(ConfigError, match="alr importance --seed N"):
+        get_estimator(SI).record(
+            tiny_cfg, tmp_path / "no-model", tmp_path / "no-data", tmp_path / "si.safetensors", None
+        )

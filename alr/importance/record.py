@@ -140,6 +140,12 @@ def record_importance(
     over every step, and phase 1 is short, so a killed run restarts from scratch (same seed, same
     bytes)."""
     imp_cfg = cfg["importance"]
+    seed = imp_cfg["seed"] if seed is None else seed
+    if not isinstance(seed, int):
+        raise ConfigError(
+            f"importance.seed is {seed!r}: each phase-2 seed reads its own phase 1, so name it: "
+            "alr importance --seed N (the workflow does)"
+        )
     full = not estimator.lora_shaped
     from transformers import set_seed
 
@@ -147,7 +153,6 @@ def record_importance(
     if not full:
         check_lora_targets(model_dir, cfg["lora"]["targets"])
     rows = _general_text(data_dir, imp_cfg["samples"])
-    seed = imp_cfg["seed"] if seed is None else seed
     torch_seed = phase1_seed(seed, imp_cfg["seed_stream"])
     set_seed(torch_seed)
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
