@@ -171,3 +171,30 @@ def test_scorecard_adjusts_p_over_claims_and_domains_and_reports_the_mde():
     assert row.mde == pytest.approx(2.801585 * 0.004, rel=1e-5)
     alone = scorecard(pd.DataFrame(rows[:1]), None, COMPARE).set_index(["claim", "domain"])
     assert alone.loc[("alr_vs_lora", "x")].verdict == SUPPORTED  # the same row alone in its family
+
+
+def test_a_verdict_against_the_reference_must_hold_at_matched_gain_too():
+    """alr's selected point forgets less than lora; read at lora's gain along alr's sweep it must too:
+    a matched interval below 0 keeps "supported", an interval across 0 or a sweep that never reached
+    lora's gain makes it undecided, naming the reading; claims against other methods are not read."""
+    from alr.report.claims import scorecard
+    from alr.report.matched import FORGETS_LESS, GAIN_NOT_REACHED
+
+    row = dict(_row((-0.02, -0.01), (-0.01, 0.01)), domain="x", a="alr", b="lora", run_a="alr", run_b="lora")
+    comparisons = pd.DataFrame([dict(row, p=0.001, gain_d=0.0, se=0.003)])
+    ewc = dict(row, b="ewc_lora", run_b="ewc_lora", p=0.001, gain_d=0.0, se=0.003)
+
+    def card(diff, lo, hi, reading):
+        matched = pd.DataFrame(
+            [{"domain": "x", "method": "alr", "seed": 0, "diff": diff, "lo": lo, "hi": hi, "verdict": reading}]
+        )
+        out = scorecard(pd.concat([comparisons, pd.DataFrame([ewc])]), None, COMPARE, matched)
+        return out.set_index(["claim", "domain"])
+
+    assert card(-0.01, -0.02, -0.005, FORGETS_LESS).loc[("alr_vs_lora", "x")].verdict == SUPPORTED
+    wide = card(-0.01, -0.03, 0.01, UNDECIDED).loc[("alr_vs_lora", "x")]
+    assert wide.verdict == f"undecided (at matched gain: {UNDECIDED})"
+    assert "at lora's gain along alr's sweep (seed 0): d = -0.0100 [-0.0300, +0.0100]" in wide.measured
+    lost = card(float("nan"), float("nan"), float("nan"), GAIN_NOT_REACHED)
+    assert lost.loc[("alr_vs_lora", "x")].verdict == f"undecided (at matched gain: {GAIN_NOT_REACHED})"
+    assert lost.loc[("alr_vs_ewc", "x")].verdict == SUPPORTED  # not against the reference: not read

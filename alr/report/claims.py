@@ -25,7 +25,10 @@ Efficiency claims (one measurement each, no CI; the rule names its threshold):
   10-15%, else contradicted; one row per Fisher scope recorded (the full model, as EWC-LoRA stores it;
   the adapted modules, the same scope as SI).
 A claim whose methods were not run reads "not run". Methods swept in strength stand for their
-selected strength (`selection.json`).
+selected strength (`selection.json`); where a `forgets_less` claim's a was swept and its b is the
+reference, a's forgetting is also read at b's domain gain along a's sweep (`alr.report.matched`), and
+the verdict must hold there too: supported needs "forgets less at the reference's gain", contradicted
+"forgets more"; otherwise it is undecided, naming the matched reading.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .matched import FORGETS_LESS, FORGETS_MORE, GAIN_NOT_REACHED
 from .render import Z_POWER, write_table
 from .stats import holm
 
@@ -109,7 +113,6 @@ CLAIMS = (
 COMPARISONS = [(c.a, c.b) for c in CLAIMS if c.kind in ("forgets_less", "costs")]
 
 
-GAIN_NOT_REACHED = "undecided (gain not reached)"
 NO_GAIN = "undecided (no gain to match)"
 
 
@@ -138,6 +141,31 @@ def verdict(claim: Claim, c: dict | None, compare_cfg: dict) -> str:
     if c["hi"] < effect and gain_no_lower:
         return CONTRADICTED
     return UNDECIDED
+
+
+def at_matched_gain(selected: str, matched: str) -> str:
+    """The verdict where the claim was also read at the reference's gain along a's sweep (`matched`, a
+    verdict of alr.report.matched): a supported or contradicted verdict stands only if that reading
+    agrees with it."""
+    agrees = {SUPPORTED: FORGETS_LESS, CONTRADICTED: FORGETS_MORE}.get(selected)
+    if agrees is None or matched == agrees:
+        return selected
+    return f"undecided (at matched gain: {matched})"
+
+
+def _matched_reading(claim: Claim, domain: str, matched: pd.DataFrame | None, compare_cfg: dict) -> dict | None:
+    """The matched-gain row of a forgets_less claim against the reference, where a was swept."""
+    if matched is None or claim.kind != "forgets_less" or claim.b != compare_cfg["reference"]:
+        return None
+    rows = matched[(matched.domain == domain) & (matched.method == claim.a)]
+    return rows.iloc[0].to_dict() if len(rows) else None
+
+
+def _matched_text(claim: Claim, reading: dict) -> str:
+    where = f"at {claim.b}'s gain along {claim.a}'s sweep (seed {reading['seed']})"
+    if pd.isna(reading["diff"]):
+        return f"{where}: {reading['verdict']}"
+    return f"{where}: d = {reading['diff']:+.4f} [{reading['lo']:+.4f}, {reading['hi']:+.4f}], {reading['verdict']}"
 
 
 def rule_text(claim: Claim, c: dict, compare_cfg: dict) -> str:
@@ -193,8 +221,13 @@ def efficiency_rows(efficiency_csv: str | Path | None) -> list[dict]:
     return rows
 
 
-def scorecard(comparisons: pd.DataFrame, efficiency_csv: str | Path | None, compare_cfg: dict) -> pd.DataFrame:
-    """`comparisons`: the rows of alr.report.tables.claim_comparisons."""
+def scorecard(
+    comparisons: pd.DataFrame,
+    efficiency_csv: str | Path | None,
+    compare_cfg: dict,
+    matched: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """`comparisons`: the rows of alr.report.tables.claim_comparisons; `matched`: matched.csv's rows."""
     rows = []
     domains = sorted(comparisons.domain.unique()) if len(comparisons) else []
     if len(comparisons):  # the family: every comparison claim on every domain that ran
@@ -227,6 +260,11 @@ def scorecard(comparisons: pd.DataFrame, efficiency_csv: str | Path | None, comp
                         f"own {c['gain_b']:+.3f})"
                     ),
                 )
+            reading = _matched_reading(claim, domain, matched, compare_cfg)
+            if reading is not None:
+                row["verdict"] = at_matched_gain(row["verdict"], reading["verdict"])
+                row["matched"] = _matched_text(claim, reading)
+                row["measured"] = f"{row.get('measured', '')}; {row['matched']}"
             rows.append(row)
     rows += efficiency_rows(efficiency_csv)
     return pd.DataFrame(rows)
@@ -278,8 +316,10 @@ def write_claims(card: pd.DataFrame, out_prefix: str | Path, compare_cfg: dict) 
             f"gain' is non-inferiority: g's CI above −{compare_cfg['margin']:g} × b's gain; an ablation costs only "
             f"when d is at least {compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s forgetting. A method "
             "whose strength selection kept no strength at the reference's valid gain is never compared (undecided, "
-            "gain not reached). Efficiency: one timing / size measurement each, thresholds 10x and the 10-15% band, "
-            "storage once per Fisher scope recorded. Row 'all': the verdict over domains (every domain alike, else "
+            "gain not reached); a swept method compared with the reference is also read at the reference's gain "
+            "along its sweep (matched.csv), and a verdict stands only if that reading agrees. Efficiency: one "
+            "timing / size measurement each, thresholds 10x and the 10-15% band, storage once per Fisher scope "
+            "recorded. Row 'all': the verdict over domains (every domain alike, else "
             "mixed or undecided)."
         ),
         out_prefix,

@@ -32,6 +32,7 @@ from .render import write_table
 
 TEXT_PREFIX = "text:"
 GAIN_NOT_REACHED = "undecided (gain not reached)"
+FORGETS_LESS, FORGETS_MORE = "forgets less at the reference's gain", "forgets more at the reference's gain"
 
 
 def interpolate_at(strengths, gains, forgetting, target: float) -> float:
@@ -117,9 +118,9 @@ def matched_verdict(row: dict, level: float = 0.95) -> str:
     if row["draws_reached"] < level:
         return f"undecided (gain reached in {row['draws_reached']:.0%} of draws)"
     if row["hi"] < 0:
-        return "forgets less at the reference's gain"
+        return FORGETS_LESS
     if row["lo"] > 0:
-        return "forgets more at the reference's gain"
+        return FORGETS_MORE
     return "undecided at this power"
 
 

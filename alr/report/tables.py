@@ -552,7 +552,7 @@ def write_main_table(
     write_hypervolume(table, folder / "hypervolume")
     seeded = {key: {r.eval["run"]["seed"]: r for r in rs} for key, rs in groups.items()}
     compare_cfg = eval_cfg["compare"]
-    write_matched(seeded, base.items, compare_cfg["reference"], compare_cfg["level"], folder / "matched")
-    card = scorecard(claim_comparisons(groups, table, eval_cfg, selection), efficiency_csv, eval_cfg["compare"])
+    matched = write_matched(seeded, base.items, compare_cfg["reference"], compare_cfg["level"], folder / "matched")
+    card = scorecard(claim_comparisons(groups, table, eval_cfg, selection), efficiency_csv, compare_cfg, matched)
     write_claims(card, folder / "claims", eval_cfg["compare"])
     return table
