@@ -24,7 +24,7 @@ from .assets import check_model_dir
 from .catalogue import datasets, unknown_domains
 from .data import PROMPT, DataError, encode_texts, read_records
 from .errors import ConfigError
-from .io import write_json, write_jsonl
+from .io import atomic_dir, write_json, write_jsonl
 from .layout import GENERAL_TEXT
 from .measure import Timer, peak_mem_mb, provenance
 from .models import device, load_tuned
@@ -132,15 +132,24 @@ def _subtasks(out: dict, name: str) -> list[str]:
 
 
 def run_lm_eval(
-    model, tok, data_files: dict[str, Path], batch_size: int, limit: int | None, builtin: dict[str, dict] | None = None
+    model,
+    tok,
+    data_files: dict[str, Path],
+    batch_size: int,
+    limit: int | None,
+    builtin: dict[str, dict] | None = None,
+    files_dir: Path | None = None,
 ) -> tuple[dict, list[dict]]:
     """({dataset: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}} exactly as lm-eval reports them
-    (None where a task has no such metric), per-item records [{task, doc_id, id, acc, acc_norm}])."""
+    (None where a task has no such metric), per-item records [{task, doc_id, id, acc, acc_norm}]);
+    with `files_dir`, lm-eval's own results and samples files there too (`save_lm_eval_files`)."""
     import lm_eval
+    from lm_eval.loggers import EvaluationTracker
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device())
+    tracker = EvaluationTracker() if files_dir is not None else None
     with tempfile.TemporaryDirectory(prefix="alr-tasks-") as task_dir:
         names = write_task_yamls(data_files, task_dir, builtin)
         out = lm_eval.simple_evaluate(
@@ -149,11 +158,20 @@ def run_lm_eval(
             limit=limit,
             # indexing lm-eval's own task catalogue takes ~8 s per call on the 2-core CPU: only when needed
             task_manager=TaskManager(include_path=task_dir, include_defaults=bool(builtin)),
-            log_samples=True,  # needed for the per-item records; we write our own files, not lm-eval's
+            log_samples=True,  # the per-item records, and lm-eval's samples files
+            evaluation_tracker=tracker,
             random_seed=0,
             numpy_random_seed=1234,
             torch_random_seed=1234,
         )
+    scores, items = _scores_and_items(out, names)
+    if tracker is not None:
+        save_lm_eval_files(tracker, out, files_dir)
+    return scores, items
+
+
+def _scores_and_items(out: dict, names: dict[str, str]) -> tuple[dict, list[dict]]:
+    """run_lm_eval's two results, read out of simple_evaluate's output."""
     scores, items = {}, []
     for dataset, name in names.items():
         res = out["results"][name]
@@ -181,6 +199,30 @@ def run_lm_eval(
                     }
                 )
     return scores, items
+
+
+def save_lm_eval_files(tracker, out: dict, files_dir: Path) -> None:
+    """lm-eval's own files, as its command line writes them with `--output_path --log_samples`
+    (`results_<time>.json`, `samples_<task>_<time>.jsonl`, its EvaluationTracker), flat in `files_dir`,
+    which appears whole or not at all. It consumes `out` (the tracker rewrites the samples in place)."""
+    samples = out.pop("samples")
+    with atomic_dir(files_dir) as tmp:
+        tracker.output_path = str(tmp)
+        tracker.save_results_aggregated(results=out, samples=samples)
+        for task, task_samples in samples.items():
+            tracker.save_results_samples(task_name=task, samples=task_samples)
+        for path in [p for p in tmp.rglob("*") if p.is_file() and p.parent != tmp]:
+            path.rename(tmp / path.name)  # out of lm-eval's per-model folder
+        for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
+            folder.rmdir()
+        if not list(tmp.glob("results_*.json")):  # the tracker logs a failure to save instead of raising
+            raise RuntimeError(f"lm-eval's EvaluationTracker wrote no results file in {tmp}; see the log above")
+
+
+def lm_eval_dir(eval_path: str | Path) -> Path:
+    """lm-eval's own files beside eval.json: eval.json -> eval_lm_eval/."""
+    eval_path = Path(eval_path)
+    return eval_path.with_name(eval_path.stem + "_lm_eval")
 
 
 def _gold(sample: dict) -> dict:
@@ -350,9 +392,10 @@ def _run_passes(
     builtin: dict[str, dict],
     held_out: list[dict],
     phase1: list[dict],
+    files_dir: Path,
 ) -> tuple[dict, list[dict], list[dict], list[dict]]:
     """(lm-eval scores, their per-item records, the held-out texts' NLL records, phase 1's texts' NLL records)."""
-    tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"], builtin)
+    tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"], builtin, files_dir)
     text_items = general_text_items(
         model, tok, held_out, lambda r: text_task(r.get("source", "text")), eval_cfg["nll_max_length"]
     )
@@ -422,7 +465,9 @@ def evaluate(
     held_out, phase1 = _general_texts(eval_cfg, data_dir, split, bool(general))
     model, tok = _load_model(model_dir, weights_dir, cfg["model"]["dtype"], delta_scale)
     with Timer() as timer:
-        tasks, items, text_items, overlap_items = _run_passes(model, tok, eval_cfg, files, builtin, held_out, phase1)
+        tasks, items, text_items, overlap_items = _run_passes(
+            model, tok, eval_cfg, files, builtin, held_out, phase1, lm_eval_dir(out_path)
+        )
     _set_scores(tasks, eval_cfg)
     domain_scores = {d: {"score": tasks[d]["score"], "stderr": tasks[d]["stderr"]} for d in domains}
     import lm_eval
@@ -438,6 +483,7 @@ def evaluate(
         "domain": {"name": domains[0], **domain_scores[domains[0]]} if len(domains) == 1 else None,
         "domains": domain_scores,
         "items": items_path(out_path).name,
+        "lm_eval_files": lm_eval_dir(out_path).name,
         "lm_eval": {
             "version": lm_eval.__version__,
             "batch_size": eval_cfg["batch_size"],

@@ -145,14 +145,24 @@ def test_evaluate_limit_and_batch_size_override_the_config(tiny_config_file, tin
     assert ev["lm_eval"]["limit"] == 5 and ev["lm_eval"]["batch_size"] == 2
     assert {t: s["n"] for t, s in ev["tasks"].items()} == dict.fromkeys(ev["tasks"], 5)
     assert ev["general"]["texts"] == 5
+    files = tmp_path / ev["lm_eval_files"]  # lm-eval's own files, as its command line writes them
+    (results,) = files.glob("results_*.json")
+    lm = json.loads(results.read_text())
+    for task, scores in ev["tasks"].items():
+        assert lm["results"][scores["task"]]["acc,none"] == scores["acc"], task
+        (samples,) = files.glob(f"samples_{scores['task']}_*.jsonl")
+        assert len(samples.read_text().splitlines()) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", "eval_items.jsonl.gz", "eval_lm_eval"]
     with pytest.raises(SystemExit) as refused:
         main([*argv, "--limit", "0"])
     assert refused.value.code == 2
 
 
 @pytest.mark.slow
-def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_model, tiny_data, tmp_path):
-    """`alr evaluate` and `lm_eval` on the same task YAMLs and checkpoint report the same accuracies."""
+def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, tmp_path):
+    """`alr evaluate` of a tuned adapter and `lm_eval` on the same task YAMLs, base checkpoint and adapter
+    (`peft=`, as docs/pipeline.md shows) report the same accuracies, in eval.json and in the results
+    file alr keeps beside it."""
     assert (
         main(
             ["tasks", "--config", str(tiny_config_file), "--data-dir", str(tiny_data), "--out", str(tmp_path / "tasks")]
@@ -165,7 +175,7 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
             "--model",
             "hf",
             "--model_args",
-            f"pretrained={tiny_model},dtype=float32",
+            f"pretrained={tiny_model},peft={lora_run / 'model'},dtype=float32",
             "--tasks",
             "alr_science,alr_basic_logic",
             "--include_path",
@@ -196,6 +206,8 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
                 str(tiny_data),
                 "--domains",
                 "science",
+                "--weights",
+                str(lora_run / "model"),
                 "--out",
                 str(tmp_path / "eval.json"),
             ]
@@ -203,9 +215,12 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
         == 0
     )
     ours = read_json(tmp_path / "eval.json")["tasks"]
+    (kept,) = (tmp_path / "eval_lm_eval").glob("results_*.json")  # the results file alr keeps, as lm_eval's
+    kept = json.loads(kept.read_text())["results"]
     for task in ("science", "basic_logic"):
         for metric in ("acc", "acc_norm"):
             assert ours[task][metric] == cli[f"alr_{task}"][f"{metric},none"], (task, metric)
+            assert kept[f"alr_{task}"][f"{metric},none"] == cli[f"alr_{task}"][f"{metric},none"], (task, metric)
 
 
 def test_text_nll_equals_each_texts_own_loss(tiny_model):
