@@ -14,18 +14,18 @@ from pathlib import Path
 
 import torch
 
-from .assets import MANIFEST, check_lora_targets, check_model_dir
+from .assets import check_lora_targets, check_model_dir
 from .checkpoints import checkpoint_dir, remove, resume_point
 from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
 from .dist import is_main_process
 from .errors import ConfigError
 from .hooks import HookContext
 from .importance.store import check_importance_file, load_importance, model_fingerprint
-from .io import atomic_dir, read_json, sha256_file, write_json
+from .io import atomic_dir, sha256_file, write_json
 from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file
 from .measure import provenance
 from .methods import Method, get_method
-from .models import load_base, lora_modules, wrap_lora
+from .models import load_base, lora_modules, name_hub_base, wrap_lora
 from .regularize import ELEMENT_TRANSFORMS, NORMALIZATIONS, Regularizer, group_by_layer
 from .runs import run_config, run_method
 from .sections import section
@@ -257,21 +257,9 @@ def _train(
     return stats
 
 
-def _name_hub_base(model, model_dir: str | Path) -> None:
-    """An adapter's adapter_config.json names its base model: PEFT writes the folder it was loaded from
-    (resources/models/<name>, a path of this machine); a checkpoint prepared from the hub
-    (`model.source.type: hub`, recorded in its manifest) is named by its repo id and revision instead."""
-    source = read_json(Path(model_dir) / MANIFEST).get("source", {})
-    if source.get("type") != "hub":
-        return
-    for adapter in getattr(model, "peft_config", {}).values():  # none for full fine-tuning
-        adapter.base_model_name_or_path = source["repo_id"]
-        adapter.revision = source.get("revision")
-
-
 def _save_run(model, record: dict, out_dir: Path, save_steps: int, model_dir: str | Path) -> None:
     """Write model/ and train.json atomically, then drop the checkpoints."""
-    _name_hub_base(model, model_dir)
+    name_hub_base(model, model_dir)
     with atomic_dir(out_dir / "model") as tmp:
         model.save_pretrained(tmp)
     write_json(out_dir / "train.json", record)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .assets import check_model_dir
+from .assets import MANIFEST, check_model_dir
 from .errors import ConfigError
+from .io import read_json
 
 
 def device() -> str:
@@ -93,3 +94,16 @@ def lora_modules(model) -> dict:
         for n, m in model.named_modules()
         if isinstance(m, LoraLayer) and hasattr(m, "get_delta_weight")
     }
+
+
+def name_hub_base(model, model_dir: str | Path) -> None:
+    """An adapter's adapter_config.json names its base model: PEFT writes the folder it was loaded from
+    (resources/models/<name>, a path of this machine); a checkpoint prepared from the hub
+    (`model.source.type: hub`, recorded in its manifest) is named by its repo id and revision instead.
+    Call before `save_pretrained`; alr itself loads adapters onto the model it passes, whatever they name."""
+    source = read_json(Path(model_dir) / MANIFEST).get("source", {})
+    if source.get("type") != "hub":
+        return
+    for adapter in getattr(model, "peft_config", {}).values():  # none for full fine-tuning
+        adapter.base_model_name_or_path = source["repo_id"]
+        adapter.revision = source.get("revision")

@@ -110,8 +110,9 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
 
 
 def test_adapter_names_the_hub_base_model(tiny_config_file, tiny_model, tiny_data, lora_run, tmp_path):
-    """adapter_config.json names the base by its hub repo id and revision when the prepared checkpoint
-    came from the hub (its manifest's source), the local folder otherwise; evaluation loads it either way."""
+    """adapter_config.json (a run's and phase 1's) names the base by its hub repo id and revision when the
+    prepared checkpoint came from the hub (its manifest's source), the local folder otherwise; evaluation
+    loads it either way."""
     import shutil
 
     from alr.models import load_tuned
@@ -130,6 +131,10 @@ def test_adapter_names_the_hub_base_model(tiny_config_file, tiny_model, tiny_dat
     assert saved["base_model_name_or_path"] == "someone/tiny-llama" and saved["revision"] == "abc123"
     model, _ = load_tuned(model_dir, tmp_path / "run" / "model")
     assert model is not None
+    argv = ["importance", "--config", str(tiny_config_file), "--model-dir", str(model_dir), "--data-dir"]
+    assert main([*argv, str(tiny_data), "--out", str(tmp_path / "si.safetensors")]) == 0
+    phase1 = read_json(tmp_path / "si_adapter" / "adapter_config.json")  # phase 1's adapter names it too
+    assert phase1["base_model_name_or_path"] == "someone/tiny-llama" and phase1["revision"] == "abc123"
 
 
 def test_evaluate_limit_and_batch_size_override_the_config(tiny_config_file, tiny_cfg, tiny_model, tiny_data, tmp_path):

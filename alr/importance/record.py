@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..io import atomic_dir
 from ..layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter
 from ..measure import Timer, peak_mem_mb, provenance, reset_peak_memory
-from ..models import load_base, wrap_lora
+from ..models import load_base, name_hub_base, wrap_lora
 from ..trainer import run_trainer, training_arguments
 from .si import SIRecorder, si_callback
 from .store import model_fingerprint, save_importance
@@ -100,8 +100,9 @@ def _si_recorder(cfg: dict, model, full: bool):
     return model, recorder, dict(train_cfg, **{k: v for k, v in phase1.items() if v is not None})
 
 
-def _save_phase1_adapter(model, optimizer_state, out_path) -> None:
+def _save_phase1_adapter(model, optimizer_state, out_path, model_dir) -> None:
     """Phase 1's adapter and its final AdamW state, beside the importance file (alr.layout)."""
+    name_hub_base(model, model_dir)
     with atomic_dir(phase1_adapter(out_path)) as tmp:
         model.save_pretrained(tmp)
         torch.save(optimizer_state, Path(tmp) / OPTIMIZER_STATE)
@@ -170,7 +171,7 @@ def record_importance(
     if not is_main_process():  # under DDP every rank holds the same importance; rank 0 writes it
         return sidecar
     if not full:  # first: the importance file, written last, marks the phase as complete
-        _save_phase1_adapter(model, keep_optimizer.state, out_path)
+        _save_phase1_adapter(model, keep_optimizer.state, out_path, model_dir)
     sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
     log.info(
         "SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
