@@ -50,6 +50,12 @@ def lora_run(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
     return run
 
 
+def evaluate_argv(config_file, model, data, out, *extra: str) -> list[str]:
+    """`alr evaluate` of `model` (plus `extra`, e.g. --weights) on science, writing `out`."""
+    argv = ["evaluate", "--config", str(config_file), "--model-dir", str(model), "--data-dir", str(data)]
+    return [*argv, "--domains", "science", "--out", str(out), *extra]
+
+
 def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, tmp_path):
     """prepare-model, prepare-data and finetune (the fixtures run them), then evaluate the tuned model."""
     cfg = tiny_cfg
@@ -59,26 +65,8 @@ def test_cli_chain(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, 
     assert train["final_ce"] > 0 and train["wall_time_s"] > 0 and train["peak_mem_mb"] > 0
     assert (lora_run / "model" / "adapter_model.safetensors").exists()
 
-    assert (
-        main(
-            [
-                "evaluate",
-                "--config",
-                str(tiny_config_file),
-                "--model-dir",
-                str(tiny_model),
-                "--data-dir",
-                str(tiny_data),
-                "--domains",
-                "science",
-                "--weights",
-                str(lora_run / "model"),
-                "--out",
-                str(tmp_path / "eval.json"),
-            ]
-        )
-        == 0
-    )
+    weights = ["--weights", str(lora_run / "model")]
+    assert main(evaluate_argv(tiny_config_file, tiny_model, tiny_data, tmp_path / "eval.json", *weights)) == 0
     ev = read_json(tmp_path / "eval.json")
     general = list(cfg["data"]["general"]["tasks"])
     assert set(ev["tasks"]) == set(general) | {"science"}
@@ -143,8 +131,7 @@ def test_evaluate_limit_and_batch_size_override_the_config(tiny_config_file, tin
     assert tiny_cfg["eval"]["limit"] is None and tiny_cfg["eval"]["batch_size"] != 2
     assert tiny_cfg["data"]["test_size"] > 5
     out = tmp_path / "eval.json"
-    argv = ["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir"]
-    argv += [str(tiny_data), "--domains", "science", "--out", str(out)]
+    argv = evaluate_argv(tiny_config_file, tiny_model, tiny_data, out)
     assert main([*argv, "--limit", "5", "--batch-size", "2"]) == 0
     ev = read_json(out)
     assert ev["lm_eval"]["limit"] == 5 and ev["lm_eval"]["batch_size"] == 2
@@ -199,26 +186,8 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
     assert proc.returncode == 0, proc.stderr[-3000:]
     (result,) = (tmp_path / "out").rglob("results_*.json")
     cli = json.loads(result.read_text())["results"]
-    assert (
-        main(
-            [
-                "evaluate",
-                "--config",
-                str(tiny_config_file),
-                "--model-dir",
-                str(tiny_model),
-                "--data-dir",
-                str(tiny_data),
-                "--domains",
-                "science",
-                "--weights",
-                str(lora_run / "model"),
-                "--out",
-                str(tmp_path / "eval.json"),
-            ]
-        )
-        == 0
-    )
+    weights = ["--weights", str(lora_run / "model")]
+    assert main(evaluate_argv(tiny_config_file, tiny_model, tiny_data, tmp_path / "eval.json", *weights)) == 0
     ours = read_json(tmp_path / "eval.json")["tasks"]
     (kept,) = (tmp_path / "eval_lm_eval").glob("results_*.json")  # the results file alr keeps, as lm_eval's
     kept = json.loads(kept.read_text())["results"]
