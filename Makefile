@@ -6,7 +6,11 @@
 #   make bench      overheads of importance recording and the penalty vs plain LoRA (benchmarks/README.md)
 #   make lint       ruff check, ruff format --check, snakefmt --check, snakemake --lint (CI)
 #   make format     rewrite the Python (ruff format) and the Snakefiles (snakefmt) in place
-# Each creates .venv on first use and (re)installs the pinned package when pyproject.toml changes.
+#   make lock       re-resolve pyproject.toml into requirements.lock (every version but torch's, with sha256
+#                   hashes); commit the result after reading its diff
+# Each but `make lock` creates .venv on first use and (re)installs the pinned package when pyproject.toml or
+# requirements.lock changes: the lock first (hash-checked, no resolving), then the package, which adds torch
+# (pyproject.toml's pin, in the build this machine's index serves), then `pip check`.
 #
 # Nothing here puts .venv/bin on PATH: the rules find the `alr` command beside the interpreter that
 # runs Snakemake (workflow/rules/common.smk), so `make run` and a plain `snakemake` from any
@@ -16,6 +20,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.alr-installed
+LOCK := requirements.lock
 CORES ?= all
 CONFIG ?= config/config.yaml
 SNAKEMAKE_ARGS ?=
@@ -24,16 +29,30 @@ REPORT ?= results/report.html
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
 # What ruff and snakefmt look at (their settings: pyproject.toml [tool.ruff], [tool.snakefmt]).
-PY_SOURCES := alr tests benchmarks
+PY_SOURCES := alr tests benchmarks tools
 SNAKEFILES := Snakefile $(wildcard workflow/rules/*.smk)
 
-.PHONY: run test test-fast smoke bench lint format dry-run clean-results check-assets
+.PHONY: run test test-fast smoke bench lint format dry-run clean-results check-assets lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip check
 	touch $@
+
+# pip resolves '.[test]' afresh in a throwaway venv (a dry run: its report, nothing installed); tools/lock.py
+# writes every resolved package but torch with the sha256 of each file the index serves for its version.
+# Every transitive version moves to the newest that pyproject.toml allows.
+lock:
+	@set -e; tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/alr-lock.XXXXXX"); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip packaging; \
+	"$$tmp/venv/bin/python" -m pip install --quiet --dry-run --ignore-installed --report "$$tmp/report.json" \
+		-e '.[test]'; \
+	"$$tmp/venv/bin/python" tools/lock.py "$$tmp/report.json" > "$$tmp/lock"; \
+	mv "$$tmp/lock" $(LOCK); echo "lock: wrote $(LOCK); git diff $(LOCK) shows what moved"
 
 run: $(STAMP)
 	$(BIN)/alr check-config $(CONFIG) $(filter --replace-workflow-config,$(SNAKEMAKE_ARGS))
