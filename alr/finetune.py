@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .hooks import HookContext
 from .importance.store import check_importance_file, load_importance, model_fingerprint
 from .io import atomic_dir, sha256_file, write_json
-from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file
+from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file, training_tracking
 from .measure import provenance
 from .methods import Method, get_method
 from .models import load_base, lora_modules, name_hub_base, wrap_lora
@@ -240,7 +240,9 @@ def _train(
     save_steps = train_cfg.get("checkpoint_steps", 0)
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
         trainer_dir = str(checkpoint_dir(out_dir)) if save_steps else scratch
-        args = training_arguments(train_cfg, seed, trainer_dir, save_steps=save_steps)
+        args = training_arguments(
+            train_cfg, seed, trainer_dir, save_steps=save_steps, tracking=training_tracking(out_dir)
+        )
         stats = run_trainer(
             model,
             tok,

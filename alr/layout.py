@@ -47,6 +47,16 @@ def importance_file(model: str, estimator: str, seed: int | str | None = None) -
 OPTIMIZER_STATE = "optimizer.pt"  # phase 1's final AdamW state, inside its adapter folder
 
 
+def training_tracking(out: str | Path) -> tuple[str, str]:
+    """(run name, TensorBoard folder) of a training under `train.report_to`: a fine-tune's run folder
+    `results/<m>/<d>/<run>/seed<s>` gives `<d>/<run>/seed<s>` and `.../seed<s>/tensorboard/`; phase 1's
+    importance file `si.safetensors` gives `importance/si` and `si_tensorboard/` beside it."""
+    path = Path(out)
+    if path.suffix == ".safetensors":
+        return f"importance/{path.stem}", str(path.parent / f"{path.stem}_tensorboard")
+    return "/".join(path.parts[-3:]), str(path / "tensorboard")
+
+
 def phase1_adapter(importance_path: str | Path) -> Path:
     """Phase 1's own LoRA adapter (and its optimizer state), kept beside the SI importance file for
     `phase2_init: phase1`: `si.safetensors` -> `si_adapter/`."""

@@ -33,10 +33,17 @@ def with_overrides(cfg: dict, settings: str | None) -> dict:
     return merge_config(cfg, {k: v for k, v in cfg[settings].items() if k in OVERRIDABLE})
 
 
+# Keys that choose where training metrics go, not what a job computes: `section` never hands them to a job,
+# so changing one reruns nothing and is no part of a run's identity. The workflow passes them in the
+# environment instead (workflow/rules/common.smk; alr.trainer.report_to).
+NOT_PASSED = ("train.report_to",)
+REPORT_TO_ENV = "ALR_REPORT_TO"  # train.report_to as the workflow hands it to every job
+
+
 def section(cfg: dict, *keys: str) -> dict:
     """The part of a config that `keys` name (what a rule passes to its `alr` command): a top-level
-    name takes the whole section, a dotted key (`fisher.samples`) only that value. A key the config
-    lacks is refused with one message naming them all."""
+    name takes the whole section, a dotted key (`fisher.samples`) only that value; never a key of
+    NOT_PASSED. A key the config lacks is refused with one message naming them all."""
     out: dict = {}
     missing = []
     for key in keys:
@@ -60,6 +67,10 @@ def section(cfg: dict, *keys: str) -> dict:
             f"the config has no {', '.join(map(repr, missing))}, which this command reads "
             "(config/config.yaml has them all)"
         )
+    for key in NOT_PASSED:
+        parent, last = key.split(".")
+        if isinstance(out.get(parent), dict) and last in out[parent]:
+            out[parent] = {k: v for k, v in out[parent].items() if k != last}
     return out
 
 

@@ -11,6 +11,7 @@ import torch
 
 from .checkpoints import checkpoint_step, no_final_checkpoint_callback
 from .measure import Timer, peak_mem_mb, reset_peak_memory
+from .sections import REPORT_TO_ENV
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,6 +52,27 @@ def _finite_loss_callback():
     return StopOnNonFiniteLoss()
 
 
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # train.report_to -> the package it needs
+
+
+def report_to(train_cfg: dict) -> str:
+    """Where the Trainer sends its metrics (`train.report_to`: none, tensorboard or wandb): the workflow's
+    ALR_REPORT_TO, else the config's own key; refused with the fix when its package is not installed."""
+    import importlib.util
+    import os
+
+    from .errors import ConfigError
+
+    value = os.environ.get(REPORT_TO_ENV) or train_cfg.get("report_to", "none")
+    if value != "none" and value not in TRACKERS:
+        raise ConfigError(f"train.report_to must be none, {' or '.join(TRACKERS)}; got {value!r}")
+    if value != "none" and importlib.util.find_spec(TRACKERS[value]) is None:
+        raise ConfigError(
+            f"train.report_to: {value} needs the {TRACKERS[value]} package: pip install {TRACKERS[value]}"
+        )
+    return value
+
+
 def training_arguments(
     train_cfg: dict,
     seed: int,
@@ -58,9 +80,17 @@ def training_arguments(
     epochs: float | None = None,
     max_steps: int | None = None,
     save_steps: int = 0,
+    tracking: tuple[str, str] | None = None,
 ):
-    """`save_steps` > 0: a checkpoint in output_dir every that many optimizer steps, the newest kept."""
+    """`save_steps` > 0: a checkpoint in output_dir every that many optimizer steps, the newest kept.
+    `tracking` (run name, folder): what `train.report_to` names the run and where TensorBoard writes."""
+    import os
+
     from transformers import TrainingArguments
+
+    tracker = report_to(train_cfg)
+    if tracker == "tensorboard" and tracking is not None:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = tracking[1]  # the Trainer's callback reads it
 
     saving = (
         {"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
@@ -86,7 +116,8 @@ def training_arguments(
         logging_steps=1,
         logging_nan_inf_filter=False,  # let the finite-loss check see a NaN instead of skipping it
         **saving,
-        report_to=[],
+        report_to=[] if tracker == "none" else [tracker],
+        run_name=tracking[0] if tracking else None,
         seed=seed,
         data_seed=seed,
         include_num_input_tokens_seen="non_padding",

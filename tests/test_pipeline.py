@@ -353,7 +353,8 @@ def _planned_jobs(work, cfg, path) -> list[tuple[str, dict]]:
 
 def _check_a_change_reruns_only_what_reads_it(work, cfg, tmp_path):
     """Each job is passed exactly the keys it reads (Method.config_keys, Estimator.keys): alr's penalty
-    weight reruns alr and not lora; ewc_lora's phase-2 settings rerun ewc_lora and not the Fisher."""
+    weight reruns alr and not lora; ewc_lora's phase-2 settings rerun ewc_lora and not the Fisher;
+    train.report_to reruns nothing."""
     changed = copy.deepcopy(cfg)
     changed["regularize"]["lambda"] = 2 * cfg["regularize"]["lambda"]
     tuned = {j["method"] for rule, j in _planned_jobs(work, changed, tmp_path / "lambda.yaml") if rule == "finetune"}
@@ -365,6 +366,9 @@ def _check_a_change_reruns_only_what_reads_it(work, cfg, tmp_path):
     jobs = _planned_jobs(work, changed, tmp_path / "fisher.yaml")
     assert ("finetune", "ewc_lora") in {(rule, j.get("method")) for rule, j in jobs}
     assert not [j for rule, j in jobs if rule == "importance"]  # neither the Fisher nor SI is recorded again
+    changed = copy.deepcopy(cfg)
+    changed["train"]["report_to"] = "tensorboard"  # where metrics go changes no result: nothing reruns
+    assert _planned_jobs(work, changed, tmp_path / "tracking.yaml") == []
 
 
 def _check_ablation_figures_report(work, cfg_path, main_table):

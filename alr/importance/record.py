@@ -18,7 +18,7 @@ from ..data import read_records, tokenize_texts
 from ..dist import is_main_process
 from ..errors import ConfigError
 from ..io import atomic_dir
-from ..layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter
+from ..layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter, training_tracking
 from ..measure import Timer, peak_mem_mb, provenance, reset_peak_memory
 from ..models import load_base, name_hub_base, wrap_lora
 from ..trainer import run_trainer, training_arguments
@@ -162,7 +162,12 @@ def record_importance(
     keep_optimizer = _final_optimizer_state()
     with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
         args = training_arguments(
-            train_cfg, torch_seed, scratch, epochs=imp_cfg["epochs"], max_steps=imp_cfg["max_steps"]
+            train_cfg,
+            torch_seed,
+            scratch,
+            epochs=imp_cfg["epochs"],
+            max_steps=imp_cfg["max_steps"],
+            tracking=training_tracking(out_path),
         )
         stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder), keep_optimizer])
     importance = recorder.importance()

@@ -6,7 +6,7 @@ import sys
 from alr.catalogue import data_in_use, dataset_splits, datasets, user_files
 from alr.config import validate_config
 from alr.errors import ConfigError
-from alr.sections import section
+from alr.sections import REPORT_TO_ENV, section
 from alr.hub import hub_assets
 from alr.io import read_json
 from alr.importance.estimators import ESTIMATORS, SI, get_estimator
@@ -75,6 +75,7 @@ RUNS = all_runs(config)  # the tuned methods; one run per value of a method's st
 ENV = "../../envs/alr.yaml"
 # envs/alr.post-deploy.sh installs the repository into that env; Snakemake runs it from a copy under
 # .snakemake/conda/, in this process's environment, so it finds the repository here.
+os.environ[REPORT_TO_ENV] = config["train"].get("report_to", "none")  # no rule passes it (sections.NOT_PASSED)
 os.environ.update(ALR_REPO=workflow.basedir)  # set here, not read: no `envvars:` entry
 
 
