@@ -544,8 +544,9 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     tuned = {j["method"] for rule, j in _planned_jobs(work, grown, tmp_path / "grown.yaml") if rule == "finetune"}
     assert tuned == {"alr-lambda5"}, tuned
     selection = pd.read_csv(work / "results" / "tables" / "selection.csv")
-    for p in runs.glob("*/*/seed*/eval*"):  # test evaluations become unreadable
-        p.write_bytes(b"not json")
+    for p in runs.glob("*/*/seed*/eval*"):  # test evaluations, lm-eval's own files too, become unreadable
+        for f in p.rglob("*") if p.is_dir() else [p]:
+            f.write_bytes(b"not json")
     valid = sorted(str(p) for p in runs.glob("*/*/seed0/valid.json") if "/base/" not in str(p))
     assert (
         main(
