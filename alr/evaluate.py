@@ -207,14 +207,11 @@ def save_lm_eval_files(tracker, out: dict, files_dir: Path) -> None:
     which appears whole or not at all. It consumes `out` (the tracker rewrites the samples in place)."""
     samples = out.pop("samples")
     with atomic_dir(files_dir) as tmp:
-        tracker.output_path = str(tmp)
+        # an output path naming a .json file keeps every file beside it, with no per-model folder
+        tracker.output_path = str(tmp / "results.json")
         tracker.save_results_aggregated(results=out, samples=samples)
         for task, task_samples in samples.items():
             tracker.save_results_samples(task_name=task, samples=task_samples)
-        for path in [p for p in tmp.rglob("*") if p.is_file() and p.parent != tmp]:
-            path.rename(tmp / path.name)  # out of lm-eval's per-model folder
-        for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
-            folder.rmdir()
         if not list(tmp.glob("results_*.json")):  # the tracker logs a failure to save instead of raising
             raise RuntimeError(f"lm-eval's EvaluationTracker wrote no results file in {tmp}; see the log above")
 

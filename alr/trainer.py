@@ -52,7 +52,7 @@ def _finite_loss_callback():
     return StopOnNonFiniteLoss()
 
 
-TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # train.report_to -> the package it needs
+TRACKERS = ("tensorboard", "wandb")  # train.report_to's trackers, each the name of the package it needs
 
 
 def report_to(train_cfg: dict) -> str:
@@ -64,12 +64,12 @@ def report_to(train_cfg: dict) -> str:
     from .errors import ConfigError
 
     value = os.environ.get(REPORT_TO_ENV) or train_cfg.get("report_to", "none")
-    if value != "none" and value not in TRACKERS:
+    if value == "none":
+        return value
+    if value not in TRACKERS:
         raise ConfigError(f"train.report_to must be none, {' or '.join(TRACKERS)}; got {value!r}")
-    if value != "none" and importlib.util.find_spec(TRACKERS[value]) is None:
-        raise ConfigError(
-            f"train.report_to: {value} needs the {TRACKERS[value]} package: pip install {TRACKERS[value]}"
-        )
+    if importlib.util.find_spec(value) is None:
+        raise ConfigError(f"train.report_to: {value} needs the {value} package: pip install {value}")
     return value
 
 
