@@ -160,8 +160,20 @@ def cmd_tasks(args, cfg):
 
     files = {n: Path(args.data_dir) / n / "test.jsonl" for n in datasets(cfg["data"], built=True)}
     builtin = datasets(cfg["data"], built=False)
-    tasks = write_task_yamls(files, args.out, builtin)
-    log.info("wrote lm-eval task YAMLs to %s: %s", args.out, ", ".join(tasks.values()))
+    tasks = list(write_task_yamls(files, args.out, builtin).values())
+    if args.model_dir:
+        from .data import read_records
+        from .layout import GENERAL_TEXT
+        from .models import load_tokenizer
+        from .text_nll import write_nll_task
+
+        texts = read_records(Path(args.data_dir) / GENERAL_TEXT / "test.jsonl", "text")
+        tasks.append(write_nll_task(load_tokenizer(args.model_dir), texts, args.out))
+    log.info("wrote lm-eval task YAMLs to %s: %s", args.out, ", ".join(tasks))
+    if not args.model_dir:
+        log.info(
+            "no --model-dir: the general-text NLL task (it counts tokens with the model's tokenizer) is not written"
+        )
 
 
 def _runs_from_records(paths) -> list[dict]:
@@ -467,6 +479,10 @@ def _add_evaluation_commands(sub) -> None:
     s = _add_command(sub, "tasks", cmd_tasks, "write the lm-eval task YAMLs (use with `lm_eval --include_path`)")
     s.add_argument("--data-dir", required=True, help=_DIRS["--data-dir"])
     s.add_argument("--out", required=True, help="folder for the task YAMLs")
+    s.add_argument(
+        "--model-dir",
+        help=_DIRS["--model-dir"] + "; adds the general-text NLL task alr_general_nll (token counts are the model's)",
+    )
 
 
 def _add_table_commands(sub) -> None:

@@ -22,12 +22,13 @@ import yaml
 
 from .assets import check_model_dir
 from .catalogue import datasets, unknown_domains
-from .data import PROMPT, DataError, encode_texts, read_records
+from .data import PROMPT, read_records
 from .errors import ConfigError
 from .io import atomic_dir, write_json, write_jsonl
 from .layout import GENERAL_TEXT
 from .measure import Timer, peak_mem_mb, provenance
 from .models import device, load_tuned
+from .text_nll import general_text_items, nll_summary
 
 log = logging.getLogger(__name__)
 TASK_PREFIX = "alr_"
@@ -248,74 +249,6 @@ def items_path(eval_path: str | Path) -> Path:
 
 def task_metric(eval_cfg: dict, dataset: str) -> str:
     return eval_cfg.get("task_metrics", {}).get(dataset, eval_cfg["metric"])
-
-
-def _token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
-    """Indices grouped by similar length so that each padded batch holds at most max_tokens tokens."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, current = [], []
-    for i in order:
-        if current and (len(current) + 1) * lengths[i] > max_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    return batches + ([current] if current else [])
-
-
-def text_nll(model, tok, texts: list[str], max_length: int, max_tokens: int = 512) -> list[dict]:
-    """Per text: its mean token negative log-likelihood (nats) and its number of scored tokens.
-
-    Texts are truncated to max_length tokens and batched by length (at most max_tokens padded tokens
-    per batch): the full-vocabulary logits of long padded batches otherwise dominate the cost (on the
-    2-core CPU, 370 short texts took 20-25 s with 512 tokens per batch, 29-33 s with 4096).
-    """
-    import torch
-
-    ids = encode_texts(texts, tok, max_length)
-    if any(len(x) < 2 for x in ids):
-        raise DataError("a general text has fewer than 2 tokens; nothing to score")
-    dev = next(model.parameters()).device
-    out: list[dict] = [{}] * len(texts)
-    with torch.no_grad():
-        for batch in _token_batches([len(x) for x in ids], max_tokens):
-            width = max(len(ids[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(input_ids)
-            for row, i in enumerate(batch):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                mask[row, : len(ids[i])] = 1
-            input_ids, mask = input_ids.to(dev), mask.to(dev)
-            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
-            target = input_ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
-            for row, i in enumerate(batch):
-                n = int((target[row] != -100).sum())
-                out[i] = {"nll": float(nll[row].sum()) / n, "tokens": n}
-    return out
-
-
-def general_text_items(model, tok, records: list[dict], task_of, max_length: int) -> list[dict]:
-    """Per-text NLL records {"task": task_of(record), "id", "nll", "tokens"} (paired across models by id)."""
-    scored = text_nll(model, tok, [r["text"] for r in records], max_length)
-    return [{"task": task_of(r), "id": r["id"], **s} for r, s in zip(records, scored)]
-
-
-def nll_summary(items: list[dict]) -> dict:
-    """The general NLL of per-text records: the mean over texts (each text weighs the same), its
-    perplexity, and the same per task (source)."""
-
-    def mean(rows):
-        return sum(r["nll"] for r in rows) / len(rows)
-
-    tasks = sorted({r["task"] for r in items})
-    nll = mean(items)
-    return {
-        "nll": nll,
-        "ppl": math.exp(nll),
-        "texts": len(items),
-        "tokens": sum(r["tokens"] for r in items),
-        "sources": {t: mean([r for r in items if r["task"] == t]) for t in tasks},
-    }
 
 
 def _evaluated_run(cfg: dict, domains: list[str], run: str | None, seed: int | None) -> dict | None:

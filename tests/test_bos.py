@@ -1,6 +1,6 @@
-"""A tokenizer that puts a BOS before every text (as Llama-3's does) gets it in training, in the text
-NLL and in the KL term, as lm-eval gets it when it encodes a context; one that does not (SmolLM2's,
-the tiny model's) gets nothing added."""
+"""A tokenizer that puts a BOS before every text (as Llama-3's does) gets it in training and in the KL
+term, as lm-eval gets it when it encodes a context, and once as the text NLL's prefix (never scored);
+one that does not (SmolLM2's, the tiny model's) gets nothing added."""
 
 import copy
 
@@ -9,6 +9,7 @@ from tokenizers import processors
 from transformers import AutoTokenizer
 
 from alr.data import encode_texts, leading_special_ids, tokenize_pairs, tokenize_texts
+from alr.text_nll import text_windows
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,9 @@ def test_training_nll_and_lm_eval_treat_the_first_token_alike(tokenizers, tiny_m
     (text,) = tokenize_texts(["alpha beta gamma"], bos, 64)
     assert text["input_ids"][0] == bos.bos_token_id
     assert encode_texts(["alpha beta gamma"], bos, 3)[0][0] == bos.bos_token_id  # kept when truncating
+    ((inp, predicted),) = text_windows(bos, "alpha beta gamma", 64)  # the NLL: the BOS once, as context only
+    assert inp[0] == bos.bos_token_id and bos.bos_token_id not in inp[1:] + predicted
+    assert predicted == bos("alpha beta gamma", add_special_tokens=False)["input_ids"]
 
 
 def test_truncation_keeps_the_bos_and_the_answer(tokenizers):

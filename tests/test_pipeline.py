@@ -150,42 +150,32 @@ def test_evaluate_limit_and_batch_size_override_the_config(tiny_config_file, tin
     assert refused.value.code == 2
 
 
+def write_tasks(config_file, data, out, *extra: str):
+    """`alr tasks` into `out` (plus `extra`, e.g. --model-dir)."""
+    assert main(["tasks", "--config", str(config_file), "--data-dir", str(data), "--out", str(out), *extra]) == 0
+
+
+def lm_eval_cli(model_args: str, tasks: str, include, out, batch_size: int) -> dict:
+    """lm-eval's results file of its command line on CPU, with alr's task YAMLs in `include`."""
+    lm_eval = os.path.join(os.path.dirname(sys.executable), "lm_eval")
+    argv = [lm_eval, "--model", "hf", "--model_args", model_args, "--tasks", tasks, "--include_path", str(include)]
+    argv += ["--device", "cpu", "--batch_size", str(batch_size), "--output_path", str(out), "--log_samples"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = out.rglob("results_*.json")
+    return json.loads(result.read_text())
+
+
 @pytest.mark.slow
 def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_model, tiny_data, lora_run, tmp_path):
     """`alr evaluate` of a tuned adapter and `lm_eval` on the same task YAMLs, base checkpoint and adapter
     (`peft=`, as docs/pipeline.md shows) report the same accuracies, in eval.json and in the results
     file alr keeps beside it."""
-    assert (
-        main(
-            ["tasks", "--config", str(tiny_config_file), "--data-dir", str(tiny_data), "--out", str(tmp_path / "tasks")]
-        )
-        == 0
-    )
-    proc = subprocess.run(
-        [
-            os.path.join(os.path.dirname(sys.executable), "lm_eval"),
-            "--model",
-            "hf",
-            "--model_args",
-            f"pretrained={tiny_model},peft={lora_run / 'model'},dtype=float32",
-            "--tasks",
-            "alr_science,alr_basic_logic",
-            "--include_path",
-            str(tmp_path / "tasks"),
-            "--device",
-            "cpu",
-            "--batch_size",
-            str(tiny_cfg["eval"]["batch_size"]),
-            "--output_path",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (result,) = (tmp_path / "out").rglob("results_*.json")
-    cli = json.loads(result.read_text())["results"]
+    write_tasks(tiny_config_file, tiny_data, tmp_path / "tasks")
+    model_args = f"pretrained={tiny_model},peft={lora_run / 'model'},dtype=float32"
+    cli = lm_eval_cli(
+        model_args, "alr_science,alr_basic_logic", tmp_path / "tasks", tmp_path / "out", tiny_cfg["eval"]["batch_size"]
+    )["results"]
     weights = ["--weights", str(lora_run / "model")]
     assert main(evaluate_argv(tiny_config_file, tiny_model, tiny_data, tmp_path / "eval.json", *weights)) == 0
     ours = read_json(tmp_path / "eval.json")["tasks"]
@@ -197,21 +187,39 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
             assert kept[f"alr_{task}"][f"{metric},none"] == cli[f"alr_{task}"][f"{metric},none"], (task, metric)
 
 
-def test_text_nll_equals_each_texts_own_loss(tiny_model):
-    """Per-text NLL, batched and padded by length, equals the model's own loss on each text alone."""
-    import torch
+@pytest.mark.slow
+def test_general_nll_equals_the_lm_eval_command_line(tiny_cfg, tiny_model, tiny_data, lora_run, tmp_path):
+    """The task `alr tasks --model-dir` writes, scored by the `lm_eval` command line as docs/pipeline.md
+    shows, gives eval.json's general NLL of a tuned adapter to 1e-6, and each text's NLL too. The window
+    is set below the longest text, so lm-eval's rolling windows are compared as well."""
+    from alr.evaluate import items_path
+    from alr.models import load_tokenizer
+    from alr.text_nll import NLL_TASK, text_token_ids
 
-    from alr.evaluate import text_nll
-    from alr.models import load_tuned
-
-    model, tok = load_tuned(tiny_model, None)
-    texts = ["Question: which horse has four legs?\nAnswer: the horse", "a b c", "paris is in france " * 5]
-    got = text_nll(model, tok, texts, max_length=40, max_tokens=64)
-    with torch.no_grad():
-        for text, scored in zip(texts, got):  # one text at a time, no padding, the model's own loss
-            ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :40]
-            assert scored["tokens"] == ids.shape[1] - 1
-            assert scored["nll"] == pytest.approx(model(input_ids=ids, labels=ids).loss.item(), rel=1e-5)
+    tok = load_tokenizer(tiny_model)
+    texts = [json.loads(line)["text"] for line in (tiny_data / "general_text" / "test.jsonl").read_text().splitlines()]
+    window = 24
+    assert max(len(text_token_ids(tok, t)) for t in texts) > 2 * window  # texts span several windows
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["eval"]["nll_max_length"] = window
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    write_tasks(config_file, tiny_data, tmp_path / "tasks", "--model-dir", str(tiny_model))
+    model_args = (
+        f"pretrained={tiny_model},peft={lora_run / 'model'},dtype=float32,max_length={window},add_bos_token=False"
+    )
+    cli = lm_eval_cli(model_args, NLL_TASK, tmp_path / "tasks", tmp_path / "out", cfg["eval"]["batch_size"])
+    weights = ["--weights", str(lora_run / "model")]
+    assert main(evaluate_argv(config_file, tiny_model, tiny_data, tmp_path / "eval.json", *weights)) == 0
+    general = read_json(tmp_path / "eval.json")["general"]
+    assert cli["results"][NLL_TASK]["nll,none"] == pytest.approx(general["nll"], abs=1e-6)
+    assert cli["n-samples"][NLL_TASK]["effective"] == general["texts"]
+    items = read_items(items_path(tmp_path / "eval.json"))
+    ours = {key[1]: r["nll"] for key, r in items.items() if key[0].startswith(text_task(""))}
+    (samples,) = (tmp_path / "out").rglob(f"samples_{NLL_TASK}_*.jsonl")
+    for line in samples.read_text().splitlines():
+        sample = json.loads(line)
+        assert sample["nll"] == pytest.approx(ours[sample["doc"]["id"]], abs=1e-6), sample["doc"]["id"]
 
 
 def test_adapter_changes_predictions(tiny_model, lora_run):
