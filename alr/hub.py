@@ -116,6 +116,26 @@ def hub_texts(spec: dict) -> list[dict]:
     ]
 
 
+# other frameworks' weights and Meta's original checkpoint (original/*.pth, another 16 GB) are not needed
+MODEL_IGNORE = ["original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx", "flax_*", "tf_*"]
+
+
+def model_snapshot(repo_id: str, revision: str | None, local_only: bool = False) -> Path:
+    """The model's snapshot folder in the Hugging Face cache, downloaded unless `local_only` (or
+    HF_HUB_OFFLINE); a revision missing from the cache offline is one clear FileNotFoundError."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = snapshot_download(repo_id, revision=revision, local_files_only=local_only, ignore_patterns=MODEL_IGNORE)
+    except LocalEntryNotFoundError:
+        raise FileNotFoundError(
+            f"model {repo_id}@{revision or 'main'} is not in the Hugging Face cache {constants.HF_HUB_CACHE}; fill it "
+            "with `alr prefetch` (snakemake runs it first) on a machine that reaches the hub"
+        ) from None
+    return Path(path)
+
+
 def hub_assets(cfg: dict) -> dict:
     """What a config needs from the hub: {"model": repo or None, "datasets": [...], "lm_eval_tasks": [...]}."""
     data = cfg["data"]
@@ -140,19 +160,12 @@ def hub_assets(cfg: dict) -> dict:
 
 def prefetch(cfg: dict, out_path) -> dict:
     """Download every hub asset of the config into the HF cache; write a record of them to out_path."""
-    from huggingface_hub import snapshot_download
-
     assets = hub_assets(cfg)
     record = {"model": None, "datasets": {}, "lm_eval_tasks": assets["lm_eval_tasks"]}
     if assets["model"]:
         src = assets["model"]
-        # skip other frameworks' weights and Meta's original checkpoint (original/*.pth, another 16 GB)
-        path = snapshot_download(
-            src["repo_id"],
-            revision=src.get("revision"),
-            ignore_patterns=["original/*", "*.msgpack", "*.h5", "*.ot", "*.onnx", "flax_*", "tf_*"],
-        )
-        record["model"] = {"repo_id": src["repo_id"], "revision": src.get("revision"), "path": path}
+        path = model_snapshot(src["repo_id"], src.get("revision"))
+        record["model"] = {"repo_id": src["repo_id"], "revision": src.get("revision"), "path": str(path)}
         log.info("model %s -> %s", src["repo_id"], path)
     for spec in assets["datasets"]:
         splits = spec.get("splits") or [spec.get("split", "train")]

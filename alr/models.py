@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .assets import MANIFEST, check_model_dir
+from .assets import MANIFEST, checkpoint_path
 from .errors import ConfigError
 from .io import read_json
 
@@ -18,7 +18,7 @@ def device() -> str:
 def load_tokenizer(model_dir: str | Path):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(check_model_dir(model_dir))
+    tok = AutoTokenizer.from_pretrained(checkpoint_path(model_dir))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -29,7 +29,7 @@ def load_base(model_dir: str | Path, dtype: str = "float32"):
     from transformers import AutoModelForCausalLM
 
     tok = load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(checkpoint_path(model_dir), dtype=getattr(torch, dtype))
     return model, tok
 
 
@@ -99,11 +99,13 @@ def lora_modules(model) -> dict:
 def name_hub_base(model, model_dir: str | Path) -> None:
     """An adapter's adapter_config.json names its base model: PEFT writes the folder it was loaded from
     (resources/models/<name>, a path of this machine); a checkpoint prepared from the hub
-    (`model.source.type: hub`, recorded in its manifest) is named by its repo id and revision instead.
-    Call before `save_pretrained`; alr itself loads adapters onto the model it passes, whatever they name."""
-    source = read_json(Path(model_dir) / MANIFEST).get("source", {})
+    (`model.source.type: hub`, recorded in its manifest) is named by its repo id and revision instead,
+    the snapshot's commit where the manifest pins one. Call before `save_pretrained`; alr itself loads
+    adapters onto the model it passes, whatever they name."""
+    manifest = read_json(Path(model_dir) / MANIFEST)
+    source = manifest.get("source", {})
     if source.get("type") != "hub":
         return
     for adapter in getattr(model, "peft_config", {}).values():  # none for full fine-tuning
         adapter.base_model_name_or_path = source["repo_id"]
-        adapter.revision = source.get("revision")
+        adapter.revision = manifest.get("commit", source.get("revision"))

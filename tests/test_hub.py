@@ -1,10 +1,18 @@
-"""Hub datasets -> canonical records, and config/paper.yaml; nothing here touches the network."""
+"""Hub datasets -> canonical records, config/paper.yaml, and hub models read from the HF cache; nothing
+here touches the network."""
 
+import copy
+import shutil
+
+import pytest
 import yaml
 
 from alr import hub
+from alr.assets import MANIFEST
+from alr.cli import main
 from alr.config import load_config, validate_config
 from alr.data import _check_mc
+from alr.io import read_json, sha256_file
 from tests.tiny import REPO
 
 ROWS = {
@@ -59,3 +67,47 @@ def test_paper_config_is_valid_and_lists_its_hub_assets():
 
 def test_default_config_needs_nothing_from_the_hub():
     assert not any(hub.hub_assets(load_config(REPO / "config" / "config.yaml")).values())
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def hub_cache(tiny_model, tmp_path, monkeypatch):
+    """A Hugging Face cache that holds the tiny model as someone/tiny-llama at COMMIT, with `main`
+    pointing at it, and the hub switched off (it is unreachable here)."""
+    from huggingface_hub import constants
+
+    repo = tmp_path / "hub" / "models--someone--tiny-llama"
+    shutil.copytree(tiny_model, repo / "snapshots" / COMMIT, ignore=shutil.ignore_patterns(MANIFEST))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return repo / "snapshots" / COMMIT
+
+
+def test_a_hub_model_is_read_from_the_cache_and_never_copied(hub_cache, tiny_cfg, tiny_data, tmp_path, capsys):
+    """prepare-model of a hub model writes only the manifest (pinning the snapshot's commit); fine-tuning
+    loads the weights from the cache and names the hub base in its adapter; a job whose snapshot left the
+    cache stops with one line naming the fix."""
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["model"]["source"] = {"type": "hub", "repo_id": "someone/tiny-llama", "revision": "main"}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    model_dir = tmp_path / "model"
+    assert main(["prepare-model", "--config", str(config_file), "--out", str(model_dir)]) == 0
+    assert [p.name for p in model_dir.iterdir()] == [MANIFEST]
+    manifest = read_json(model_dir / MANIFEST)
+    assert manifest["commit"] == COMMIT and manifest["architecture"] == "LlamaForCausalLM"
+    assert manifest["files"]["model.safetensors"] == sha256_file(hub_cache / "model.safetensors")
+    argv = ["finetune", "--config", str(config_file), "--model-dir", str(model_dir), "--data-dir", str(tiny_data)]
+    argv += ["--domain", "science", "--method", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    adapter = read_json(tmp_path / "run" / "model" / "adapter_config.json")
+    assert adapter["base_model_name_or_path"] == "someone/tiny-llama" and adapter["revision"] == COMMIT
+    shutil.rmtree(hub_cache)
+    capsys.readouterr()
+    assert main([*argv[:-1], str(tmp_path / "run2")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"someone/tiny-llama@{COMMIT} is not in the Hugging Face cache" in line and "alr prefetch" in line
