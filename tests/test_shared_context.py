@@ -26,15 +26,18 @@ def _requests():
     return [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
 
 
-@pytest.mark.parametrize("max_length", [2048, 40])
-def test_shared_context_scores_equal_lm_evals(model_tok, max_length):
+@pytest.mark.parametrize(("max_length", "batch_size"), [(2048, 4), (2048, 16), (40, 16)])
+def test_shared_context_scores_equal_lm_evals(model_tok, max_length, batch_size):
+    """Batch size 4 holds one context's four choices; 16 holds contexts of different lengths (left-padded)."""
     from lm_eval.models.huggingface import HFLM
 
     from alr.shared_context import shared_context_lm
 
     model, tok = model_tok
-    theirs = HFLM(pretrained=model, tokenizer=tok, batch_size=4, device="cpu", max_length=max_length)
-    ours = shared_context_lm(pretrained=model, tokenizer=tok, batch_size=4, device="cpu", max_length=max_length)
+    theirs = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device="cpu", max_length=max_length)
+    ours = shared_context_lm(
+        pretrained=model, tokenizer=tok, batch_size=batch_size, device="cpu", max_length=max_length
+    )
     expected = theirs.loglikelihood(_requests(), disable_tqdm=True)
     got = ours.loglikelihood(_requests(), disable_tqdm=True)
     assert [g for _, g in got] == [g for _, g in expected]
