@@ -4,8 +4,9 @@ lm-eval scores every (context, continuation) request as one full sequence, so a 
 four choices runs its long context four times, and it computes the output head and softmax at every
 position although only the continuation's are read. Here the requests that share a context run it once
 (the head on its last position only), keep its key/value cache, and score all of its continuations from
-that cache; contexts are batched longest first, `batch_size` continuations per batch. Tokenisation (lm-eval's `_encode_pair`), tasks, metrics and aggregation stay
-lm-eval's; a request longer than the model's window goes to lm-eval's own scorer, which truncates it.
+that cache; contexts are batched longest first, `batch_size` continuations per batch. Tokenisation
+(lm-eval's `_encode_pair`), tasks, metrics and aggregation stay lm-eval's; a request longer than the model's
+window goes to lm-eval's own scorer, which truncates it.
 
 `tests/test_shared_context.py` checks the log-likelihoods (to 1e-4 nats) and greedy flags against HFLM's
 own, and the `lm_eval` command-line test that the accuracies are equal. The speed-up is measured by
