@@ -140,23 +140,16 @@ def run_lm_eval(
     limit: int | None,
     builtin: dict[str, dict] | None = None,
     files_dir: Path | None = None,
-    shared_contexts: bool = True,
 ) -> tuple[dict, list[dict]]:
     """({dataset: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}} exactly as lm-eval reports them
     (None where a task has no such metric), per-item records [{task, doc_id, id, acc, acc_norm}]);
-    with `files_dir`, lm-eval's own results and samples files there too (`save_lm_eval_files`).
-    `shared_contexts` scores with alr.shared_context (each context run once), else with lm-eval's
-    own HFLM scorer (the benchmark's reference)."""
+    with `files_dir`, lm-eval's own results and samples files there too (`save_lm_eval_files`)."""
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from .shared_context import shared_context_lm
-
-    lm = (shared_context_lm if shared_contexts else HFLM)(
-        pretrained=model, tokenizer=tok, batch_size=batch_size, device=device()
-    )
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device())
     tracker = EvaluationTracker() if files_dir is not None else None
     with tempfile.TemporaryDirectory(prefix="alr-tasks-") as task_dir:
         names = write_task_yamls(data_files, task_dir, builtin)
