@@ -155,11 +155,12 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_tasks(args, cfg):
-    from .catalogue import datasets
+    from .catalogue import data_in_use, datasets
     from .evaluate import write_task_yamls
 
-    files = {n: Path(args.data_dir) / n / "test.jsonl" for n in datasets(cfg["data"], built=True)}
-    builtin = datasets(cfg["data"], built=False)
+    data = data_in_use(cfg)
+    files = {n: Path(args.data_dir) / n / "test.jsonl" for n in datasets(data, built=True)}
+    builtin = datasets(data, built=False)
     tasks = list(write_task_yamls(files, args.out, builtin).values())
     if args.model_dir:
         from .data import read_records

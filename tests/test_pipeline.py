@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -164,6 +165,20 @@ def lm_eval_cli(model_args: str, tasks: str, include, out, batch_size: int) -> d
     assert proc.returncode == 0, proc.stderr[-3000:]
     (result,) = out.rglob("results_*.json")
     return json.loads(result.read_text())
+
+
+def test_tasks_are_written_for_the_domains_in_use_only(tiny_cfg, tiny_data, tmp_path):
+    """`alr tasks` on a config that keeps a dataset configured but unused (as the default keeps medical)
+    needs and writes no task for it, as `alr prepare-data` builds none."""
+    tiny_cfg["domains"] = ["science"]
+    config_file = tmp_path / "science-only.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_cfg))
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    shutil.rmtree(data / "medical")
+    write_tasks(config_file, data, tmp_path / "tasks")
+    written = {p.stem for p in (tmp_path / "tasks").glob("*.yaml")}
+    assert "alr_science" in written and not any("medical" in name for name in written)
 
 
 @pytest.mark.slow
