@@ -73,6 +73,10 @@ IMPORTANCE = importance_file("{model}", "{estimator}")
 IMPORTANCE_PER_SEED = importance_file("{model}", "{estimator}", "{phase1_seed}")
 RUNS = all_runs(config)  # the tuned methods; one run per value of a method's strength when it lists several
 ENV = "../../envs/alr.yaml"
+# CPU threads of each model job (importance, finetune, evaluate). One: on CPU, two one-thread jobs side by
+# side do more work than one two-thread job (benchmarks/README.md, "Threads per job"), and the DAG has
+# independent jobs at every stage. GPU and cluster profiles raise it per rule with `set-threads`.
+MODEL_JOB_THREADS = 1
 # envs/alr.post-deploy.sh installs the repository into that env; Snakemake runs it from a copy under
 # .snakemake/conda/, in this process's environment, so it finds the repository here.
 os.environ[REPORT_TO_ENV] = config["train"].get("report_to", "none")  # no rule passes it (sections.NOT_PASSED)

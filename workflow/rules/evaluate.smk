@@ -15,7 +15,7 @@ rule evaluate_base:
         "benchmarks/runs/evaluate/{model}/base.{record}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: MODEL_JOB_THREADS
     resources:
         mem_mb=6000,
     params:
@@ -44,7 +44,7 @@ rule evaluate:
         "benchmarks/runs/evaluate/{model}/{domain}/{method}/seed{seed}.{record}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: MODEL_JOB_THREADS
     resources:
         mem_mb=6000,
     params:

@@ -15,7 +15,7 @@ rule finetune:
         "benchmarks/runs/finetune/{model}/{domain}/{method}/seed{seed}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: MODEL_JOB_THREADS
     resources:
         mem_mb=8000,
     params:

@@ -15,7 +15,7 @@ rule importance:
         "benchmarks/runs/importance/{model}/{estimator}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: MODEL_JOB_THREADS
     resources:
         mem_mb=estimator_mem_mb,
     params:
