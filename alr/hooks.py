@@ -21,4 +21,6 @@ class HookContext:
     seed: int  # the run's seed
 
 
-LossHook = Callable[[Any, dict, Any], Any]  # (model, inputs, outputs) -> a scalar tensor
+# (model, inputs, outputs) -> a scalar tensor. In training, `outputs.logits` holds the scored positions only,
+# flattened to (positions, vocabulary) (`alr.trainer.scored_positions_only`).
+LossHook = Callable[[Any, dict, Any], Any]

@@ -5,6 +5,7 @@ phase 2 (`alr.finetune`) and the benchmarks (`benchmarks/bench.py`) all train th
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -166,6 +167,31 @@ def _add_term(terms: dict, name: str, value, scale: float, dtype):
     return (value * scale).to(dtype)
 
 
+def _accepts_logits_to_keep(model) -> bool:
+    """Whether the causal LM under `model` (a PEFT wrapper or the model itself) can project only chosen
+    positions onto the vocabulary (transformers' `logits_to_keep`)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def scored_positions_only(inputs: dict) -> dict:
+    """`inputs` with the output head and the loss restricted to the positions whose next token is scored.
+
+    With `train.loss_on: answer` most positions of a batch (the prompts, the padding) carry label -100, yet
+    the model projects each of them onto the vocabulary, which is a fifth of a small model's forward and
+    backward FLOPs. transformers' `logits_to_keep` as a boolean mask keeps the scored positions only, and
+    `shift_labels` gives the loss their next tokens, so the cross-entropy has the same terms and the same
+    normaliser (`num_items_in_batch` or their count) as the model's own shifted loss. With every token
+    scored (phase 1), the padding and each example's last position are still left out.
+    """
+    labels = inputs.get("labels")
+    if labels is None:
+        return inputs
+    next_tokens = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # position p predicts token p + 1
+    keep = next_tokens != -100
+    return {**inputs, "logits_to_keep": keep, "shift_labels": next_tokens[keep]}
+
+
 def _regularised_trainer_class():
     from transformers import Trainer
 
@@ -183,6 +209,11 @@ def _regularised_trainer_class():
             super().__init__(*args, **kwargs)
             self.regularizer, self.loss_hook, self.optimizer_state = regularizer, loss_hook, optimizer_state
             self._terms = {}  # "reg" / "hook": [sum, count] of the term since the last log
+            self._scores_positions = (  # the model's own loss, which reads `shift_labels`
+                self.label_smoother is None
+                and self.compute_loss_func is None
+                and _accepts_logits_to_keep(self.accelerator.unwrap_model(self.model))
+            )
 
         def create_optimizer(self, *args, **kwargs):
             """With `optimizer_state` (phase 1's, `regularize.phase2_optimizer: phase1`): the new
@@ -194,6 +225,8 @@ def _regularised_trainer_class():
             return optimizer
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self._scores_positions and model.training:
+                inputs = scored_positions_only(inputs)
             loss, outputs = super().compute_loss(
                 model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
             )

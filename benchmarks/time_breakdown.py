@@ -16,15 +16,27 @@ import statistics
 import sys
 from pathlib import Path
 
+from alr.runs import run_method
+
 
 def own_record(work: Path, rule: str, rel: Path) -> Path:
     """The JSON a benchmarked job wrote, from its benchmark file's path under benchmarks/runs/<rule>/."""
     parts = rel.with_suffix("").parts  # <model>/<domain>/<run>/seed0(.eval|.valid) or <model>/base.eval ...
     stem, kind = (parts[-1].split(".", 1) + [""])[:2]
-    if rule == "importance":
-        return work / "results" / parts[0] / "importance" / f"{stem}.json"
+    if rule == "importance":  # <model>/<estimator> or, one phase 1 per seed, <model>/seed<k>/<estimator>
+        return work / "results" / parts[0] / "importance" / Path(*parts[1:-1]) / f"{stem}.json"
     name = {"eval": "eval.json", "valid": "valid.json", "": "train.json"}[kind]
     return work / "results" / Path(*parts[:-1]) / stem / name
+
+
+def job_kind(rule: str, tsv: Path) -> str:
+    """The table's row: the rule; fine-tunes by method (`kl_lora` runs three passes a step), evaluations
+    by split (the validation split is a fraction of the test split's work)."""
+    if rule == "finetune":
+        return f"finetune ({run_method(tsv.parent.name)})"
+    if rule == "evaluate":
+        return "evaluate (valid)" if tsv.name.endswith(".valid.tsv") else "evaluate"
+    return rule
 
 
 def rows(work: Path) -> list[dict]:
@@ -34,7 +46,7 @@ def rows(work: Path) -> list[dict]:
         with open(tsv, newline="") as fh:
             record = list(csv.DictReader(fh, delimiter="\t"))[-1]
         own = own_record(work, rule, tsv.relative_to(work / "benchmarks" / "runs" / rule))
-        kind = rule if rule != "evaluate" else ("evaluate (valid)" if tsv.name.endswith(".valid.tsv") else "evaluate")
+        kind = job_kind(rule, tsv)
         compute = json.loads(own.read_text())["wall_time_s"] if own.is_file() else float("nan")
         out.append({"kind": kind, "job_s": float(record["s"]), "compute_s": compute})
     return out

@@ -324,3 +324,66 @@ def test_alr_full_moves_important_parameters_less_than_full_ft(env, tmp_path):
             top.append((tuned[name] - base[name]).detach()[mask].square().mean())
         moved[method] = float(torch.stack(top).mean())
     assert moved["alr_full"] < 0.5 * moved["full_ft"], moved
+
+
+def _batch(vocab: int, loss_on: str):
+    """Two examples, the second right-padded; labels on the answers (the last tokens) or on every token."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, vocab, (2, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    labels = torch.where(mask.bool(), ids, -100)
+    if loss_on == "answer":
+        labels[0, :6] = -100
+        labels[1, :4] = -100
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+@pytest.mark.parametrize("num_items", [None, 11])
+@pytest.mark.parametrize("loss_on, kept", [("answer", 6), ("all", 14)])
+def test_scored_positions_only_keeps_the_loss_and_its_gradients(env, num_items, loss_on, kept):
+    """The head on the scored positions only gives the model's own loss and LoRA gradients (PEFT model):
+    answers 3 + 3 next tokens, every token 8 + 6, of 18 positions."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from alr.trainer import scored_positions_only
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(env.model, dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    batch = _batch(base.config.vocab_size, loss_on)
+    extra = {} if num_items is None else {"num_items_in_batch": torch.tensor(num_items)}
+    results = []
+    for inputs in (batch, scored_positions_only(batch)):
+        model.zero_grad()
+        loss = model(**inputs, **extra).loss
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        results.append((loss.detach(), grads))
+    (full, full_grads), (scored, scored_grads) = results
+    assert int(scored_positions_only(batch)["logits_to_keep"].sum()) == kept
+    assert torch.allclose(scored, full, rtol=1e-6, atol=0), (float(scored), float(full))
+    for a, b in zip(scored_grads, full_grads):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-8)
+
+
+def test_training_on_scored_positions_only_matches_the_full_head(env, tmp_path, monkeypatch):
+    """A fine-tune (penalty on, answers only, accumulated micro-batches) ends at the same adapter with the
+    head on every position (the model's own path) as on the scored positions."""
+    import alr.trainer
+
+    c = copy.deepcopy(env.cfg)
+    c["train"].update(batch_size=2, grad_accum=2, max_steps=3, lr=1e-2)
+    c["regularize"]["lambda"] = 50.0
+    calls = []
+    restrict = alr.trainer.scored_positions_only
+    monkeypatch.setattr(alr.trainer, "scored_positions_only", lambda inputs: calls.append(1) or restrict(inputs))
+    finetune(c, env.model, env.data, "science", "alr", 0, tmp_path / "scored", env.imp)
+    assert len(calls) >= 3  # at least one micro-batch per optimizer step took the restricted path
+    monkeypatch.setattr(alr.trainer, "_accepts_logits_to_keep", lambda model: False)
+    finetune(c, env.model, env.data, "science", "alr", 0, tmp_path / "full", env.imp)
+    scored, full = _delta(tmp_path / "scored"), _delta(tmp_path / "full")
+    for key, delta in full.items():
+        err = (scored[key] - delta).norm() / delta.norm()
+        assert err < 1e-5, (key, float(err))
