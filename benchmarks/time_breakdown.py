@@ -30,12 +30,15 @@ def own_record(work: Path, rule: str, rel: Path) -> Path:
 
 
 def job_kind(rule: str, tsv: Path) -> str:
-    """The table's row: the rule; fine-tunes by method (`kl_lora` runs three passes a step), evaluations
-    by split (the validation split is a fraction of the test split's work)."""
-    if rule == "finetune":
-        return f"finetune ({run_method(tsv.parent.name)})"
-    if rule == "evaluate":
-        return "evaluate (valid)" if tsv.name.endswith(".valid.tsv") else "evaluate"
+    """The table's row: the rule; fine-tunes by domain and method (a domain's size sets the steps, and
+    `kl_lora` runs three passes a step), evaluations by split and domain (the validation split is a fraction
+    of the test split's work)."""
+    if rule == "finetune":  # <model>/<domain>/<run>/seed<k>.tsv
+        return f"finetune ({tsv.parent.parent.name}, {run_method(tsv.parent.name)})"
+    if rule == "evaluate":  # <model>/<domain>/<run>/seed<k>.<record>.tsv or <model>/base.<record>.tsv
+        split = "valid" if tsv.name.endswith(".valid.tsv") else "test"
+        domain = "base" if tsv.name.startswith("base.") else tsv.parent.parent.name
+        return f"evaluate ({split}, {domain})"
     return rule
 
 
