@@ -31,19 +31,11 @@ def command(kind: str, out: Path, seed: int, threads: int) -> list[str]:
     common = ["--config", str(REPO / "config" / "config.yaml"), "--model-dir", f"resources/models/{MODEL}"]
     common += ["--data-dir", "resources/data", "--threads", str(threads)]
     if kind == "finetune":
-        return [alr, "finetune", *common, "--domain", "science", "--method", "lora", "--seed", str(seed)] + [
-            "--out",
-            str(out / f"finetune{seed}"),
-        ]
+        job = ["finetune", "--domain", "science", "--method", "lora", "--seed", str(seed)]
+        return [alr, *job, *common, "--out", str(out / f"finetune{seed}")]
     weights = f"results/{MODEL}/science/lora/seed0/model"
-    return [alr, "evaluate", "--split", "test", *common, "--domains", "science", "--weights", weights] + [
-        "--run",
-        "lora",
-        "--seed",
-        "0",
-        "--out",
-        str(out / f"eval{seed}.json"),
-    ]
+    job = ["evaluate", "--split", "test", "--domains", "science", "--weights", weights, "--run", "lora", "--seed", "0"]
+    return [alr, *job, *common, "--out", str(out / f"eval{seed}.json")]
 
 
 def wall(kind: str, tmp: Path, threads: int, side_by_side: bool) -> float:
