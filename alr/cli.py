@@ -130,12 +130,13 @@ def cmd_evaluate(args, cfg):
         args.run,
         args.seed,
         args.split,
+        args.general_tasks,
     )
     log.info(
-        "%s split: general score %s, NLL %.4f; domains %s",
+        "%s split: general score %s, NLL %s; domains %s",
         args.split,
         rec["general"].get("score", "-"),
-        rec["general"]["nll"],
+        rec["general"].get("nll", "-"),
         {d: round(v["score"], 4) for d, v in rec["domains"].items()},
     )
 
@@ -464,6 +465,13 @@ def _add_evaluation_commands(sub) -> None:
         choices=["test", "valid"],
         default="test",
         help="valid: the domains' valid items and the general text's valid texts (strength selection)",
+    )
+    s.add_argument(
+        "--general-tasks",
+        choices=["score", "skip", "only"],
+        default="score",
+        help="the test split's general multiple-choice tasks: skip them (a sweep point selection did not choose), "
+        "or score them alone (the selected point's, beside an eval.json that skipped them)",
     )
     s.add_argument(
         "--limit",

@@ -247,6 +247,13 @@ def items_path(eval_path: str | Path) -> Path:
     return eval_path.with_name(eval_path.stem + "_items.jsonl.gz")
 
 
+def general_tasks_path(eval_path: str | Path) -> Path:
+    """The general multiple-choice tasks scored apart (`--general-tasks only`) beside an eval.json that
+    skipped them: eval.json -> eval_general.json."""
+    eval_path = Path(eval_path)
+    return eval_path.with_name(eval_path.stem + "_general.json")
+
+
 def task_metric(eval_cfg: dict, dataset: str) -> str:
     return eval_cfg.get("task_metrics", {}).get(dataset, eval_cfg["metric"])
 
@@ -346,7 +353,7 @@ def _set_scores(tasks: dict, eval_cfg: dict) -> None:
 
 def _general_summary(tasks: dict, general: list[str], text_items: list[dict], overlap_items: list[dict]) -> dict:
     """eval.json's "general": the general tasks' mean score and its stderr (when there are general
-    tasks), the held-out NLL, and phase 1's text's NLL (when scored)."""
+    tasks), the held-out NLL (when scored), and phase 1's text's NLL (when scored)."""
     score = (
         {
             "score": sum(tasks[t]["score"] for t in general) / len(general),
@@ -358,13 +365,31 @@ def _general_summary(tasks: dict, general: list[str], text_items: list[dict], ov
     return {
         **score,
         "tasks": general,
-        **nll_summary(text_items),
+        **(nll_summary(text_items) if text_items else {}),
         **(
             {"phase1_text": {k: v for k, v in nll_summary(overlap_items).items() if k != "sources"}}
             if overlap_items
             else {}
         ),
     }
+
+
+GENERAL_TASKS = ("score", "skip", "only")  # `alr evaluate --general-tasks`
+
+
+def _scored_tasks(cfg: dict, domains: list[str], split: str, general_tasks: str) -> tuple[list[str], list[str]]:
+    """(general multiple-choice tasks, domains) a pass scores. `general_tasks` "skip": no general tasks
+    (a sweep point that selection did not choose: no table reads them); "only": those tasks alone, for
+    the selected point, whose own pass skipped them."""
+    if general_tasks not in GENERAL_TASKS:
+        raise ValueError(f"general_tasks must be one of {GENERAL_TASKS}, got {general_tasks!r}")
+    configured = list(cfg["data"]["general"]["tasks"]) if split == "test" else []
+    if general_tasks == "only" and not configured:
+        raise ConfigError(
+            "--general-tasks only scores the general multiple-choice tasks of the test split: use --split test "
+            "with data.general.tasks configured"
+        )
+    return ([] if general_tasks == "skip" else configured), ([] if general_tasks == "only" else list(domains))
 
 
 def evaluate(
@@ -378,30 +403,31 @@ def evaluate(
     run: str | None = None,
     seed: int | None = None,
     split: str = "test",
+    general_tasks: str = "score",
 ) -> dict:
     """Score the base model, or tuned `weights_dir`; `run` and `seed` name the run it belongs to
     (recorded, so the tables never parse paths; a run is evaluated on its one domain).
 
     `split` "valid": the domains' valid items and the general text's valid texts only (no general
-    tasks, no phase-1 text), for strength selection, which must never see a test item."""
+    tasks, no phase-1 text), for strength selection, which must never see a test item.
+    `general_tasks` (`_scored_tasks`): "only" scores no domain and no text either."""
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     eval_cfg, data_dir = cfg["eval"], Path(data_dir)
     identity = _evaluated_run(cfg, domains, run, seed)
-    general = list(cfg["data"]["general"]["tasks"]) if split == "test" else []
+    general, scored = _scored_tasks(cfg, domains, split, general_tasks)
     _check_arguments(cfg, domains, weights_dir, delta_scale)
-    builtin, files = _task_sources(cfg, data_dir, general + list(domains), split)
+    builtin, files = _task_sources(cfg, data_dir, general + scored, split)
     _check_model(model_dir, weights_dir)
-    held_out, phase1 = _general_texts(eval_cfg, data_dir, split, bool(general))
+    phase1_too = split == "test" and bool(cfg["data"]["general"]["tasks"])
+    held_out, phase1 = _general_texts(eval_cfg, data_dir, split, phase1_too) if scored else ([], [])
     model, tok = _load_model(model_dir, weights_dir, cfg["model"]["dtype"], delta_scale)
     with Timer() as timer:
         tasks, items, text_items, overlap_items = _run_passes(
             model, tok, eval_cfg, files, builtin, held_out, phase1, lm_eval_dir(out_path)
         )
     _set_scores(tasks, eval_cfg)
-    domain_scores = {d: {"score": tasks[d]["score"], "stderr": tasks[d]["stderr"]} for d in domains}
-    import lm_eval
-
+    domain_scores = {d: {"score": tasks[d]["score"], "stderr": tasks[d]["stderr"]} for d in scored}
     write_jsonl(items_path(out_path), items + text_items + overlap_items, compress=True)
     record = {
         "run": identity,
@@ -409,9 +435,22 @@ def evaluate(
         "delta_scale": delta_scale,
         "tasks": tasks,
         "split": split,
+        "general_tasks": general_tasks,
         "general": _general_summary(tasks, general, text_items, overlap_items),
-        "domain": {"name": domains[0], **domain_scores[domains[0]]} if len(domains) == 1 else None,
+        "domain": {"name": scored[0], **domain_scores[scored[0]]} if len(scored) == 1 else None,
         "domains": domain_scores,
+        **_record_tail(eval_cfg, out_path, timer.seconds),
+        "provenance": provenance({k: cfg[k] for k in ("model", "data", "eval") if k in cfg}),
+    }
+    write_json(out_path, record)
+    return record
+
+
+def _record_tail(eval_cfg: dict, out_path: str | Path, seconds: float) -> dict:
+    """eval.json's files, lm-eval settings, timer and peak memory."""
+    import lm_eval
+
+    return {
         "items": items_path(out_path).name,
         "lm_eval_files": lm_eval_dir(out_path).name,
         "lm_eval": {
@@ -420,9 +459,6 @@ def evaluate(
             "limit": eval_cfg["limit"],
             "log_samples": True,
         },
-        "wall_time_s": round(timer.seconds, 3),
+        "wall_time_s": round(seconds, 3),
         "peak_mem_mb": peak_mem_mb(),
-        "provenance": provenance({k: cfg[k] for k in ("model", "data", "eval") if k in cfg}),
     }
-    write_json(out_path, record)
-    return record

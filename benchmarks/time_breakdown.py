@@ -25,20 +25,23 @@ def own_record(work: Path, rule: str, rel: Path) -> Path:
     stem, kind = (parts[-1].split(".", 1) + [""])[:2]
     if rule == "importance":  # <model>/<estimator> or, one phase 1 per seed, <model>/seed<k>/<estimator>
         return work / "results" / parts[0] / "importance" / Path(*parts[1:-1]) / f"{stem}.json"
-    name = {"eval": "eval.json", "valid": "valid.json", "": "train.json"}[kind]
-    return work / "results" / Path(*parts[:-1]) / stem / name
+    return work / "results" / Path(*parts[:-1]) / stem / f"{kind or 'train'}.json"
 
 
-def job_kind(rule: str, tsv: Path) -> str:
+# what a test pass scores (eval.json's `general_tasks`), as the table's rows name it
+PASS = {"score": "test", "skip": "test without general tasks", "only": "general tasks alone"}
+
+
+def job_kind(rule: str, tsv: Path, own: dict) -> str:
     """The table's row: the rule; fine-tunes by domain and method (a domain's size sets the steps, and
-    `kl_lora` runs three passes a step), evaluations by split and domain (the validation split is a fraction
-    of the test split's work)."""
+    `kl_lora` runs three passes a step), evaluations by what they score and domain (the validation split
+    is a fraction of the test split's work, the general tasks about half of it)."""
     if rule == "finetune":  # <model>/<domain>/<run>/seed<k>.tsv
         return f"finetune ({tsv.parent.parent.name}, {run_method(tsv.parent.name)})"
     if rule == "evaluate":  # <model>/<domain>/<run>/seed<k>.<record>.tsv or <model>/base.<record>.tsv
-        split = "valid" if tsv.name.endswith(".valid.tsv") else "test"
+        scored = "valid" if tsv.name.endswith(".valid.tsv") else PASS[own.get("general_tasks", "score")]
         domain = "base" if tsv.name.startswith("base.") else tsv.parent.parent.name
-        return f"evaluate ({split}, {domain})"
+        return f"evaluate ({scored}, {domain})"
     return rule
 
 
@@ -48,10 +51,10 @@ def rows(work: Path) -> list[dict]:
         rule = tsv.relative_to(work / "benchmarks" / "runs").parts[0]
         with open(tsv, newline="") as fh:
             record = list(csv.DictReader(fh, delimiter="\t"))[-1]
-        own = own_record(work, rule, tsv.relative_to(work / "benchmarks" / "runs" / rule))
-        kind = job_kind(rule, tsv)
-        compute = json.loads(own.read_text())["wall_time_s"] if own.is_file() else float("nan")
-        out.append({"kind": kind, "job_s": float(record["s"]), "compute_s": compute})
+        path = own_record(work, rule, tsv.relative_to(work / "benchmarks" / "runs" / rule))
+        own = json.loads(path.read_text()) if path.is_file() else {}
+        compute = own.get("wall_time_s", float("nan"))
+        out.append({"kind": job_kind(rule, tsv, own), "job_s": float(record["s"]), "compute_s": compute})
     return out
 
 

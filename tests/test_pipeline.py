@@ -539,9 +539,15 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     runs = work / "results" / "tiny-llama"
     for domain, methods in chosen.items():
         for lam in ("0.5", "50"):
+            picked = methods["alr"] == f"alr-lambda{lam}"
             seeds = {p.parent.name for p in (runs / domain / f"alr-lambda{lam}").glob("seed*/eval.json")}
-            assert seeds == ({"seed0", "seed1"} if methods["alr"] == f"alr-lambda{lam}" else {"seed0"}), (domain, lam)
-            assert (runs / domain / f"alr-lambda{lam}" / "seed0" / "valid.json").exists()
+            assert seeds == ({"seed0", "seed1"} if picked else {"seed0"}), (domain, lam)
+            seed0 = runs / domain / f"alr-lambda{lam}" / "seed0"
+            assert (seed0 / "valid.json").exists()
+            # a sweep seed's test pass skips the general tasks; the selected point scores them apart
+            assert read_json(seed0 / "eval.json")["general"]["tasks"] == []
+            assert (seed0 / "eval_general.json").exists() == picked
+    _general_tasks_apart_equal_one_pass(work, path, runs / "science" / chosen["science"]["alr"] / "seed0")
     claims = pd.read_csv(work / "results" / "tables" / "claims.csv")
     row = claims[(claims.claim == "alr_vs_lora") & (claims.domain == "science")].iloc[0]
     assert row.a == chosen["science"]["alr"] and row.rule.startswith("supported: d CI < 0 and g CI above −")
@@ -562,6 +568,10 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
         assert pd.isna(m.forgetting_at_gain) == (not m.gain_lo <= m.reference_gain <= m.gain_hi)
     table = pd.read_csv(work / "results" / "tables" / "main.csv")
     assert set(table[table.base_method == "alr"].strength) == {0.5, 50.0}  # from each eval.json's record
+    swept = table[table.base_method == "alr"]
+    picked = swept.apply(lambda r: r.method == chosen[r.domain]["alr"], axis=1)
+    assert swept[picked].general_score.notna().all() and swept[~picked].general_score.isna().all()
+    assert swept[picked].forgetting_mc.notna().all() and swept[~picked].forgetting_mc.isna().all()
     grown = copy.deepcopy(cfg)
     grown["regularize"]["lambda"] = [0.5, 50, 5]  # a new sweep point: no finished point reruns
     tuned = {j["method"] for rule, j in _planned_jobs(work, grown, tmp_path / "grown.yaml") if rule == "finetune"}
@@ -589,6 +599,23 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     )
     assert read_json(tmp_path / "again.json")["selected"] == chosen
     assert pd.read_csv(tmp_path / "again.csv").equals(selection)
+
+
+def _general_tasks_apart_equal_one_pass(work, config_file, seed0) -> None:
+    """The selected sweep point's eval.json with its eval_general.json, as the reports merge them, equals
+    one `alr evaluate` pass that scores everything."""
+    from alr.report.records import read_eval, read_eval_items
+
+    model, data = work / "resources" / "models" / "tiny-llama", work / "resources" / "data"
+    whole = seed0.parent / "whole" / "eval.json"
+    run = ["--weights", str(seed0 / "model"), "--run", seed0.parent.name, "--seed", "0", "--threads", "1"]
+    argv = [sys.executable, "-m", "alr", *evaluate_argv(config_file, model, data, whole, *run)]
+    done = subprocess.run(argv, capture_output=True, text=True)  # one thread in its own process, as the job ran
+    assert done.returncode == 0, done.stderr[-2000:]
+    merged, one = read_eval(seed0 / "eval.json"), read_json(whole)
+    for key in ("tasks", "general", "domains"):
+        assert merged[key] == one[key], key
+    assert read_eval_items(seed0 / "eval.json") == read_items(whole.with_name("eval_items.jsonl.gz"))
 
 
 def test_slurm_profile_plans(tiny_config_file, tmp_path):

@@ -35,6 +35,7 @@ from ..importance.estimators import FISHER, SI
 from ..io import atomic_path, read_json
 from ..methods import BASE, EWC, PLAIN, estimator_users, get_method
 from ..runs import format_strength
+from .records import read_eval, scores_general_tasks
 from .render import BASELINES, read_main_table
 from .selection import hypervolumes, pareto_mask
 
@@ -151,9 +152,11 @@ def _legend_below(fig, axes):
 def forgetting_heatmap(base_eval: dict, runs: list[dict]):
     """(e) base score minus run score per general task, averaged over seeds; rows: runs, one panel per domain.
 
-    `runs`: [{"domain", "method", "seed", "eval": eval.json dict}].
+    `runs`: [{"domain", "method", "seed", "eval": eval.json dict}]; those without general tasks (sweep
+    points selection did not choose) are left out.
     """
     tasks = base_eval["general"]["tasks"]
+    runs = [r for r in runs if scores_general_tasks(r["eval"])]
     rows = [
         {
             "domain": r["domain"],
@@ -455,7 +458,7 @@ def build_figure(
         fig = efficiency(pd.read_csv(need(efficiency_table, "--efficiency-table")))
     elif name == "forgetting_heatmap":
         base = read_json(need(base_eval, "--base-eval"))
-        fig = forgetting_heatmap(base, [dict(r, eval=read_json(r["eval"])) for r in need(runs, "--evals")])
+        fig = forgetting_heatmap(base, [dict(r, eval=read_eval(r["eval"])) for r in need(runs, "--evals")])
     elif name == "layer_coefficients":
         fig = layer_coefficients([read_json(p) for p in need(train_records, "--train-records")])
     elif name == "importance":

@@ -23,16 +23,17 @@ import pandas as pd
 
 from ..baselines import answer_prior, balanced_accuracy, lexical_score, majority_score
 from ..data import DataError, read_records
-from ..evaluate import PHASE1_TEXT, items_path
+from ..evaluate import PHASE1_TEXT
 from ..io import read_json
 from ..methods import BASE, PLAIN
 from ..runs import recorded_strength
 from .claims import COMPARISONS, scorecard, write_claims
 from .general_tasks import general_task_table, general_task_view
 from .matched import write_matched
+from .records import read_eval, read_eval_items, scores_general_tasks
 from .render import BASELINES, Z_POWER, write_table
 from .selection import write_hypervolume
-from .stats import Scores, holm, item_scores, paired_interval, read_items, sign_test
+from .stats import Scores, holm, item_scores, paired_interval, sign_test
 
 # measures against the base: (column, what, lower is better for the model's own value)
 VS_BASE = {
@@ -89,13 +90,13 @@ class _Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.eval = read_json(self.path)
+        self.eval = read_eval(self.path)
         self._items = None
 
     @property
     def items(self):
         if self._items is None:
-            self._items = read_items(items_path(self.path))
+            self._items = read_eval_items(self.path)
         return self._items
 
     def text_tasks(self) -> list[str]:
@@ -180,6 +181,16 @@ def _own_values(runs: list[_Run], domain: str) -> dict:
         "general_nll": np.mean([e["general"]["nll"] for e in ev]),
         "general_nll_sd": np.std([e["general"]["nll"] for e in ev], ddof=1) if len(ev) > 1 else np.nan,
         "phase1_nll": np.mean([e["general"]["phase1_text"]["nll"] for e in ev]),
+        **_general_task_values(ev),
+    }
+
+
+def _general_task_values(ev: list[dict]) -> dict:
+    """The general multiple-choice score over seeds; NaN for a sweep point selection did not choose
+    (its evaluations skip those tasks)."""
+    if not all(map(scores_general_tasks, ev)):
+        return {"general_score": np.nan, "general_score_sd": np.nan, "general_stderr": np.nan}
+    return {
         "general_score": np.mean([e["general"]["score"] for e in ev]),
         "general_score_sd": np.std([e["general"]["score"] for e in ev], ddof=1) if len(ev) > 1 else np.nan,
         "general_stderr": np.mean([e["general"]["stderr"] for e in ev]),
@@ -305,6 +316,8 @@ def _method_row(
     row = {"domain": domain, "method": method, "base_method": base_method, "strength": strength}
     row.update(_own_values(mine, domain))
     for measure in VS_BASE:
+        if measure == "forgetting_mc" and not all(scores_general_tasks(r.eval) for r in mine):
+            continue  # a sweep point selection did not choose: no general tasks scored
         c = compare(mine, base, measure, domain, comparison)
         row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]})
     s = _sign(mine, base, "domain_gain", domain)
@@ -491,7 +504,13 @@ def main_view(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
             f"acc vs {reference} (items ±; p; Holm)": _vs_reference(table, "domain", 3),
         }
     ).fillna("")
-    return view, _main_note(reference)
+    note = _main_note(reference)
+    if (model & table.general_score.isna()).any():
+        note += (
+            " An empty general MC cell: a sweep point that selection did not choose (its test pass skips the "
+            "general multiple-choice tasks)."
+        )
+    return view, note
 
 
 def forgetting_view(sources: pd.DataFrame) -> tuple[pd.DataFrame, str]:

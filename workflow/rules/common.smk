@@ -90,7 +90,7 @@ wildcard_constraints:
     seed=r"\d+",
     phase1_seed=r"\d+",
     estimator="|".join(ESTIMATORS),
-    record="eval|valid",  # an evaluation record: eval.json (test split) or valid.json
+    record="eval|valid|eval_general",  # an evaluation record: eval.json (test split), valid.json, eval_general.json
 
 
 def config_json(*keys):
@@ -200,8 +200,19 @@ def weights_input(wildcards):
 
 
 def split_of(wildcards):
-    """The `alr evaluate --split` of a record: eval.json is the test split."""
-    return {"eval": "test", "valid": "valid"}[wildcards.record]
+    """The `alr evaluate --split` of a record: eval.json and eval_general.json are the test split."""
+    return {"eval": "test", "valid": "valid", "eval_general": "test"}[wildcards.record]
+
+
+def general_tasks_mode(wildcards):
+    """`alr evaluate --general-tasks` of a run's record. A sweep point's test pass on a sweep seed skips
+    the general multiple-choice tasks: only the selected strength's enter a table, and they hold about
+    half of a test pass's time (benchmarks/README.md). The selected point scores them apart, into
+    eval_general.json (`general_task_files`); on the other seeds only the selected strength runs."""
+    if wildcards.record == "eval_general":
+        return "only"
+    skip = wildcards.record == "eval" and swept(wildcards.method) and int(wildcards.seed) in sweep_seeds()
+    return "skip" if skip else "score"
 
 
 def delta_scale(wildcards):
@@ -241,6 +252,19 @@ def run_files(name, runs=None, selected=True):
             os.path.join(run_path(MODEL, d, r, s), name) for d, r in selected_runs() if (d, r) in pairs for s in rest
         ]
     return out
+
+
+def general_task_files():
+    """eval_general.json (and its items) of each selected strength on the sweep seeds, whose eval.json
+    skipped the general tasks (`general_tasks_mode`); input functions only: reads the select checkpoint."""
+    if not any(swept(r) for r in RUNS):
+        return []
+    return [
+        os.path.join(run_path(MODEL, d, r, s), name)
+        for d, r in selected_runs()
+        for s in sweep_seeds()
+        for name in ("eval_general.json", "eval_general_items.jsonl.gz")
+    ]
 
 
 def selection_valid_files(name="valid.json"):
@@ -318,7 +342,8 @@ def figure_input(wildcards):
     if name == "efficiency":
         return {"efficiency_table": table_file("efficiency", "csv")}
     if name == "forgetting_heatmap":
-        return {"base_eval": base_file(MODEL, "eval.json"), "evals": run_evals()}  # an input function: may read select
+        # an input function: may read select; the selected sweep points' general tasks are read beside their eval.json
+        return {"base_eval": base_file(MODEL, "eval.json"), "evals": run_evals(), "_general": general_task_files()}
     if name == "layer_coefficients":
         return {"train_records": coefficient_runs()}
     if name == "importance":

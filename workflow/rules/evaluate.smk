@@ -1,6 +1,7 @@
-# Each rule writes both evaluation records (wildcard `record`): `eval.json` on the test split (the
-# tables) and `valid.json` on the validation split (strength selection, checkpoint `select`), so a
-# cluster profile that sizes `evaluate` sizes the validation passes too (tests/test_profiles.py).
+# Each rule writes every evaluation record (wildcard `record`): `eval.json` on the test split (the
+# tables), `valid.json` on the validation split (strength selection, checkpoint `select`) and, for a
+# selected sweep point, `eval_general.json` (`general_tasks_mode`), so a cluster profile that sizes
+# `evaluate` sizes them all (tests/test_profiles.py).
 rule evaluate_base:
     input:
         model=f"{MODEL_DIR}/manifest.json",
@@ -53,8 +54,9 @@ rule evaluate:
         data_dir=data_dir,
         delta_scale=delta_scale,
         split=split_of,
+        general_tasks=general_tasks_mode,
     shell:
-        "alr evaluate --split {params.split} --config {params.cfg:q} --model-dir {params.model_dir}"
-        " --data-dir {params.data_dir} --domains {wildcards.domain} --weights {input.weights}"
+        "alr evaluate --split {params.split} --general-tasks {params.general_tasks} --config {params.cfg:q}"
+        " --model-dir {params.model_dir} --data-dir {params.data_dir} --domains {wildcards.domain} --weights {input.weights}"
         " --delta-scale {params.delta_scale} --run {wildcards.method} --seed {wildcards.seed}"
         " --out {output.record} --threads {threads} > {log} 2>&1"

@@ -27,6 +27,7 @@ rule tables:
         base_items=base_file(MODEL, "eval_items.jsonl.gz"),
         evals=lambda wildcards: run_evals(),
         eval_items=lambda wildcards: run_items(),  # read beside each eval.json for the paired statistics
+        general=lambda wildcards: general_task_files(),  # read beside the selected sweep points' eval.json
         data_manifest=f"{DATA_DIR}/manifest.json",  # the lexical and majority rows read the domains' splits
         efficiency=table_file("efficiency", "csv"),  # the speed and storage claims
         selection=selection_json(),
