@@ -62,10 +62,17 @@ def test_heatmap_values_are_base_minus_run(tmp_path):
             "domain": "science",
             "method": "lora",
             "seed": s,
-            "eval": {"tasks": {"t1": {"score": 0.4 + 0.1 * s}, "t2": {"score": 0.4}}},
+            "eval": {
+                "general": {"tasks": ["t1", "t2"]},
+                "tasks": {"t1": {"score": 0.4 + 0.1 * s}, "t2": {"score": 0.4}},
+            },
         }
         for s in (0, 1)
     ]
+    # a sweep point selection did not choose: no general tasks scored, so no row
+    runs.append(
+        {"domain": "science", "method": "alr-lambda2", "seed": 0, "eval": {"general": {"tasks": []}, "tasks": {}}}
+    )
     fig = figures.forgetting_heatmap(base, runs)
     grid = fig.axes[0].get_images()[0].get_array()
     assert np.allclose(grid, [[5.0, 0.0]])  # (0.1 + 0.0) / 2 points for t1, none for t2
