@@ -24,7 +24,7 @@ from .assets import check_model_dir
 from .catalogue import datasets, unknown_domains
 from .data import PROMPT, read_records
 from .errors import ConfigError
-from .io import atomic_dir, write_json, write_jsonl
+from .io import atomic_dir, sha256_file, write_json, write_jsonl
 from .layout import GENERAL_TEXT
 from .measure import Timer, peak_mem_mb, provenance
 from .models import device, load_tuned
@@ -254,6 +254,16 @@ def general_tasks_path(eval_path: str | Path) -> Path:
     return eval_path.with_name(eval_path.stem + "_general.json")
 
 
+def weights_fingerprint(weights_dir: str | Path) -> str:
+    """sha256 over a weights folder's files (names and contents): ties a sweep point's eval_general.json to
+    the eval.json of the same weights, so a record left by an earlier fine-tune is never merged."""
+    import hashlib
+
+    files = sorted(p for p in Path(weights_dir).rglob("*") if p.is_file())
+    lines = [f"{p.relative_to(weights_dir).as_posix()} {sha256_file(p)}" for p in files]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def task_metric(eval_cfg: dict, dataset: str) -> str:
     return eval_cfg.get("task_metrics", {}).get(dataset, eval_cfg["metric"])
 
@@ -420,7 +430,8 @@ def evaluate(
     builtin, files = _task_sources(cfg, data_dir, general + scored, split)
     _check_model(model_dir, weights_dir)
     phase1_too = split == "test" and bool(cfg["data"]["general"]["tasks"])
-    held_out, phase1 = _general_texts(eval_cfg, data_dir, split, phase1_too) if scored else ([], [])
+    texts = general_tasks != "only"
+    held_out, phase1 = _general_texts(eval_cfg, data_dir, split, phase1_too) if texts else ([], [])
     model, tok = _load_model(model_dir, weights_dir, cfg["model"]["dtype"], delta_scale)
     with Timer() as timer:
         tasks, items, text_items, overlap_items = _run_passes(
@@ -436,6 +447,7 @@ def evaluate(
         "tasks": tasks,
         "split": split,
         "general_tasks": general_tasks,
+        **({"weights_sha256": weights_fingerprint(weights_dir)} if general_tasks != "score" and weights_dir else {}),
         "general": _general_summary(tasks, general, text_items, overlap_items),
         "domain": {"name": scored[0], **domain_scores[scored[0]]} if len(scored) == 1 else None,
         "domains": domain_scores,

@@ -26,16 +26,26 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
 
 
-def command(kind: str, out: Path, seed: int, threads: int) -> list[str]:
-    alr = str(Path(sys.executable).parent / "alr")
+def _common(threads: int) -> list[str]:
+    """The `alr` flags every model job of a default run's folder takes."""
     common = ["--config", str(REPO / "config" / "config.yaml"), "--model-dir", f"resources/models/{MODEL}"]
-    common += ["--data-dir", "resources/data", "--threads", str(threads)]
-    if kind == "finetune":
-        job = ["finetune", "--domain", "science", "--method", "lora", "--seed", str(seed)]
-        return [alr, *job, *common, "--out", str(out / f"finetune{seed}")]
+    return [*common, "--data-dir", "resources/data", "--threads", str(threads)]
+
+
+def evaluate_command(out: Path, threads: int, *extra: str) -> list[str]:
+    """`alr evaluate` of the default run's science lora adapter on the test split, writing `out`."""
+    alr = str(Path(sys.executable).parent / "alr")
     weights = f"results/{MODEL}/science/lora/seed0/model"
     job = ["evaluate", "--split", "test", "--domains", "science", "--weights", weights, "--run", "lora", "--seed", "0"]
-    return [alr, *job, *common, "--out", str(out / f"eval{seed}.json")]
+    return [alr, *job, *_common(threads), *extra, "--out", str(out)]
+
+
+def command(kind: str, out: Path, seed: int, threads: int) -> list[str]:
+    if kind == "finetune":
+        alr = str(Path(sys.executable).parent / "alr")
+        job = ["finetune", "--domain", "science", "--method", "lora", "--seed", str(seed)]
+        return [alr, *job, *_common(threads), "--out", str(out / f"finetune{seed}")]
+    return evaluate_command(out / f"eval{seed}.json", threads)
 
 
 def wall(kind: str, tmp: Path, threads: int, side_by_side: bool) -> float:

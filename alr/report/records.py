@@ -12,18 +12,21 @@ from ..io import read_json
 from .stats import read_items
 
 
-def _apart(eval_path: str | Path, record: dict) -> Path | None:
-    """The eval_general.json beside an eval.json that skipped the general tasks, when it exists."""
+def _apart(eval_path: str | Path, record: dict) -> dict | None:
+    """The record of eval_general.json beside an eval.json that skipped the general tasks, when it exists
+    and scored the same weights (one left by an earlier fine-tune of a strength no longer selected is not)."""
     path = general_tasks_path(eval_path)
-    return path if record.get("general_tasks") == "skip" and path.is_file() else None
+    if record.get("general_tasks") != "skip" or not path.is_file():
+        return None
+    general = read_json(path)
+    return general if general.get("weights_sha256") == record.get("weights_sha256") else None
 
 
 def read_eval(eval_path: str | Path) -> dict:
     record = read_json(eval_path)
-    apart = _apart(eval_path, record)
-    if apart is None:
+    general = _apart(eval_path, record)
+    if general is None:
         return record
-    general = read_json(apart)
     return {
         **record,
         "tasks": {**record["tasks"], **general["tasks"]},
@@ -35,8 +38,9 @@ def read_eval(eval_path: str | Path) -> dict:
 def read_eval_items(eval_path: str | Path) -> dict[tuple[str, str], dict]:
     """eval.json's per-item records, and those of eval_general.json when `read_eval` merges it."""
     items = read_items(items_path(eval_path))
-    apart = _apart(eval_path, read_json(eval_path))
-    return items if apart is None else {**items, **read_items(items_path(apart))}
+    if _apart(eval_path, read_json(eval_path)) is None:
+        return items
+    return {**items, **read_items(items_path(general_tasks_path(eval_path)))}
 
 
 def scores_general_tasks(record: dict) -> bool:

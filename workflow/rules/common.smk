@@ -208,7 +208,8 @@ def general_tasks_mode(wildcards):
     """`alr evaluate --general-tasks` of a run's record. A sweep point's test pass on a sweep seed skips
     the general multiple-choice tasks: only the selected strength's enter a table, and they hold about
     half of a test pass's time (benchmarks/README.md). The selected point scores them apart, into
-    eval_general.json (`general_task_files`); on the other seeds only the selected strength runs."""
+    eval_general.json (`general_task_files`). On the other seeds, where only the selected strength runs,
+    the test pass scores everything."""
     if wildcards.record == "eval_general":
         return "only"
     skip = wildcards.record == "eval" and swept(wildcards.method) and int(wildcards.seed) in sweep_seeds()
