@@ -6,9 +6,10 @@
 
 Each canonical multiple-choice split becomes a local lm-eval task (`alr_<dataset>`, cloze format:
 "Question: ...\nAnswer:" scored against " <choice>"); general tasks may also be built-in lm-eval
-tasks (`source: lm_eval`), optionally reading local files. `HFLM` is given the batch size and device
-directly, because `simple_evaluate` ignores them for a model object, and the batch size is pinned
-in the config because lm-eval scores move with it.
+tasks (`source: lm_eval`), optionally reading local files. lm-eval's `HFLM` (as `ContinuationHeadLM`,
+which projects only the positions a request reads onto the vocabulary: alr/scored_lm.py) is given the
+batch size and device directly, because `simple_evaluate` ignores them for a model object, and the
+batch size is pinned in the config because lm-eval scores move with it.
 """
 
 from __future__ import annotations
@@ -146,10 +147,11 @@ def run_lm_eval(
     with `files_dir`, lm-eval's own results and samples files there too (`save_lm_eval_files`)."""
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device())
+    from .scored_lm import ContinuationHeadLM
+
+    lm = ContinuationHeadLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device())
     tracker = EvaluationTracker() if files_dir is not None else None
     with tempfile.TemporaryDirectory(prefix="alr-tasks-") as task_dir:
         names = write_task_yamls(data_files, task_dir, builtin)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from .assets import MANIFEST, checkpoint_path
@@ -76,6 +77,13 @@ def load_tuned(model_dir: str | Path, weights_dir: str | Path | None, dtype: str
         model = model.merge_and_unload()
     model.eval()
     return model, tok
+
+
+def accepts_logits_to_keep(model) -> bool:
+    """Whether the causal LM under `model` (a PEFT wrapper or the model itself) can project only chosen
+    positions onto the vocabulary (transformers' `logits_to_keep`)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
 def base_module_name(peft_name: str) -> str:

@@ -5,13 +5,13 @@ phase 2 (`alr.finetune`) and the benchmarks (`benchmarks/bench.py`) all train th
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
 
 from .checkpoints import checkpoint_step, no_final_checkpoint_callback
 from .measure import Timer, peak_mem_mb, reset_peak_memory
+from .models import accepts_logits_to_keep
 from .sections import REPORT_TO_ENV
 
 
@@ -167,13 +167,6 @@ def _add_term(terms: dict, name: str, value, scale: float, dtype):
     return (value * scale).to(dtype)
 
 
-def _accepts_logits_to_keep(model) -> bool:
-    """Whether the causal LM under `model` (a PEFT wrapper or the model itself) can project only chosen
-    positions onto the vocabulary (transformers' `logits_to_keep`)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
-
-
 def scored_positions_only(inputs: dict) -> dict:
     """`inputs` with the output head and the loss restricted to the positions whose next token is scored.
 
@@ -213,7 +206,7 @@ def _regularised_trainer_class():
             self._scores_positions = (  # the model's own loss, which reads `shift_labels`
                 self.label_smoother is None
                 and self.compute_loss_func is None
-                and _accepts_logits_to_keep(self.accelerator.unwrap_model(self.model))
+                and accepts_logits_to_keep(self.accelerator.unwrap_model(self.model))
             )
 
         def create_optimizer(self, *args, **kwargs):

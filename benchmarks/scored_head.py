@@ -28,7 +28,7 @@ from alr.io import read_json
 
 
 def _run(cfg: dict, args, out: Path, full_head: bool) -> float:
-    full = mock.patch.object(alr.trainer, "_accepts_logits_to_keep", lambda model: False)
+    full = mock.patch.object(alr.trainer, "accepts_logits_to_keep", lambda model: False)
     with full if full_head else contextlib.nullcontext():
         finetune(cfg, args.model_dir, args.data_dir, args.domain, args.method, 0, out, None)
     return read_json(out / "train.json")["wall_time_s"]

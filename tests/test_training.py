@@ -381,7 +381,7 @@ def test_training_on_scored_positions_only_matches_the_full_head(env, tmp_path, 
     monkeypatch.setattr(alr.trainer, "scored_positions_only", lambda inputs: calls.append(1) or restrict(inputs))
     finetune(c, env.model, env.data, "science", "alr", 0, tmp_path / "scored", env.imp)
     assert len(calls) >= 3  # at least one micro-batch per optimizer step took the restricted path
-    monkeypatch.setattr(alr.trainer, "_accepts_logits_to_keep", lambda model: False)
+    monkeypatch.setattr(alr.trainer, "accepts_logits_to_keep", lambda model: False)
     finetune(c, env.model, env.data, "science", "alr", 0, tmp_path / "full", env.imp)
     scored, full = _delta(tmp_path / "scored"), _delta(tmp_path / "full")
     for key, delta in full.items():
