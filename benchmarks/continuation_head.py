@@ -21,19 +21,18 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from general_tasks_apart import NLL_BOUND  # a sibling: `python benchmarks/<this file>` puts its folder first
 from lm_eval.models.huggingface import HFLM
 
 from alr.config import DEFAULT_CONFIG, load_config
 from alr.evaluate import _load_model, _task_sources, run_lm_eval
 from alr.plugins import load_plugins
 
-NLL_BOUND = 1e-4  # nats, as benchmarks/general_tasks_apart.py: float rounding far below the effects measured
 
-
-def score(cfg: dict, model, tok, plain: bool) -> tuple[float, list[dict]]:
-    """(seconds, per-item records) of the lm-eval part of the base model's test pass."""
-    names = list(cfg["data"]["general"]["tasks"]) + list(cfg["domains"])
-    builtin, files = _task_sources(cfg, Path("resources/data"), names, "test")
+def score(cfg: dict, model, tok, sources: tuple[dict, dict], plain: bool) -> tuple[float, list[dict]]:
+    """(seconds, per-item records) of the lm-eval part of the base model's test pass; `sources`:
+    (built-in tasks, split files) as `_task_sources` gives them."""
+    builtin, files = sources
     scorer = mock.patch("alr.scored_lm.ContinuationHeadLM", HFLM) if plain else contextlib.nullcontext()
     with scorer:
         start = time.perf_counter()
@@ -64,11 +63,13 @@ def main(argv=None) -> int:
     load_plugins()
     cfg = load_config(DEFAULT_CONFIG)
     model, tok = _load_model(model_dir, None, cfg["model"]["dtype"], 1.0)
+    names = list(cfg["data"]["general"]["tasks"]) + list(cfg["domains"])
+    sources = _task_sources(cfg, Path("resources/data"), names, "test")
     times: dict[str, list[float]] = {"continuation head": [], "HFLM": []}
     items = {}
     for r in range(args.repeats):
         for name in ("continuation head", "HFLM") if r % 2 == 0 else ("HFLM", "continuation head"):
-            seconds, items[name] = score(cfg, model, tok, plain=name == "HFLM")
+            seconds, items[name] = score(cfg, model, tok, sources, plain=name == "HFLM")
             times[name].append(seconds)
             print(f"repeat {r} {name}: {seconds:.1f} s", flush=True)
     ratio = statistics.median(times["continuation head"]) / statistics.median(times["HFLM"])
