@@ -202,10 +202,21 @@ def cmd_tables(args, cfg):
     runs = _runs_from_records(args.evals)
     order = run_order(cfg["methods"], {r["method"] for r in runs})
     from .io import read_json
+    from .report.protocol import load_protocol, protocol_path
 
     selection = read_json(args.selection) if args.selection else None
+    protocol = load_protocol(protocol_path(cfg["eval"]))
+    log.info("claims by %s, %s", protocol.label(), protocol.path)
     table = write_main_table(
-        args.base_eval, runs, order, cfg["eval"], args.out_prefix, args.data_dir, selection, args.efficiency_table
+        args.base_eval,
+        runs,
+        order,
+        cfg["eval"],
+        args.out_prefix,
+        args.data_dir,
+        selection,
+        args.efficiency_table,
+        protocol,
     )
     log.info(
         "wrote %s.{csv,md,tex} (%d rows), and forgetting, power, hypervolume, claims beside it",
@@ -255,11 +266,14 @@ def cmd_efficiency(args, cfg):
 
 def cmd_check_config(args, cfg):
     from .config import check_config_files
+    from .report.protocol import load_protocol, protocol_path
 
     checked = check_config_files(args.files, args.replace_workflow_config)
+    protocol = load_protocol(protocol_path(checked["eval"]))
     print(
         f"configuration OK: {len(checked['methods'])} methods x {len(checked['domains'])} domains x "
-        f"{len(checked['seeds'])} seeds ({', '.join(map(str, args.files)) or 'config/config.yaml'})"
+        f"{len(checked['seeds'])} seeds ({', '.join(map(str, args.files)) or 'config/config.yaml'}); "
+        f"claims by {protocol.label()}"
     )
 
 

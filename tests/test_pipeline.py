@@ -17,7 +17,9 @@ import yaml
 from alr.cli import main
 from alr.evaluate import PHASE1_TEXT, text_task
 from alr.io import read_json
-from alr.report.claims import CONTRADICTED, GAIN_NOT_REACHED, NO_GAIN, SUPPORTED, UNDECIDED
+from alr.report.claims import AT_EDGE, OUTSIDE
+from alr.report.matched import GAIN_NOT_REACHED
+from alr.report.protocol import load_protocol
 from alr.report.stats import read_items
 from tests.tiny import REPO, snakemake, snakemake_on
 
@@ -550,17 +552,13 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     _general_tasks_apart_equal_one_pass(work, path, runs / "science" / chosen["science"]["alr"] / "seed0")
     claims = pd.read_csv(work / "results" / "tables" / "claims.csv")
     row = claims[(claims.claim == "alr_vs_lora") & (claims.domain == "science")].iloc[0]
-    assert row.a == chosen["science"]["alr"] and row.rule.startswith("supported: d CI < 0 and g CI above −")
+    assert row.run_better == chosen["science"]["alr"] and row.protocol_version == load_protocol().version
     unmatched = read_json(work / "results" / "tables" / "selection.json")["gain_not_reached"]
-    assert row.verdict == (
-        GAIN_NOT_REACHED
-        if "alr" in unmatched.get("science", [])
-        else row.verdict
-        if row.verdict in (SUPPORTED, CONTRADICTED, UNDECIDED, NO_GAIN)
-        or row.verdict.startswith("undecided (at matched")
-        else "?"
-    )
-    assert "at lora's gain along alr's sweep (seed 0)" in row.measured  # the verdict holds there too, or is undecided
+    edge = read_json(work / "results" / "tables" / "selection.json")["at_edge"]
+    assert set(edge.get("science", [])) == {"alr"}  # two strengths: either is an end of the grid
+    assert row.verdict == (GAIN_NOT_REACHED if "alr" in unmatched.get("science", []) else AT_EDGE)
+    assert claims[claims.domain == "medical"].verdict.isin([OUTSIDE, AT_EDGE, GAIN_NOT_REACHED]).all()
+    assert f"protocol v{load_protocol().version}" in (work / "results" / "tables" / "claims.md").read_text()
     matched = pd.read_csv(work / "results" / "tables" / "matched.csv")  # alr read at lora's gain along its sweep
     assert sorted(matched.domain) == sorted(chosen) and set(matched.method) == {"alr"} and (matched.points == 2).all()
     for m in matched.itertuples():

@@ -1,22 +1,11 @@
-"""Strength selection on the validation split, the Pareto front and hypervolume, the claims' verdicts."""
+"""Strength selection on the validation split, its grid-edge flag, the Pareto front and hypervolume."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from alr.io import write_json, write_jsonl
-from alr.report.claims import (
-    CLAIMS,
-    CONTRADICTED,
-    GAIN_NOT_REACHED,
-    NO_GAIN,
-    NOT_RUN,
-    SUPPORTED,
-    UNDECIDED,
-    overall,
-    verdict,
-)
-from alr.report.selection import hypervolume, pareto_mask, select, validation_points
+from alr.io import read_json, write_json, write_jsonl
+from alr.report.selection import hypervolume, pareto_mask, select, validation_points, write_selection
 
 
 def _points(rows):
@@ -89,112 +78,17 @@ def test_pareto_mask_and_hypervolume_against_a_grid():
     assert hypervolume([2.0], [0.5], ref_f, ref_g) == 0.0  # outside the box
 
 
-COMPARE = {"reference": "lora", "level": 0.95, "margin": 0.2, "min_effect": 0.1}
-
-
-def _row(d, gain, gain_b=0.2, forgetting_reference=0.05, gain_reached=True):
-    """A comparison row: d = (lo, hi) of the NLL-rise difference, gain = (lo, hi) of the gain difference."""
-    return {
-        "lo": d[0],
-        "hi": d[1],
-        "d": sum(d) / 2,
-        "gain_lo": gain[0],
-        "gain_hi": gain[1],
-        "gain_b": gain_b,
-        "forgetting_reference": forgetting_reference,
-        "gain_reached": gain_reached,
-        "run_b": "lora",
-    }
-
-
-@pytest.mark.parametrize(
-    "d, gain, expected",
-    [
-        ((-0.02, -0.01), (-0.03, 0.03), SUPPORTED),  # forgets less, gain loss within the margin (0.2 x 0.2 = 0.04)
-        ((-0.02, -0.01), (-0.05, 0.03), UNDECIDED),  # forgets less, but may gain 0.05 less: beyond the margin
-        # the accuracy CI's upper end exactly 0 is no evidence of similar gain
-        ((-0.02, -0.01), (-0.067, 0.0), UNDECIDED),
-        ((0.01, 0.02), (-0.03, 0.03), CONTRADICTED),  # forgets more at a similar gain
-        ((0.01, 0.02), (0.01, 0.08), UNDECIDED),  # forgets more but may gain more: a trade-off
-        ((-0.01, 0.02), (-0.03, 0.03), UNDECIDED),  # CI spans 0
-    ],
-)
-def test_forgets_less_verdicts_need_a_non_inferior_gain(d, gain, expected):
-    claim = next(c for c in CLAIMS if c.key == "alr_vs_lora")
-    assert verdict(claim, _row(d, gain), COMPARE) == expected
-
-
-def test_a_method_that_never_reached_the_gain_or_no_gain_is_undecided():
-    claim = next(c for c in CLAIMS if c.key == "alr_vs_lora")
-    assert verdict(claim, _row((-0.02, -0.01), (-0.01, 0.01), gain_reached=False), COMPARE) == GAIN_NOT_REACHED
-    assert verdict(claim, _row((-0.02, -0.01), (-0.01, 0.01), gain_b=0.0), COMPARE) == NO_GAIN
-    assert verdict(claim, None, COMPARE) == NOT_RUN
-
-
-def test_costs_verdicts_need_a_practical_effect_and_overall():
-    """min_effect 0.1 x the reference's forgetting 0.05 = 0.005."""
-    claim = next(c for c in CLAIMS if c.key == "no_layer_costs")
-    assert verdict(claim, _row((0.01, 0.02), (-0.01, 0.01)), COMPARE) == SUPPORTED
-    assert verdict(claim, _row((0.001, 0.006), (-0.01, 0.01)), COMPARE) == UNDECIDED  # d = 0.0035 < 0.005
-    assert verdict(claim, _row((0.01, 0.02), (0.0, 0.06)), COMPARE) == UNDECIDED  # the ablation may gain more
-    assert verdict(claim, _row((-0.02, 0.004), (-0.01, 0.01)), COMPARE) == CONTRADICTED  # no cost of 0.005
-    assert verdict(claim, _row((-0.02, -0.01), (-0.06, 0.0)), COMPARE) == UNDECIDED  # less forgetting, less gain
-    card = pd.DataFrame(
-        {"claim": ["a", "a", "b", "b"], "text": ["x"] * 4, "verdict": [SUPPORTED, SUPPORTED, SUPPORTED, CONTRADICTED]}
-    )
-    assert overall(card).set_index("claim").verdict.to_dict() == {"a": SUPPORTED, "b": "mixed"}
-
-
-def test_scorecard_adjusts_p_over_claims_and_domains_and_reports_the_mde():
-    """Two domains, each CI below 0 on its own (p 0.03 and 0.2 unadjusted): Holm over the family makes
-    the first 0.06, so no verdict is supported; the MDE is 2.80 x the difference's standard error."""
-    from alr.report.claims import scorecard
-
+def test_a_strength_selected_at_either_end_of_its_grid_is_flagged(tmp_path):
+    """selection.json names the methods whose chosen strength is the smallest or largest of the grid
+    (the claims give them no verdict); an interior choice is not flagged."""
     rows = [
-        dict(
-            _row((-0.02, -0.001), (-0.01, 0.01)),
-            domain=dom,
-            a="alr",
-            b="lora",
-            run_a="alr",
-            run_b="lora",
-            d=-0.01,
-            se=0.004,
-            p=p,
-            gain_d=0.0,
-        )
-        for dom, p in (("x", 0.03), ("y", 0.2))
+        ("science", "lora", "lora", None, 0, 0.02, 1.0, 0.5),
+        ("chemistry", "lora", "lora", None, 0, 0.02, 1.0, 0.5),
     ]
-    card = scorecard(pd.DataFrame(rows), None, COMPARE).set_index(["claim", "domain"])
-    row = card.loc[("alr_vs_lora", "x")]
-    assert row.p_holm == pytest.approx(0.06) and row.verdict == UNDECIDED
-    assert row.mde == pytest.approx(2.801585 * 0.004, rel=1e-5)
-    alone = scorecard(pd.DataFrame(rows[:1]), None, COMPARE).set_index(["claim", "domain"])
-    assert alone.loc[("alr_vs_lora", "x")].verdict == SUPPORTED  # the same row alone in its family
-
-
-def test_a_verdict_against_the_reference_must_hold_at_matched_gain_too():
-    """alr's selected point forgets less than lora; read at lora's gain along alr's sweep it must too:
-    a matched interval below 0 keeps "supported", an interval across 0 or a sweep that never reached
-    lora's gain makes it undecided, naming the reading; claims against other methods are not read."""
-    from alr.report.claims import scorecard
-    from alr.report.matched import FORGETS_LESS, GAIN_NOT_REACHED
-
-    row = dict(_row((-0.02, -0.01), (-0.01, 0.01)), domain="x", a="alr", b="lora", run_a="alr", run_b="lora")
-    comparisons = pd.DataFrame([dict(row, p=0.001, gain_d=0.0, se=0.003)])
-    ewc = dict(row, b="ewc_lora", run_b="ewc_lora", p=0.001, gain_d=0.0, se=0.003)
-
-    def card(diff, lo, hi, reading):
-        matched = pd.DataFrame(
-            [{"domain": "x", "method": "alr", "seed": 0, "diff": diff, "lo": lo, "hi": hi, "verdict": reading}]
-        )
-        out = scorecard(pd.concat([comparisons, pd.DataFrame([ewc])]), None, COMPARE, matched)
-        return out.set_index(["claim", "domain"])
-
-    assert card(-0.01, -0.02, -0.005, FORGETS_LESS).loc[("alr_vs_lora", "x")].verdict == SUPPORTED
-    wide = card(-0.01, -0.03, 0.01, UNDECIDED).loc[("alr_vs_lora", "x")]
-    assert wide.verdict == f"undecided (at matched gain: {UNDECIDED})"
-    assert "at lora's gain along alr's sweep (seed 0): d = -0.0100 [-0.0300, +0.0100]" in wide.measured
-    lost = card(float("nan"), float("nan"), float("nan"), GAIN_NOT_REACHED)
-    assert lost.loc[("alr_vs_lora", "x")].verdict == f"undecided (at matched gain: {GAIN_NOT_REACHED})"
-    assert lost.loc[("alr_vs_ewc", "x")].verdict == SUPPORTED  # not against the reference: not read
+    for domain, gains in (("science", (1.0, 0.95, 0.5)), ("chemistry", (1.0, 0.99, 0.98))):
+        for lam, forgetting, gain in zip((0.5, 4.0, 32.0), (0.015, 0.010, 0.002), gains):
+            rows.append((domain, f"alr-lambda{lam:g}", "alr", lam, 0, forgetting, gain, 0.5))
+    record = write_selection(select(_points(rows), "lora", 0.9), tmp_path / "selection", "lora", 0.9)
+    assert record["selected"] == {"science": {"alr": "alr-lambda4"}, "chemistry": {"alr": "alr-lambda32"}}
+    assert record["at_edge"] == {"chemistry": ["alr"]}
+    assert read_json(tmp_path / "selection.json")["at_edge"] == {"chemistry": ["alr"]}

@@ -1,240 +1,319 @@
-"""The claims scorecard: each claim of the paper, the measured quantity with its CI, and a verdict by
-a fixed rule, stated with its margin beside every verdict (results/tables/claims.{csv,md}).
+"""The claims scorecard (results/tables/claims.{csv,md}): every claim of the paper, its measured
+quantity with intervals, and a verdict by the one rule of the claims protocol (config/protocol.yaml,
+`alr.report.protocol`), whose version and sha256 the card prints. docs/protocol.md states the rules.
 
-Comparison claims (per domain, paired on the same texts / items, CIs from `alr.report.stats`; F is
-the general NLL rise against the base, G the balanced-accuracy gain against the base, which a shift
-of the answer prior cannot raise; d = F_a - F_b, g = G_a - G_b; m = `eval.compare.margin` x G_b, the
-gain loss that still counts as "similar domain gain"; e = `eval.compare.min_effect` x the
-reference's F, the smallest forgetting difference that counts as a cost):
-- `forgets_less`: a forgets less than b at similar domain gain.
-  supported: the CI of d lies below 0 (and d's p, Holm-adjusted over every comparison claim and domain
-  of the card, is below 1 - level) and the lower end of g's CI is above -m (non-inferior gain);
-  contradicted: the CI of d lies above 0 and the upper end of g's CI is below m (b forgets less and
-  gains no less, by the same margin); otherwise undecided at this power.
-- `costs`: removing a part of the penalty costs: a (ablated) forgets more than b (the full method).
-  supported: the CI of d lies above 0 (Holm as above), d >= e, and the upper end of g's CI is below m (the extra
-  forgetting is not bought with extra gain); contradicted: the CI of d lies below e (no cost of
-  practical size) and the lower end of g's CI is above -m; otherwise undecided.
-A claim is undecided before any rule when b gained nothing (G_b <= 0: no gain to match), or when strength
-selection found no strength of a or b that kept the reference's valid gain ("gain not reached";
-`selection.json`): a fallback point is never compared.
-Efficiency claims (one measurement each, no CI; the rule names its threshold):
-- SI importance about 20x faster than the Fisher, read at the claim's own sample counts: each
-  estimator's time per token processed (SI: every epoch's tokens; Fisher: one per-sample pass each) times
-  the tokens of its prescribed run (`PRESCRIBED_PASSES`: the authors' 2,000 texts x 5 epochs, the
-  EWC-LoRA Fisher script's 5,000 samples, at one text length for both); supported if the Fisher's
-  extrapolated time / SI's >= 10, else contradicted (per-token cost taken as constant in length);
-- SI importance 10-15% of the Fisher's storage: supported if SI bytes / Fisher bytes lies within
-  10-15%, else contradicted; one row per Fisher scope recorded (the full model, as EWC-LoRA stores it;
-  the adapted modules, the same scope as SI).
-A claim whose methods were not run reads "not run". Methods swept in strength stand for their
-selected strength (`selection.json`); where a `forgets_less` claim's a was swept and its b is the
-reference, a's forgetting is also read at b's domain gain along a's sweep (`alr.report.matched`), and
-the verdict must hold there too: supported needs "forgets less at the reference's gain", contradicted
-"forgets more"; otherwise it is undecided, naming the matched reading.
+Comparison claims: "`better` forgets less than `than` at similar domain gain", per domain, paired on
+the same texts and items (`alr.report.stats`). d = F(better) − F(than), the difference of the general
+NLL rise against the base on the protocol's primary texts (the held-out genre); g = G(better) − G(than),
+the difference of the domain gain in the protocol's gain measure; e the minimum effect, m the margin,
+both fixed numbers of the protocol. The three-zone rule, read from intervals only:
+- supported: d's interval lies below −e (an effect of at least e in the claimed direction) and g's
+  lies above −m (the gain is not lower by m or more);
+- contradicted: d's interval lies above −e (no effect of e in the claimed direction: none, or the
+  opposite) and g's lies below +m (the missing effect is not bought with a higher gain);
+- otherwise undecided at this power.
+Both zones are one-sided tests at (1 − level)/2 whose two conditions must both hold (an intersection-
+union test: its p is the larger of the two); Holm's step-down runs over each family of the protocol as
+listed, run or not (a claim that did not run has p = 1). A row's "decision interval" is at the level
+Holm gives its step, so the verdict can be read off the intervals the card prints.
+Gates, in order, before the rule: not run; a domain the protocol does not judge the claim on
+(descriptive); fewer tuned seeds than `verdicts.min_seeds` on both sides (descriptive (one seed): such
+an interval is conditional on the runs); a strength selection that kept no strength at the reference's
+valid gain (gain not reached); a selected strength at either end of its grid; `than` showing no domain
+gain (its gain interval against the base reaching 0). A gated row stays in its family with p = 1.
+Where `better` was swept and `than` is the reference, the claim is also read at the reference's gain
+along the sweep (`alr.report.matched`): a verdict stands only if that interval is in the same zone.
+
+Efficiency claims (one measurement each, no interval): speed, the Fisher's time over SI's at the
+prescribed sample counts, at least `min_ratio`; storage, SI's bytes at most `max_share` of a Fisher's,
+once per Fisher scope recorded. A figure below its threshold reads "not reproduced at this scale",
+naming the model and device it was measured on: it does not contradict a claim made at another scale.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import t as student_t
 
-from .matched import FORGETS_LESS, FORGETS_MORE, GAIN_NOT_REACHED
-from .render import Z_POWER, write_table
-from .stats import holm
+from .matched import GAIN_NOT_REACHED
+from .protocol import Claim, Protocol
+from .render import write_table
 
 SUPPORTED, CONTRADICTED, UNDECIDED, NOT_RUN = "supported", "contradicted", "undecided at this power", "not run"
+DESCRIPTIVE_ONE_SEED = "descriptive (one seed)"
+OUTSIDE = "descriptive (outside the protocol)"
+AT_EDGE = "undecided (strength at the edge of its grid)"
+NO_GAIN = "undecided (no domain gain shown)"
+NOT_AT_SCALE = "not reproduced at this scale"
+DECIDED = (SUPPORTED, CONTRADICTED)
+POWER = 0.8  # the power of the minimal detectable effects the card prints
 
 
-@dataclass(frozen=True)
-class Claim:
-    key: str
-    text: str
-    kind: str  # forgets_less | costs | speed | storage
-    a: str = ""
-    b: str = ""
+def _t_cdf(x: float, df: float) -> float:
+    return float(student_t.cdf(x, df)) if math.isfinite(df) else float(student_t.cdf(x, 1e9))
 
 
-CLAIMS = (
-    Claim("alr_vs_lora", "alr forgets less than LoRA at similar domain gain", "forgets_less", "alr", "lora"),
-    Claim("alr_vs_ewc", "alr forgets less than EWC-LoRA", "forgets_less", "alr", "ewc_lora"),
-    Claim(
-        "no_layer_costs",
-        "removing the layer-wise part costs (alr_no_layer forgets more than alr)",
-        "costs",
-        "alr_no_layer",
-        "alr",
-    ),
-    Claim(
-        "element_matters",
-        "the element-wise importance matters (alr forgets less than alr_shuffled, its "
-        "importance permuted within each module, at similar domain gain)",
-        "forgets_less",
-        "alr",
-        "alr_shuffled",
-    ),
-    Claim(
-        "no_element_costs",
-        "removing the element-wise part costs (alr_no_element forgets more than alr)",
-        "costs",
-        "alr_no_element",
-        "alr",
-    ),
-    Claim(
-        "both_cost_more",
-        "removing both costs more (l2_lora, uniform importance and coefficients, forgets more than alr_no_layer)",
-        "costs",
-        "l2_lora",
-        "alr_no_layer",
-    ),
-    Claim(
-        "official_vs_lora",
-        "alr_official forgets less than LoRA at similar domain gain",
-        "forgets_less",
-        "alr_official",
-        "lora",
-    ),
-    Claim(
-        "official_penalty",
-        "alr_official's penalty, beyond its warm start, forgets less (vs lora_official)",
-        "forgets_less",
-        "alr_official",
-        "lora_official",
-    ),
-    Claim(
-        "official_no_layer_costs",
-        "removing the layer-wise part of alr_official costs",
-        "costs",
-        "alr_official_no_layer",
-        "alr_official",
-    ),
-    Claim("speed", "SI importance is about 20x faster to compute than the EWC Fisher", "speed"),
-    Claim("storage", "SI importance takes 10-15% of the Fisher's storage", "storage"),
-)
-COMPARISONS = [(c.a, c.b) for c in CLAIMS if c.kind in ("forgets_less", "costs")]
+def _t_ppf(q: float, df: float) -> float:
+    return float(student_t.ppf(q, df if math.isfinite(df) else 1e9))
 
 
-NO_GAIN = "undecided (no gain to match)"
+def _below(value: float, se: float, df: float, bound: float) -> float:
+    """p of the one-sided test that the true value lies below `bound` (small when the data show it)."""
+    if se <= 0:
+        return 0.0 if value < bound else 1.0
+    return 1.0 - _t_cdf((bound - value) / se, df)
 
 
-def verdict(claim: Claim, c: dict | None, compare_cfg: dict) -> str:
-    """The rule of the module docstring for one comparison row of `claim_comparisons` (d, lo, hi;
-    gain_lo, gain_hi; gain_b; forgetting_reference; gain_reached)."""
-    if c is None:
-        return NOT_RUN
-    if not c.get("gain_reached", True):
-        return GAIN_NOT_REACHED
-    if not c["gain_b"] > 0:
-        return NO_GAIN
-    margin = compare_cfg["margin"] * c["gain_b"]
-    gain_no_lower, gain_no_higher = c["gain_lo"] > -margin, c["gain_hi"] < margin
-    # a difference from 0 must also survive Holm's adjustment over every claim and domain of the card
-    significant = c.get("p_holm", 0.0) < 1 - compare_cfg["level"]
-    if claim.kind == "forgets_less":
-        if c["hi"] < 0 and significant and gain_no_lower:
-            return SUPPORTED
-        if c["lo"] > 0 and significant and gain_no_higher:
-            return CONTRADICTED
-        return UNDECIDED
-    effect = compare_cfg["min_effect"] * max(c["forgetting_reference"], 0.0)
-    if c["lo"] > 0 and significant and c["d"] >= effect and gain_no_higher:
+def zone_pvalues(c: dict, protocol: Protocol) -> tuple[float, float]:
+    """(p of "supported", p of "contradicted") of one comparison row (d, se, df; g, g_se, g_df): each
+    the larger p of its two one-sided conditions."""
+    e, m = protocol.min_effect, protocol.margin
+    d, g = (c["d"], c["se"], c["df"]), (c["g"], c["g_se"], c["g_df"])
+    supported = max(_below(*d, -e), _below(-g[0], g[1], g[2], m))
+    contradicted = max(_below(-d[0], d[1], d[2], e), _below(*g, m))
+    return supported, contradicted
+
+
+def holm_levels(pvalues: list[float], alpha: float) -> tuple[list[bool], list[float]]:
+    """Holm's step-down over `pvalues` at one-sided `alpha`: (rejected, the alpha each row is read at).
+    A row at step r (0-based, by increasing p) of m is read at alpha / (m − r); rows after the first
+    step that fails are read at that step's alpha, at which they fail too (their p is no smaller)."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    rejected, at = [False] * m, [alpha] * m
+    stop = None
+    for step, i in enumerate(order):
+        level = alpha / (m - (stop if stop is not None else step))
+        at[i] = level
+        if stop is None and pvalues[i] < level:
+            rejected[i] = True
+        elif stop is None:
+            stop = step
+    return rejected, at
+
+
+def decision_interval(value: float, se: float, df: float, alpha: float) -> tuple[float, float]:
+    """The two-sided interval at level 1 − 2·alpha: each end a one-sided bound at alpha."""
+    half = _t_ppf(1 - alpha, df) * se if se > 0 else 0.0
+    return value - half, value + half
+
+
+def three_zone(d_ci: tuple[float, float], g_ci: tuple[float, float], protocol: Protocol) -> str:
+    """The rule of the module docstring on a row's decision intervals of d and g."""
+    e, m = protocol.min_effect, protocol.margin
+    if d_ci[1] < -e and g_ci[0] > -m:
         return SUPPORTED
-    if c["hi"] < effect and gain_no_lower:
+    if d_ci[0] > -e and g_ci[1] < m:
         return CONTRADICTED
     return UNDECIDED
 
 
-def at_matched_gain(selected: str, matched: str) -> str:
-    """The verdict where the claim was also read at the reference's gain along a's sweep (`matched`, a
-    verdict of alr.report.matched): a supported or contradicted verdict stands only if that reading
-    agrees with it."""
-    agrees = {SUPPORTED: FORGETS_LESS, CONTRADICTED: FORGETS_MORE}.get(selected)
-    if agrees is None or matched == agrees:
-        return selected
-    return f"undecided (at matched gain: {matched})"
+def mde(se: float, df: float, alpha: float) -> float:
+    """The smallest true effect the rule shows with probability POWER at one-sided `alpha`."""
+    return (_t_ppf(1 - alpha, df) + _t_ppf(POWER, df)) * se
 
 
-def _matched_reading(claim: Claim, domain: str, matched: pd.DataFrame | None, compare_cfg: dict) -> dict | None:
-    """The matched-gain row of a forgets_less claim against the reference, where a was swept."""
-    if matched is None or claim.kind != "forgets_less" or claim.b != compare_cfg["reference"]:
+def gate(claim: Claim, c: dict | None, protocol: Protocol) -> str | None:
+    """The verdict a row gets before the rule (module docstring), or None when the rule decides."""
+    if c is None:
+        return NOT_RUN
+    if c["domain"] not in claim.domains:
+        return OUTSIDE
+    if max(c["seeds_better"], c["seeds_than"]) < protocol.min_seeds:
+        return DESCRIPTIVE_ONE_SEED
+    if not c.get("gain_reached", True):
+        return GAIN_NOT_REACHED
+    if c.get("at_edge", False):
+        return AT_EDGE
+    if protocol.require_gain_shown and not c["gain_than_lo"] > 0:
+        return NO_GAIN
+    if not all(math.isfinite(c[k]) for k in ("d", "se", "g", "g_se")):
+        return UNDECIDED
+    return None
+
+
+def matched_zone(reading: dict, protocol: Protocol) -> str:
+    """The zone of the matched-gain interval (d only: the gain is matched by construction)."""
+    if not reading.get("reached", True) or pd.isna(reading["lo"]):
+        return GAIN_NOT_REACHED
+    e = protocol.min_effect
+    return SUPPORTED if reading["hi"] < -e else CONTRADICTED if reading["lo"] > -e else UNDECIDED
+
+
+def _matched_reading(claim: Claim, domain: str, matched: pd.DataFrame | None, reference: str) -> dict | None:
+    if matched is None or claim.than != reference:
         return None
-    rows = matched[(matched.domain == domain) & (matched.method == claim.a)]
+    rows = matched[(matched.domain == domain) & (matched.method == claim.better)]
     return rows.iloc[0].to_dict() if len(rows) else None
 
 
-def _matched_text(claim: Claim, reading: dict) -> str:
-    where = f"at {claim.b}'s gain along {claim.a}'s sweep (seed {reading['seed']})"
-    if pd.isna(reading["diff"]):
-        return f"{where}: {reading['verdict']}"
-    return f"{where}: d = {reading['diff']:+.4f} [{reading['lo']:+.4f}, {reading['hi']:+.4f}], {reading['verdict']}"
+def _rule_text(verdict: str, alpha: float, step: str, protocol: Protocol) -> str:
+    e, m = protocol.min_effect, protocol.margin
+    level = f"{100 * (1 - 2 * alpha):.2f}% ({step})"
+    if verdict == SUPPORTED:
+        return f"supported: d interval at {level} below −{e:g} and g interval above −{m:g}"
+    if verdict == CONTRADICTED:
+        return f"contradicted: d interval at {level} above −{e:g} and g interval below +{m:g}"
+    return f"neither zone at {level}: supported needs d < −{e:g} and g > −{m:g}, contradicted d > −{e:g} and g < +{m:g}"
 
 
-def rule_text(claim: Claim, c: dict, compare_cfg: dict) -> str:
-    """The rule with this row's margins in numbers."""
-    margin = compare_cfg["margin"] * c["gain_b"]
-    gain = f"g CI above −{margin:.3f} ({compare_cfg['margin']:g} × {c['run_b']}'s gain)"
-    if claim.kind == "forgets_less":
-        return f"supported: d CI < 0 and {gain}"
-    effect = compare_cfg["min_effect"] * max(c["forgetting_reference"], 0.0)
+def _ci(v, lo, hi, digits):
+    return f"{v:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def _measured(c: dict, protocol: Protocol, alpha: float, mdes: tuple[float, float]) -> str:
+    d_ci, d_nom = (decision_interval(c["d"], c["se"], c["df"], a) for a in (alpha, protocol.alpha))
+    g_ci, g_nom = (decision_interval(c["g"], c["g_se"], c["g_df"], a) for a in (alpha, protocol.alpha))
+    sens = _ci(c["d_sens"], c["d_sens_lo"], c["d_sens_hi"], 4)
+    sized = "sized to decide" if mdes[0] < protocol.min_effect and mdes[1] < protocol.margin else "not sized to decide"
     return (
-        f"supported: d CI > 0, d ≥ {effect:.4f} ({compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s "
-        f"forgetting) and g CI below +{margin:.3f}"
+        f"d ({protocol.primary}) = {_ci(c['d'], *d_nom, 4)}, decision {_ci(c['d'], *d_ci, 4)}; "
+        f"g ({protocol.gain_measure}) = {_ci(c['g'], *g_nom, 3)}, decision {_ci(c['g'], *g_ci, 3)}; "
+        f"MDE d {mdes[0]:.4f} (e {protocol.min_effect:g}), g {mdes[1]:.3f} (m {protocol.margin:g}): {sized}; "
+        f"seeds {c['seeds_better']} vs {c['seeds_than']}; {protocol.sensitivity} d {sens}"
     )
 
 
-# Sample passes of each estimator's prescribed run: the authors' phase 1 (2,000 general texts, 5 epochs)
-# and the Fisher of the EWC-LoRA script the official code ships (5,000 samples, one pass each).
-PRESCRIBED_PASSES = {"si": 2000 * 5, "fisher": 5000}
-STORAGE_BAND = (0.10, 0.15)  # "10-15% of the Fisher's storage", read as a two-sided band
-STORAGE_SCOPES = {"fisher": "the full-model Fisher (EWC-LoRA's)", "fisher_adapted": "a Fisher of the adapted modules"}
-
-
-def efficiency_rows(efficiency_csv: str | Path | None) -> list[dict]:
-    """The speed claim against the full-model Fisher, and the storage claim once per Fisher scope the
-    run recorded (`baselines.efficiency_estimators`): against the whole model, SI's share follows
-    from `lora.targets`; against a Fisher of the same modules, from the storage dtypes."""
+def _family_rows(
+    protocol: Protocol, family: str, comparisons: pd.DataFrame, matched: pd.DataFrame | None, reference: str
+) -> list[dict]:
+    """Every (claim, domain) of one family, and the rows of its claims on domains outside the protocol."""
+    claims = protocol.family(family)
+    ran = {(r["key"], r["domain"]): r for r in comparisons.to_dict("records")} if len(comparisons) else {}
+    members = [(claim, domain) for claim in claims for domain in claim.domains]
+    by_key = {c.key: c for c in claims}
+    listed = {(c.key, d) for c, d in members}
+    extra = sorted(k for k in ran if k[0] in by_key and k not in listed)
     rows = []
-    eff = pd.read_csv(efficiency_csv) if efficiency_csv else pd.DataFrame(columns=["name"])
-    est = eff[eff.get("kind", pd.Series(dtype=str)) == "importance"].set_index("name") if len(eff) else eff
-    for claim in (c for c in CLAIMS if c.kind in ("speed", "storage")):
-        scopes = [s for s in STORAGE_SCOPES if s in est.index] if claim.kind == "storage" else ["fisher"]
-        if "si" not in est.index or not scopes or "fisher" not in est.index and claim.kind == "speed":
-            rows.append({"claim": claim.key, "text": claim.text, "domain": "-", "measured": "", "verdict": NOT_RUN})
+    for claim, domain in [*members, *((by_key[k], d) for k, d in extra)]:
+        c = ran.get((claim.key, domain))
+        rows.append({"claim": claim, "domain": domain, "c": c, "gate": gate(claim, c, protocol)})
+    in_family = [r for r in rows if r["c"] is None or r["gate"] != OUTSIDE]
+    pvalues = []
+    for r in in_family:
+        r["p"] = zone_pvalues(r["c"], protocol) if r["gate"] is None else (1.0, 1.0)
+        pvalues.append(min(r["p"]))
+    rejected, at = holm_levels(pvalues, protocol.alpha)
+    steps = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    for r, ok, alpha, rank in zip(in_family, rejected, at, [steps.index(i) for i in range(len(pvalues))], strict=True):
+        r.update(rejected=ok, alpha=alpha, step=f"Holm step {rank + 1} of {len(pvalues)} in family {family}")
+    out = []
+    for r in rows:
+        claim, domain, c = r["claim"], r["domain"], r["c"]
+        row = {"claim": claim.key, "family": family, "text": claim.text, "domain": domain}
+        row.update(better=claim.better, than=claim.than)
+        if r["gate"] is not None:
+            row.update(verdict=r["gate"], rule=f"gated: {r['gate']}")
+        if c is None:
+            out.append(row)
             continue
+        alpha = r.get("alpha", protocol.alpha)
+        first_step = protocol.alpha / len(pvalues)
+        mdes = (mde(c["se"], c["df"], first_step), mde(c["g_se"], c["g_df"], first_step))
+        d_ci = decision_interval(c["d"], c["se"], c["df"], alpha)
+        g_ci = decision_interval(c["g"], c["g_se"], c["g_df"], alpha)
+        row.update(
+            run_better=c["run_better"],
+            run_than=c["run_than"],
+            seeds_better=c["seeds_better"],
+            seeds_than=c["seeds_than"],
+            value=c["d"],
+            se=c["se"],
+            df=c["df"],
+            decision_lo=d_ci[0],
+            decision_hi=d_ci[1],
+            gain_d=c["g"],
+            gain_se=c["g_se"],
+            gain_decision_lo=g_ci[0],
+            gain_decision_hi=g_ci[1],
+            p_supported=r.get("p", (math.nan,))[0],
+            p_contradicted=r.get("p", (math.nan, math.nan))[1],
+            decision_level=1 - 2 * alpha,
+            holm_rejected=r.get("rejected", False),
+            mde=mdes[0],
+            gain_mde=mdes[1],
+            measured=_measured(c, protocol, alpha, mdes),
+        )
+        if r["gate"] is None:
+            verdict = three_zone(d_ci, g_ci, protocol)
+            row.update(verdict=verdict, rule=_rule_text(verdict, alpha, r["step"], protocol))
+            reading = _matched_reading(claim, domain, matched, reference)
+            if reading is not None:
+                where = f"at {claim.than}'s gain along {claim.better}'s sweep (seed {reading['seed']})"
+                zone = matched_zone(reading, protocol)
+                row["matched"] = (
+                    f"{where}: {zone}"
+                    if pd.isna(reading["diff"])
+                    else f"{where}: d = {_ci(reading['diff'], reading['lo'], reading['hi'], 4)}, {zone}"
+                )
+                row["measured"] += f"; {row['matched']}"
+                if verdict in DECIDED and zone != verdict:
+                    row["verdict"] = f"undecided (at matched gain: {zone})"
+        out.append(row)
+    return out
+
+
+def efficiency_rows(efficiency_csv: str | Path | None, protocol: Protocol) -> list[dict]:
+    """The speed claim against the full-model Fisher, and the storage claim once per Fisher scope the
+    run recorded (`baselines.efficiency_estimators`)."""
+    eff = pd.read_csv(efficiency_csv) if efficiency_csv else pd.DataFrame(columns=["name", "kind"])
+    est = eff[eff["kind"] == "importance"].set_index("name") if len(eff) else eff.set_index("name")
+    rows = []
+    for key, spec in (("speed", protocol.speed), ("storage", protocol.storage)):
+        scopes = ["fisher"] if key == "speed" else [s for s in STORAGE_SCOPES if s in est.index]
+        if "si" not in est.index or not scopes or scopes[0] not in est.index:
+            rows.append({"claim": key, "family": "efficiency", "text": spec["text"], "domain": "-", "verdict": NOT_RUN})
+            continue
+        scale = _scale(est)
         for scope in scopes:
-            if claim.kind == "speed":
-                ratio, measured = _speed(est)
-                ok, rule = ratio >= 10, "supported if the Fisher / SI time at the prescribed counts >= 10x"
+            if key == "speed":
+                ratio, measured = _speed(est, spec["prescribed"])
+                ok, rule = ratio >= spec["min_ratio"], f"supported if the Fisher / SI time >= {spec['min_ratio']:g}x"
             else:
                 ratio = float(est.loc["si", "bytes"] / est.loc[scope, "bytes"])
-                ok = STORAGE_BAND[0] <= ratio <= STORAGE_BAND[1]
-                measured = f"SI / {STORAGE_SCOPES[scope]} bytes = {100 * ratio:.1f}%"
-                rule = f"supported if within {100 * STORAGE_BAND[0]:.0f}-{100 * STORAGE_BAND[1]:.0f}%"
+                ok, rule = ratio <= spec["max_share"], f"supported if SI / Fisher bytes <= {100 * spec['max_share']:g}%"
+                measured = f"SI / {STORAGE_SCOPES[scope]} bytes = {100 * ratio:.1f}%: {STORAGE_SOURCE[scope]}"
             rows.append(
                 {
-                    "claim": claim.key,
-                    "text": claim.text,
-                    "domain": "-" if claim.kind == "speed" else scope,
+                    "claim": key,
+                    "family": "efficiency",
+                    "text": spec["text"],
+                    "domain": "-" if key == "speed" else scope,
                     "value": ratio,
-                    "measured": measured,
+                    "measured": f"{measured}; measured at {scale}",
                     "rule": rule,
-                    "verdict": SUPPORTED if ok else CONTRADICTED,
+                    "verdict": SUPPORTED if ok else f"{NOT_AT_SCALE} ({scale})",
                 }
             )
     return rows
 
 
-def _speed(est: pd.DataFrame) -> tuple[float, str]:
+STORAGE_SCOPES = {"fisher": "the full-model Fisher (EWC-LoRA's)", "fisher_adapted": "a Fisher of the adapted modules"}
+STORAGE_SOURCE = {
+    "fisher": "the saving is the adapted modules' share of the model's parameters (SI stores those only)",
+    "fisher_adapted": "the same modules: one value per parameter each, so no saving from the estimator",
+}
+
+
+def _scale(est: pd.DataFrame) -> str:
+    """The model and device the estimators ran on, as their sidecars record them."""
+    model = est.loc["si"].get("model", "") if "model" in est.columns else ""
+    device = est.loc["si"].get("device", "") if "device" in est.columns else ""
+    return ", ".join(str(x) for x in (model, device) if isinstance(x, str) and x) or "this run's model and device"
+
+
+def _speed(est: pd.DataFrame, prescribed: dict) -> tuple[float, str]:
     """(Fisher / SI time at the prescribed sample counts, the measurement in words)."""
     per_token = {e: float(est.loc[e, "wall_time_s"] / est.loc[e, "tokens"]) for e in ("si", "fisher")}
     per_token_ratio = per_token["fisher"] / per_token["si"]
-    ratio = per_token_ratio * PRESCRIBED_PASSES["fisher"] / PRESCRIBED_PASSES["si"]
+    ratio = per_token_ratio * prescribed["fisher"] / prescribed["si"]
     measured = (
         f"time per token: Fisher {1e3 * per_token['fisher']:.2f} ms, SI {1e3 * per_token['si']:.2f} ms "
-        f"({per_token_ratio:.2f}x); at {PRESCRIBED_PASSES['fisher']:,} Fisher samples vs "
-        f"{PRESCRIBED_PASSES['si']:,} SI sample passes: {ratio:.2f}x (one measurement each)"
+        f"({per_token_ratio:.2f}x); at {prescribed['fisher']:,} Fisher samples vs "
+        f"{prescribed['si']:,} SI sample passes: {ratio:.2f}x (one measurement each)"
     )
     return ratio, measured
 
@@ -242,73 +321,39 @@ def _speed(est: pd.DataFrame) -> tuple[float, str]:
 def scorecard(
     comparisons: pd.DataFrame,
     efficiency_csv: str | Path | None,
-    compare_cfg: dict,
+    protocol: Protocol,
+    reference: str,
     matched: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """`comparisons`: the rows of alr.report.tables.claim_comparisons; `matched`: matched.csv's rows."""
     rows = []
-    domains = sorted(comparisons.domain.unique()) if len(comparisons) else []
-    if len(comparisons):  # the family: every comparison claim on every domain that ran
-        comparisons = comparisons.assign(p_holm=holm([float(p) for p in comparisons.p]))
-    for claim in (c for c in CLAIMS if c.kind in ("forgets_less", "costs")):
-        for domain in domains or ["-"]:
-            sel = comparisons[(comparisons.domain == domain) & (comparisons.a == claim.a) & (comparisons.b == claim.b)]
-            c = sel.iloc[0].to_dict() if len(sel) else None
-            row = {"claim": claim.key, "text": claim.text, "domain": domain, "verdict": verdict(claim, c, compare_cfg)}
-            if c is not None:
-                mde = Z_POWER * c["se"]
-                row.update(
-                    a=c["run_a"],
-                    b=c["run_b"],
-                    value=c["d"],
-                    lo=c["lo"],
-                    hi=c["hi"],
-                    p=c["p"],
-                    p_holm=c["p_holm"],
-                    mde=mde,
-                    gain_d=c["gain_d"],
-                    gain_lo=c["gain_lo"],
-                    gain_hi=c["gain_hi"],
-                    gain_b=c["gain_b"],
-                    rule=rule_text(claim, c, compare_cfg),
-                    measured=(
-                        f"d = NLL rise {c['run_a']} − {c['run_b']} = {c['d']:+.4f} [{c['lo']:+.4f}, "
-                        f"{c['hi']:+.4f}] (Holm p {c['p_holm']:.2g}; MDE {mde:.4f}); g = balanced gain "
-                        f"{c['gain_d']:+.3f} [{c['gain_lo']:+.3f}, {c['gain_hi']:+.3f}] ({c['run_b']}'s "
-                        f"own {c['gain_b']:+.3f})"
-                    ),
-                )
-            reading = _matched_reading(claim, domain, matched, compare_cfg)
-            if reading is not None:
-                row["verdict"] = at_matched_gain(row["verdict"], reading["verdict"])
-                row["matched"] = _matched_text(claim, reading)
-                row["measured"] = f"{row.get('measured', '')}; {row['matched']}"
-            rows.append(row)
-    rows += efficiency_rows(efficiency_csv)
-    return pd.DataFrame(rows)
+    for family in protocol.families:
+        rows += _family_rows(protocol, family, comparisons, matched, reference)
+    rows += efficiency_rows(efficiency_csv, protocol)
+    return pd.DataFrame(rows).assign(protocol_version=protocol.version, protocol_sha256=protocol.sha256)
 
 
 def overall(card: pd.DataFrame) -> pd.DataFrame:
-    """One verdict per claim over its domains: supported (contradicted) only when every domain that ran
-    says so; a mix of supported and contradicted is "mixed"; otherwise undecided."""
+    """One verdict per claim over the domains the protocol judges it on: supported (contradicted) only
+    when every one of them says so; a mix of the two is "mixed"; descriptive when no domain could be
+    judged for that reason; otherwise undecided."""
     out = []
     for key, group in card.groupby("claim", sort=False):
-        verdicts = set(group.verdict) - {NOT_RUN}
-        v = (
-            NOT_RUN
-            if not verdicts
-            else next(iter(verdicts))
-            if len(verdicts) == 1
-            else "mixed"
-            if {SUPPORTED, CONTRADICTED} <= verdicts
-            else UNDECIDED
-        )
+        judged = set(group.verdict) - {NOT_RUN, OUTSIDE}
+        if not judged:
+            v = NOT_RUN if set(group.verdict) <= {NOT_RUN} else OUTSIDE
+        elif len(judged) == 1:
+            v = next(iter(judged))
+        elif {SUPPORTED, CONTRADICTED} <= judged:
+            v = "mixed"
+        else:
+            v = UNDECIDED
         counts = ", ".join(f"{n} {x}" for x, n in group.verdict.value_counts().items())
         out.append({"claim": key, "text": group.text.iloc[0], "verdict": v, "domains": counts})
     return pd.DataFrame(out)
 
 
-def write_claims(card: pd.DataFrame, out_prefix: str | Path, compare_cfg: dict) -> None:
+def write_claims(card: pd.DataFrame, out_prefix: str | Path, protocol: Protocol) -> None:
     summary = overall(card)
     view = pd.concat(
         [
@@ -323,22 +368,21 @@ def write_claims(card: pd.DataFrame, out_prefix: str | Path, compare_cfg: dict) 
     view = view.sort_values(
         ["claim", "domain"], key=lambda s: s.map(lambda v: "" if v == "all" else str(v)), kind="stable"
     ).reset_index(drop=True)
-    level = f"{100 * compare_cfg['level']:g}%"
-    write_table(
-        card,
-        view[["claim", "domain", "claim (paper)", "measured", "rule", "verdict"]],
-        (
-            f"Verdicts by fixed rules (alr/report/claims.py), {level} CIs (t intervals over seeds and items, paired). "
-            "d: general NLL rise of a − b (nats), with its p Holm-adjusted over every claim and domain below and its "
-            "minimal detectable difference (MDE: 80% power); g: balanced-accuracy gain of a − b. 'Similar domain "
-            f"gain' is non-inferiority: g's CI above −{compare_cfg['margin']:g} × b's gain; an ablation costs only "
-            f"when d is at least {compare_cfg['min_effect']:g} × {compare_cfg['reference']}'s forgetting. A method "
-            "whose strength selection kept no strength at the reference's valid gain is never compared (undecided, "
-            "gain not reached); a swept method compared with the reference is also read at the reference's gain "
-            "along its sweep (matched.csv), and a verdict stands only if that reading agrees. Efficiency: one "
-            "timing / size measurement each, thresholds 10x and the 10-15% band, storage once per Fisher scope "
-            "recorded. Row 'all': the verdict over domains (every domain alike, else "
-            "mixed or undecided)."
-        ),
-        out_prefix,
+    one_seed = (card.verdict == DESCRIPTIVE_ONE_SEED).any()
+    note = (
+        f"Verdicts by {protocol.label()}, {Path(protocol.path).name}: the rules are in docs/protocol.md. "
+        f"d: general NLL rise of better − than on the {protocol.primary} texts (nats; {protocol.sensitivity} as a "
+        f"sensitivity reading); g: {protocol.gain_measure} of better − than. {100 * protocol.level:g}% intervals, "
+        f"and decision intervals at the level Holm's step-down gives each row within its family (every claim and "
+        f"domain the protocol lists, run or not). Supported: d below −{protocol.min_effect:g} and g above "
+        f"−{protocol.margin:g}; contradicted: d above −{protocol.min_effect:g} and g below +{protocol.margin:g}; "
+        "otherwise undecided at this power. MDE: the smallest effect shown with 80% power at the first Holm step. "
+        "Efficiency: one measurement each, read at the scale it was measured at. Row 'all': the verdict over the "
+        "protocol's domains."
     )
+    if one_seed:
+        note += (
+            " Descriptive (one seed): with one tuned seed per method an interval says nothing about another training "
+            "run, so no verdict is given; config/cpu-decide.yaml runs three seeds."
+        )
+    write_table(card, view[["claim", "domain", "claim (paper)", "measured", "rule", "verdict"]], note, out_prefix)

@@ -33,6 +33,8 @@ def estimator_rows(sidecars: list[str | Path]) -> pd.DataFrame:
                 "peak_mem_mb": side["peak_mem_mb"],
                 "bytes": tensors.stat().st_size,
                 "dtype": side["dtype"],
+                "model": side.get("model", ""),
+                "device": side.get("provenance", {}).get("device", ""),
             }
         )
     df = pd.DataFrame(rows)

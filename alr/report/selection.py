@@ -10,7 +10,9 @@ another split is refused. For each swept method and domain, every strength's val
 and the rule (`selection.keep_gain`, default 0.9): among the strengths whose gain is at least
 keep_gain x the reference method's (lora's) gain, the one with the least forgetting; when none
 keeps that much, the one with the largest gain, flagged in `selection.json` (`gain_not_reached`):
-the claims never compare such a point (alr.report.claims: "undecided (gain not reached)"). `hypervolume` is the
+the claims never compare such a point (alr.report.claims: "undecided (gain not reached)"), and a
+strength selected at either end of its grid is flagged too (`at_edge`: the best strength may lie
+beyond the grid; the claims give it no verdict). `hypervolume` is the
 area of the (forgetting, gain) plane a method's points dominate, within a box common to every method of a domain.
 """
 
@@ -148,7 +150,9 @@ def hypervolumes(main: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str, keep_gain: float) -> dict:
-    """selection.{csv,md} and selection.json ({domain: {method: selected run}})."""
+    """selection.{csv,md} and selection.json ({"selected": {domain: {method: selected run}}, and the
+    methods per domain whose selection kept no strength ("gain_not_reached") or chose an end of the grid
+    ("at_edge"))."""
     out_prefix = Path(out_prefix)
     view = pd.DataFrame(
         {
@@ -171,12 +175,16 @@ def write_selection(table: pd.DataFrame, out_prefix: str | Path, reference: str,
         "claims do not compare (gain not reached)."
     )
     write_table(table, view, note, out_prefix)
-    chosen, unmatched = {}, {}
+    chosen, unmatched, edge = {}, {}, {}
+    grids = table.groupby(["domain", "method"]).strength.agg(["min", "max", "count"])
     for r in table[table.selected].itertuples():
         chosen.setdefault(r.domain, {})[r.method] = r.run
         if not r.kept:
             unmatched.setdefault(r.domain, []).append(r.method)
-    record = {"selected": chosen, "gain_not_reached": unmatched}
+        grid = grids.loc[(r.domain, r.method)]
+        if grid["count"] > 1 and r.strength in (grid["min"], grid["max"]):
+            edge.setdefault(r.domain, []).append(r.method)
+    record = {"selected": chosen, "gain_not_reached": unmatched, "at_edge": edge}
     write_json(out_prefix.with_suffix(".json"), record)
     return record
 

@@ -8,16 +8,19 @@ mean over tasks (general-text sources, general tasks) of the task's mean differe
   from the data (a two-way seeds x items random-effects decomposition):
   - seeds: the variance of the per-seed differences over seeds, divided by the number of seeds. One
     training run's effect is shared by every task and every item of that run, so a seed is one draw
-    for all tasks together, never re-drawn per task. With equal seed lists the two methods are paired
-    seed by seed (seed k of a against seed k of b); otherwise each method's seed variance is added.
-    A method with one seed (the base model, or a single run) adds none: the interval is then
-    conditional on that run.
+    for all tasks together, never re-drawn per task. When both methods ran the same seeds (by seed id,
+    two or more) they are paired seed by seed; otherwise each method's seed variance is added, and a
+    tuned method with one seed takes the other method's per-seed variance (the training noise of two
+    fine-tunes of one model taken as alike). The base model is not a training run and adds none. Two
+    single runs give an interval conditional on those runs (the claims give it no verdict).
   - items: the variance of the per-item seed-mean differences within each task, divided by its items
     (a cluster-robust variance where items share an entity), minus the within-item seed noise that the
     seed part already holds; summed over tasks with weight 1/tasks^2.
   Its degrees of freedom are Welch-Satterthwaite's, so with three seeds and a dominant seed part the
   interval is as wide as a t interval on 2 degrees of freedom (`tests/test_stats.py` checks coverage in
-  simulation at the configs' sizes). A percentile bootstrap over three seeds cannot reach its level.
+  simulation at the configs' sizes and at every seed shape the tables print: 3 against 3, 3 against 1,
+  3 against the base, and shows that 1 against 1 does not reach it). A percentile bootstrap over three
+  seeds cannot reach its level.
 - `sign_test`: per item, the seed-mean score of a minus that of b; the items where a is better
   and where it is worse, and the exact two-sided binomial test of better vs worse (ties dropped).
   With one seed this is the exact McNemar test on the discordant pairs.
@@ -104,22 +107,41 @@ def _mean_variance(values: np.ndarray, clusters: list | None) -> float:
     return float(c / (c - 1) * (dev**2).sum()) / n**2 if c > 1 else 0.0
 
 
+def _seed_parts(tasks, seeds_a, seeds_b) -> tuple[list[tuple[float, int]], str]:
+    """The seed part(s) of the variance and how the seeds were treated (module docstring): paired by seed
+    id when both sides ran the same seeds (two or more); otherwise each tuned side's own variance, a side
+    with one tuned seed taking the other side's per-seed variance (training noise taken as alike across
+    methods); an untrained side (the base model: `None`) adds none."""
+    k_a, k_b = tasks[0][1].shape[0], tasks[0][2].shape[0]
+    if seeds_a is not None and seeds_a == seeds_b and k_a > 1:
+        return [_seed_part([sa - sb for _, sa, sb in tasks])], "paired"
+    own_a, own_b = _seed_part([sa for _, sa, _ in tasks]), _seed_part([sb for _, _, sb in tasks])
+    tuned_a, tuned_b = seeds_a is not None, seeds_b is not None
+    if tuned_a and tuned_b and (k_a == 1) != (k_b == 1):
+        donor, k_donor = (own_b, k_b) if k_a == 1 else (own_a, k_a)
+        per_seed = donor[0] * k_donor  # the donor's variance of one seed
+        return [(per_seed / k_donor + per_seed, donor[1])], "one seed, variance borrowed"
+    parts = [part for part in (own_a, own_b) if part[1]]
+    return parts, "independent" if parts else "conditional on the runs"
+
+
 def paired_interval(
-    a: Scores, b: Scores, level: float = 0.95, clusters: dict[str, dict[str, str]] | None = None
+    a: Scores,
+    b: Scores,
+    level: float = 0.95,
+    clusters: dict[str, dict[str, str]] | None = None,
+    seeds_a: list | None = None,
+    seeds_b: list | None = None,
 ) -> dict:
     """(a - b) of the mean-over-tasks score with the seeds x items t interval of the module docstring.
-    `clusters`: {task: {item id: entity}} for tasks whose items share an entity (resampled together)."""
+    `clusters`: {task: {item id: entity}} for tasks whose items share an entity (resampled together).
+    `seeds_a`, `seeds_b`: the seed ids of the rows of each side's matrices (None: not a trained run)."""
     from scipy.stats import t as student_t
 
     tasks = list(_paired_tasks(a, b))
     weight = 1 / len(tasks)
-    paired = all(sa.shape[0] == sb.shape[0] for _, sa, sb in tasks) and tasks[0][1].shape[0] > 1
-    if paired:
-        seed_parts = [_seed_part([sa - sb for _, sa, sb in tasks])]
-    else:
-        seed_parts = [
-            part for part in (_seed_part([sa for _, sa, _ in tasks]), _seed_part([sb for _, _, sb in tasks])) if part[1]
-        ]
+    seed_parts, seeds = _seed_parts(tasks, seeds_a, seeds_b)
+    paired = seeds == "paired"
     diff, item_var, item_df = 0.0, 0.0, 0
     for task, sa, sb in tasks:
         d = sa.mean(axis=0) - sb.mean(axis=0)
@@ -147,7 +169,7 @@ def paired_interval(
         "df": df,
         "p": p,
         "level": level,
-        "seeds": "paired" if paired else "independent",
+        "seeds": seeds,
     }
 
 

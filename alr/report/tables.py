@@ -27,11 +27,12 @@ from ..evaluate import PHASE1_TEXT
 from ..io import read_json
 from ..methods import BASE, PLAIN
 from ..runs import recorded_strength
-from .claims import COMPARISONS, scorecard, write_claims
+from .claims import mde, scorecard, write_claims
 from .general_tasks import general_task_table, general_task_view
 from .matched import write_matched
+from .protocol import Protocol, load_protocol
 from .records import read_eval, read_eval_items, scores_general_tasks
-from .render import BASELINES, Z_POWER, write_table
+from .render import BASELINES, write_table
 from .selection import write_hypervolume
 from .stats import Scores, holm, item_scores, paired_interval, sign_test
 
@@ -76,7 +77,7 @@ COLUMNS = [
     "general_score",
     "general_score_sd",
     "general_stderr",
-    *[f"{m}{s}" for m in VS_BASE for s in ("", "_lo", "_hi", "_se")],
+    *[f"{m}{s}" for m in VS_BASE for s in ("", "_lo", "_hi", "_se", "_df")],
     "better_domain_base",
     "worse_domain_base",
     "p_domain_base",
@@ -110,14 +111,18 @@ def _weights(items: dict, task: str) -> dict[str, float]:
     return {i: len(golds) / (len(counts) * counts[g]) for i, g in golds.items()}
 
 
-def _scores(runs: list[_Run], measure: str, domain: str) -> tuple[Scores, int]:
+def _scores(runs: list[_Run], measure: str, domain: str, sources: set[str] | None = None) -> tuple[Scores, int]:
     """The [seeds x items] values a measure is computed from (text NLLs, correctness, gold NLLs, or
     correctness weighted to balanced accuracy), and the sign that turns a difference (a - b) of their
-    means into the measure as VS_BASE names it (a loss or a fall: -1)."""
+    means into the measure as VS_BASE names it (a loss or a fall: -1). `sources`: the general-text
+    sources the forgetting reads (all of them when None)."""
     first = runs[0].eval
     items = [r.items for r in runs]
     if measure == "forgetting":
-        return item_scores(items, runs[0].text_tasks(), lambda t: "nll"), 1
+        texts = [t for t in runs[0].text_tasks() if sources is None or t.removeprefix("text:") in sources]
+        if not texts:
+            raise DataError(f"no general-text source among {sorted(sources or [])} was evaluated")
+        return item_scores(items, texts, lambda t: "nll"), 1
     if measure == "forgetting_phase1":
         return item_scores(items, [PHASE1_TEXT], lambda t: "nll"), 1
     if measure == "forgetting_mc":
@@ -146,12 +151,31 @@ def _clusters(run: _Run, tasks) -> dict[str, dict[str, str]]:
     return out
 
 
-def compare(a: list[_Run], b: list[_Run], measure: str, domain: str, comparison: dict) -> dict:
-    """(a - b) of a measure, signed as VS_BASE names it, with its CI and standard error."""
-    (sa, sign), (sb, _) = _scores(a, measure, domain), _scores(b, measure, domain)
-    ci = paired_interval(sa, sb, comparison["level"], _clusters(a[0], sa))
+def _seed_of(run: _Run) -> int | None:
+    """The training seed of a run (None for the base model, which is no training run)."""
+    return (run.eval.get("run") or {}).get("seed")
+
+
+def _seeds(runs: list[_Run]) -> list | None:
+    seeds = [_seed_of(r) for r in runs]
+    return None if None in seeds else seeds
+
+
+def by_seed(runs: list[_Run]) -> list[_Run]:
+    """The runs ordered by seed id, so that two methods' matrices pair seed k with seed k."""
+    return sorted(runs, key=lambda r: _seed_of(r) or 0)
+
+
+def compare(
+    a: list[_Run], b: list[_Run], measure: str, domain: str, comparison: dict, sources: set[str] | None = None
+) -> dict:
+    """(a - b) of a measure, signed as VS_BASE names it, with its CI, standard error and degrees of
+    freedom; seeds paired by id (alr.report.stats)."""
+    a, b = by_seed(a), by_seed(b)
+    (sa, sign), (sb, _) = _scores(a, measure, domain, sources), _scores(b, measure, domain, sources)
+    ci = paired_interval(sa, sb, comparison["level"], _clusters(a[0], sa), _seeds(a), _seeds(b))
     lo, hi = sorted((sign * ci["lo"], sign * ci["hi"]))
-    return {"d": sign * ci["diff"], "lo": lo, "hi": hi, "se": ci["se"], "p": ci["p"]}
+    return {"d": sign * ci["diff"], "lo": lo, "hi": hi, "se": ci["se"], "df": ci["df"], "p": ci["p"]}
 
 
 def _sign(a: list[_Run], b: list[_Run], measure: str, domain: str) -> dict:
@@ -240,69 +264,83 @@ def held_out_sources(data_dir: str | Path) -> set[str]:
     return {source for source, n in counts.items() if n == 0}
 
 
-# claim_comparisons' columns: (a - b) of the forgetting (d, lo, hi, se, p) and of the balanced gain (gain_*)
+# claim_comparisons' columns: better − than of the primary forgetting (d, se, df), of the sensitivity
+# forgetting (d_sens with its interval), of the gain in the protocol's measure (g, g_se, g_df); the lower
+# CI end of `than`'s own gain against the base; and the selection's flags
 CLAIM_COLUMNS = [
+    "key",
     "domain",
-    "a",
-    "b",
-    "run_a",
-    "run_b",
-    "seeds_a",
-    "seeds_b",
+    "better",
+    "than",
+    "run_better",
+    "run_than",
+    "seeds_better",
+    "seeds_than",
     "d",
-    "lo",
-    "hi",
     "se",
-    "p",
-    "gain_d",
-    "gain_lo",
-    "gain_hi",
-    "gain_se",
-    "gain_p",
-    "gain_b",
-    "forgetting_reference",
+    "df",
+    "d_sens",
+    "d_sens_lo",
+    "d_sens_hi",
+    "g",
+    "g_se",
+    "g_df",
+    "gain_than_lo",
     "gain_reached",
+    "at_edge",
 ]
 
 
+def _forgetting(a: list[_Run], b: list[_Run], domain: str, comparison: dict, reading: str, held_out: set[str]) -> dict:
+    """(a - b) of the forgetting on the texts a reading of the protocol names: `held_out` (the sources no
+    general-data consumer trained on; no value when the run has none) or `pooled` (every source)."""
+    if reading == "held_out" and not held_out:
+        return dict.fromkeys(("d", "lo", "hi", "se", "df"), np.nan)
+    return compare(a, b, "forgetting", domain, comparison, held_out if reading == "held_out" else None)
+
+
 def claim_comparisons(
-    groups: dict[tuple[str, str], list[_Run]], table: pd.DataFrame, eval_cfg: dict, selection: dict | None = None
+    groups: dict[tuple[str, str], list[_Run]],
+    table: pd.DataFrame,
+    eval_cfg: dict,
+    protocol: Protocol,
+    held_out: set[str],
+    selection: dict | None = None,
 ) -> pd.DataFrame:
-    """For each (a, b) of the claims (alr.report.claims.COMPARISONS) and each domain where both ran:
-    (a - b) of the forgetting and of the balanced-accuracy gain with their CIs, b's own balanced gain
-    and the reference's forgetting against the base (`table`: the main table; they scale the margins).
-    A swept method stands for its selected run (`selection`: {"selected": {domain: {method: run}}});
-    `gain_reached` is False where selection found no strength that kept the reference's gain."""
+    """For each claim of the protocol and each domain where both its methods ran: the differences its
+    rule reads (CLAIM_COLUMNS). A swept method stands for its selected run (`selection`: {"selected":
+    {domain: {method: run}}, "gain_not_reached": ..., "at_edge": ...})."""
     comparison = eval_cfg["compare"]
     chosen = (selection or {}).get("selected", {})
     unmatched = (selection or {}).get("gain_not_reached", {})
+    edge = (selection or {}).get("at_edge", {})
     own = table.set_index(["domain", "method"])
     out = []
     for domain in sorted({d for d, _ in groups}):
-
-        def run_of(method):
-            return chosen.get(domain, {}).get(method, method)  # noqa: B023 - used only in this iteration
-
-        reference = (domain, comparison["reference"])
-        for a, b in COMPARISONS:
-            ra, rb = run_of(a), run_of(b)
-            if (domain, ra) not in groups or (domain, rb) not in groups:
+        for claim in protocol.claims:
+            better, than = (chosen.get(domain, {}).get(m, m) for m in (claim.better, claim.than))
+            if (domain, better) not in groups or (domain, than) not in groups:
                 continue
+            a, b = groups[(domain, better)], groups[(domain, than)]
             row = {
+                "key": claim.key,
                 "domain": domain,
-                "a": a,
-                "b": b,
-                "run_a": ra,
-                "run_b": rb,
-                "seeds_a": len(groups[(domain, ra)]),
-                "seeds_b": len(groups[(domain, rb)]),
-                "gain_b": float(own.loc[(domain, rb), "balanced_gain"]),
-                "forgetting_reference": float(own.loc[reference, "forgetting"]) if reference in own.index else np.nan,
-                "gain_reached": not {a, b} & set(unmatched.get(domain, [])),
+                "better": claim.better,
+                "than": claim.than,
+                "run_better": better,
+                "run_than": than,
+                "seeds_better": len(a),
+                "seeds_than": len(b),
+                "gain_than_lo": float(own.loc[(domain, than), f"{protocol.gain_measure}_lo"]),
+                "gain_reached": not {claim.better, claim.than} & set(unmatched.get(domain, [])),
+                "at_edge": bool({claim.better, claim.than} & set(edge.get(domain, []))),
             }
-            for measure in ("forgetting", "balanced_gain"):
-                c = compare(groups[(domain, ra)], groups[(domain, rb)], measure, domain, comparison)
-                row.update({(f"{k}" if measure == "forgetting" else f"gain_{k}"): v for k, v in c.items()})
+            c = _forgetting(a, b, domain, comparison, protocol.primary, held_out)
+            row.update(d=c["d"], se=c["se"], df=c["df"])
+            sens = _forgetting(a, b, domain, comparison, protocol.sensitivity, held_out)
+            row.update(d_sens=sens["d"], d_sens_lo=sens["lo"], d_sens_hi=sens["hi"])
+            g = compare(a, b, protocol.gain_measure, domain, comparison)
+            row.update(g=g["d"], g_se=g["se"], g_df=g["df"])
             out.append(row)
     return pd.DataFrame(out, columns=CLAIM_COLUMNS)
 
@@ -320,6 +358,7 @@ def _method_row(
             continue  # a sweep point selection did not choose: no general tasks scored
         c = compare(mine, base, measure, domain, comparison)
         row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]})
+        row[f"{measure}_df"] = c["df"]
     s = _sign(mine, base, "domain_gain", domain)
     row.update(better_domain_base=s["better"], worse_domain_base=s["worse"], p_domain_base=s["p"])
     if ref is not None:
@@ -346,7 +385,7 @@ def _source_rows(
     rows = []
     (sa, _), (sb, _) = _scores(mine, "forgetting", domain), _scores(base, "forgetting", domain)
     for task in mine[0].text_tasks():
-        ci = paired_interval({task: sa[task]}, {task: sb[task]}, comparison["level"])
+        ci = paired_interval({task: sa[task]}, {task: sb[task]}, comparison["level"], None, _seeds(mine), _seeds(base))
         source = task.removeprefix("text:")
         rows.append(
             {
@@ -405,17 +444,20 @@ def summarise(
     return _main_table(rows), pd.DataFrame(sources)
 
 
-def power_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Per domain and measure: the minimal detectable difference (80% power, two-sided 5%) of a
-    paired comparison at this run's sizes, 2.80 x the standard error of reference - base (about the
-    size of a method-vs-method difference's too, when two methods' errors are as correlated as a
-    method's and the base's). The reference is `eval.compare.reference`, else the first method."""
+def power_table(table: pd.DataFrame, reference: str, level: float) -> pd.DataFrame:
+    """Per domain and measure: the minimal detectable difference (80% power, two-sided 1 - level) of a
+    paired comparison at this run's sizes, from the t quantiles of the interval's own degrees of freedom
+    and the standard error of reference - base (about the size of a method-vs-method difference's too,
+    when two methods' errors are as correlated as a method's and the base's). The reference is
+    `eval.compare.reference`, else the first method."""
     models = table[~table.method.isin([BASE, *BASELINES])]
     if reference not in set(models.method):
         reference = models.method.iloc[0] if len(models) else reference
     out = []
     for _, row in models[models.method == reference].iterrows():
         for measure, what in VS_BASE.items():
+            se, df = row[f"{measure}_se"], row[f"{measure}_df"]
+            size = mde(se, df, (1 - level) / 2)
             out.append(
                 {
                     "domain": row.domain,
@@ -424,13 +466,14 @@ def power_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
                     "what": what,
                     "seeds": int(row.n_seeds),
                     "vs_base": row[measure],
-                    "se": row[f"{measure}_se"],
-                    "mde": Z_POWER * row[f"{measure}_se"],
-                    "detectable": row[f"{measure}_se"] > 0 and abs(row[measure]) >= Z_POWER * row[f"{measure}_se"],
+                    "se": se,
+                    "df": df,
+                    "mde": size,
+                    "detectable": se > 0 and abs(row[measure]) >= size,
                 }
             )
     return pd.DataFrame(
-        out, columns=["domain", "method", "measure", "what", "seeds", "vs_base", "se", "mde", "detectable"]
+        out, columns=["domain", "method", "measure", "what", "seeds", "vs_base", "se", "df", "mde", "detectable"]
     )
 
 
@@ -538,9 +581,10 @@ def power_view(power: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         detectable=power.detectable.map({True: "yes", False: "no"}),
     )
     return view, (
-        "Minimal detectable difference (MDE) of each measure: 2.80 × the standard error of the "
-        "method's difference to the base (80% power, two-sided α = 0.05), at this configuration's items, "
-        "texts and seeds. A difference between two methods smaller than the MDE is undecided at this power."
+        "Minimal detectable difference (MDE) of each measure: (t(1 − α/2) + t(0.8)) × the standard error of the "
+        "method's difference to the base, t on the interval's own degrees of freedom (df; 80% power, two-sided α "
+        "= 1 − level), at this configuration's items, texts and seeds. A difference between two methods smaller "
+        "than the MDE is undecided at this power; the claims' MDEs (claims.md) add Holm's adjustment."
     )
 
 
@@ -553,25 +597,30 @@ def write_main_table(
     data_dir: str | Path | None = None,
     selection: dict | None = None,
     efficiency_csv: str | Path | None = None,
+    protocol: Protocol | None = None,
 ) -> pd.DataFrame:
     """main.{csv,md,tex}, and beside it forgetting.* (per source), power.* (MDE), general_tasks.* (the
     base model against chance; with `data_dir`), hypervolume.*, matched.* (swept methods at the reference's
-    gain) and claims.* (the scorecard)."""
+    gain) and claims.* (the scorecard, by `protocol`: the repository's config/protocol.yaml when None)."""
+    protocol = protocol or load_protocol()
     groups = _groups(runs)  # each run's eval.json and items are read once, for every table below
     base = _Run(base_eval)  # its eval.json and items are read once, for the main and general-task tables
     table, sources = summarise(base, groups, method_order, eval_cfg, data_dir)
     write_table(table, *main_view(table), out_prefix)
     folder = Path(out_prefix).parent
     write_table(sources, *forgetting_view(sources), folder / "forgetting")
-    power = power_table(table, eval_cfg["compare"]["reference"])
+    compare_cfg = eval_cfg["compare"]
+    power = power_table(table, compare_cfg["reference"], compare_cfg["level"])
     write_table(power, *power_view(power), folder / "power")
     if data_dir is not None:
         general = general_task_table(base.eval, base.items, data_dir)
         write_table(general, *general_task_view(general), folder / "general_tasks")
     write_hypervolume(table, folder / "hypervolume")
     seeded = {key: {r.eval["run"]["seed"]: r for r in rs} for key, rs in groups.items()}
-    compare_cfg = eval_cfg["compare"]
-    matched = write_matched(seeded, base.items, compare_cfg["reference"], compare_cfg["level"], folder / "matched")
-    card = scorecard(claim_comparisons(groups, table, eval_cfg, selection), efficiency_csv, compare_cfg, matched)
-    write_claims(card, folder / "claims", eval_cfg["compare"])
+    held_out = held_out_sources(data_dir) if data_dir is not None else set()
+    primary = held_out if protocol.primary == "held_out" else None
+    matched = write_matched(seeded, base.items, compare_cfg["reference"], protocol, folder / "matched", primary)
+    comparisons = claim_comparisons(groups, table, eval_cfg, protocol, held_out, selection)
+    card = scorecard(comparisons, efficiency_csv, protocol, compare_cfg["reference"], matched)
+    write_claims(card, folder / "claims", protocol)
     return table

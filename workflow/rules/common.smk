@@ -9,6 +9,7 @@ from alr.errors import ConfigError
 from alr.sections import REPORT_TO_ENV, section
 from alr.hub import hub_assets
 from alr.io import read_json
+from alr.report.protocol import protocol_path
 from alr.importance.estimators import ESTIMATORS, SI, get_estimator
 from alr.layout import (
     DATA_DIR,
@@ -73,6 +74,7 @@ IMPORTANCE = importance_file("{model}", "{estimator}")
 IMPORTANCE_PER_SEED = importance_file("{model}", "{estimator}", "{phase1_seed}")
 RUNS = all_runs(config)  # the tuned methods; one run per value of a method's strength when it lists several
 ENV = "../../envs/alr.yaml"
+PROTOCOL = str(protocol_path(config["eval"]))  # config/protocol.yaml unless eval.compare.protocol names another
 # CPU threads of each model job (importance, finetune, evaluate). One: on CPU, two one-thread jobs side by
 # side do more work than one two-thread job (benchmarks/README.md, "Threads per job"), and the DAG has
 # independent jobs at every stage. GPU and cluster profiles raise it per rule with `set-threads`.

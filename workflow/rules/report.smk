@@ -31,6 +31,7 @@ rule tables:
         data_manifest=f"{DATA_DIR}/manifest.json",  # the lexical and majority rows read the domains' splits
         efficiency=table_file("efficiency", "csv"),  # the speed and storage claims
         selection=selection_json(),
+        protocol=PROTOCOL,  # the claims' rules: an edit re-runs the scorecard
     output:
         csv=report(table_file("main", "csv"), caption="../report/main.rst", category="Tables", labels={"table": "main"}),
         md=table_file("main", "md"),
