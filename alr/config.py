@@ -90,13 +90,21 @@ def _schema() -> dict:
     return schema
 
 
+# keys that left the config, and where their meaning lives now
+MOVED = {
+    f"eval.compare.{key}": f"; '{key}' moved to the claims protocol (config/protocol.yaml, docs/protocol.md)"
+    for key in ("margin", "min_effect")
+}
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        return f"config key '{key}': unknown key(s) {', '.join(map(repr, extra))}{hint}"
+        moved = [MOVED[f"{key}.{k}"] for k in extra if f"{key}.{k}" in MOVED]
+        return f"config key '{key}': unknown key(s) {', '.join(map(repr, extra))}{hint}" + "".join(moved)
     if error.validator == "enum":
         return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}" + did_you_mean(
             error.instance, error.validator_value

@@ -12,7 +12,7 @@ from alr.catalogue import data_in_use
 from alr.cli import main
 from alr.config import validate_config
 from alr.fetch import FetchError
-from tests.tiny import default_config, make_registry_wheels, point_at_wheels
+from tests.tiny import default_config, make_registry_wheels, point_at_wheels, small_general_text
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_every_default_template_reads_its_fixture_file(data_cfg, tmp_path):
     for name, spec in cfg["data"]["domains"].items():
         if spec and name != "chemistry":  # chemistry's splits need elements of four families each
             spec.update(test_size=6, valid_size=2, train_size=8)
-    cfg["data"]["general"]["text"].update(test_size=4, valid_size=2, train_size=8)
+    small_general_text(cfg["data"], test_size=4, valid_size=2, train_size=8)
     validate_config(cfg)
     manifest = build_all(data_in_use(cfg), tmp_path / "data", tmp_path / "downloads")
     assert set(manifest["datasets"]) == {
@@ -66,7 +66,7 @@ def test_a_general_task_sharing_items_with_a_domain_is_refused(data_cfg, tmp_pat
     with both stops at prepare-data with one line naming the fix, and writes no manifest."""
     cfg = dict(default_config(), data=data_cfg, domains=["physical"])
     cfg["data"]["domains"]["physical"].update(test_size=6, valid_size=2, train_size=8)
-    cfg["data"]["general"]["text"].update(test_size=4, valid_size=2, train_size=8)
+    small_general_text(cfg["data"], test_size=4, valid_size=2, train_size=8)
     out = tmp_path / "data"
     assert main(["prepare-data", "--config", json.dumps(cfg), "--out", str(out)]) == 2
     err = capsys.readouterr().err

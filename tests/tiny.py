@@ -324,6 +324,14 @@ def default_config() -> dict:
         return copy.deepcopy(yaml.safe_load(fh))
 
 
+def small_general_text(data_cfg: dict, **sizes) -> None:
+    """Set the general text's sizes for every source, the held-out genre's own test size included."""
+    data_cfg["general"]["text"].update(sizes)
+    for source in data_cfg["general"]["text"]["sources"].values():
+        if source:
+            source.pop("test_size", None)
+
+
 def tiny_config(tmp: Path) -> dict:
     """The default config shrunk to seconds: tiny model, the default's datasets and templates on the
     fixture wheels, tiny sizes, 2 steps per phase, 2 domains (science: an arrow file, medical: a
@@ -336,7 +344,7 @@ def tiny_config(tmp: Path) -> dict:
         "source": {"type": "local", "path": str(make_tiny_model(tmp / "tiny-llama-src"))},
     }
     cfg["data"].update(test_size=6, train_size=10, valid_size=2)
-    cfg["data"]["general"]["text"].update(test_size=4, valid_size=2, train_size=12)
+    small_general_text(cfg["data"], test_size=4, valid_size=2, train_size=12)
     cfg["data"]["general"]["tasks"] = {t: cfg["data"]["general"]["tasks"][t] for t in GENERAL}
     cfg["data"]["domains"] = {d: cfg["data"]["domains"][d] for d in cfg["domains"]}
     point_at_wheels(cfg["data"], make_registry_wheels(tmp))

@@ -177,83 +177,99 @@ def _measured(c: dict, protocol: Protocol, alpha: float, mdes: tuple[float, floa
     )
 
 
-def _family_rows(
-    protocol: Protocol, family: str, comparisons: pd.DataFrame, matched: pd.DataFrame | None, reference: str
-) -> list[dict]:
-    """Every (claim, domain) of one family, and the rows of its claims on domains outside the protocol."""
+def _members(protocol: Protocol, family: str, comparisons: pd.DataFrame) -> list[dict]:
+    """Every (claim, domain) the family lists, then its claims' rows on domains the protocol does not
+    list; each with its comparison row (None: not run) and its gate."""
     claims = protocol.family(family)
     ran = {(r["key"], r["domain"]): r for r in comparisons.to_dict("records")} if len(comparisons) else {}
     members = [(claim, domain) for claim in claims for domain in claim.domains]
     by_key = {c.key: c for c in claims}
     listed = {(c.key, d) for c, d in members}
-    extra = sorted(k for k in ran if k[0] in by_key and k not in listed)
+    members += [(by_key[k], d) for k, d in sorted(k for k in ran if k[0] in by_key and k not in listed)]
     rows = []
-    for claim, domain in [*members, *((by_key[k], d) for k, d in extra)]:
+    for claim, domain in members:
         c = ran.get((claim.key, domain))
         rows.append({"claim": claim, "domain": domain, "c": c, "gate": gate(claim, c, protocol)})
+    return rows
+
+
+def _holm(rows: list[dict], protocol: Protocol, family: str) -> int:
+    """Give each family member (every row but those outside the protocol) its zone p-values, Holm's
+    decision and the alpha of its step; return the family's size."""
     in_family = [r for r in rows if r["c"] is None or r["gate"] != OUTSIDE]
-    pvalues = []
     for r in in_family:
         r["p"] = zone_pvalues(r["c"], protocol) if r["gate"] is None else (1.0, 1.0)
-        pvalues.append(min(r["p"]))
+    pvalues = [min(r["p"]) for r in in_family]
     rejected, at = holm_levels(pvalues, protocol.alpha)
-    steps = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    for r, ok, alpha, rank in zip(in_family, rejected, at, [steps.index(i) for i in range(len(pvalues))], strict=True):
-        r.update(rejected=ok, alpha=alpha, step=f"Holm step {rank + 1} of {len(pvalues)} in family {family}")
-    out = []
-    for r in rows:
-        claim, domain, c = r["claim"], r["domain"], r["c"]
-        row = {"claim": claim.key, "family": family, "text": claim.text, "domain": domain}
-        row.update(better=claim.better, than=claim.than)
-        if r["gate"] is not None:
-            row.update(verdict=r["gate"], rule=f"gated: {r['gate']}")
-        if c is None:
-            out.append(row)
-            continue
-        alpha = r.get("alpha", protocol.alpha)
-        first_step = protocol.alpha / len(pvalues)
-        mdes = (mde(c["se"], c["df"], first_step), mde(c["g_se"], c["g_df"], first_step))
-        d_ci = decision_interval(c["d"], c["se"], c["df"], alpha)
-        g_ci = decision_interval(c["g"], c["g_se"], c["g_df"], alpha)
-        row.update(
-            run_better=c["run_better"],
-            run_than=c["run_than"],
-            seeds_better=c["seeds_better"],
-            seeds_than=c["seeds_than"],
-            value=c["d"],
-            se=c["se"],
-            df=c["df"],
-            decision_lo=d_ci[0],
-            decision_hi=d_ci[1],
-            gain_d=c["g"],
-            gain_se=c["g_se"],
-            gain_decision_lo=g_ci[0],
-            gain_decision_hi=g_ci[1],
-            p_supported=r.get("p", (math.nan,))[0],
-            p_contradicted=r.get("p", (math.nan, math.nan))[1],
-            decision_level=1 - 2 * alpha,
-            holm_rejected=r.get("rejected", False),
-            mde=mdes[0],
-            gain_mde=mdes[1],
-            measured=_measured(c, protocol, alpha, mdes),
-        )
-        if r["gate"] is None:
-            verdict = three_zone(d_ci, g_ci, protocol)
-            row.update(verdict=verdict, rule=_rule_text(verdict, alpha, r["step"], protocol))
-            reading = _matched_reading(claim, domain, matched, reference)
-            if reading is not None:
-                where = f"at {claim.than}'s gain along {claim.better}'s sweep (seed {reading['seed']})"
-                zone = matched_zone(reading, protocol)
-                row["matched"] = (
-                    f"{where}: {zone}"
-                    if pd.isna(reading["diff"])
-                    else f"{where}: d = {_ci(reading['diff'], reading['lo'], reading['hi'], 4)}, {zone}"
-                )
-                row["measured"] += f"; {row['matched']}"
-                if verdict in DECIDED and zone != verdict:
-                    row["verdict"] = f"undecided (at matched gain: {zone})"
-        out.append(row)
-    return out
+    rank = {i: step for step, i in enumerate(sorted(range(len(pvalues)), key=lambda i: pvalues[i]))}
+    for i, r in enumerate(in_family):
+        step = f"Holm step {rank[i] + 1} of {len(pvalues)} in family {family}"
+        r.update(rejected=rejected[i], alpha=at[i], step=step)
+    return len(pvalues)
+
+
+def _matched_gate(row: dict, claim: Claim, domain: str, matched: pd.DataFrame | None, reference: str, protocol) -> None:
+    """Add the matched-gain reading to a decided row; a verdict stands only if it reads the same zone."""
+    reading = _matched_reading(claim, domain, matched, reference)
+    if reading is None:
+        return
+    where = f"at {claim.than}'s gain along {claim.better}'s sweep (seed {reading['seed']})"
+    zone = matched_zone(reading, protocol)
+    row["matched"] = (
+        f"{where}: {zone}"
+        if pd.isna(reading["diff"])
+        else f"{where}: d = {_ci(reading['diff'], reading['lo'], reading['hi'], 4)}, {zone}"
+    )
+    row["measured"] += f"; {row['matched']}"
+    if row["verdict"] in DECIDED and zone != row["verdict"]:
+        row["verdict"] = f"undecided (at matched gain: {zone})"
+
+
+def _card_row(r: dict, family: str, size: int, protocol: Protocol, matched, reference: str) -> dict:
+    """One row of the card: the claim, its numbers (decision intervals, p-values, MDEs) and its verdict."""
+    claim, domain, c = r["claim"], r["domain"], r["c"]
+    row = {"claim": claim.key, "family": family, "text": claim.text, "domain": domain}
+    row.update(better=claim.better, than=claim.than)
+    if r["gate"] is not None:
+        row.update(verdict=r["gate"], rule=f"gated: {r['gate']}")
+    if c is None:
+        return row
+    alpha, first_step = r.get("alpha", protocol.alpha), protocol.alpha / size
+    mdes = (mde(c["se"], c["df"], first_step), mde(c["g_se"], c["g_df"], first_step))
+    d_ci = decision_interval(c["d"], c["se"], c["df"], alpha)
+    g_ci = decision_interval(c["g"], c["g_se"], c["g_df"], alpha)
+    p = r.get("p", (math.nan, math.nan))
+    row.update(
+        {key: c[key] for key in ("run_better", "run_than", "seeds_better", "seeds_than", "se", "df")},
+        value=c["d"],
+        decision_lo=d_ci[0],
+        decision_hi=d_ci[1],
+        gain_d=c["g"],
+        gain_se=c["g_se"],
+        gain_decision_lo=g_ci[0],
+        gain_decision_hi=g_ci[1],
+        p_supported=p[0],
+        p_contradicted=p[1],
+        decision_level=1 - 2 * alpha,
+        holm_rejected=r.get("rejected", False),
+        mde=mdes[0],
+        gain_mde=mdes[1],
+        measured=_measured(c, protocol, alpha, mdes),
+    )
+    if r["gate"] is None:
+        verdict = three_zone(d_ci, g_ci, protocol)
+        row.update(verdict=verdict, rule=_rule_text(verdict, alpha, r["step"], protocol))
+        _matched_gate(row, claim, domain, matched, reference, protocol)
+    return row
+
+
+def _family_rows(
+    protocol: Protocol, family: str, comparisons: pd.DataFrame, matched: pd.DataFrame | None, reference: str
+) -> list[dict]:
+    """Every (claim, domain) of one family, and the rows of its claims on domains outside the protocol."""
+    rows = _members(protocol, family, comparisons)
+    size = _holm(rows, protocol, family)
+    return [_card_row(r, family, size, protocol, matched, reference) for r in rows]
 
 
 def efficiency_rows(efficiency_csv: str | Path | None, protocol: Protocol) -> list[dict]:
