@@ -44,8 +44,10 @@ from alr.importance.store import save_importance  # noqa: E402
 from alr.models import lora_modules, wrap_lora  # noqa: E402
 from alr.plugins import load_plugins  # noqa: E402
 from alr.regularize import Regularizer, normalise_mean  # noqa: E402
-from alr.report.claims import PRESCRIBED_PASSES  # noqa: E402
+from alr.report.protocol import load_protocol  # noqa: E402
 from alr.trainer import run_trainer, training_arguments  # noqa: E402
+
+PRESCRIBED_PASSES = load_protocol().speed["prescribed"]  # the speed claim's sample counts (config/protocol.yaml)
 
 MODES = ("lora", "reg", "si")
 TARGETS = {"si_record_step_ratio": 1.15, "reg_step_ratio": 1.05, "storage_ratio_bf16": 0.05, "peak_mem_ratio": 1.10}
