@@ -95,6 +95,13 @@ def _file(tmp, name, text):
     return str(tmp.work / name)
 
 
+def _folder(tmp, name, file):
+    """A user's folder holding `file`."""
+    (tmp.work / name).mkdir()
+    (tmp.work / name / file).write_text("mine\n")
+    return str(tmp.work / name)
+
+
 # (case, argv from (tmp, cfg), what the message must contain). The case names are docs/configuration.md's.
 CASES = [
     (
@@ -246,6 +253,11 @@ CASES = [
             _file(t, "typo.yaml", yaml.safe_dump(_with(c, lambda x: x.update(methods=["LoRA"])))),
         ],
         "'LoRA' is not one of",
+    ),
+    (
+        "an output folder alr did not write",
+        lambda t, c: ["prepare-model", "--config", json.dumps(c), "--out", _folder(t, "mine", "precious.txt")],
+        "holds precious.txt, which `alr prepare-model` did not write; alr replaces only an empty folder or its own",
     ),
 ]
 
