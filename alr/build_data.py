@@ -340,7 +340,7 @@ class Sources:
     def texts(self, name: str, spec: dict) -> list[str]:
         """The passages of a general-text source that the pipeline splits itself."""
         if spec["source"] == "registry":
-            return registry.texts(spec, self.registry_records(spec, f"general text: {name}"))
+            return registry.texts(name, spec, self.registry_records(spec, f"general text: {name}"))
         if spec["source"] == "bigbench":
             return bigbench_texts(self.bigbench()[spec["task"]], spec)
         if spec["source"] == "jsonl":

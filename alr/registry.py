@@ -9,8 +9,9 @@ for the same content (`files`): the first whose distribution is served and whose
 is gone.
 
 Records become canonical ones through templates, as lm-eval maps its `doc_to_*` keys: Jinja
-templates over the record's fields; `doc_to_choice` is a list of templates or one template that
-renders a list; `doc_to_target` an index, a template rendering one, or the gold choice's text.
+templates over the record's fields, rendered in a sandbox (alr.templates); `doc_to_choice` is a list
+of templates or one template that renders a list; `doc_to_target` an index, a template rendering
+one, or the gold choice's text.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import io
 import json
 import logging
 import zipfile
-from functools import cache
 from pathlib import Path
 
 from .fetch import FetchError, fetch_artifact
+from .templates import render
 
 log = logging.getLogger(__name__)
 READERS = ("hf_arrow", "requests_jsonl_gz", "jsonl")
@@ -111,32 +112,15 @@ def read_member(artifacts: Artifacts, files: list[dict], sha256: str, where: str
     raise FetchError(f"{where}: no alternative could be read: " + "; ".join(failures))
 
 
-@cache
-def _template(text: str):
-    import jinja2
-
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(text)
-
-
-def render(template, doc: dict):
-    """A template value of the config applied to one record: a string is a Jinja template, a list
-    renders element-wise, anything else is returned as is."""
-    if isinstance(template, str):
-        return _template(template).render(**doc)
-    if isinstance(template, list):
-        return [render(t, doc) for t in template]
-    return template
-
-
-def _choices(spec: dict, doc: dict) -> list[str]:
-    value = render(spec["doc_to_choice"], doc)
+def _choices(name: str, spec: dict, doc: dict) -> list[str]:
+    value = render(spec["doc_to_choice"], doc, f"doc_to_choice of dataset {name!r}")
     if isinstance(value, str):  # one template that renders a list, as lm-eval's "{{choices.text}}"
         value = ast.literal_eval(value)
     return [str(c).strip() for c in value]
 
 
-def _target(spec: dict, doc: dict, choices: list[str]) -> int:
-    value = render(spec["doc_to_target"], doc)
+def _target(name: str, spec: dict, doc: dict, choices: list[str]) -> int:
+    value = render(spec["doc_to_target"], doc, f"doc_to_target of dataset {name!r}")
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("-").isdigit():
@@ -150,18 +134,19 @@ def mc_rows(name: str, spec: dict, records: list[dict]) -> list[dict]:
     skipped (as every source does)."""
     rows = []
     for i, doc in enumerate(records):
-        question = str(render(spec["doc_to_text"], doc)).strip()
-        choices = _choices(spec, doc)
-        label = _target(spec, doc, choices)
+        question = str(render(spec["doc_to_text"], doc, f"doc_to_text of dataset {name!r}")).strip()
+        choices = _choices(name, spec, doc)
+        label = _target(name, spec, doc, choices)
         if not question or not 0 <= label < len(choices) or len(set(choices)) != len(choices) or "" in choices:
             continue
         rows.append({"id": f"{name}-{i}", "question": question, "choices": choices, "label": label})
     return rows
 
 
-def texts(spec: dict, records: list[dict]) -> list[str]:
-    """The general-text passages of the records (`doc_to_text`), empty ones left out."""
-    out = (str(render(spec["doc_to_text"], doc)).strip() for doc in records)
+def texts(name: str, spec: dict, records: list[dict]) -> list[str]:
+    """The general-text passages of the records (`doc_to_text` of text source `name`), empty ones left out."""
+    where = f"doc_to_text of general text source {name!r}"
+    out = (str(render(spec["doc_to_text"], doc, where)).strip() for doc in records)
     return [t for t in out if t]
 
 
