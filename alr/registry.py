@@ -23,9 +23,10 @@ import io
 import json
 import logging
 import zipfile
+import zlib
 from pathlib import Path
 
-from .fetch import FetchError, fetch_artifact
+from .fetch import FetchError, download_errors, fetch_artifact
 from .templates import render
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,13 @@ def _member_bytes(archive: Path, member: str) -> bytes:
             raise FileNotFoundError(f"{archive.name} has no member {member!r}") from None
 
 
+def source_errors() -> tuple[type[Exception], ...]:
+    """How one alternative of `files` fails, so that the next one is tried: its download fails
+    (alr.fetch.download_errors), or its archive or member is unreadable (a bad zip or CRC, a broken
+    deflate stream, a truncated member). Anything else is a bug and propagates."""
+    return (*download_errors(), zipfile.BadZipFile, zlib.error, EOFError)
+
+
 class Artifacts:
     """The files of `data.artifacts`, each fetched (and its sha256 checked) once per build however
     many datasets read from it; one that cannot be had fails once, and again from memory."""
@@ -83,33 +91,40 @@ class Artifacts:
         if name not in self._got:
             try:
                 self._got[name] = fetch_artifact(self.specs[name], self.downloads, f"data.artifacts.{name}")
-            except (FetchError, FileNotFoundError) as exc:
+            except source_errors() as exc:
                 self._got[name] = exc
         if isinstance(self._got[name], Exception):
             raise self._got[name]
         return self._got[name]
 
 
+def _why(exc: Exception) -> str:
+    """A failure as one line: FetchError's own message, any other with its class (ConnectError: ...)."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, FetchError) else f"{type(exc).__name__}: {text}"
+
+
 def read_member(artifacts: Artifacts, files: list[dict], sha256: str, where: str) -> bytes:
     """The bytes of the first alternative in `files` ({"artifact", "member"}) that can be had and
-    hashes to `sha256`; each failure is logged, and all of them end in one error naming each."""
+    hashes to `sha256`; each failure (source_errors) is logged and the next alternative tried, and
+    when none works, one FetchError has a line per alternative saying why it failed."""
     failures = []
     for alt in files:
         name = alt["artifact"]
         try:
             archive = artifacts.path(name)
             data = _member_bytes(archive, alt["member"])
-        except (FetchError, FileNotFoundError, ValueError) as exc:
-            failures.append(str(exc))
-            log.warning("%s: alternative %s unusable: %s", where, name, exc)
+        except source_errors() as exc:
+            failures.append(f"{name} ({alt['member']}): {_why(exc)}")
+            log.warning("%s: alternative %s", where, failures[-1])
             continue
         actual = hashlib.sha256(data).hexdigest()
         if actual == sha256:
             log.info("%s: read %s from %s", where, alt["member"], archive.name)
             return data
-        failures.append(f"{name}:{alt['member']} has sha256 {actual}, {where}.sha256 pins {sha256}")
-        log.warning("%s: %s", where, failures[-1])
-    raise FetchError(f"{where}: no alternative could be read: " + "; ".join(failures))
+        failures.append(f"{name} ({alt['member']}): has sha256 {actual}, {where}.sha256 pins {sha256}")
+        log.warning("%s: alternative %s", where, failures[-1])
+    raise FetchError(f"{where}: no alternative could be read:\n  - " + "\n  - ".join(failures))
 
 
 def _choices(name: str, spec: dict, doc: dict) -> list[str]:
