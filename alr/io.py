@@ -56,9 +56,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _files_under(folder: Path) -> list[str]:
-    """Every file and symbolic link under `folder` (relative, '/'-separated); links are not followed."""
+    """Every file and symbolic link under `folder` (relative, '/'-separated); links are not followed.
+    A folder that cannot be listed is named itself, so that it never passes for empty."""
     found = []
-    for root, dirs, files in os.walk(folder):
+
+    def unlisted(exc: OSError) -> None:
+        found.append(Path(exc.filename).relative_to(folder).as_posix())
+
+    for root, dirs, files in os.walk(folder, onerror=unlisted):
         rel = Path(root).relative_to(folder)
         found += [(rel / name).as_posix() for name in files]
         found += [(rel / name).as_posix() for name in dirs if (Path(root) / name).is_symlink()]

@@ -208,3 +208,22 @@ def test_a_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
             (tmp / "config.json").write_text("new")
     assert _tree(folder) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_folder_that_cannot_be_listed_never_passes_for_empty(tmp_path, monkeypatch):
+    """A subfolder os.walk cannot list (as a PermissionError would leave it; root lists anything, so the
+    error is injected) is named as what the folder holds, rather than taken for empty."""
+    folder = tmp_path / "out"
+    (folder / "sub").mkdir(parents=True)
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kwargs):
+        for root, dirs, files in real_walk(top, onerror=onerror, **kwargs):
+            if os.path.basename(root) == "sub":
+                onerror(PermissionError(13, "Permission denied", root))
+                continue
+            yield root, dirs, files
+
+    monkeypatch.setattr(alr.io.os, "walk", walk)
+    with pytest.raises(ConfigError, match="holds sub, which `alr prepare-model` did not write"):
+        check_replaceable(folder, "prepare-model")
