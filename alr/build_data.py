@@ -32,9 +32,10 @@ from .catalogue import datasets, jsonl_files
 from .data import DataError, read_records
 from .fetch import fetch_artifact
 from .general_text import TaskContexts, bigbench_tasks, bigbench_texts, sources, split_sources
-from .io import sha256_file, write_json, write_jsonl
+from .io import atomic_dir, sha256_file, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
+KIND = "prepare-data"  # what the folder's ownership record names (alr.io.atomic_dir)
 
 
 def _rng(seed: int, name: str) -> random.Random:
@@ -339,7 +340,7 @@ class Sources:
     def texts(self, name: str, spec: dict) -> list[str]:
         """The passages of a general-text source that the pipeline splits itself."""
         if spec["source"] == "registry":
-            return registry.texts(spec, self.registry_records(spec, f"general text: {name}"))
+            return registry.texts(name, spec, self.registry_records(spec, f"general text: {name}"))
         if spec["source"] == "bigbench":
             return bigbench_texts(self.bigbench()[spec["task"]], spec)
         if spec["source"] == "jsonl":
@@ -451,17 +452,19 @@ def _build_general_text(data_cfg: dict, source: Sources, out_dir: Path, task_ite
 
 def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None = None) -> dict:
     """Write every dataset split of `data_cfg` under out_dir and return the manifest (also written).
-    Registry files are fetched into `downloads` (default: the user cache, alr.fetch)."""
-    out_dir = Path(out_dir)
+    Registry files are fetched into `downloads` (default: the user cache, alr.fetch). The folder
+    appears whole, and replaces only an empty one or this command's earlier output (alr.io.atomic_dir):
+    one that is not is refused before anything is fetched."""
     # built-in lm-eval tasks (source: lm_eval) are evaluated from lm-eval's own data: nothing to build
     specs = datasets(data_cfg, built=True)
     source = Sources(data_cfg, downloads)
     manifest: dict = {"seed": data_cfg["seed"], "datasets": {}}
     task_items: dict[str, list[dict]] = {}
-    for name, spec in specs.items():
-        rows, splits = _dataset_splits(name, spec, data_cfg, source)
-        manifest["datasets"][name] = _write_dataset(out_dir, name, spec, rows, splits, task_items)
-    check_tasks_disjoint(task_items, data_cfg["general"]["tasks"])
-    manifest["datasets"]["general_text"] = _build_general_text(data_cfg, source, out_dir, task_items)
-    write_json(out_dir / "manifest.json", manifest)
+    with atomic_dir(out_dir, KIND) as tmp:
+        for name, spec in specs.items():
+            rows, splits = _dataset_splits(name, spec, data_cfg, source)
+            manifest["datasets"][name] = _write_dataset(tmp, name, spec, rows, splits, task_items)
+        check_tasks_disjoint(task_items, data_cfg["general"]["tasks"])
+        manifest["datasets"]["general_text"] = _build_general_text(data_cfg, source, tmp, task_items)
+        write_json(tmp / "manifest.json", manifest)
     return manifest

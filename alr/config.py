@@ -211,6 +211,7 @@ def _cross_checks(cfg: dict) -> list[str]:
             if not Path(path).is_file()
         ]
         problems += _artifact_problems(cfg["data"])
+        problems += _template_problems(cfg["data"])
         for name, spec in datasets(cfg["data"], "domain").items():
             if spec["source"] == "lm_eval":
                 problems.append(
@@ -246,6 +247,19 @@ def _artifact_problems(data_cfg: dict) -> list[str]:
                 "or a local archive of it; config/config.yaml has the pins)"
             )
     return problems
+
+
+def _template_problems(data_cfg: dict) -> list[str]:
+    """Every `doc_to_*` template of a dataset or text source that is no Jinja template, or whose
+    rendering the sandbox refuses (alr.templates: a template must not reach Python's internals)."""
+    from .templates import template_problems
+
+    specs = {
+        **{f"data.general.tasks.{n}": s for n, s in datasets(data_cfg, "general").items()},
+        **{f"data.domains.{n}": s for n, s in datasets(data_cfg, "domain").items()},
+        **{f"data.general.text.sources.{n}": s for n, s in sources(data_cfg["general"]["text"]).items()},
+    }
+    return [problem for where, spec in specs.items() for problem in template_problems(where, spec)]
 
 
 def read_config_file(path: str | Path) -> dict:

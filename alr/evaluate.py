@@ -25,7 +25,7 @@ from .assets import check_model_dir
 from .catalogue import datasets, unknown_domains
 from .data import PROMPT, read_records
 from .errors import ConfigError
-from .io import atomic_dir, sha256_file, write_json, write_jsonl
+from .io import atomic_dir, check_replaceable, sha256_file, write_json, write_jsonl
 from .layout import GENERAL_TEXT
 from .measure import Timer, peak_mem_mb, provenance
 from .models import device, load_tuned
@@ -33,6 +33,7 @@ from .text_nll import general_text_items, nll_summary
 
 log = logging.getLogger(__name__)
 TASK_PREFIX = "alr_"
+KIND = "evaluate"  # what the lm-eval files folder's ownership record names (alr.io.atomic_dir)
 
 
 def text_task(source: str) -> str:
@@ -209,7 +210,7 @@ def save_lm_eval_files(tracker, out: dict, files_dir: Path) -> None:
     (`results_<time>.json`, `samples_<task>_<time>.jsonl`, its EvaluationTracker), flat in `files_dir`,
     which appears whole or not at all. It consumes `out` (the tracker rewrites the samples in place)."""
     samples = out.pop("samples")
-    with atomic_dir(files_dir) as tmp:
+    with atomic_dir(files_dir, KIND) as tmp:
         # an output path naming a .json file keeps every file beside it, with no per-model folder
         tracker.output_path = str(tmp / "results.json")
         tracker.save_results_aggregated(results=out, samples=samples)
@@ -422,7 +423,8 @@ def evaluate(
 
     `split` "valid": the domains' valid items and the general text's valid texts only (no general
     tasks, no phase-1 text), for strength selection, which must never see a test item.
-    `general_tasks` (`_scored_tasks`): "only" scores no domain and no text either."""
+    `general_tasks` (`_scored_tasks`): "only" scores no domain and no text either. lm-eval's files
+    folder beside `out_path` replaces only an empty one or this command's earlier output."""
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     eval_cfg, data_dir = cfg["eval"], Path(data_dir)
@@ -431,6 +433,7 @@ def evaluate(
     _check_arguments(cfg, domains, weights_dir, delta_scale)
     builtin, files = _task_sources(cfg, data_dir, general + scored, split)
     _check_model(model_dir, weights_dir)
+    check_replaceable(lm_eval_dir(out_path), KIND)
     phase1_too = split == "test" and bool(cfg["data"]["general"]["tasks"])
     texts = general_tasks != "only"
     held_out, phase1 = _general_texts(eval_cfg, data_dir, split, phase1_too) if texts else ([], [])

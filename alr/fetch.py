@@ -33,6 +33,16 @@ class FetchError(RuntimeError):
     """A pinned artifact cannot be had (not served, or not what the config pins)."""
 
 
+def download_errors() -> tuple[type[Exception], ...]:
+    """How getting an artifact fails when nothing is wrong with alr: it is not served or not what the
+    config pins (FetchError), the index or the file's server is unreachable or answers with an error
+    (httpx2.HTTPError, from the HTTP client of unearth's session: connection, timeout, HTTP status),
+    or the disk or a local copy fails (OSError). A caller with another source falls back on these."""
+    import httpx2
+
+    return (FetchError, httpx2.HTTPError, OSError)
+
+
 def default_downloads() -> Path:
     """The per-user download cache shared by every clone."""
     if os.environ.get("ALR_CACHE"):

@@ -21,7 +21,7 @@ from .dist import is_main_process
 from .errors import ConfigError
 from .hooks import HookContext
 from .importance.store import check_importance_file, load_importance, model_fingerprint
-from .io import atomic_dir, sha256_file, write_json
+from .io import atomic_dir, check_replaceable, sha256_file, write_json
 from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file, training_tracking
 from .measure import provenance
 from .methods import Method, get_method
@@ -32,6 +32,7 @@ from .sections import section
 from .trainer import run_trainer, training_arguments
 
 log = logging.getLogger(__name__)
+KIND = "finetune"  # what model/'s ownership record names (alr.io.atomic_dir)
 
 
 def _build_regularizer(spec: Method, cfg: dict, model, model_dir, importance_path, seed: int, refs=None) -> Regularizer:
@@ -112,9 +113,11 @@ def _hook_files(spec: Method, data_dir: str | Path) -> list[Path]:
     return [Path(data_dir) / name / "train.jsonl" for name in spec.hook_data]
 
 
-def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adapter, hook_files=()) -> None:
-    """Refuse a missing or mismatched input before the model is loaded."""
+def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adapter, hook_files, model_out) -> None:
+    """Refuse a missing or mismatched input, and a `model_out` folder this command may not replace
+    (alr.io.check_replaceable), before the model is loaded."""
     check_model_dir(model_dir)
+    check_replaceable(model_out, KIND)
     for path in hook_files:
         if not Path(path).exists():
             raise FileNotFoundError(
@@ -262,7 +265,7 @@ def _train(
 def _save_run(model, record: dict, out_dir: Path, save_steps: int, model_dir: str | Path) -> None:
     """Write model/ and train.json atomically, then drop the checkpoints."""
     name_hub_base(model, model_dir)
-    with atomic_dir(out_dir / "model") as tmp:
+    with atomic_dir(out_dir / "model", KIND) as tmp:
         model.save_pretrained(tmp)
     write_json(out_dir / "train.json", record)
     if save_steps:
@@ -298,18 +301,18 @@ def finetune(
     """Tune `run` (a method, or a sweep run `<method>-<tag><value>`, alr.runs) on the domain's train
     split; write `out_dir/model/` and `out_dir/train.json` atomically.
 
-    Every input is checked before the model is loaded. With `train.checkpoint_steps` > 0 the Trainer
-    checkpoints into `out_dir/checkpoints/`, a re-run resumes from there (see `alr.checkpoints`),
-    and the folder is removed once the outputs are written."""
+    Every input, and an existing `out_dir/model/`, is checked before the model is loaded. With
+    `train.checkpoint_steps` > 0 the Trainer checkpoints into `out_dir/checkpoints/`, a re-run resumes
+    from there (see `alr.checkpoints`), and the folder is removed once the outputs are written."""
     from transformers import set_seed
 
     method, spec, cfg, config = _run_settings(cfg, run)
     train_cfg = config["train"]
+    out_dir = Path(out_dir)
     hook_files = _hook_files(spec, data_dir)
-    _check_inputs(spec, cfg, model_dir, importance_path, init_adapter, hook_files)
+    _check_inputs(spec, cfg, model_dir, importance_path, init_adapter, hook_files, out_dir / "model")
     files = _train_files(data_dir, domain, bool(spec.replay_key))
     rows, replay = _train_rows(spec, cfg, files, seed)
-    out_dir = Path(out_dir)
     save_steps = train_cfg.get("checkpoint_steps", 0)
     resume = None
     if save_steps:

@@ -1,7 +1,9 @@
 """Atomic file output: write to a temporary name beside the target, then rename into place.
 
 A job killed half-way therefore never leaves a file (or directory) that looks complete to
-Snakemake or to a later `alr` command.
+Snakemake or to a later `alr` command. An output folder replaces an existing one only when that one
+is empty or is the same command's earlier output (`check_replaceable`): no command deletes what it
+did not create.
 """
 
 from __future__ import annotations
@@ -11,11 +13,18 @@ import gzip
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import ConfigError
+
+# Beside the files of every folder atomic_dir writes: the command that wrote it and those files. Not
+# a manifest a rule declares, because Snakemake deletes a rule's declared outputs before rerunning it.
+OWNER_RECORD = ".alr-output.json"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -46,16 +55,91 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory; on success it replaces `path` as a whole, on error it is removed."""
+def _files_under(folder: Path) -> list[str]:
+    """Every file and symbolic link under `folder` (relative, '/'-separated); links are not followed.
+    A folder that cannot be listed is named itself, so that it never passes for empty."""
+    found = []
+
+    def unlisted(exc: OSError) -> None:
+        found.append(Path(exc.filename).relative_to(folder).as_posix())
+
+    for root, dirs, files in os.walk(folder, onerror=unlisted):
+        rel = Path(root).relative_to(folder)
+        found += [(rel / name).as_posix() for name in files]
+        found += [(rel / name).as_posix() for name in dirs if (Path(root) / name).is_symlink()]
+    return sorted(found)
+
+
+def _owner_record(folder: Path) -> dict | None:
+    """The ownership record of `folder` ({"kind", "files"}), or None when it has no well-formed one."""
+    try:
+        record = read_json(folder / OWNER_RECORD)
+    except (OSError, ValueError):
+        return None
+    if isinstance(record, dict) and isinstance(record.get("kind"), str) and isinstance(record.get("files"), list):
+        return record
+    return None
+
+
+def check_replaceable(path: str | os.PathLike, kind: str) -> None:
+    """Refuse (ConfigError) an output folder that `alr <kind>` may not replace: anything but an absent
+    or empty folder or that command's own earlier output with no file added since. Commands call it
+    before any compute, so a wrong --out costs nothing; atomic_dir calls it again before the swap."""
     path = Path(path)
+    if not os.path.lexists(path):
+        return
+    fix = "alr replaces only an empty folder or its own output: choose another --out, or move that folder away"
+    if path.is_symlink() or not path.is_dir():
+        raise ConfigError(f"output folder {path} exists and is not a folder; {fix}")
+    here = Path.cwd().resolve()
+    if path.resolve() == here or path.resolve() in here.parents:
+        raise ConfigError(f"output folder {path} is the working folder or holds it; {fix}")
+    files = _files_under(path)
+    record = _owner_record(path) if files else None
+    if record is not None and record["kind"] != kind:
+        owner = f"`alr {record['kind']}`"
+        raise ConfigError(f"output folder {path} holds the output of {owner}, not of `alr {kind}`; {fix}")
+    owned = {OWNER_RECORD, *map(str, record["files"])} if record else set()
+    foreign = [f for f in files if f not in owned]
+    if foreign:
+        raise ConfigError(f"output folder {path} holds {foreign[0]}, which `alr {kind}` did not write; {fix}")
+
+
+def _record_owner(folder: Path, kind: str) -> None:
+    """What lets a later run of the same command replace `folder`, and nothing added to it since."""
+    write_json(folder / OWNER_RECORD, {"kind": kind, "files": _files_under(folder)})
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Rename `new` to `path`. An existing `path` is first renamed aside, and removed only once `new`
+    is in place (renamed back if that fails): one complete folder is there at every moment."""
+    if not os.path.lexists(path):
+        os.rename(new, path)
+        return
+    aside = path.with_name(f".{path.name}.{secrets.token_hex(8)}.old")
+    os.rename(path, aside)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        os.replace(aside, path)
+        raise
+    shutil.rmtree(aside)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, kind: str) -> Iterator[Path]:
+    """Yield a temporary directory; on success it replaces `path` as a whole, on error it is removed.
+
+    `kind` is the command writing it: the folder records that command and its files (OWNER_RECORD),
+    and an existing `path` is replaced only as check_replaceable allows."""
+    path = Path(path)
+    check_replaceable(path, kind)
     tmp = _tmp_sibling(path, directory=True)
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        _record_owner(tmp, kind)
+        check_replaceable(path, kind)
+        _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -9,8 +9,9 @@ for the same content (`files`): the first whose distribution is served and whose
 is gone.
 
 Records become canonical ones through templates, as lm-eval maps its `doc_to_*` keys: Jinja
-templates over the record's fields; `doc_to_choice` is a list of templates or one template that
-renders a list; `doc_to_target` an index, a template rendering one, or the gold choice's text.
+templates over the record's fields, rendered in a sandbox (alr.templates); `doc_to_choice` is a list
+of templates or one template that renders a list; `doc_to_target` an index, a template rendering
+one, or the gold choice's text.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import io
 import json
 import logging
 import zipfile
-from functools import cache
+import zlib
 from pathlib import Path
 
-from .fetch import FetchError, fetch_artifact
+from .fetch import FetchError, download_errors, fetch_artifact
+from .templates import render
 
 log = logging.getLogger(__name__)
 READERS = ("hf_arrow", "requests_jsonl_gz", "jsonl")
@@ -70,6 +72,13 @@ def _member_bytes(archive: Path, member: str) -> bytes:
             raise FileNotFoundError(f"{archive.name} has no member {member!r}") from None
 
 
+def source_errors() -> tuple[type[Exception], ...]:
+    """How one alternative of `files` fails, so that the next one is tried: its download fails
+    (alr.fetch.download_errors), or its archive or member is unreadable (a bad zip or CRC, a broken
+    deflate stream, a truncated member). Anything else is a bug and propagates."""
+    return (*download_errors(), zipfile.BadZipFile, zlib.error, EOFError)
+
+
 class Artifacts:
     """The files of `data.artifacts`, each fetched (and its sha256 checked) once per build however
     many datasets read from it; one that cannot be had fails once, and again from memory."""
@@ -82,61 +91,51 @@ class Artifacts:
         if name not in self._got:
             try:
                 self._got[name] = fetch_artifact(self.specs[name], self.downloads, f"data.artifacts.{name}")
-            except (FetchError, FileNotFoundError) as exc:
+            except source_errors() as exc:
                 self._got[name] = exc
         if isinstance(self._got[name], Exception):
             raise self._got[name]
         return self._got[name]
 
 
+def _why(exc: Exception) -> str:
+    """A failure as one line: FetchError's own message, any other with its class (ConnectError: ...)."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, FetchError) else f"{type(exc).__name__}: {text}"
+
+
 def read_member(artifacts: Artifacts, files: list[dict], sha256: str, where: str) -> bytes:
     """The bytes of the first alternative in `files` ({"artifact", "member"}) that can be had and
-    hashes to `sha256`; each failure is logged, and all of them end in one error naming each."""
+    hashes to `sha256`; each failure (source_errors) is logged and the next alternative tried, and
+    when none works, one FetchError has a line per alternative saying why it failed."""
     failures = []
     for alt in files:
         name = alt["artifact"]
         try:
             archive = artifacts.path(name)
             data = _member_bytes(archive, alt["member"])
-        except (FetchError, FileNotFoundError, ValueError) as exc:
-            failures.append(str(exc))
-            log.warning("%s: alternative %s unusable: %s", where, name, exc)
+        except source_errors() as exc:
+            failures.append(f"{name} ({alt['member']}): {_why(exc)}")
+            log.warning("%s: alternative %s", where, failures[-1])
             continue
         actual = hashlib.sha256(data).hexdigest()
         if actual == sha256:
             log.info("%s: read %s from %s", where, alt["member"], archive.name)
             return data
-        failures.append(f"{name}:{alt['member']} has sha256 {actual}, {where}.sha256 pins {sha256}")
-        log.warning("%s: %s", where, failures[-1])
-    raise FetchError(f"{where}: no alternative could be read: " + "; ".join(failures))
+        failures.append(f"{name} ({alt['member']}): has sha256 {actual}, {where}.sha256 pins {sha256}")
+        log.warning("%s: alternative %s", where, failures[-1])
+    raise FetchError(f"{where}: no alternative could be read:\n  - " + "\n  - ".join(failures))
 
 
-@cache
-def _template(text: str):
-    import jinja2
-
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(text)
-
-
-def render(template, doc: dict):
-    """A template value of the config applied to one record: a string is a Jinja template, a list
-    renders element-wise, anything else is returned as is."""
-    if isinstance(template, str):
-        return _template(template).render(**doc)
-    if isinstance(template, list):
-        return [render(t, doc) for t in template]
-    return template
-
-
-def _choices(spec: dict, doc: dict) -> list[str]:
-    value = render(spec["doc_to_choice"], doc)
+def _choices(name: str, spec: dict, doc: dict) -> list[str]:
+    value = render(spec["doc_to_choice"], doc, f"doc_to_choice of dataset {name!r}")
     if isinstance(value, str):  # one template that renders a list, as lm-eval's "{{choices.text}}"
         value = ast.literal_eval(value)
     return [str(c).strip() for c in value]
 
 
-def _target(spec: dict, doc: dict, choices: list[str]) -> int:
-    value = render(spec["doc_to_target"], doc)
+def _target(name: str, spec: dict, doc: dict, choices: list[str]) -> int:
+    value = render(spec["doc_to_target"], doc, f"doc_to_target of dataset {name!r}")
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("-").isdigit():
@@ -150,18 +149,19 @@ def mc_rows(name: str, spec: dict, records: list[dict]) -> list[dict]:
     skipped (as every source does)."""
     rows = []
     for i, doc in enumerate(records):
-        question = str(render(spec["doc_to_text"], doc)).strip()
-        choices = _choices(spec, doc)
-        label = _target(spec, doc, choices)
+        question = str(render(spec["doc_to_text"], doc, f"doc_to_text of dataset {name!r}")).strip()
+        choices = _choices(name, spec, doc)
+        label = _target(name, spec, doc, choices)
         if not question or not 0 <= label < len(choices) or len(set(choices)) != len(choices) or "" in choices:
             continue
         rows.append({"id": f"{name}-{i}", "question": question, "choices": choices, "label": label})
     return rows
 
 
-def texts(spec: dict, records: list[dict]) -> list[str]:
-    """The general-text passages of the records (`doc_to_text`), empty ones left out."""
-    out = (str(render(spec["doc_to_text"], doc)).strip() for doc in records)
+def texts(name: str, spec: dict, records: list[dict]) -> list[str]:
+    """The general-text passages of the records (`doc_to_text` of text source `name`), empty ones left out."""
+    where = f"doc_to_text of general text source {name!r}"
+    out = (str(render(spec["doc_to_text"], doc, where)).strip() for doc in records)
     return [t for t in out if t]
 
 

