@@ -122,6 +122,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         if len(candidates) == 1:
             return _describe(jsonschema.exceptions.best_match(candidates[0]))
         return f"config key '{key}': {error.instance!r} matches no allowed form (see config/README.md)"
+    if error.validator == "pattern" and key.endswith("filename"):
+        return (
+            f"config key '{key}': {error.instance!r} is not a plain file name; give the registry file's own "
+            "name (no folder, no '..'), or point `archive:` at a local copy"
+        )
     return f"config key '{key}': {error.message}"
 
 

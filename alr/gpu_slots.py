@@ -12,6 +12,7 @@ SLURM, or by hand) always wins.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -19,8 +20,24 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import ConfigError
+
 log = logging.getLogger(__name__)
 _held: list = []  # open lock files: the locks live as long as this process
+
+
+def _open_lock(path: Path):
+    """The lock file, opened without following a symbolic link planted at its name (the default folder
+    is the shared /tmp) and without truncating what is there."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise ConfigError(
+            f"GPU lock {path} is a symbolic link; remove it, or set ALR_GPU_LOCK_DIR to a folder of your own"
+        ) from None
+    return os.fdopen(fd, "r+")
 
 
 def claim_gpu(poll_s: float = 5.0, timeout_s: float | None = None) -> str | None:
@@ -32,7 +49,7 @@ def claim_gpu(poll_s: float = 5.0, timeout_s: float | None = None) -> str | None
     start = time.monotonic()
     while True:
         for gpu in ids:
-            fh = open(lock_dir / f"alr-gpu{gpu}.lock", "w")
+            fh = _open_lock(lock_dir / f"alr-gpu{gpu}.lock")
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

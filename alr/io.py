@@ -42,13 +42,26 @@ def _tmp_sibling(path: Path, directory: bool = False) -> Path:
     return Path(name)
 
 
+def _fsync(path: Path) -> None:
+    """Flush a written file (every file under a folder) to the disk before it is renamed into place, so
+    that after a crash the name a later job trusts never points at missing bytes."""
+    paths = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+    for file in paths:
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary file path; on success it is renamed to `path`, on error removed."""
+    """Yield a temporary file path; on success it is flushed and renamed to `path`, on error removed."""
     path = Path(path)
     tmp = _tmp_sibling(path)
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -138,6 +151,7 @@ def atomic_dir(path: str | os.PathLike, kind: str) -> Iterator[Path]:
     try:
         yield tmp
         _record_owner(tmp, kind)
+        _fsync(tmp)
         check_replaceable(path, kind)
         _swap_in(tmp, path)
     except BaseException:

@@ -105,3 +105,13 @@ def test_builtin_lm_eval_tasks_are_general_only(default_cfg):
     validate_config(cfg)
     cfg["data"]["domains"]["sciq"] = {"source": "lm_eval", "task": "sciq"}
     assert "a domain needs training data" in _errors(cfg)
+
+
+@pytest.mark.parametrize("name", ["../../x.whl", "/etc/passwd", "sub/x.whl", ".hidden.whl"])
+def test_an_artifact_file_name_cannot_leave_the_download_cache(default_cfg, name):
+    """`filename` names a file inside the download cache; a path (a folder, '..', an absolute path) is
+    refused when the config is checked, naming the key and the fix."""
+    cfg = copy.deepcopy(default_cfg)
+    cfg["data"]["artifacts"]["olmo"]["filename"] = name
+    with pytest.raises(ConfigError, match=r"data\.artifacts\.olmo\.filename.*not a plain file name"):
+        validate_config(cfg)

@@ -2,7 +2,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from alr import gpu_slots
+from alr.errors import ConfigError
 
 CLAIM = "from alr.gpu_slots import claim_gpu; print(claim_gpu(poll_s=0.1, timeout_s=1))"
 
@@ -34,3 +37,16 @@ def test_all_gpus_busy_times_out(tmp_path, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     assert "TimeoutError" in _claim_in_subprocess(env)
     gpu_slots._held.pop().close()
+
+
+def test_a_planted_link_at_a_lock_path_is_refused_and_its_target_untouched(tmp_path, monkeypatch):
+    """The lock folder defaults to the shared /tmp: a symbolic link at a lock's name is never followed."""
+    target = tmp_path / "victim.txt"
+    target.write_text("keep me")
+    (tmp_path / "alr-gpu0.lock").symlink_to(target)
+    monkeypatch.setenv("ALR_GPUS", "0")
+    monkeypatch.setenv("ALR_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(ConfigError, match="is a symbolic link"):
+        gpu_slots.claim_gpu(poll_s=0.01, timeout_s=0.1)
+    assert target.read_text() == "keep me"

@@ -227,3 +227,26 @@ def test_a_folder_that_cannot_be_listed_never_passes_for_empty(tmp_path, monkeyp
     monkeypatch.setattr(alr.io.os, "walk", walk)
     with pytest.raises(ConfigError, match="holds sub, which `alr prepare-model` did not write"):
         check_replaceable(folder, "prepare-model")
+
+
+def test_a_file_is_flushed_to_disk_before_its_name_appears(tmp_path, monkeypatch):
+    """atomic_path fsyncs the temporary file before renaming it, so a crash never leaves the final name
+    pointing at bytes that were never written."""
+    import os
+
+    from alr.io import write_text
+
+    synced, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        assert str(src) in synced, f"{src} renamed to {dst} before it was flushed"
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_text(tmp_path / "out.txt", "done")
+    assert (tmp_path / "out.txt").read_text() == "done" and len(synced) == 1
