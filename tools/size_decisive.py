@@ -21,15 +21,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import t as student_t
 
 from alr.config import check_config_files
 from alr.evaluate import items_path
 from alr.io import read_json
 from alr.layout import base_file
 from alr.plugins import load_plugins
+from alr.report.claims import mde as claim_mde
 from alr.report.protocol import load_protocol, protocol_path
-from alr.report.stats import read_items
+from alr.report.stats import _within_item_noise, read_items
+from alr.report.tables import _weights as balanced_weights
 
 SEEDS = (3, 5)
 TEXTS = (90, 180)
@@ -54,8 +55,7 @@ def _matrix(runs: list[dict], base: dict, keys: list, value) -> np.ndarray:
 def components(d: np.ndarray) -> tuple[float, float, float]:
     """(seed, item, residual) variances of a [seeds x items] matrix of paired differences."""
     k, n = d.shape
-    resid = d - d.mean(axis=0, keepdims=True) - d.mean(axis=1, keepdims=True) + d.mean()
-    noise = float((resid**2).sum()) / ((k - 1) * (n - 1))
+    noise = _within_item_noise(d)
     seed = max(float(d.mean(axis=1).var(ddof=1)) - noise / n, 0.0)
     item = max(float(d.mean(axis=0).var(ddof=1)) - noise / k, 0.0)
     return seed, item, noise
@@ -65,7 +65,7 @@ def mde(parts: tuple[float, float, float], seeds: int, items: int, alpha: float)
     seed, item, noise = parts
     a, b = seed / seeds, item / items + noise / (seeds * items)
     df = (a + b) ** 2 / ((a**2 / (seeds - 1) if a else 0) + (b**2 / (items - 1) if b else 0) or math.inf)
-    return (float(student_t.ppf(1 - alpha, df)) + float(student_t.ppf(0.8, df))) * math.sqrt(a + b)
+    return claim_mde(math.sqrt(a + b), df, alpha)
 
 
 def measures(folder: Path, cfg: dict, domain: str, held_out: set[str]) -> dict[str, tuple[np.ndarray, float]]:
@@ -77,21 +77,14 @@ def measures(folder: Path, cfg: dict, domain: str, held_out: set[str]) -> dict[s
     }
     texts = sorted(k for k in base if k[0].removeprefix("text:") in held_out)
     items = sorted(k for k in base if k[0] == domain)
-    golds = [base[k]["gold"] for k in items]
-    weights = {k: len(items) / (len(set(golds)) * golds.count(base[k]["gold"])) for k in items}
+    weights = balanced_weights(base, domain)  # makes a mean of correctness the balanced accuracy
     out = {}
     for name, keys, value in (
         ("d: held-out NLL rise (nats)", texts, lambda r, b: r["nll"] - b["nll"]),
-        ("g: balanced accuracy", items, None),
+        ("g: balanced accuracy", items, lambda r, b: weights[b["id"]] * (r["acc"] - b["acc"])),
         ("g: gold NLL fall among choices (nats)", items, lambda r, b: b["choice_nll"] - r["choice_nll"]),
     ):
-        if value is None:
-            mats = {
-                m: np.array([[weights[k] * (r[k]["acc"] - base[k]["acc"]) for k in keys] for r in runs[m]])
-                for m in runs
-            }
-        else:
-            mats = {m: _matrix(runs[m], base, keys, value) for m in runs}
+        mats = {m: _matrix(runs[m], base, keys, value) for m in runs}
         out[name] = (mats["alr"] - mats["lora"], float(mats["lora"].mean()))
     return out
 

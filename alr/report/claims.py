@@ -52,19 +52,11 @@ DECIDED = (SUPPORTED, CONTRADICTED)
 POWER = 0.8  # the power of the minimal detectable effects the card prints
 
 
-def _t_cdf(x: float, df: float) -> float:
-    return float(student_t.cdf(x, df)) if math.isfinite(df) else float(student_t.cdf(x, 1e9))
-
-
-def _t_ppf(q: float, df: float) -> float:
-    return float(student_t.ppf(q, df if math.isfinite(df) else 1e9))
-
-
 def _below(value: float, se: float, df: float, bound: float) -> float:
     """p of the one-sided test that the true value lies below `bound` (small when the data show it)."""
     if se <= 0:
         return 0.0 if value < bound else 1.0
-    return 1.0 - _t_cdf((bound - value) / se, df)
+    return float(student_t.sf((bound - value) / se, df))
 
 
 def zone_pvalues(c: dict, protocol: Protocol) -> tuple[float, float]:
@@ -97,7 +89,7 @@ def holm_levels(pvalues: list[float], alpha: float) -> tuple[list[bool], list[fl
 
 def decision_interval(value: float, se: float, df: float, alpha: float) -> tuple[float, float]:
     """The two-sided interval at level 1 − 2·alpha: each end a one-sided bound at alpha."""
-    half = _t_ppf(1 - alpha, df) * se if se > 0 else 0.0
+    half = float(student_t.ppf(1 - alpha, df)) * se if se > 0 else 0.0
     return value - half, value + half
 
 
@@ -113,7 +105,7 @@ def three_zone(d_ci: tuple[float, float], g_ci: tuple[float, float], protocol: P
 
 def mde(se: float, df: float, alpha: float) -> float:
     """The smallest true effect the rule shows with probability POWER at one-sided `alpha`."""
-    return (_t_ppf(1 - alpha, df) + _t_ppf(POWER, df)) * se
+    return (float(student_t.ppf(1 - alpha, df)) + float(student_t.ppf(POWER, df))) * se
 
 
 def gate(claim: Claim, c: dict | None, protocol: Protocol) -> str | None:

@@ -421,12 +421,13 @@ def summarise(
     method_order: list[str],
     eval_cfg: dict,
     data_dir: str | Path | None = None,
+    held_out: set[str] = frozenset(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(main table, per-source forgetting table). `groups`: `_groups(runs)`."""
+    """(main table, per-source forgetting table). `groups`: `_groups(runs)`; `held_out`: the general-text
+    sources no general-data consumer trained on (`held_out_sources`)."""
     base = [base_run]
     comparison = eval_cfg["compare"]
     reference = comparison["reference"]
-    held_out = held_out_sources(data_dir) if data_dir is not None else set()
     rows, sources = [], []
     for domain in sorted({d for d, _ in groups}):
         if domain not in base[0].eval["domains"]:
@@ -605,7 +606,8 @@ def write_main_table(
     protocol = protocol or load_protocol()
     groups = _groups(runs)  # each run's eval.json and items are read once, for every table below
     base = _Run(base_eval)  # its eval.json and items are read once, for the main and general-task tables
-    table, sources = summarise(base, groups, method_order, eval_cfg, data_dir)
+    held_out = held_out_sources(data_dir) if data_dir is not None else set()
+    table, sources = summarise(base, groups, method_order, eval_cfg, data_dir, held_out)
     write_table(table, *main_view(table), out_prefix)
     folder = Path(out_prefix).parent
     write_table(sources, *forgetting_view(sources), folder / "forgetting")
@@ -617,7 +619,6 @@ def write_main_table(
         write_table(general, *general_task_view(general), folder / "general_tasks")
     write_hypervolume(table, folder / "hypervolume")
     seeded = {key: {r.eval["run"]["seed"]: r for r in rs} for key, rs in groups.items()}
-    held_out = held_out_sources(data_dir) if data_dir is not None else set()
     primary = held_out if protocol.primary == "held_out" else None
     matched = write_matched(seeded, base.items, compare_cfg["reference"], protocol, folder / "matched", primary)
     comparisons = claim_comparisons(groups, table, eval_cfg, protocol, held_out, selection)
