@@ -53,9 +53,11 @@ def _protocol(tmp_path, **changes):
 
 
 def _one_claim(tmp_path, **changes):
-    """A protocol whose only comparison claim is alr vs lora on science (a family of one)."""
+    """A protocol whose only comparison claim is alr vs lora on science (a family of one), with the gain in
+    balanced accuracy and m = 0.05: the units of the review's numbers in the cases below."""
     claim = {"key": "alr_vs_lora", "better": "alr", "than": "lora", "domains": ["science"], "text": "t"}
-    return _protocol(tmp_path, families={"paper": [claim]}, **changes)
+    units = {"gain.measure": "balanced_gain", "gain.margin": 0.05}
+    return _protocol(tmp_path, families={"paper": [claim]}, **{**units, **changes})
 
 
 def _row(d_ci, g_ci, key="alr_vs_lora", domain="science", seeds=(3, 3), **extra):
@@ -213,7 +215,11 @@ def test_efficiency_is_read_at_its_scale(tmp_path):
             "kind": ["importance"] * 3,
             "name": ["si", "fisher", "fisher_adapted"],
             "wall_time_s": [10.0, 150.0, 40.0],
-            "tokens": [1000, 500, 500],  # per token: SI 10 ms, Fisher 300 ms (30x); at 5,000 / 10,000 passes: 15x
+            "tokens": [1000, 500, 500],
+            "s_per_token": [0.010, 0.300, 0.080],  # SI's median of 3 runs, 8-12 ms; Fisher 300 ms: 30x per token
+            "s_per_token_min": [0.008, 0.300, 0.080],
+            "s_per_token_max": [0.012, 0.300, 0.080],
+            "repeats": [3, 1, 1],
             "bytes": [99, 1000, 99],
             "model": ["smollm2-135m-instruct"] * 3,
             "device": ["cpu (1 threads)"] * 3,
@@ -224,7 +230,10 @@ def test_efficiency_is_read_at_its_scale(tmp_path):
     adapted = rows[("storage", "fisher_adapted")]
     assert adapted["verdict"] == f"{NOT_AT_SCALE} (smollm2-135m-instruct, cpu (1 threads))"
     assert "no saving from the estimator" in adapted["measured"]
-    assert rows[("speed", "-")]["verdict"] == SUPPORTED and rows[("speed", "-")]["value"] == pytest.approx(15.0)
+    speed = rows[("speed", "-")]  # at 5,000 Fisher samples against 10,000 SI passes: 15x, 12.5x-18.75x
+    assert speed["verdict"] == SUPPORTED and speed["value"] == pytest.approx(15.0)
+    assert "15.00x [12.50, 18.75 over the repeats' extremes]" in speed["measured"]
+    assert "(3 runs, median)" in speed["measured"]
     assert {r["verdict"] for r in efficiency_rows(None, load_protocol())} == {NOT_RUN}
 
 

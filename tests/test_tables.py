@@ -8,7 +8,7 @@ import pytest
 
 from alr.io import write_json
 from alr.report.ablation import ablation_rows, write_ablation_table
-from alr.report.efficiency import write_efficiency_table
+from alr.report.efficiency import estimator_rows, write_efficiency_table
 from alr.report.render import write_table
 from tests.tiny import main_table
 
@@ -48,10 +48,11 @@ def test_ablation_table(tmp_path):
         ablation_rows(main_table(["lora"]).query("method != 'lora'"))
 
 
-def _sidecar(folder, estimator, wall_time_s, n_bytes):
+def _sidecar(folder, estimator, wall_time_s, n_bytes, stem=None):
     """An importance sidecar beside a stand-in tensor file of n_bytes (the table reads the size on disk)."""
+    stem = stem or estimator
     write_json(
-        folder / f"{estimator}.json",
+        folder / f"{stem}.json",
         {
             "estimator": estimator,
             "n_samples": 8,
@@ -61,8 +62,18 @@ def _sidecar(folder, estimator, wall_time_s, n_bytes):
             "dtype": "float32",
         },
     )
-    (folder / f"{estimator}.safetensors").write_bytes(b"\0" * n_bytes)
-    return folder / f"{estimator}.json"
+    (folder / f"{stem}.safetensors").write_bytes(b"\0" * n_bytes)
+    return folder / f"{stem}.json"
+
+
+def test_a_repeated_estimator_is_one_row_of_medians(tmp_path):
+    """SI recorded once per seed (three phase 1s): one row, the median time, the per-token extremes."""
+    sidecars = [_sidecar(tmp_path, "si", t, 300, stem=f"si-seed{i}") for i, t in enumerate((12.0, 8.0, 20.0))]
+    sidecars.append(_sidecar(tmp_path, "fisher", 120.0, 1200))
+    est = estimator_rows(sidecars).set_index("name")
+    assert list(est.index) == ["si", "fisher"] and list(est.repeats) == [3, 1]
+    assert est.loc["si", "wall_time_s"] == 12.0 and est.loc["si", "time_vs_fisher"] == pytest.approx(0.1)
+    assert (est.loc["si", "s_per_token_min"], est.loc["si", "s_per_token_max"]) == (8.0 / 400, 20.0 / 400)
 
 
 def test_efficiency_table_ratios(tmp_path):

@@ -33,6 +33,9 @@ def _general_text(data_dir: str | Path, n: int) -> list[dict]:
     return read_records(Path(data_dir) / GENERAL_TEXT / "train.jsonl", "text")[:n]
 
 
+TIMED_SPAN = "tokenized texts in, importance tensors in memory out (model loading and file writing excluded)"
+
+
 def _sidecar(estimator, cfg: dict, model_dir, features: list[dict], wall_time_s: float, **extra) -> dict:
     """The sidecar fields every estimator shares (save_importance adds bytes, dtype, targets); its
     config is exactly the sections the estimator (an `alr.importance.estimators.Estimator`) reads."""
@@ -45,6 +48,7 @@ def _sidecar(estimator, cfg: dict, model_dir, features: list[dict], wall_time_s:
         "n_tokens": sum(len(f["input_ids"]) for f in features),
         "steps": len(features),
         "wall_time_s": round(wall_time_s, 3),
+        "timed_span": TIMED_SPAN,
         "peak_mem_mb": peak_mem_mb(),
         "nonnegative": True,  # squares (Fisher), absolute values (MAS), clamped SI
         **extra,
@@ -110,15 +114,24 @@ def _save_phase1_adapter(model, optimizer_state, out_path, model_dir) -> None:
 
 
 def _si_sidecar(
-    estimator, cfg: dict, model_dir, features: list[dict], stats: dict, recorder: SIRecorder, seed: int, torch_seed: int
+    estimator,
+    cfg: dict,
+    model_dir,
+    features: list[dict],
+    stats: dict,
+    recorder: SIRecorder,
+    seed: int,
+    torch_seed: int,
+    seconds: float,
 ) -> dict:
-    """The sidecar of an SI recording run, from the trainer's `stats`."""
+    """The sidecar of an SI recording run, from the trainer's `stats`; `seconds` over the timed span (the
+    Trainer's set-up, training and the importance's extraction)."""
     sidecar = _sidecar(
         estimator,
         cfg,
         model_dir,
         features,
-        stats["wall_time_s"],
+        seconds,
         final_ce=stats["final_ce"],
         nonnegative=cfg["importance"]["clamp"] != "none",
         seed=seed,
@@ -161,24 +174,15 @@ def record_importance(
     model, tok = load_base(model_dir, cfg["model"]["dtype"])
     model, recorder, train_cfg = _si_recorder(cfg, model, full)
     features = tokenize_texts((r["text"] for r in rows), tok, train_cfg["max_length"])
-    keep_optimizer = _final_optimizer_state()
-    with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
-        args = training_arguments(
-            train_cfg,
-            torch_seed,
-            scratch,
-            epochs=imp_cfg["epochs"],
-            max_steps=imp_cfg["max_steps"],
-            tracking=training_tracking(out_path),
-        )
-        stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder), keep_optimizer])
-    importance = recorder.importance()
+    stats, importance, optimizer_state, seconds = _phase1(
+        model, tok, features, recorder, train_cfg, imp_cfg, torch_seed, out_path
+    )
     recorder.close()
-    sidecar = _si_sidecar(estimator, cfg, model_dir, features, stats, recorder, seed, torch_seed)
+    sidecar = _si_sidecar(estimator, cfg, model_dir, features, stats, recorder, seed, torch_seed, seconds)
     if not is_main_process():  # under DDP every rank holds the same importance; rank 0 writes it
         return sidecar
     if not full:  # first: the importance file, written last, marks the phase as complete
-        _save_phase1_adapter(model, keep_optimizer.state, out_path, model_dir)
+        _save_phase1_adapter(model, optimizer_state, out_path, model_dir)
     sidecar = save_importance(out_path, importance, sidecar, imp_cfg["dtype"])
     log.info(
         "SI importance over %d modules from %d samples, %d steps in %.1f s -> %s (%d bytes)",
@@ -190,6 +194,25 @@ def record_importance(
         sidecar["bytes"],
     )
     return sidecar
+
+
+def _phase1(model, tok, features, recorder, train_cfg: dict, imp_cfg: dict, torch_seed: int, out_path):
+    """Phase-1 training with the SI recorder: (trainer stats, importance, final optimizer state, seconds over
+    the span every estimator is timed over: tokenized texts in, importance in memory out)."""
+    keep_optimizer = _final_optimizer_state()
+    with tempfile.TemporaryDirectory(prefix="alr-trainer-") as scratch:
+        args = training_arguments(
+            train_cfg,
+            torch_seed,
+            scratch,
+            epochs=imp_cfg["epochs"],
+            max_steps=imp_cfg["max_steps"],
+            tracking=training_tracking(out_path),
+        )
+        with Timer() as timer:
+            stats = run_trainer(model, tok, features, args, callbacks=[si_callback(recorder), keep_optimizer])
+            importance = recorder.importance()
+    return stats, importance, keep_optimizer.state, timer.seconds
 
 
 def record_fisher(

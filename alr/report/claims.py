@@ -314,14 +314,20 @@ def _scale(est: pd.DataFrame) -> str:
 
 
 def _speed(est: pd.DataFrame, prescribed: dict) -> tuple[float, str]:
-    """(Fisher / SI time at the prescribed sample counts, the measurement in words)."""
-    per_token = {e: float(est.loc[e, "wall_time_s"] / est.loc[e, "tokens"]) for e in ("si", "fisher")}
-    per_token_ratio = per_token["fisher"] / per_token["si"]
-    ratio = per_token_ratio * prescribed["fisher"] / prescribed["si"]
+    """(Fisher / SI time at the prescribed sample counts, the measurement in words): medians of the time per
+    token over each estimator's repeats, and the ratio's range over their extremes."""
+    scale = prescribed["fisher"] / prescribed["si"]
+    per_token = {e: float(est.loc[e, "s_per_token"]) for e in ("si", "fisher")}
+    ratio = per_token["fisher"] / per_token["si"] * scale
+    low = float(est.loc["fisher", "s_per_token_min"] / est.loc["si", "s_per_token_max"]) * scale
+    high = float(est.loc["fisher", "s_per_token_max"] / est.loc["si", "s_per_token_min"]) * scale
+    repeats = {e: int(est.loc[e, "repeats"]) for e in ("si", "fisher")}
+    spread = f" [{low:.2f}, {high:.2f} over the repeats' extremes]" if max(repeats.values()) > 1 else ""
     measured = (
-        f"time per token: Fisher {1e3 * per_token['fisher']:.2f} ms, SI {1e3 * per_token['si']:.2f} ms "
-        f"({per_token_ratio:.2f}x); at {prescribed['fisher']:,} Fisher samples vs "
-        f"{prescribed['si']:,} SI sample passes: {ratio:.2f}x (one measurement each)"
+        f"time per token, tokenized texts in, importance out: Fisher {1e3 * per_token['fisher']:.2f} ms "
+        f"({repeats['fisher']} run{'s' * (repeats['fisher'] > 1)}), SI {1e3 * per_token['si']:.2f} ms "
+        f"({repeats['si']} run{'s' * (repeats['si'] > 1)}, median); at {prescribed['fisher']:,} Fisher samples vs "
+        f"{prescribed['si']:,} SI sample passes: {ratio:.2f}x{spread}"
     )
     return ratio, measured
 

@@ -19,6 +19,9 @@ from .render import write_table
 
 
 def estimator_rows(sidecars: list[str | Path]) -> pd.DataFrame:
+    """One row per estimator. An estimator recorded more than once (SI with one phase 1 per seed) is a
+    repeated measurement: wall time and time per token are medians, with the per-token extremes and the
+    number of repeats beside them."""
     rows = []
     for path in sidecars:
         side = read_json(path)
@@ -37,12 +40,29 @@ def estimator_rows(sidecars: list[str | Path]) -> pd.DataFrame:
                 "device": side.get("provenance", {}).get("device", ""),
             }
         )
-    df = pd.DataFrame(rows)
+    df = _repeats(pd.DataFrame(rows))
     fisher = df[df.name == FISHER]
     if not fisher.empty:
         df["time_vs_fisher"] = df.wall_time_s / fisher.wall_time_s.iloc[0]
         df["bytes_vs_fisher"] = df.bytes / fisher.bytes.iloc[0]
     return df
+
+
+def _repeats(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return df
+    df = df.assign(s_per_token=df.wall_time_s / df.tokens)
+    per_token = df.groupby("name", sort=False).s_per_token
+    first = df.groupby("name", sort=False).first()
+    medians = df.groupby("name", sort=False)[["wall_time_s", "peak_mem_mb", "bytes", "tokens"]].median()
+    out = first.assign(
+        **medians,
+        s_per_token=per_token.median(),
+        s_per_token_min=per_token.min(),
+        s_per_token_max=per_token.max(),
+        repeats=per_token.size(),
+    )
+    return out.reset_index()
 
 
 def training_rows(train_records: list[str | Path]) -> pd.DataFrame:
@@ -114,7 +134,9 @@ def write_efficiency_table(sidecars, train_records, out_prefix) -> pd.DataFrame:
         }
     )
     note = (
-        "Importance rows: ratios to the EWC-LoRA Fisher (time, bytes on disk). Training rows: median over runs; "
+        "Importance rows: ratios to the EWC-LoRA Fisher (time, bytes on disk); time from tokenized texts to the "
+        "importance in memory, the median where an estimator ran more than once (SI: one phase 1 per seed). "
+        "Training rows: median over runs; "
         "ratios to plain LoRA on the same domain and seed (time per optimizer step, peak memory: accelerator "
         "memory if used, else process RSS)."
     )

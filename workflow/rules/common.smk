@@ -307,10 +307,14 @@ def final_outputs():
 
 
 def efficiency_sidecars():
-    return [
-        os.path.splitext(importance_of(MODEL, e, config["seeds"][0]))[0] + ".json"
-        for e in config["baselines"]["efficiency_estimators"]
-    ]
+    """The sidecar of each efficiency estimator; one per seed where each seed records its own (repeats)."""
+    return list(
+        dict.fromkeys(
+            os.path.splitext(importance_of(MODEL, e, seed))[0] + ".json"
+            for e in config["baselines"]["efficiency_estimators"]
+            for seed in config["seeds"]
+        )
+    )
 
 
 def coefficient_runs():
