@@ -79,7 +79,11 @@ def resume_point(folder: str | Path, identity: dict) -> str | None:
         if _complete(path):
             log.info("resuming from %s (step %d)", path, step)
             return str(path)
-        log.warning("removing %s: a kill interrupted its writing (no readable trainer_state.json)", path)
+        log.warning(
+            "removing %s: its writing was interrupted (a kill, a full disk or a write error; "
+            "no readable trainer_state.json)",
+            path,
+        )
         shutil.rmtree(path)
     return None
 

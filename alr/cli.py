@@ -7,6 +7,7 @@ the Snakemake rules pass their config sections) and validates it before doing an
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -89,10 +90,26 @@ def cmd_prefetch(args, cfg):
     )
 
 
+def _model_job(args, trains: bool) -> None:
+    """What every model job does first: its CPU threads, its inputs re-hashed against their manifests, and
+    its output folder probed for a write and for room (a training job's checkpoints and weights: up to the
+    model's size; an evaluation's records: a few MiB)."""
+    from .io import check_writable
+    from .verify import model_files, verify_inputs
+
+    _threads(args.threads)
+    verify_inputs(args.model_dir, args.data_dir)
+    prepared = (Path(args.model_dir) / "manifest.json").is_file()  # else the command says how to build it
+    weights = (
+        sum(p.stat().st_size for p in model_files(args.model_dir) if p.suffix == ".safetensors") if prepared else 0
+    )
+    check_writable(args.out, weights if trains else 16 * 2**20)
+
+
 def cmd_finetune(args, cfg):
     from .finetune import finetune
 
-    _threads(args.threads)
+    _model_job(args, trains=True)
     finetune(
         cfg,
         args.model_dir,
@@ -109,14 +126,14 @@ def cmd_finetune(args, cfg):
 def cmd_importance(args, cfg):
     from .importance.estimators import get_estimator
 
-    _threads(args.threads)
+    _model_job(args, trains=True)
     get_estimator(args.estimator).record(cfg, args.model_dir, args.data_dir, args.out, args.seed)
 
 
 def cmd_evaluate(args, cfg):
     from .evaluate import evaluate
 
-    _threads(args.threads)
+    _model_job(args, trains=False)
     if (args.run is None) != (args.seed is None):
         raise ConfigError("--run and --seed go together: the run a tuned model belongs to")
     rec = evaluate(
@@ -617,9 +634,10 @@ def _out_of_memory(exc: Exception) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc)
 
 
-def _user_error(command: str, exc: Exception) -> str | None:
-    """The one line `alr` prints for an error in the user's input; None for any other error (a bug),
-    which keeps its traceback."""
+def _user_error(command: str, exc: Exception, out: str | None = None) -> str | None:
+    """The one line `alr` prints for an error in the user's input or a failed write (a full disk, a
+    read-only folder: `out` is the command's output when the error names no file); None for any other error
+    (a bug), which keeps its traceback."""
     if _out_of_memory(exc):
         batch = (
             "eval.batch_size"
@@ -629,7 +647,19 @@ def _user_error(command: str, exc: Exception) -> str | None:
         return f"{str(exc).splitlines()[0]}; try a smaller batch size: {batch}"
     if isinstance(exc, _user_error_types()):
         return str(exc)
+    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+        where = exc.filename or out or "an output file"
+        return f"cannot write {where}: {exc.strerror}; {WRITE_ERRNOS[exc.errno]}"
     return None
+
+
+WRITE_ERRNOS = {
+    errno.ENOSPC: "free some space on that disk (or point the output elsewhere) and rerun: completed outputs are kept",
+    errno.EDQUOT: "your disk quota is full: free some space (or point the output elsewhere) and rerun",
+    errno.EACCES: "make the folder writable (or point the output elsewhere) and rerun",
+    errno.EPERM: "make the folder writable (or point the output elsewhere) and rerun",
+    errno.EROFS: "that file system is read-only: point the output elsewhere and rerun",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -655,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
         return 3
     except Exception as exc:
-        message = _user_error(args.command, exc)
+        message = _user_error(args.command, exc, getattr(args, "out", None))
         if message is None or args.debug:
             raise
         print(f"alr {args.command}: error: {message}", file=sys.stderr)

@@ -94,6 +94,31 @@ def _owner_record(folder: Path) -> dict | None:
     return None
 
 
+def check_writable(path: str | os.PathLike, need_bytes: int = 0) -> None:
+    """Before any compute: the folder that will receive `path` (its nearest existing ancestor) takes a new
+    file, and holds at least `need_bytes` free. A probe file is created and removed, because permission
+    bits do not tell (root passes them; a read-only mount does not)."""
+    probe = Path(path).absolute()
+    while not probe.is_dir():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    try:
+        fd, name = tempfile.mkstemp(prefix=".alr-write-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write under {probe}: {exc.strerror}; make it writable or point the output elsewhere"
+        ) from None
+    free = shutil.disk_usage(probe).free
+    if free < need_bytes:
+        raise ConfigError(
+            f"{probe} has {free / 2**20:,.0f} MiB free and this job writes up to about {need_bytes / 2**20:,.0f} MiB; "
+            "free some space or point the output elsewhere"
+        )
+
+
 def check_replaceable(path: str | os.PathLike, kind: str) -> None:
     """Refuse (ConfigError) an output folder that `alr <kind>` may not replace: anything but an absent
     or empty folder or that command's own earlier output with no file added since. Commands call it

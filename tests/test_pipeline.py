@@ -17,7 +17,7 @@ import yaml
 from alr.cli import main
 from alr.evaluate import PHASE1_TEXT, text_task
 from alr.io import read_json
-from alr.report.claims import AT_EDGE, OUTSIDE
+from alr.report.claims import AT_EDGE
 from alr.report.matched import GAIN_NOT_REACHED
 from alr.report.protocol import load_protocol
 from alr.report.stats import read_items
@@ -533,11 +533,11 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     no test file: after the run, every test evaluation is replaced by garbage and `alr select` on the
     same inputs gives the same choice."""
     cfg = tiny_cfg
-    cfg.update(methods=["lora", "alr"], seeds=[0, 1])
+    cfg.update(methods=["lora", "alr"], seeds=[0, 1], domains=["science"])
     cfg["regularize"]["lambda"] = [0.5, 50]
     _, work, path = snakemake_on(tmp_path, cfg, "select")
     chosen = read_json(work / "results" / "tables" / "selection.json")["selected"]
-    assert set(chosen) == {"science", "medical"}
+    assert set(chosen) == {"science"}
     runs = work / "results" / "tiny-llama"
     for domain, methods in chosen.items():
         for lam in ("0.5", "50"):
@@ -557,7 +557,6 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     edge = read_json(work / "results" / "tables" / "selection.json")["at_edge"]
     assert set(edge.get("science", [])) == {"alr"}  # two strengths: either is an end of the grid
     assert row.verdict == (GAIN_NOT_REACHED if "alr" in unmatched.get("science", []) else AT_EDGE)
-    assert claims[claims.domain == "medical"].verdict.isin([OUTSIDE, AT_EDGE, GAIN_NOT_REACHED]).all()
     assert f"protocol v{load_protocol().version}" in (work / "results" / "tables" / "claims.md").read_text()
     matched = pd.read_csv(work / "results" / "tables" / "matched.csv")  # alr read at lora's gain along its sweep
     assert sorted(matched.domain) == sorted(chosen) and set(matched.method) == {"alr"} and (matched.points == 2).all()
