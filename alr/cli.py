@@ -7,8 +7,10 @@ the Snakemake rules pass their config sections) and validates it before doing an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -108,19 +110,22 @@ def _model_job(args, trains: bool) -> None:
 
 def cmd_finetune(args, cfg):
     from .finetune import finetune
+    from .io import run_lock
 
     _model_job(args, trains=True)
-    finetune(
-        cfg,
-        args.model_dir,
-        args.data_dir,
-        args.domain,
-        args.method,
-        args.seed,
-        args.out,
-        args.importance,
-        args.init_adapter,
-    )
+    rank0 = os.environ.get("RANK", "0") == "0"  # torchrun's ranks share one --out; the group starts later
+    with run_lock(args.out) if rank0 else contextlib.nullcontext():
+        finetune(
+            cfg,
+            args.model_dir,
+            args.data_dir,
+            args.domain,
+            args.method,
+            args.seed,
+            args.out,
+            args.importance,
+            args.init_adapter,
+        )
 
 
 def cmd_importance(args, cfg):

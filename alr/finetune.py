@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .assets import check_lora_targets, check_model_dir
+from .catalogue import unknown_domains
 from .checkpoints import checkpoint_dir, remove, resume_point
 from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
 from .dist import is_main_process
@@ -310,6 +311,9 @@ def finetune(
     train_cfg = config["train"]
     out_dir = Path(out_dir)
     hook_files = _hook_files(spec, data_dir)
+    unknown = unknown_domains(cfg["data"]["domains"], [domain], "--domain")
+    if unknown:
+        raise ConfigError(unknown[0])
     _check_inputs(spec, cfg, model_dir, importance_path, init_adapter, hook_files, out_dir / "model")
     files = _train_files(data_dir, domain, bool(spec.replay_key))
     rows, replay = _train_rows(spec, cfg, files, seed)

@@ -119,6 +119,40 @@ def check_writable(path: str | os.PathLike, need_bytes: int = 0) -> None:
         )
 
 
+@contextlib.contextmanager
+def run_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold `folder/.alr-lock` (an exclusive flock) while a command writes the folder, so two commands given
+    the same --out refuse instead of interleaving; Snakemake's own lock covers only one workflow. The folder
+    is created if missing and removed again if it is still empty on release (a refused job writes nothing)."""
+    import fcntl
+
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".alr-lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            raise ConfigError(
+                f"{folder} is being written by another alr process (pid {holder}); wait for it to finish, "
+                "or give this one another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if nothing else was written
+    finally:
+        os.close(fd)
+
+
 def check_replaceable(path: str | os.PathLike, kind: str) -> None:
     """Refuse (ConfigError) an output folder that `alr <kind>` may not replace: anything but an absent
     or empty folder or that command's own earlier output with no file added since. Commands call it

@@ -271,6 +271,11 @@ CASES = [
         "'__class__' of 'str' object is unsafe); rewrite it to read only the record's fields",
     ),
     (
+        "a misspelt domain",
+        lambda t, c: [a if a != "science" else "sciense" for a in _finetune(t, c)],
+        "--domain 'sciense' has no dataset under data.domains (did you mean 'science'?)",
+    ),
+    (
         "an output folder alr did not write",
         lambda t, c: ["prepare-model", "--config", json.dumps(c), "--out", _folder(t, "mine", "precious.txt")],
         "holds precious.txt, which `alr prepare-model` did not write; alr replaces only an empty folder or its own",

@@ -134,3 +134,24 @@ def test_a_disk_filling_up_mid_job_is_one_line_and_leaves_nothing_that_looks_com
     assert code == 2 and "Traceback" not in err, err
     assert errors == [f"alr evaluate: error: cannot write {out}: No space left on device; {WRITE_ERRNOS[errno.ENOSPC]}"]
     assert not out.exists()
+
+
+def test_a_second_command_writing_the_same_run_folder_is_refused(copies, tiny_config_file, tmp_path, capsys):
+    """alr's own lock per run folder: while one process holds it, `alr finetune --out` the same folder is one
+    line and writes nothing; the lock goes with its holder."""
+    import fcntl
+    import os
+
+    model, data = copies
+    out = tmp_path / "run"
+    out.mkdir()
+    fd = os.open(out / ".alr-lock", os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"4242")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        code = main(_finetune(tiny_config_file, model, data, out))
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err
+    assert code == 2 and f"{out} is being written by another alr process (pid 4242)" in err, err
+    assert sorted(p.name for p in out.iterdir()) == [".alr-lock"]  # the holder's file, nothing of the refused job
