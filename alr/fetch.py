@@ -112,7 +112,19 @@ def fetch_distribution(
         if actual == sha256:
             return dest
         log.warning("%s has sha256 %s, expected %s: downloading again", dest, actual, sha256)
+    import httpx2
+
     finder, where = _finder()
+    try:
+        return _download(finder, name, version, filename, sha256, dest, key, where)
+    except httpx2.HTTPError as exc:
+        raise FetchError(
+            f"cannot download {filename} ({type(exc).__name__}: {exc}); check the network and the pip index "
+            f"settings ({', '.join(where)}), or put the file (sha256 {sha256}) in {dest.parent}"
+        ) from None
+
+
+def _download(finder, name: str, version: str, filename: str, sha256: str, dest: Path, key: str, where) -> Path:
     links = [p.link for p in finder.find_matches(f"{name}=={version}") if p.link.filename == filename]
     if not links:
         raise _not_served(name, version, filename, key, finder, where)

@@ -71,3 +71,14 @@ def test_the_checks_catch_what_they_check(tmp_path):
     assert overlong_lines(doc) == [f"doc.md:2: {MAX_WIDTH + 1} characters"]
     assert relative_links(doc.read_text()) == ["there.md", "there.md#part", "missing.md#part"]
     assert broken_links(doc) == ["doc.md: ](missing.md#part): missing.md does not exist"]
+
+
+def test_every_row_of_the_fault_table_is_a_test():
+    """docs/testing.md's fault-injection table names a test per row; each exists (a renamed or deleted test
+    fails here until the table follows)."""
+    text = (REPO / "docs" / "testing.md").read_text(encoding="utf-8")
+    section = text.split("## Fault injection", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"^- \*\*.+?\*\*\s+\(`(test_\w+\.py)::(\w+)", section, re.M | re.S)
+    assert len(named) >= 20, named
+    for module, name in named:
+        assert f"def {name}(" in (REPO / "tests" / module).read_text(encoding="utf-8"), (module, name)

