@@ -15,14 +15,13 @@ from pathlib import Path
 import torch
 
 from .assets import check_lora_targets, check_model_dir
-from .catalogue import unknown_domains
 from .checkpoints import checkpoint_dir, remove, resume_point
 from .data import mc_to_pair, read_records, tokenize_pairs, tokenize_texts
 from .dist import is_main_process
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .hooks import HookContext
 from .importance.store import check_importance_file, load_importance, model_fingerprint
-from .io import atomic_dir, check_replaceable, sha256_file, write_json
+from .io import atomic_dir, check_replaceable, read_json, sha256_file, write_json
 from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file, training_tracking
 from .measure import provenance
 from .methods import Method, get_method
@@ -112,6 +111,20 @@ def _train_files(data_dir: str | Path, domain: str, replay: bool) -> list[Path]:
 def _hook_files(spec: Method, data_dir: str | Path) -> list[Path]:
     """The train splits the method's loss hook reads (`Method.hook_data`)."""
     return [Path(data_dir) / name / "train.jsonl" for name in spec.hook_data]
+
+
+def _check_domain(data_dir, domain: str) -> None:
+    """The job's config holds only the sections it reads, so `--domain` is checked against the datasets the
+    prepared data holds (its manifest)."""
+    manifest = Path(data_dir) / "manifest.json"
+    if not manifest.is_file():
+        return  # the train split's own check says how to build the data
+    built = sorted(n for n in read_json(manifest)["datasets"] if n != GENERAL_TEXT)
+    if domain not in built:
+        raise ConfigError(
+            f"--domain {domain!r} is not a dataset of {data_dir}{did_you_mean(domain, built)} (built: "
+            f"{', '.join(built)}); a new domain goes under data.domains and `alr prepare-data` builds it"
+        )
 
 
 def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adapter, hook_files, model_out) -> None:
@@ -311,9 +324,7 @@ def finetune(
     train_cfg = config["train"]
     out_dir = Path(out_dir)
     hook_files = _hook_files(spec, data_dir)
-    unknown = unknown_domains(cfg["data"]["domains"], [domain], "--domain")
-    if unknown:
-        raise ConfigError(unknown[0])
+    _check_domain(data_dir, domain)
     _check_inputs(spec, cfg, model_dir, importance_path, init_adapter, hook_files, out_dir / "model")
     files = _train_files(data_dir, domain, bool(spec.replay_key))
     rows, replay = _train_rows(spec, cfg, files, seed)

@@ -273,7 +273,7 @@ CASES = [
     (
         "a misspelt domain",
         lambda t, c: [a if a != "science" else "sciense" for a in _finetune(t, c)],
-        "--domain 'sciense' has no dataset under data.domains (did you mean 'science'?)",
+        "(did you mean 'science'?) (built: ",
     ),
     (
         "an output folder alr did not write",
