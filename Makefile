@@ -39,7 +39,7 @@ JOB_IMPORTS := alr.cli, torch, transformers, transformers.models.llama.modeling_
 PY_SOURCES := alr tests benchmarks tools
 SNAKEFILES := Snakefile $(wildcard workflow/rules/*.smk)
 
-.PHONY: run test test-fast smoke bench lint format dry-run clean-results check-assets lock
+.PHONY: run test test-fast test-slurm test-slurm-short smoke bench lint format dry-run clean-results check-assets lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,10 +68,18 @@ run: $(STAMP)
 	$(OFFLINE) $(BIN)/snakemake --cores 1 --configfile $(CONFIG) $(SNAKEMAKE_ARGS) --report $(REPORT)
 
 test: $(STAMP)
-	$(OFFLINE) $(BIN)/python -m pytest
+	$(OFFLINE) $(BIN)/python -m pytest -m "not slurm"
 
 test-fast: $(STAMP)
-	$(OFFLINE) $(BIN)/python -m pytest -m "not slow"
+	$(OFFLINE) $(BIN)/python -m pytest -m "not slow and not slurm"
+
+# The SLURM profile on a one-node SLURM that the tests start and stop (tools/slurm-local.sh; root, Debian).
+# test-slurm-short: start, one job through sbatch and sacct, stop (what CI runs).
+test-slurm: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m pytest -m slurm tests/test_slurm.py
+
+test-slurm-short: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m pytest -m slurm tests/test_slurm.py -k one_job
 
 # The `run` recipe above, unchanged, on the tiny configuration of the tests (written to a fresh
 # temporary folder, which holds the whole run); fails if the tables or the report are missing.

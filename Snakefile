@@ -12,18 +12,20 @@ import os
 
 from snakemake.utils import min_version
 
-from alr.config import DEFAULT_CONFIG, read_config_file
+from alr.config import workflow_config
 from alr.errors import ConfigError
 
 min_version("9.0")
 
+# No `configfile:` directive: the user's config (--configfile, --config) goes over config/config.yaml
+# here, unless it says `complete: true` (or --replace-workflow-config is given). A cluster job re-runs
+# this file with the config files but without that flag, so the key in the file is what it reads.
 try:  # Snakemake's own message for a YAML error names neither the file nor the line
-    read_config_file(DEFAULT_CONFIG)
+    _run_config = workflow_config(dict(config), workflow.config_settings.replace_workflow_config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
-
-
-configfile: DEFAULT_CONFIG
+config.clear()
+config.update(_run_config)
 
 
 report: "workflow/report/workflow.rst"

@@ -30,9 +30,11 @@ from . import registry
 from .baselines import overlap_scores
 from .catalogue import datasets, jsonl_files
 from .data import DataError, read_records
+from .errors import ConfigError
 from .fetch import fetch_artifact
 from .general_text import TaskContexts, bigbench_tasks, bigbench_texts, sources, split_sources
 from .io import atomic_dir, sha256_file, write_json, write_jsonl
+from .rules import data_problems
 
 log = logging.getLogger(__name__)
 KIND = "prepare-data"  # what the folder's ownership record names (alr.io.atomic_dir)
@@ -455,6 +457,9 @@ def build_all(data_cfg: dict, out_dir: str | Path, downloads: str | Path | None 
     Registry files are fetched into `downloads` (default: the user cache, alr.fetch). The folder
     appears whole, and replaces only an empty one or this command's earlier output (alr.io.atomic_dir):
     one that is not is refused before anything is fetched."""
+    problems = data_problems(data_cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
     # built-in lm-eval tasks (source: lm_eval) are evaluated from lm-eval's own data: nothing to build
     specs = datasets(data_cfg, built=True)
     source = Sources(data_cfg, downloads)

@@ -20,10 +20,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .catalogue import datasets, unknown_domains, user_files
+from .catalogue import data_in_use, datasets, unknown_domains, user_files
 from .errors import ConfigError, did_you_mean
 from .general_text import sources
 from .hub import local_file_problems
+from .rules import data_problems
 from .sections import OVERRIDABLE, merge_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -104,13 +105,19 @@ def _describe(error: jsonschema.ValidationError) -> str:
         extra = sorted(set(error.instance) - set(allowed))
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         moved = [MOVED[f"{key}.{k}"] for k in extra if f"{key}.{k}" in MOVED]
-        return f"config key '{key}': unknown key(s) {', '.join(map(repr, extra))}{hint}" + "".join(moved)
+        inherited = (
+            f"; a config file merges over config/config.yaml key by key, so a {error.instance['type']!r} "
+            "source keeps the other keys of the source it replaces: give a complete config (`complete: true`)"
+            if isinstance(error.instance, dict) and "type" in error.instance
+            else ""
+        )
+        return f"config key '{key}': unknown key(s) {', '.join(map(repr, extra))}{hint}{inherited}" + "".join(moved)
     if error.validator == "enum":
         return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}" + did_you_mean(
             error.instance, error.validator_value
         )
-    if error.validator == "oneOf" and isinstance(error.instance, dict):
-        # `null or a dataset`: the one alternative of the instance's type tells what is wrong
+    if error.validator in ("oneOf", "anyOf"):
+        # `null or a dataset`, `a number or a list`: the one alternative of the instance's type tells what is wrong
         by_alternative: dict = {}
         for sub in error.context or []:
             by_alternative.setdefault(sub.relative_schema_path[0], []).append(sub)
@@ -119,6 +126,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
             for errs in by_alternative.values()
             if not any(e.validator == "type" and len(e.relative_schema_path) == 2 for e in errs)
         ]
+        if len(candidates) > 1 and isinstance(error.instance, dict) and "type" in error.instance:
+            # a source's `type` names its form: the alternatives whose own `type` refused it are not meant
+            candidates = [errs for errs in candidates if not any(list(e.path) == ["type"] for e in errs)]
         if len(candidates) == 1:
             return _describe(jsonschema.exceptions.best_match(candidates[0]))
         return f"config key '{key}': {error.instance!r} matches no allowed form (see config/README.md)"
@@ -223,6 +233,8 @@ def _cross_checks(cfg: dict) -> list[str]:
                     f"config key 'data.domains.{name}': a domain needs training data; source "
                     "'lm_eval' is for general evaluation tasks only"
                 )
+        if "domains" in cfg:  # a job's own section of `data` is already what the run uses
+            problems += data_problems(data_in_use(cfg))
         tasks, domains = set(datasets(cfg["data"], "general")), set(datasets(cfg["data"], "domain"))
         clash = (tasks & domains) | ({"general_text"} & (tasks | domains))
         if clash:
@@ -303,10 +315,20 @@ def load_config(path_or_json: str | Path, partial: bool = False) -> dict:
     return validate_config(cfg, partial=partial)
 
 
+def workflow_config(user: dict, replace: bool = False) -> dict:
+    """The config a run uses: the user's (the --configfile files merged in order, and --config) over
+    config/config.yaml, or the user's alone when it says `complete: true` or `replace` is set
+    (`--replace-workflow-config`). The key travels with the file, so a cluster job, which Snakemake
+    starts with the config files but without that flag, reads the same config as the main process."""
+    if replace or user.get("complete") is True:
+        return user
+    return merge_config(read_config_file(DEFAULT_CONFIG), user)
+
+
 def check_config_files(paths: list[str | Path], replace: bool = False) -> dict:
-    """What `snakemake --configfile PATHS` would run with (merged over config/config.yaml unless
-    `replace`, as `--replace-workflow-config`), validated; errors name the file and line."""
-    cfg = {} if replace else read_config_file(DEFAULT_CONFIG)
+    """What `snakemake --configfile PATHS` would run with (alr.config.workflow_config), validated;
+    errors name the file and line."""
+    user: dict = {}
     for path in paths:
-        cfg = merge_config(cfg, read_config_file(path))
-    return validate_config(cfg)
+        user = merge_config(user, read_config_file(path))
+    return validate_config(workflow_config(user, replace))

@@ -25,7 +25,7 @@ from .assets import check_model_dir
 from .catalogue import datasets, unknown_domains
 from .data import PROMPT, read_records
 from .errors import ConfigError
-from .io import atomic_dir, check_replaceable, sha256_file, write_json, write_jsonl
+from .io import atomic_dir, check_replaceable, check_safetensors, sha256_file, write_json, write_jsonl
 from .layout import GENERAL_TEXT
 from .measure import Timer, peak_mem_mb, provenance
 from .models import device, load_tuned
@@ -310,6 +310,8 @@ def _check_model(model_dir, weights_dir) -> None:
     check_model_dir(model_dir)
     if weights_dir is not None and not Path(weights_dir).is_dir():
         raise FileNotFoundError(f"tuned weights {weights_dir} do not exist; build them with `alr finetune`")
+    for weights in sorted(Path(weights_dir).glob("*.safetensors")) if weights_dir is not None else []:
+        check_safetensors(weights, "alr finetune")
 
 
 def _general_texts(eval_cfg: dict, data_dir: Path, split: str, phase1_too: bool) -> tuple[list[dict], list[dict]]:

@@ -21,7 +21,7 @@ from .dist import is_main_process
 from .errors import ConfigError, did_you_mean
 from .hooks import HookContext
 from .importance.store import check_importance_file, load_importance, model_fingerprint
-from .io import atomic_dir, check_replaceable, read_json, sha256_file, write_json
+from .io import atomic_dir, check_replaceable, check_safetensors, read_json, sha256_file, write_json
 from .layout import GENERAL_TEXT, OPTIMIZER_STATE, importance_file, training_tracking
 from .measure import provenance
 from .methods import Method, get_method
@@ -119,7 +119,13 @@ def _check_domain(data_dir, domain: str) -> None:
     manifest = Path(data_dir) / "manifest.json"
     if not manifest.is_file():
         return  # the train split's own check says how to build the data
-    built = sorted(n for n in read_json(manifest)["datasets"] if n != GENERAL_TEXT)
+    datasets = read_json(manifest)["datasets"]
+    built = sorted(n for n, d in datasets.items() if n != GENERAL_TEXT and "train" in d["splits"])
+    if domain in datasets and domain not in built:
+        raise ConfigError(
+            f"--domain {domain!r} is a general task (test items only), not a domain; the domains built in "
+            f"{data_dir}: {', '.join(built)}"
+        )
     if domain not in built:
         raise ConfigError(
             f"--domain {domain!r} is not a dataset of {data_dir}{did_you_mean(domain, built)} (built: "
@@ -152,6 +158,7 @@ def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adap
         targets = cfg["lora"]["targets"] if est.lora_shaped else None
         settings = {name: cfg[name] for name in est.shared_sections}
         check_importance_file(importance_path, model_fingerprint(model_dir), targets, est.name, settings)
+        check_safetensors(importance_path, f"alr importance --estimator {est.name}")
     if init_adapter is not None and not spec.continues_phase1(cfg):
         raise ConfigError(
             f"--init-adapter is read only by LoRA methods with regularize.phase2_init: phase1; "
@@ -165,6 +172,7 @@ def _check_inputs(spec: Method, cfg: dict, model_dir, importance_path, init_adap
                 f"phase-1 adapter {init_adapter} does not exist; build it with `alr importance` "
                 "(or `snakemake` the importance rule)"
             )
+        check_safetensors(Path(init_adapter) / "adapter_model.safetensors", "alr importance")
         if spec.continues_phase1_optimizer(cfg) and not (Path(init_adapter) / OPTIMIZER_STATE).exists():
             raise FileNotFoundError(
                 f"regularize.phase2_optimizer is 'phase1' but {init_adapter} holds no "
@@ -197,7 +205,13 @@ def _run_settings(cfg: dict, run: str) -> tuple[str, Method, dict, dict]:
     method = run_method(run)
     spec = get_method(method)
     if not spec.trains:
-        raise ConfigError(f"method {method!r} does not train")
+        how = (
+            f"`alr evaluate --weights <{spec.weights_from} run>/model --delta-scale <beta>` scores it from "
+            f"{spec.weights_from}'s weights"
+            if spec.weights_from
+            else "`alr evaluate` without --weights scores it"
+        )
+        raise ConfigError(f"method {method!r} does not train, so `alr finetune` has nothing to do: {how}")
     section(cfg, *spec.config_keys)  # a config without a key this method reads is refused here
     cfg = run_config(cfg, run)  # with its method's settings section merged in, and the run's own strength
     config = section(cfg, *spec.config_keys)  # what this run reads, recorded as it reads it

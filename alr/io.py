@@ -94,6 +94,32 @@ def _owner_record(folder: Path) -> dict | None:
     return None
 
 
+def check_safetensors(path: str | os.PathLike, rebuild: str) -> None:
+    """Refuse a .safetensors file that is truncated, padded or not one at all, from its header alone (no
+    torch, no tensor read): 8 bytes of header length, the JSON header, then exactly the bytes its tensors'
+    offsets describe. One line naming the file and `rebuild`, the command that writes it again."""
+    path = Path(path)
+    size = path.stat().st_size
+
+    def refuse(why: str):
+        return ConfigError(f"{path} is not a readable safetensors file ({why}); rebuild it with `{rebuild}`")
+
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise refuse(f"{size} bytes, shorter than its header")
+        length = int.from_bytes(head, "little")
+        if length > size - 8:
+            raise refuse("truncated: its header runs past the end of the file")
+        try:
+            header = json.loads(fh.read(length))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise refuse("its header is not valid") from None
+    if 8 + length + end != size:
+        raise refuse(f"truncated or padded: its header describes {8 + length + end:,} bytes, the file holds {size:,}")
+
+
 def check_writable(path: str | os.PathLike, need_bytes: int = 0) -> None:
     """Before any compute: the folder that will receive `path` (its nearest existing ancestor) takes a new
     file, and holds at least `need_bytes` free. A probe file is created and removed, because permission

@@ -115,3 +115,70 @@ def test_an_artifact_file_name_cannot_leave_the_download_cache(default_cfg, name
     cfg["data"]["artifacts"]["olmo"]["filename"] = name
     with pytest.raises(ConfigError, match=r"data\.artifacts\.olmo\.filename.*not a plain file name"):
         validate_config(cfg)
+
+
+def test_a_domain_that_is_also_a_general_task_is_refused_when_checked(default_cfg):
+    """`physical` (PIQA) as a domain while the general task `piqa` reads the same file: refused by the config
+    check (alr.rules), not first inside the prepare_data job."""
+    cfg = copy.deepcopy(default_cfg)
+    cfg["domains"] = ["science", "physical"]
+    message = _errors(cfg)
+    assert "general task 'piqa' reads the same file as domain 'physical'" in message
+    assert "set data.general.tasks.piqa: null, or leave 'physical' out of `domains`" in message
+    cfg["data"]["general"]["tasks"]["piqa"] = None
+    validate_config(cfg)
+
+
+def test_every_general_text_source_off_is_refused_when_checked(default_cfg):
+    cfg = copy.deepcopy(default_cfg)
+    for name in cfg["data"]["general"]["text"]["sources"]:
+        cfg["data"]["general"]["text"]["sources"][name] = None
+    assert "every source is switched off (null)" in _errors(cfg)
+
+
+def test_prepare_data_applies_the_same_rules_and_leaves_the_old_folder(tiny_cfg, tiny_data, tmp_path, capsys):
+    """The job itself refuses what the check refuses (one list of rules, alr.rules), before reading
+    anything, and a data folder it built before stays byte for byte."""
+    import shutil
+
+    from alr.catalogue import data_in_use
+    from alr.cli import main
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    before = {p.relative_to(data): p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    cfg = copy.deepcopy(tiny_cfg)
+    for name in cfg["data"]["general"]["text"]["sources"]:
+        cfg["data"]["general"]["text"]["sources"][name] = None
+    job = {"data": data_in_use(cfg)}  # what the prepare_data rule passes: its section alone, no `domains`
+    assert main(["prepare-data", "--config", json.dumps(job), "--out", str(data)]) == 2
+    assert "every source is switched off (null)" in capsys.readouterr().err
+    assert {p.relative_to(data): p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    "section, key, value, expected",
+    [
+        ("regularize", "lambda", -1, "config key 'regularize.lambda': -1 is less than the minimum of 0"),
+        ("regularize", "lambda", [1, -2], "config key 'regularize.lambda.1': -2 is less than the minimum of 0"),
+        ("fisher", "lambda", "strong", "config key 'fisher.lambda': 'strong' matches no allowed form"),
+    ],
+)
+def test_a_value_of_the_wrong_form_names_what_is_wrong(default_cfg, section, key, value, expected):
+    """A strength is a number or a list (oneOf): the message reads the alternative of the value's type,
+    never jsonschema's "not valid under any of the given schemas"."""
+    cfg = copy.deepcopy(default_cfg)
+    cfg[section][key] = value
+    message = _errors(cfg)
+    assert expected in message and "any of the given schemas" not in message, message
+
+
+def test_an_overlay_changing_a_source_type_names_the_inherited_keys(default_cfg):
+    """`model.source: {type: local, path: ...}` merged over the default's registry source keeps that source's
+    keys; the message names them and the fix, not "matches no allowed form"."""
+    from alr.sections import merge_config
+
+    cfg = merge_config(default_cfg, {"model": {"source": {"type": "local", "path": "/models/mine"}}})
+    message = _errors(cfg)
+    assert "config key 'model.source': unknown key(s) 'filename', 'member', 'package', 'sha256', 'version'" in message
+    assert "(allowed: path, type)" in message and "give a complete config (`complete: true`)" in message

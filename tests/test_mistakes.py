@@ -6,6 +6,8 @@ names the key, file or value and the fix, before any model loads, and without a 
 import copy
 import json
 import re
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -100,6 +102,26 @@ def _folder(tmp, name, file):
     (tmp.work / name).mkdir()
     (tmp.work / name / file).write_text("mine\n")
     return str(tmp.work / name)
+
+
+NO_TEXT = "{encyclopedic: null, howto: null, narrative: null}"  # every general-text source of the default
+
+
+def _truncated(tmp, source: Path, keep: tuple[str, ...] = ()) -> Path:
+    """A copy of `source` (a file, with the sidecar files named in `keep` beside it) cut to half its size, in
+    this test's folder."""
+    folder = tmp.work / "truncated"
+    folder.mkdir(exist_ok=True)
+    for name in keep:
+        shutil.copy(source.parent / name, folder / name)
+    data = source.read_bytes()
+    (folder / source.name).write_bytes(data[: len(data) // 2])
+    return folder / source.name
+
+
+def _evaluate(tmp, cfg, *extra):
+    argv = ["evaluate", "--config", json.dumps(cfg), "--model-dir", str(tmp.model), "--data-dir", str(tmp.data)]
+    return [*argv, "--domains", "science", "--out", str(tmp.work / "eval.json"), *extra]
 
 
 # (case, argv from (tmp, cfg), what the message must contain). The case names are docs/configuration.md's.
@@ -269,6 +291,63 @@ CASES = [
         ],
         "config key 'data.domains.science.doc_to_text': the template sandbox refused it (access to attribute "
         "'__class__' of 'str' object is unsafe); rewrite it to read only the record's fields",
+    ),
+    (
+        "a domain that is also a general task",
+        lambda t, c: ["check-config", _file(t, "physical.yaml", "domains: [science, physical]\n")],
+        "general task 'piqa' reads the same file as domain 'physical'",
+    ),
+    (
+        "every general-text source switched off",
+        lambda t, c: [
+            "check-config",
+            _file(t, "notext.yaml", f"data: {{general: {{text: {{sources: {NO_TEXT}}}}}}}\n"),
+        ],
+        "every source is switched off (null)",
+    ),
+    (
+        "a negative strength",
+        lambda t, c: ["check-config", _file(t, "negative.yaml", "regularize: {lambda: -1}\n")],
+        "config key 'regularize.lambda': -1 is less than the minimum of 0",
+    ),
+    (
+        "an overlay giving the model another source type",
+        lambda t, c: ["check-config", _file(t, "local.yaml", "model: {source: {type: local, path: /models/mine}}\n")],
+        "a 'local' source keeps the other keys of the source it replaces",
+    ),
+    (
+        "a truncated importance file",
+        lambda t, c: _finetune(t, c, "alr", "--importance", str(_truncated(t, Path(_si(t)), keep=("si.json",)))),
+        "is not a readable safetensors file (truncated",
+    ),
+    (
+        "a truncated adapter",
+        lambda t, c: _evaluate(
+            t,
+            c,
+            "--weights",
+            str(
+                _truncated(
+                    t, t.importance / "si_adapter" / "adapter_model.safetensors", keep=("adapter_config.json",)
+                ).parent
+            ),
+        ),
+        "is not a readable safetensors file (truncated",
+    ),
+    (
+        "a general task given as a domain",
+        lambda t, c: [a if a != "science" else "basic_logic" for a in _finetune(t, c)],
+        "--domain 'basic_logic' is a general task (test items only), not a domain",
+    ),
+    (
+        "training the base model",
+        lambda t, c: _finetune(t, c, "base"),
+        "method 'base' does not train, so `alr finetune` has nothing to do: `alr evaluate` without --weights",
+    ),
+    (
+        "training wise_ft",
+        lambda t, c: _finetune(t, c, "wise_ft"),
+        "`alr evaluate --weights <lora run>/model --delta-scale <beta>` scores it from lora's weights",
     ),
     (
         "a misspelt domain",

@@ -336,7 +336,7 @@ def tiny_config(tmp: Path) -> dict:
     """The default config shrunk to seconds: tiny model, the default's datasets and templates on the
     fixture wheels, tiny sizes, 2 steps per phase, 2 domains (science: an arrow file, medical: a
     requests file), 2 general tasks, lora + alr."""
-    cfg = default_config()
+    cfg = {"complete": True, **default_config()}  # the whole config: never merged over config/config.yaml
     cfg["domains"] = ["science", "medical"]
     cfg["model"] = {
         "name": "tiny-llama",

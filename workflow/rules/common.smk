@@ -42,7 +42,7 @@ try:
 except ConfigError as exc:
     hint = (
         "\n(--configfile is merged over config/config.yaml key by key; a complete config such as "
-        "config/paper.yaml needs --replace-workflow-config)"
+        "config/paper.yaml says `complete: true`)"
     )
     raise WorkflowError(str(exc) + hint) from None
 config["data"] = data_in_use(config)  # only the datasets this run uses are built (and downloaded)
