@@ -44,9 +44,12 @@ def _tmp_sibling(path: Path, directory: bool = False) -> Path:
 
 def _fsync(path: Path) -> None:
     """Flush a written file (every file under a folder) to the disk before it is renamed into place, so
-    that after a crash the name a later job trusts never points at missing bytes."""
+    that after a crash the name a later job trusts never points at missing bytes; and give each the
+    permissions of the umask, as `open` would: safetensors' `save_file` writes 0600, which hides the
+    weights from the rest of a group sharing a results folder."""
     paths = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
     for file in paths:
+        os.chmod(file, 0o666 & ~_UMASK)
         fd = os.open(file, os.O_RDONLY)
         try:
             os.fsync(fd)

@@ -250,3 +250,30 @@ def test_a_file_is_flushed_to_disk_before_its_name_appears(tmp_path, monkeypatch
     monkeypatch.setattr(os, "replace", replace)
     write_text(tmp_path / "out.txt", "done")
     assert (tmp_path / "out.txt").read_text() == "done" and len(synced) == 1
+
+
+def test_weights_written_by_safetensors_are_readable_by_the_group(tmp_path):
+    """safetensors' save_file creates its file 0600; alr's writers give every file the umask's mode, so a
+    group sharing a results folder can read the weights and importance (here umask 022: 0644)."""
+    import os
+    import stat
+
+    import torch
+    from safetensors.torch import save_file
+
+    from alr.io import atomic_dir, atomic_path
+
+    old = os.umask(0o022)
+    try:
+        import alr.io
+
+        saved_umask, alr.io._UMASK = alr.io._UMASK, 0o022
+        with atomic_path(tmp_path / "one.safetensors") as tmp:
+            save_file({"w": torch.zeros(2)}, str(tmp))
+        with atomic_dir(tmp_path / "adapter", "test") as folder:
+            save_file({"w": torch.zeros(2)}, str(folder / "adapter_model.safetensors"))
+    finally:
+        alr.io._UMASK = saved_umask
+        os.umask(old)
+    for path in (tmp_path / "one.safetensors", tmp_path / "adapter" / "adapter_model.safetensors"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, (path, oct(path.stat().st_mode))
