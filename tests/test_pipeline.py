@@ -704,3 +704,26 @@ def test_seed_run_gives_each_phase2_seed_its_own_phase1(tiny_cfg, tmp_path):
             seed = re.search(r"--seed (\d+)", line)[1]
             assert f"--importance results/tiny-llama/importance/seed{seed}/si.safetensors" in line
     assert "importance/si.safetensors" not in out
+
+
+@pytest.mark.slow
+def test_a_complete_config_is_read_alone_as_a_cluster_job_reads_it(tmp_path):
+    """Snakemake starts a cluster job with the config files but without --replace-workflow-config. So
+    config/paper.yaml says `complete: true`, and plans without the flag; the same file without the key is
+    merged over config/config.yaml and refused, with the hint naming the key."""
+    import sys
+
+    def plan(config) -> subprocess.CompletedProcess:
+        work = tmp_path / config.stem
+        work.mkdir()
+        argv = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "-n", "--cores", "1"]
+        return subprocess.run([*argv, "--configfile", str(config)], capture_output=True, text=True)
+
+    paper = REPO / "config" / "paper.yaml"
+    done = plan(paper)
+    assert done.returncode == 0, done.stderr[-3000:]
+    spec = yaml.safe_load(paper.read_text())
+    del spec["complete"]
+    (tmp_path / "partial.yaml").write_text(yaml.safe_dump(spec))
+    refused = plan(tmp_path / "partial.yaml")
+    assert refused.returncode != 0 and "says `complete: true`" in refused.stdout + refused.stderr
