@@ -177,6 +177,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def cmd_export(args, cfg):
+    from .export import export_run
+    from .io import read_json
+
+    run = Path(args.run_dir)
+    model_dir = args.model_dir
+    if model_dir is None:
+        name = read_json(run / "train.json")["config"]["model"]["name"] if (run / "train.json").is_file() else "?"
+        model_dir = Path("resources") / "models" / name
+    out = export_run(run, model_dir, args.out, args.data_dir)
+    log.info("exported %s -> %s (model card: %s)", run, out, out / "README.md")
+
+
 def cmd_tasks(args, cfg):
     from .catalogue import data_in_use, datasets
     from .evaluate import write_task_yamls
@@ -528,6 +541,20 @@ def _add_evaluation_commands(sub) -> None:
         "--model-dir",
         help=_DIRS["--model-dir"] + "; adds the general-text NLL task alr_general_nll (token counts are the model's)",
     )
+
+    s = _add_command(
+        sub,
+        "export",
+        cmd_export,
+        "one run's weights as a folder that loads outside this repository, with a model card",
+        epilog="example: alr export results/smollm2-135m-instruct/science/alr/seed0 --out alr-science-seed0\n"
+        "then, from any folder: AutoPeftModelForCausalLM.from_pretrained('alr-science-seed0')",
+        config=False,
+    )
+    s.add_argument("run_dir", metavar="RUN", help="a run folder, results/<model>/<domain>/<run>/seed<k>")
+    s.add_argument("--out", required=True, help="the folder to write (alr replaces only an empty one or its own)")
+    s.add_argument("--model-dir", help="the prepared base (default: resources/models/<the run's model>)")
+    s.add_argument("--data-dir", default="resources/data", help="the prepared data, for the domain's source")
 
 
 def _add_table_commands(sub) -> None:

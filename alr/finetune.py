@@ -104,6 +104,7 @@ def _init_lora(model, cfg: dict, init_adapter: str | Path | None):
 def _train_files(data_dir: str | Path, domain: str, replay: bool) -> list[Path]:
     """The domain's train split, then (replay) the general text's train split: the same natural text
     phase 1 tunes on, never the text the general NLL measures."""
+    _check_domain(data_dir, domain)
     files = [Path(data_dir) / domain / "train.jsonl"]
     return files + ([Path(data_dir) / GENERAL_TEXT / "train.jsonl"] if replay else [])
 
@@ -338,7 +339,6 @@ def finetune(
     train_cfg = config["train"]
     out_dir = Path(out_dir)
     hook_files = _hook_files(spec, data_dir)
-    _check_domain(data_dir, domain)
     _check_inputs(spec, cfg, model_dir, importance_path, init_adapter, hook_files, out_dir / "model")
     files = _train_files(data_dir, domain, bool(spec.replay_key))
     rows, replay = _train_rows(spec, cfg, files, seed)
