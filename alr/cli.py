@@ -241,6 +241,7 @@ def cmd_tables(args, cfg):
 
     selection = read_json(args.selection) if args.selection else None
     protocol = load_protocol(protocol_path(cfg["eval"]))
+    protocol.check_decides(cfg["eval"]["compare"].get("decides"))
     log.info("claims by %s, %s", protocol.label(), protocol.path)
     table = write_main_table(
         args.base_eval,
@@ -305,6 +306,7 @@ def cmd_check_config(args, cfg):
 
     checked = check_config_files(args.files, args.replace_workflow_config)
     protocol = load_protocol(protocol_path(checked["eval"]))
+    protocol.check_decides(checked["eval"]["compare"].get("decides"))
     print(
         f"configuration OK: {len(checked['methods'])} methods x {len(checked['domains'])} domains x "
         f"{len(checked['seeds'])} seeds ({', '.join(map(str, args.files)) or 'config/config.yaml'}); "

@@ -33,10 +33,12 @@ def with_overrides(cfg: dict, settings: str | None) -> dict:
     return merge_config(cfg, {k: v for k, v in cfg[settings].items() if k in OVERRIDABLE})
 
 
-# Keys that choose where training metrics go, not what a job computes: `section` never hands them to a job,
-# so changing one reruns nothing and is no part of a run's identity. The workflow passes them in the
-# environment instead (workflow/rules/common.smk; alr.trainer.report_to).
-NOT_PASSED = ("train.report_to",)
+# Keys that choose what the workflow asks of a job, not what the job computes with what it is asked:
+# `section` never hands them to a job, so changing one reruns nothing already done and is no part of a run's
+# identity. `train.report_to` (where training metrics go) reaches the jobs in the environment instead
+# (workflow/rules/common.smk; alr.trainer.report_to); `eval.general_tasks_seeds` becomes each test pass's
+# `--general-tasks`.
+NOT_PASSED = ("train.report_to", "eval.general_tasks_seeds")
 REPORT_TO_ENV = "ALR_REPORT_TO"  # train.report_to as the workflow hands it to every job
 
 

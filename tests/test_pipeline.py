@@ -535,6 +535,7 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     cfg = tiny_cfg
     cfg.update(methods=["lora", "alr"], seeds=[0, 1], domains=["science"])
     cfg["regularize"]["lambda"] = [0.5, 50]
+    cfg["eval"]["general_tasks_seeds"] = "first"  # seed 1's test passes leave the general tasks to seed 0
     _, work, path = snakemake_on(tmp_path, cfg, "select")
     chosen = read_json(work / "results" / "tables" / "selection.json")["selected"]
     assert set(chosen) == {"science"}
@@ -569,6 +570,8 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     picked = swept.apply(lambda r: r.method == chosen[r.domain]["alr"], axis=1)
     assert swept[picked].general_score.notna().all() and swept[~picked].general_score.isna().all()
     assert swept[picked].forgetting_mc.notna().all() and swept[~picked].forgetting_mc.isna().all()
+    assert (table[table.method.isin(["lora", chosen["science"]["alr"]])].general_seeds == 1).all()
+    assert read_json(runs / "science" / "lora" / "seed1" / "eval.json")["general"]["tasks"] == []
     grown = copy.deepcopy(cfg)
     grown["regularize"]["lambda"] = [0.5, 50, 5]  # a new sweep point: no finished point reruns
     tuned = {j["method"] for rule, j in _planned_jobs(work, grown, tmp_path / "grown.yaml") if rule == "finetune"}

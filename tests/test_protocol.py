@@ -14,6 +14,7 @@ from scipy.stats import norm
 
 from alr.errors import ConfigError
 from alr.report.claims import (
+    ANOTHER_RUN,
     AT_EDGE,
     CONTRADICTED,
     DESCRIPTIVE_ONE_SEED,
@@ -284,3 +285,28 @@ def test_verdicts_on_fixed_inputs_change_only_with_the_protocol_version():
     assert golden["sha256"] == protocol.sha256, "config/protocol.yaml changed without a new version"
     assert golden["verdicts"] == got, "a verdict changed on fixed inputs without a new protocol version"
     assert set(got.values()) == {SUPPORTED, CONTRADICTED, UNDECIDED, DESCRIPTIVE_ONE_SEED, OUTSIDE}
+
+
+def test_a_run_decides_only_the_claims_its_config_names(tmp_path):
+    """Each claim is decided by one run (eval.compare.decides): a claim another run decides keeps its numbers,
+    reads ANOTHER_RUN and counts with p = 1 in this run's Holm adjustment, so the decided claims face the
+    thresholds they would face had it not run; what did not run reads "not run"; an unknown name is refused."""
+    protocol = load_protocol()
+    strong = _row((-0.03, -0.02), (-0.03, 0.03))
+    weaker = _row((-0.02, -0.006), (-0.03, 0.03), key="no_layer_costs", domain="chemistry")
+    rows = pd.DataFrame([strong, weaker])
+    card = scorecard(rows, None, protocol, "lora", decides=["no_layer_costs"]).set_index(["claim", "domain"])
+    alone = scorecard(rows.iloc[[1]], None, protocol, "lora").set_index(["claim", "domain"])
+    assert card.loc[("alr_vs_lora", "science"), "verdict"] == ANOTHER_RUN
+    assert card.loc[("alr_vs_lora", "science"), "value"] == pytest.approx(-0.025)
+    assert (
+        card.loc[("no_layer_costs", "chemistry"), "decision_level"]
+        == alone.loc[("no_layer_costs", "chemistry"), "decision_level"]
+    )
+    assert card.loc[("no_layer_costs", "chemistry"), "verdict"] == alone.loc[("no_layer_costs", "chemistry"), "verdict"]
+    assert card.loc[("element_matters", "chemistry"), "verdict"] == NOT_RUN
+    assert set(card.loc[card.family == "efficiency", "verdict"]) == {NOT_RUN}
+    with pytest.raises(
+        ConfigError, match=r"eval\.compare\.decides.*'alr_vs_lorra' is no claim.*did you mean 'alr_vs_lora'"
+    ):
+        protocol.check_decides(["alr_vs_lorra"])

@@ -32,6 +32,7 @@ from alr.report.protocol import load_protocol, protocol_path
 from alr.report.stats import _within_item_noise, read_items
 from alr.report.tables import _weights as balanced_weights
 
+FAMILY = "paper"  # the family of the compared claim (alr vs lora): the first Holm step is alpha / its size
 SEEDS = (3, 5)
 TEXTS = (90, 180)
 ITEMS = (50, 80, 150, 300)
@@ -92,7 +93,7 @@ def measures(folder: Path, cfg: dict, domain: str, held_out: set[str]) -> dict[s
 
 def table(folder: Path, cfg: dict) -> str:
     protocol = load_protocol(protocol_path(cfg["eval"]))
-    alpha = protocol.alpha / sum(len(c.domains) for c in protocol.family("paper"))
+    alpha = protocol.alpha / sum(len(c.domains) for c in protocol.family(FAMILY))
     manifest = read_json(folder / "resources" / "data" / "manifest.json")
     counts = manifest["datasets"]["general_text"]["splits"]["train"]["sources"]
     held_out = {s for s, n in counts.items() if n == 0}

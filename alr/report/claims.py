@@ -48,6 +48,8 @@ OUTSIDE = "descriptive (outside the protocol)"
 AT_EDGE = "undecided (strength at the edge of its grid)"
 NO_GAIN = "undecided (no domain gain shown)"
 NOT_AT_SCALE = "not reproduced at this scale"
+ANOTHER_RUN = "descriptive (another run decides this claim)"
+EFFICIENCY = "efficiency"  # the family name of the speed and storage rows (claims `speed`, `storage`)
 DECIDED = (SUPPORTED, CONTRADICTED)
 POWER = 0.8  # the power of the minimal detectable effects the card prints
 
@@ -185,12 +187,14 @@ def _members(protocol: Protocol, family: str, comparisons: pd.DataFrame) -> list
     return rows
 
 
-def _holm(rows: list[dict], protocol: Protocol, family: str) -> int:
+def _holm(rows: list[dict], protocol: Protocol, family: str, decides: list[str] | None = None) -> int:
     """Give each family member (every row but those outside the protocol) its zone p-values, Holm's
-    decision and the alpha of its step; return the family's size."""
+    decision and the alpha of its step; return the family's size. A member another run decides counts
+    with p = 1 here, as one that did not run."""
     in_family = [r for r in rows if r["c"] is None or r["gate"] != OUTSIDE]
     for r in in_family:
-        r["p"] = zone_pvalues(r["c"], protocol) if r["gate"] is None else (1.0, 1.0)
+        here = decides is None or r["claim"].key in decides
+        r["p"] = zone_pvalues(r["c"], protocol) if r["gate"] is None and here else (1.0, 1.0)
     pvalues = [min(r["p"]) for r in in_family]
     rejected, at = holm_levels(pvalues, protocol.alpha)
     rank = {i: step for step, i in enumerate(sorted(range(len(pvalues)), key=lambda i: pvalues[i]))}
@@ -256,11 +260,16 @@ def _card_row(r: dict, family: str, size: int, protocol: Protocol, matched, refe
 
 
 def _family_rows(
-    protocol: Protocol, family: str, comparisons: pd.DataFrame, matched: pd.DataFrame | None, reference: str
+    protocol: Protocol,
+    family: str,
+    comparisons: pd.DataFrame,
+    matched: pd.DataFrame | None,
+    reference: str,
+    decides: list[str] | None = None,
 ) -> list[dict]:
     """Every (claim, domain) of one family, and the rows of its claims on domains outside the protocol."""
     rows = _members(protocol, family, comparisons)
-    size = _holm(rows, protocol, family)
+    size = _holm(rows, protocol, family, decides)
     return [_card_row(r, family, size, protocol, matched, reference) for r in rows]
 
 
@@ -273,7 +282,7 @@ def efficiency_rows(efficiency_csv: str | Path | None, protocol: Protocol) -> li
     for key, spec in (("speed", protocol.speed), ("storage", protocol.storage)):
         scopes = ["fisher"] if key == "speed" else [s for s in STORAGE_SCOPES if s in est.index]
         if "si" not in est.index or not scopes or scopes[0] not in est.index:
-            rows.append({"claim": key, "family": "efficiency", "text": spec["text"], "domain": "-", "verdict": NOT_RUN})
+            rows.append({"claim": key, "family": EFFICIENCY, "text": spec["text"], "domain": "-", "verdict": NOT_RUN})
             continue
         scale = _scale(est)
         for scope in scopes:
@@ -287,7 +296,7 @@ def efficiency_rows(efficiency_csv: str | Path | None, protocol: Protocol) -> li
             rows.append(
                 {
                     "claim": key,
-                    "family": "efficiency",
+                    "family": EFFICIENCY,
                     "text": spec["text"],
                     "domain": "-" if key == "speed" else scope,
                     "value": ratio,
@@ -338,12 +347,19 @@ def scorecard(
     protocol: Protocol,
     reference: str,
     matched: pd.DataFrame | None = None,
+    decides: list[str] | None = None,
 ) -> pd.DataFrame:
-    """`comparisons`: the rows of alr.report.tables.claim_comparisons; `matched`: matched.csv's rows."""
+    """`comparisons`: the rows of alr.report.tables.claim_comparisons; `matched`: matched.csv's rows;
+    `decides`: the claims (keys, and `speed`, `storage`) whose verdicts this run gives (None: all). Each claim
+    is decided by one run, and in Holm's adjustment a claim another run decides counts with p = 1; its rows
+    keep their numbers and read ANOTHER_RUN (docs/protocol.md: the runs together keep the family's level)."""
     rows = []
     for family in protocol.families:
-        rows += _family_rows(protocol, family, comparisons, matched, reference)
+        rows += _family_rows(protocol, family, comparisons, matched, reference, decides)
     rows += efficiency_rows(efficiency_csv, protocol)
+    for row in rows:
+        if decides is not None and row["claim"] not in decides and row.get("verdict") != NOT_RUN:
+            row.update(verdict=ANOTHER_RUN, rule=f"gated: {ANOTHER_RUN}")
     return pd.DataFrame(rows).assign(protocol_version=protocol.version, protocol_sha256=protocol.sha256)
 
 

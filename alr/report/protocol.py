@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROTOCOL = REPO_ROOT / "config" / "protocol.yaml"
@@ -153,6 +153,16 @@ class Protocol:
 
     def label(self) -> str:
         return f"protocol v{self.version} (sha256 {self.sha256[:12]})"
+
+    def check_decides(self, decides: list[str] | None) -> None:
+        """Refuse an `eval.compare.decides` entry that names no claim of this protocol (nor `speed`, `storage`)."""
+        known = [*dict.fromkeys(c.key for c in self.claims), "speed", "storage"]
+        unknown = [name for name in decides or [] if name not in known]
+        if unknown:
+            raise ConfigError(
+                f"config key 'eval.compare.decides': {unknown[0]!r} is no claim of {self.label()}"
+                f"{did_you_mean(unknown[0], known)}; its claims: {', '.join(known)}"
+            )
 
 
 def protocol_path(eval_cfg: dict) -> Path:

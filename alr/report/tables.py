@@ -77,6 +77,7 @@ COLUMNS = [
     "general_score",
     "general_score_sd",
     "general_stderr",
+    "general_seeds",
     *[f"{m}{s}" for m in VS_BASE for s in ("", "_lo", "_hi", "_se", "_df")],
     "better_domain_base",
     "worse_domain_base",
@@ -210,14 +211,17 @@ def _own_values(runs: list[_Run], domain: str) -> dict:
 
 
 def _general_task_values(ev: list[dict]) -> dict:
-    """The general multiple-choice score over seeds; NaN for a sweep point selection did not choose
-    (its evaluations skip those tasks)."""
-    if not all(map(scores_general_tasks, ev)):
-        return {"general_score": np.nan, "general_score_sd": np.nan, "general_stderr": np.nan}
+    """The general multiple-choice score over the seeds that scored those tasks (`general_seeds` of them:
+    all, or the first alone with `eval.general_tasks_seeds: first`); NaN for a sweep point selection did
+    not choose (its evaluations skip them)."""
+    scored = [e for e in ev if scores_general_tasks(e)]
+    if not scored:
+        return {"general_score": np.nan, "general_score_sd": np.nan, "general_stderr": np.nan, "general_seeds": 0}
     return {
-        "general_score": np.mean([e["general"]["score"] for e in ev]),
-        "general_score_sd": np.std([e["general"]["score"] for e in ev], ddof=1) if len(ev) > 1 else np.nan,
-        "general_stderr": np.mean([e["general"]["stderr"] for e in ev]),
+        "general_score": np.mean([e["general"]["score"] for e in scored]),
+        "general_score_sd": np.std([e["general"]["score"] for e in scored], ddof=1) if len(scored) > 1 else np.nan,
+        "general_stderr": np.mean([e["general"]["stderr"] for e in scored]),
+        "general_seeds": len(scored),
     }
 
 
@@ -354,9 +358,10 @@ def _method_row(
     row = {"domain": domain, "method": method, "base_method": base_method, "strength": strength}
     row.update(_own_values(mine, domain))
     for measure in VS_BASE:
-        if measure == "forgetting_mc" and not all(scores_general_tasks(r.eval) for r in mine):
+        runs = [r for r in mine if scores_general_tasks(r.eval)] if measure == "forgetting_mc" else mine
+        if not runs:
             continue  # a sweep point selection did not choose: no general tasks scored
-        c = compare(mine, base, measure, domain, comparison)
+        c = compare(runs, base, measure, domain, comparison)
         row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]})
         row[f"{measure}_df"] = c["df"]
     s = _sign(mine, base, "domain_gain", domain)
@@ -622,6 +627,7 @@ def write_main_table(
     primary = held_out if protocol.primary == "held_out" else None
     matched = write_matched(seeded, base.items, compare_cfg["reference"], protocol, folder / "matched", primary)
     comparisons = claim_comparisons(groups, table, eval_cfg, protocol, held_out, selection)
-    card = scorecard(comparisons, efficiency_csv, protocol, compare_cfg["reference"], matched)
+    decides = compare_cfg.get("decides")
+    card = scorecard(comparisons, efficiency_csv, protocol, compare_cfg["reference"], matched, decides)
     write_claims(card, folder / "claims", protocol)
     return table

@@ -211,11 +211,14 @@ def general_tasks_mode(wildcards):
     the general multiple-choice tasks: only the selected strength's enter a table, and they hold about
     half of a test pass's time (benchmarks/README.md). The selected point scores them apart, into
     eval_general.json (`general_task_files`). On the other seeds, where only the selected strength runs,
-    the test pass scores everything."""
+    the test pass scores everything, unless `eval.general_tasks_seeds: first` leaves the general tasks to
+    the first seed alone (a secondary measure; config/cpu-decide.yaml, for time)."""
     if wildcards.record == "eval_general":
         return "only"
-    skip = wildcards.record == "eval" and swept(wildcards.method) and int(wildcards.seed) in sweep_seeds()
-    return "skip" if skip else "score"
+    first_only = config["eval"].get("general_tasks_seeds", "all") == "first"
+    later_seed = first_only and int(wildcards.seed) != config["seeds"][0]
+    sweep_point = swept(wildcards.method) and int(wildcards.seed) in sweep_seeds()
+    return "skip" if wildcards.record == "eval" and (sweep_point or later_seed) else "score"
 
 
 def delta_scale(wildcards):
