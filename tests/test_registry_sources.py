@@ -72,14 +72,15 @@ def test_every_default_template_reads_its_fixture_file(data_cfg, tmp_path):
 
 def test_a_general_task_sharing_items_with_a_domain_is_refused(data_cfg, tmp_path, capsys):
     """The default's general task `piqa` and the optional domain `physical` read the same file: a run
-    with both stops at prepare-data with one line naming the fix, and writes no manifest."""
+    with both stops at prepare-data, before reading anything (the rule alr.rules.task_reads_a_domain, which
+    check-config applies too), with one line naming the fix, and writes no manifest."""
     cfg = dict(default_config(), data=data_cfg, domains=["physical"])
     cfg["data"]["domains"]["physical"].update(test_size=6, valid_size=2, train_size=8)
     small_general_text(cfg["data"], test_size=4, valid_size=2, train_size=8)
     out = tmp_path / "data"
     assert main(["prepare-data", "--config", json.dumps(cfg), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "general task 'piqa' shares 16 item(s) with domain 'physical'" in err
+    assert "general task 'piqa' reads the same file as domain 'physical'" in err
     assert "set data.general.tasks.piqa: null" in err and "Traceback" not in err
     assert not (out / "manifest.json").exists()
     cfg["data"]["general"]["tasks"]["piqa"] = None
@@ -304,3 +305,19 @@ def test_a_single_source_with_the_index_unreachable_is_one_line(tmp_path, monkey
     message = str(caught.value)
     assert message.startswith("cannot download fixture-1.0-py3-none-any.whl (ConnectError") and "\n" not in message
     assert f"127.0.0.1:{port}" in message and str(tmp_path / "dl") in message
+
+
+def test_a_general_task_sharing_items_from_another_file_is_refused():
+    """Two files can hold the same items (a task re-published under another name): prepare-data compares the
+    items themselves once it has read them (alr.build_data.check_tasks_disjoint), naming the task, the domain
+    and the fix."""
+    from alr.build_data import check_tasks_disjoint
+    from alr.data import DataError
+
+    items = {
+        "physical": [{"question": "How to boil water?"}, {"question": "How to fold paper?"}],
+        "piqa": [{"question": "  how to BOIL water?"}, {"question": "How to tie a knot?"}],
+    }
+    with pytest.raises(DataError, match=r"general task 'piqa' shares 1 item\(s\) with domain 'physical'.*piqa: null"):
+        check_tasks_disjoint(items, ["piqa"])
+    check_tasks_disjoint({"physical": items["physical"], "piqa": items["piqa"][1:]}, ["piqa"])
