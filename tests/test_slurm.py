@@ -123,10 +123,13 @@ def test_a_cancelled_job_is_reported_and_a_rerun_redoes_nothing_done(cluster, se
     )
     cancelled = None
     for _ in range(600):
-        running = _jobs(since)
-        target = running[(running.rule == "finetune") & (running.state == "RUNNING")]
-        if len(target):
-            cancelled = target.id.iloc[0]
+        if proc.poll() is not None:
+            pytest.fail(f"snakemake ended before a fine-tune ran:\n{proc.stdout.read()[-4000:]}")
+        # squeue: sacct stores a job's comment (the plugin's rule name) only when the job ends
+        queue = _run("squeue", "-h", "-t", "RUNNING", "-o", "%i|%k").stdout.split()
+        target = [job.split("|")[0] for job in queue if job.split("|")[1].startswith("rule_finetune")]
+        if target:
+            cancelled = target[0]
             assert _run("scancel", cancelled).returncode == 0
             break
         time.sleep(1)

@@ -154,9 +154,9 @@ cmd_stop() {
     stop_pid slurmdbd "$STATE/slurmdbd.pid"
     if [ -e "$STATE/mariadb.ours" ]; then mysqladmin shutdown 2>/dev/null || true; rm -f "$STATE/mariadb.ours"; fi
     if [ -e "$STATE/munged.ours" ]; then stop_pid munged /run/munge/munged.pid; rm -f "$STATE/munged.ours"; fi
-    local left
-    left=$(pgrep -x -l 'slurmd|slurmctld|slurmdbd' || true)
-    [ -z "$left" ] || die "still running after stop: $left"
+    local left=""
+    for d in slurmd slurmctld slurmdbd; do pgrep -x "$d" >/dev/null && left="$left $d"; done
+    [ -z "$left" ] || die "still running after stop:$left"
     say "stopped"
 }
 
