@@ -115,4 +115,4 @@ dry-run: $(STAMP)
 	$(BIN)/snakemake -n --configfile config/config.yaml
 
 clean-results:
-	rm -rf results logs benchmarks/runs
+	rm -rf results logs

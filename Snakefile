@@ -13,7 +13,7 @@ import os
 from snakemake.utils import min_version
 
 from alr.config import workflow_config
-from alr.errors import ConfigError
+from alr.core.errors import ConfigError
 
 min_version("9.0")
 

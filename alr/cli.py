@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
+from .assets.sources.fetch import FetchError
 from .config import load_config
-from .errors import ConfigError
-from .fetch import FetchError
+from .core.errors import ConfigError
 from .importance.estimators import SI
 from .plugins import load_plugins
 
@@ -25,7 +25,7 @@ log = logging.getLogger("alr")
 
 def _threads(n: int | None) -> None:
     """Compute setup of every command that runs the model: CPU threads, and a GPU of ALR_GPUS if set."""
-    from .gpu_slots import claim_gpu
+    from .core.gpu_slots import claim_gpu
 
     claim_gpu()
     if n:
@@ -35,15 +35,15 @@ def _threads(n: int | None) -> None:
 
 
 def cmd_prepare_model(args, cfg):
-    from .assets import prepare_model
+    from .assets.model import prepare_model
 
     m = prepare_model(cfg["model"], args.out, args.downloads)
     log.info("wrote %s: %s, %d parameters", args.out, m["architecture"], m["n_params"])
 
 
 def cmd_prepare_data(args, cfg):
-    from .build_data import build_all
-    from .catalogue import data_in_use
+    from .assets.build import build_all
+    from .assets.catalogue import data_in_use
 
     manifest = build_all(data_in_use(cfg), args.out, args.downloads)
     for name, entry in manifest["datasets"].items():
@@ -52,9 +52,9 @@ def cmd_prepare_data(args, cfg):
 
 def cmd_assets(args, cfg):
     """One line per pinned artifact of the config; with --check, whether the index still serves it."""
+    from .assets.sources.fetch import is_served, served_versions
+    from .assets.sources.wheels import config_artifacts
     from .config import check_config_files
-    from .fetch import is_served, served_versions
-    from .registry import config_artifacts
 
     artifacts = config_artifacts(check_config_files(args.files, args.replace_workflow_config))
     missing = []
@@ -81,7 +81,7 @@ def cmd_assets(args, cfg):
 
 
 def cmd_prefetch(args, cfg):
-    from .hub import prefetch
+    from .assets.sources.hub import prefetch
 
     record = prefetch(cfg, args.out)
     log.info(
@@ -96,8 +96,8 @@ def _model_job(args, trains: bool) -> None:
     """What every model job does first: its CPU threads, its inputs re-hashed against their manifests, and
     its output folder probed for a write and for room (a training job's checkpoints and weights: up to the
     model's size; an evaluation's records: a few MiB)."""
-    from .io import check_writable
-    from .verify import model_files, verify_inputs
+    from .assets.verify import model_files, verify_inputs
+    from .core.io import check_writable
 
     _threads(args.threads)
     verify_inputs(args.model_dir, args.data_dir)
@@ -109,18 +109,19 @@ def _model_job(args, trains: bool) -> None:
 
 
 def cmd_finetune(args, cfg):
-    from .finetune import finetune
-    from .io import run_lock
+    from .core.io import run_lock
+    from .finetune.run import finetune
+    from .methods.runs import resolve_run
 
+    run = resolve_run(cfg, args.run)
     _model_job(args, trains=True)
     rank0 = os.environ.get("RANK", "0") == "0"  # torchrun's ranks share one --out; the group starts later
     with run_lock(args.out) if rank0 else contextlib.nullcontext():
         finetune(
-            cfg,
+            run,
             args.model_dir,
             args.data_dir,
             args.domain,
-            args.method,
             args.seed,
             args.out,
             args.importance,
@@ -136,11 +137,13 @@ def cmd_importance(args, cfg):
 
 
 def cmd_evaluate(args, cfg):
-    from .evaluate import evaluate
+    from .evaluate.run import evaluate
+    from .methods.runs import resolve_run
 
     _model_job(args, trains=False)
     if (args.run is None) != (args.seed is None):
         raise ConfigError("--run and --seed go together: the run a tuned model belongs to")
+    run = None if args.run is None else resolve_run(cfg, args.run)
     rec = evaluate(
         _eval_overrides(cfg, args.limit, args.batch_size),
         args.model_dir,
@@ -149,7 +152,7 @@ def cmd_evaluate(args, cfg):
         args.out,
         args.weights,
         args.delta_scale,
-        args.run,
+        run,
         args.seed,
         args.split,
         args.general_tasks,
@@ -178,8 +181,8 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_export(args, cfg):
+    from .core.io import read_json
     from .export import export_run
-    from .io import read_json
 
     run = Path(args.run_dir)
     model_dir = args.model_dir
@@ -191,18 +194,18 @@ def cmd_export(args, cfg):
 
 
 def cmd_tasks(args, cfg):
-    from .catalogue import data_in_use, datasets
-    from .evaluate import write_task_yamls
+    from .assets.catalogue import data_in_use, datasets
+    from .evaluate.tasks import write_task_yamls
 
     data = data_in_use(cfg)
     files = {n: Path(args.data_dir) / n / "test.jsonl" for n in datasets(data, built=True)}
     builtin = datasets(data, built=False)
     tasks = list(write_task_yamls(files, args.out, builtin).values())
     if args.model_dir:
-        from .data import read_records
-        from .layout import GENERAL_TEXT
-        from .models import load_tokenizer
-        from .text_nll import write_nll_task
+        from .core.examples import read_records
+        from .core.layout import GENERAL_TEXT
+        from .evaluate.text_nll import write_nll_task
+        from .model.load import load_tokenizer
 
         texts = read_records(Path(args.data_dir) / GENERAL_TEXT / "test.jsonl", "text")
         tasks.append(write_nll_task(load_tokenizer(args.model_dir), texts, args.out))
@@ -215,8 +218,8 @@ def cmd_tasks(args, cfg):
 
 def _runs_from_records(paths) -> list[dict]:
     """{"domain", "method" (the run name), "seed", "eval"} of each run's eval.json, from its own record."""
-    from .data import DataError
-    from .io import read_json
+    from .core.examples import DataError
+    from .core.io import read_json
 
     runs = []
     for path in paths:
@@ -231,12 +234,12 @@ def _runs_from_records(paths) -> list[dict]:
 
 
 def cmd_tables(args, cfg):
+    from .methods.runs import run_order
     from .report.tables import write_main_table
-    from .runs import run_order
 
     runs = _runs_from_records(args.evals)
     order = run_order(cfg["methods"], {r["method"] for r in runs})
-    from .io import read_json
+    from .core.io import read_json
     from .report.protocol import load_protocol, protocol_path
 
     selection = read_json(args.selection) if args.selection else None
@@ -330,10 +333,10 @@ def _estimator_list() -> str:
 
 
 def _method_list() -> str:
-    from .methods import METHODS
+    from .methods.registry import METHODS
 
     width = max(map(len, METHODS))
-    return "methods (alr/methods.py):\n" + "\n".join(
+    return "methods (alr/methods/registry.py):\n" + "\n".join(
         f"  {name:<{width}}  {m.description}" for name, m in METHODS.items() if m.trains
     )
 
@@ -461,10 +464,10 @@ def _add_training_commands(sub) -> None:
     _add_model_and_data(s)
     s.add_argument("--domain", required=True, help="a domain of data.domains")
     s.add_argument(
-        "--out", required=True, help="run folder: writes model/ and train.json (results/<m>/<d>/<method>/seed<s>)"
+        "--out", required=True, help="run folder: writes model/ and train.json (results/<m>/<d>/<run>/seed<s>)"
     )
     s.add_argument(
-        "--method",
+        "--run",
         required=True,
         help="a method (below), or a sweep run <method>-<tag><value> (alr-lambda0.5, kl_lora-w10)",
     )
@@ -564,7 +567,7 @@ def _add_table_commands(sub) -> None:
     s = _add_command(sub, "tables", cmd_tables, "comparison tables from eval.json files")
     s.add_argument("--base-eval", required=True, help="the base model's eval.json (results/<m>/base/eval.json)")
     s.add_argument(
-        "--evals", nargs="*", default=[], help="eval.json of each run (results/<m>/<d>/<method>/seed<s>/eval.json)"
+        "--evals", nargs="*", default=[], help="eval.json of each run (results/<m>/<d>/<run>/seed<s>/eval.json)"
     )
     s.add_argument("--data-dir", help=_DIRS["--data-dir"] + "; adds the model-free lexical and majority rows")
     s.add_argument(
@@ -653,8 +656,8 @@ def _user_error_types() -> tuple[type[Exception], ...]:
     raised the error, and importing alr.importance.store would load torch on every error."""
     types = [ConfigError, FetchError, FileNotFoundError]
     for module, name in (
-        ("alr.data", "DataError"),
-        ("alr.checkpoints", "CheckpointMismatchError"),
+        ("alr.core.examples", "DataError"),
+        ("alr.model.checkpoints", "CheckpointMismatchError"),
         ("alr.importance.store", "ImportanceMismatchError"),
     ):
         if module in sys.modules:
@@ -699,7 +702,7 @@ WRITE_ERRNOS = {
 def main(argv: list[str] | None = None) -> int:
     """Run one command: exit 0, or 2 with one line for a mistake in the input (with --debug, its
     traceback instead), or 3 for a loss that stopped being finite; any other error propagates."""
-    from .sections import section
+    from .core.sections import section
 
     load_plugins()  # before the parser: its help lists the registries' names
     args = build_parser().parse_args(argv)
@@ -715,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in SECTIONS:
             section(cfg, *SECTIONS[args.command](args))
         code = args.func(args, cfg)
-    except FloatingPointError as exc:  # NaN/Inf during training (alr.trainer.NonFiniteLossError)
+    except FloatingPointError as exc:  # NaN/Inf during training (alr.model.trainer.NonFiniteLossError)
         print(f"alr {args.command}: error: {exc}", file=sys.stderr)
         return 3
     except Exception as exc:

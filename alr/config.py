@@ -20,14 +20,14 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .catalogue import data_in_use, datasets, unknown_domains, user_files
-from .errors import ConfigError, did_you_mean
-from .general_text import sources
-from .hub import local_file_problems
-from .rules import data_problems
-from .sections import OVERRIDABLE, merge_config
+from .assets.catalogue import data_in_use, datasets, unknown_domains, user_files
+from .assets.general_text import sources
+from .assets.rules import data_problems
+from .assets.sources.hub import local_file_problems
+from .core.errors import ConfigError, did_you_mean
+from .core.layout import REPO_ROOT
+from .core.sections import OVERRIDABLE, merge_config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
 # What YAML 1.2 reads as a number but PyYAML (YAML 1.1) as a string: `3e-4`, `1E5`, `.5e3`
@@ -268,8 +268,8 @@ def _artifact_problems(data_cfg: dict) -> list[str]:
 
 def _template_problems(data_cfg: dict) -> list[str]:
     """Every `doc_to_*` template of a dataset or text source that is no Jinja template, or whose
-    rendering the sandbox refuses (alr.templates: a template must not reach Python's internals)."""
-    from .templates import template_problems
+    rendering the sandbox refuses (alr.assets.templates: a template must not reach Python's internals)."""
+    from .assets.templates import template_problems
 
     specs = {
         **{f"data.general.tasks.{n}": s for n, s in datasets(data_cfg, "general").items()},

@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .io import OWNER_RECORD, atomic_dir, check_replaceable, read_json, write_json
+from .core.io import OWNER_RECORD, atomic_dir, check_replaceable, read_json, write_json
 
 KIND = "alr export"
 CARD = "README.md"

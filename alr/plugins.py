@@ -2,7 +2,7 @@
 the workflow, the benchmarks) calls before it reads a config.
 
 `ALR_PLUGINS=pkg.module[,other.module]` names modules that register methods and estimators
-(`alr.methods.register`, `alr.importance.estimators.register`); they are imported here, once per
+(`alr.methods.registry.register`, `alr.importance.estimators.register`); they are imported here, once per
 process, after the built-in entries, so a plugin's method may use a built-in estimator.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 import os
 
-from . import methods  # noqa: F401  (registers the built-in methods, and through it the estimators)
 from .importance import estimators  # noqa: F401
+from .methods import registry  # noqa: F401  (registers the built-in methods, and through it the estimators)
 
 
 def plugin_modules() -> list[str]:

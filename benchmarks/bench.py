@@ -3,8 +3,8 @@
     make bench                                   # = python benchmarks/bench.py (CPU, < 10 min on 2 cores)
     python benchmarks/bench.py --device cuda --sizes 1b --dtype bfloat16 --batch 8 --seq 512   # GPU check
 
-Every step is a real optimizer step through alr's own Trainer path (`alr.trainer.run_trainer`): plain
-LoRA, LoRA + the alr penalty (`alr.regularize.Regularizer`, softmax_norm coefficients), and phase-1
+Every step is a real optimizer step through alr's own Trainer path (`alr.model.trainer.run_trainer`): plain
+LoRA, LoRA + the alr penalty (`alr.methods.penalty.Regularizer`, softmax_norm coefficients), and phase-1
 LoRA training with the SI recorder (`alr.importance.si`). Modes are interleaved repeat by repeat in
 rotating order, the first steps of every run are warm-up, and the median of the remaining step times
 is reported.
@@ -41,11 +41,11 @@ from alr.config import load_config  # noqa: E402
 from alr.importance.fisher import empirical_fisher  # noqa: E402
 from alr.importance.si import SIRecorder, si_callback  # noqa: E402
 from alr.importance.store import save_importance  # noqa: E402
-from alr.models import lora_modules, wrap_lora  # noqa: E402
+from alr.methods.penalty import Regularizer, normalise_mean  # noqa: E402
+from alr.model.load import lora_modules, wrap_lora  # noqa: E402
+from alr.model.trainer import run_trainer, training_arguments  # noqa: E402
 from alr.plugins import load_plugins  # noqa: E402
-from alr.regularize import Regularizer, normalise_mean  # noqa: E402
 from alr.report.protocol import load_protocol  # noqa: E402
-from alr.trainer import run_trainer, training_arguments  # noqa: E402
 
 PRESCRIBED_PASSES = load_protocol().speed["prescribed"]  # the speed claim's sample counts (config/protocol.yaml)
 

@@ -1,6 +1,6 @@
 """Where a pipeline run's time goes, per job kind: `python benchmarks/time_breakdown.py [WORKDIR]`.
 
-Reads Snakemake's per-job `benchmark:` records (`benchmarks/runs/<rule>/...tsv`: the job's wall time,
+Reads Snakemake's per-job `benchmark:` records (`logs/benchmarks/<rule>/...tsv`: the job's wall time,
 process start to exit) and each job's own timer in the file it wrote (`eval.json` / `valid.json`,
 `train.json`, the importance sidecar: `wall_time_s`, the compute alone: lm-eval and the NLL pass,
 the training loop, phase 1). The difference is the job's overhead: interpreter and library imports,
@@ -16,11 +16,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from alr.runs import run_method
+from alr.methods.runs import run_method
 
 
 def own_record(work: Path, rule: str, rel: Path) -> Path:
-    """The JSON a benchmarked job wrote, from its benchmark file's path under benchmarks/runs/<rule>/."""
+    """The JSON a benchmarked job wrote, from its benchmark file's path under logs/benchmarks/<rule>/."""
     parts = rel.with_suffix("").parts  # <model>/<domain>/<run>/seed0(.eval|.valid) or <model>/base.eval ...
     stem, kind = (parts[-1].split(".", 1) + [""])[:2]
     if rule == "importance":  # <model>/<estimator> or, one phase 1 per seed, <model>/seed<k>/<estimator>
@@ -47,11 +47,11 @@ def job_kind(rule: str, tsv: Path, own: dict) -> str:
 
 def rows(work: Path) -> list[dict]:
     out = []
-    for tsv in sorted((work / "benchmarks" / "runs").rglob("*.tsv")):
-        rule = tsv.relative_to(work / "benchmarks" / "runs").parts[0]
+    for tsv in sorted((work / "logs" / "benchmarks").rglob("*.tsv")):
+        rule = tsv.relative_to(work / "logs" / "benchmarks").parts[0]
         with open(tsv, newline="") as fh:
             record = list(csv.DictReader(fh, delimiter="\t"))[-1]
-        path = own_record(work, rule, tsv.relative_to(work / "benchmarks" / "runs" / rule))
+        path = own_record(work, rule, tsv.relative_to(work / "logs" / "benchmarks" / rule))
         own = json.loads(path.read_text()) if path.is_file() else {}
         compute = own.get("wall_time_s", float("nan"))
         out.append({"kind": job_kind(rule, tsv, own), "job_s": float(record["s"]), "compute_s": compute})
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     records = rows(Path(args.work))
     if not records:
-        print(f"no benchmark records under {args.work}/benchmarks/runs: run the pipeline first", file=sys.stderr)
+        print(f"no benchmark records under {args.work}/logs/benchmarks: run the pipeline first", file=sys.stderr)
         return 2
     print(table(records))
     return 0

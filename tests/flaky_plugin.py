@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from alr.methods import METHODS, Method, register
+from alr.methods.registry import METHODS, Method, register
 
 
 def fail_once(ctx):

@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from alr.assets import adaptable_module_names
+from alr.assets.model import adaptable_module_names
+from alr.core.sections import section
 from alr.importance.estimators import Estimator
 from alr.importance.estimators import register as register_estimator
 from alr.importance.store import model_fingerprint, save_importance
-from alr.methods import METHODS, Method, register
-from alr.sections import section
+from alr.methods.registry import METHODS, Method, register
 
 
 def record_ones(cfg, model_dir, data_dir, out_path, seed):
@@ -46,7 +46,7 @@ def record_ones(cfg, model_dir, data_dir, out_path, seed):
 
 
 def logit_penalty(ctx):
-    """The loss-hook factory: called once per run with its alr.methods.HookContext, it returns the hook."""
+    """The loss-hook factory: called once per run with its alr.methods.registry.HookContext, it returns the hook."""
 
     def hook(model, inputs, outputs):
         return 1e-3 * outputs.logits.float().square().mean()

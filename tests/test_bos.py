@@ -8,8 +8,8 @@ import pytest
 from tokenizers import processors
 from transformers import AutoTokenizer
 
-from alr.data import encode_texts, leading_special_ids, tokenize_pairs, tokenize_texts
-from alr.text_nll import text_windows
+from alr.core.examples import encode_texts, leading_special_ids, tokenize_pairs, tokenize_texts
+from alr.evaluate.text_nll import text_windows
 
 
 @pytest.fixture(scope="module")

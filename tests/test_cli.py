@@ -9,9 +9,9 @@ import tomllib
 import pytest
 
 import alr.cli
+from alr.assets.sources.fetch import FetchError
 from alr.config import ConfigError
-from alr.data import DataError
-from alr.fetch import FetchError
+from alr.core.examples import DataError
 from tests.tiny import REPO
 
 

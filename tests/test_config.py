@@ -5,7 +5,7 @@ import re
 import pytest
 
 from alr.config import load_config, validate_config
-from alr.errors import ConfigError
+from alr.core.errors import ConfigError
 from tests.tiny import REPO
 
 
@@ -49,7 +49,7 @@ def test_domain_without_dataset_is_refused(default_cfg):
 
 
 def test_method_domains_restrict_runs_and_refuse_typos(default_cfg):
-    from alr.runs import domain_runs
+    from alr.methods.runs import domain_runs
 
     cfg = copy.deepcopy(default_cfg)
     cfg.update(
@@ -94,7 +94,7 @@ def test_readme_key_table_documents_every_schema_key():
 
 def test_schema_methods_match_registry():
     from alr.config import _schema
-    from alr.methods import METHODS
+    from alr.methods.registry import METHODS
 
     assert set(_schema()["properties"]["methods"]["items"]["enum"]) == set(METHODS)
 
@@ -119,7 +119,7 @@ def test_an_artifact_file_name_cannot_leave_the_download_cache(default_cfg, name
 
 def test_a_domain_that_is_also_a_general_task_is_refused_when_checked(default_cfg):
     """`physical` (PIQA) as a domain while the general task `piqa` reads the same file: refused by the config
-    check (alr.rules), not first inside the prepare_data job."""
+    check (alr.assets.rules), not first inside the prepare_data job."""
     cfg = copy.deepcopy(default_cfg)
     cfg["domains"] = ["science", "physical"]
     message = _errors(cfg)
@@ -137,11 +137,11 @@ def test_every_general_text_source_off_is_refused_when_checked(default_cfg):
 
 
 def test_prepare_data_applies_the_same_rules_and_leaves_the_old_folder(tiny_cfg, tiny_data, tmp_path, capsys):
-    """The job itself refuses what the check refuses (one list of rules, alr.rules), before reading
+    """The job itself refuses what the check refuses (one list of rules, alr.assets.rules), before reading
     anything, and a data folder it built before stays byte for byte."""
     import shutil
 
-    from alr.catalogue import data_in_use
+    from alr.assets.catalogue import data_in_use
     from alr.cli import main
 
     data = tmp_path / "data"
@@ -176,7 +176,7 @@ def test_a_value_of_the_wrong_form_names_what_is_wrong(default_cfg, section, key
 def test_an_overlay_changing_a_source_type_names_the_inherited_keys(default_cfg):
     """`model.source: {type: local, path: ...}` merged over the default's registry source keeps that source's
     keys; the message names them and the fix, not "matches no allowed form"."""
-    from alr.sections import merge_config
+    from alr.core.sections import merge_config
 
     cfg = merge_config(default_cfg, {"model": {"source": {"type": "local", "path": "/models/mine"}}})
     message = _errors(cfg)

@@ -5,10 +5,12 @@ from collections import Counter
 
 import pytest
 
-from alr.build_data import build_all, elements_mc, icd10cm_mc, member_questions, shuffle_choices, split_items
-from alr.catalogue import data_in_use
-from alr.data import DataError, mc_to_pair, read_records, tokenize_pairs
-from alr.io import read_json
+from alr.assets.build import build_all
+from alr.assets.catalogue import data_in_use
+from alr.assets.sources.generated import elements_mc, icd10cm_mc, member_questions
+from alr.assets.splits import shuffle_choices, split_items
+from alr.core.examples import DataError, mc_to_pair, read_records, tokenize_pairs
+from alr.core.io import read_json
 
 
 @pytest.fixture
@@ -52,10 +54,10 @@ def test_general_data_consumers_never_read_an_evaluated_text(built):
     through `_general_text`, replay through `_train_files`, kl_lora through `general_features`) is in
     no evaluation set: not the general NLL's test texts, not the selection's valid texts, not any test
     or valid item of a task."""
-    from alr.finetune import _train_files
-    from alr.general_text import content_key
+    from alr.assets.general_text import content_key
+    from alr.finetune.run import _train_files
     from alr.importance.record import _general_text
-    from alr.kl import general_features
+    from alr.methods.kl import general_features
 
     def byte_tokenizer(text, add_special_tokens=False):  # tokens that decode back to the text itself
         return {"input_ids": list(text.encode())}
@@ -81,8 +83,8 @@ def test_a_text_in_two_sources_is_kept_once(tiny_cfg, tmp_path):
     """The fixture repeats an encyclopedic passage in the how-to file (upper case, extra spaces): the
     content key folds case and spacing, so only the first copy survives (sources go by name: the
     encyclopedic one); the how-to template keeps WikiHow contexts only, with their markup removed."""
-    from alr.build_data import Sources
-    from alr.general_text import content_key, split_sources
+    from alr.assets.general_text import content_key, split_sources
+    from alr.assets.sources.kinds import Sources
 
     text_cfg = dict(tiny_cfg["data"]["general"]["text"], train_size=1000)  # every text lands in a split
     text_cfg["sources"] = {n: {k: v for k, v in s.items() if k != "train_size"} for n, s in text_cfg["sources"].items()}
@@ -100,7 +102,7 @@ def test_no_general_text_is_a_task_item_or_holds_ones_question(built):
     """Every general text of every split, against every item the build wrote (domains' train, valid
     and test, general tasks' test): no text is an item, nor the context of one. The fixture's
     narrative source quotes each science question in a passage of its own, so this needs the filter."""
-    from alr.general_text import TaskContexts
+    from alr.assets.general_text import TaskContexts
 
     cfg, out, manifest = built
     items = [
@@ -115,7 +117,7 @@ def test_no_general_text_is_a_task_item_or_holds_ones_question(built):
 
 
 def test_task_contexts_drop_items_and_texts_quoting_them():
-    from alr.general_text import CONTEXT_MIN_CHARS, TaskContexts, split_sources
+    from alr.assets.general_text import CONTEXT_MIN_CHARS, TaskContexts, split_sources
 
     long_q = "Which gas do plants take in from the air to make their food?"
     short_q = "To make tea,"
@@ -262,3 +264,33 @@ def test_answer_only_loss_masks_prompt_and_keeps_answer():
     assert len(feat["input_ids"]) == 6 and feat["input_ids"][-3:] == [3, 3, 0]
     (full,) = tokenize_pairs([mc_to_pair(rec)], WordTok(), max_length=64, loss_on="all")
     assert full["labels"] == full["input_ids"]
+
+
+def test_a_new_source_kind_is_one_registered_reader(tiny_cfg, tmp_path):
+    """A source kind registered from outside alr (here, this test module) builds a dataset through the
+    unchanged builder: no existing function names the kinds one by one."""
+    from alr.assets.sources.kinds import SOURCE_KINDS, SourceKind, register
+
+    def counting(sources, name, spec, seed):
+        return [
+            {"id": f"{name}-{i}", "question": f"What follows {i}?", "choices": [str(i + 1), str(i + 2)], "label": 0}
+            for i in range(spec["n_items"])
+        ]
+
+    register(SourceKind("counting", mc_rows=counting))
+    try:
+        data = dict(tiny_cfg["data"])
+        data["domains"] = {**data["domains"], "arithmetic": {"source": "counting", "n_items": 30}}
+        manifest = build_all(data, tmp_path / "data", tmp_path / "downloads")
+    finally:
+        SOURCE_KINDS.pop("counting")
+    assert manifest["datasets"]["arithmetic"]["source"] == "counting"
+    test = read_records(tmp_path / "data" / "arithmetic" / "test.jsonl", "mc")
+    assert len(test) == data["test_size"] and all(r["id"].startswith("arithmetic-") for r in test)
+
+
+def test_an_unregistered_source_kind_names_the_registered_ones(tiny_cfg, tmp_path):
+    from alr.assets.sources.kinds import Sources
+
+    with pytest.raises(ValueError, match=r"data: x: unknown source 'nowhere' \(registered: bigbench, .*registry"):
+        Sources(tiny_cfg["data"], tmp_path).mc_rows("x", {"source": "nowhere"}, 0)

@@ -14,13 +14,14 @@ import time
 import pytest
 import yaml
 
-import alr.finetune as finetune_mod
+import alr.finetune.run as finetune_mod
 import alr.importance.record as record_mod
-import alr.trainer as trainer_mod
-from alr.checkpoints import CheckpointMismatchError
+import alr.model.trainer as trainer_mod
 from alr.cli import main
-from alr.finetune import finetune
-from alr.io import read_json, sha256_file
+from alr.core.io import read_json, sha256_file
+from alr.finetune.run import finetune
+from alr.methods.runs import resolve_run
+from alr.model.checkpoints import CheckpointMismatchError
 from tests.tiny import Killed, kill_at_step, record, snakemake, tiny_config
 
 
@@ -77,7 +78,7 @@ def built(tmp_path_factory):
                     *md,
                     "--domain",
                     "science",
-                    "--method",
+                    "--run",
                     "lora",
                     "--seed",
                     "0",
@@ -115,7 +116,7 @@ def _finetune_cli(cfg, paths, out, method="lora", **flags):
         str(flags.get("data", paths["data"])),
         "--domain",
         "science",
-        "--method",
+        "--run",
         method,
         "--seed",
         "0",
@@ -152,7 +153,7 @@ def test_provenance_records_versions_commit_and_config_hash(built):
         assert prov["versions"]["torch"] and prov["versions"]["transformers"] and prov["versions"]["peft"]
         assert len(prov["git_commit"]) == 40 and isinstance(prov["git_dirty"], bool)
         assert len(prov["config_sha256"]) == 64
-    from alr.measure import config_hash
+    from alr.core.measure import config_hash
 
     assert train["provenance"]["config_sha256"] == config_hash(train["config"])
 
@@ -191,7 +192,7 @@ def _label(lines):
 
 
 def _manifest_agrees(data, name: str, split: str) -> None:
-    """Rewrite the data manifest's sha256 of one split to the file's (past the hash check of alr.verify)."""
+    """Rewrite the data manifest's sha256 of one split to the file's (past the hash check of alr.assets.verify)."""
     manifest = json.loads((data / "manifest.json").read_text())
     manifest["datasets"][name]["splits"][split]["sha256"] = sha256_file(data / name / f"{split}.jsonl")
     (data / "manifest.json").write_text(json.dumps(manifest))
@@ -222,12 +223,12 @@ def test_bad_data_is_refused_with_file_and_line(built, tmp_path, capsys, no_mode
 
 
 def test_evaluate_refuses_a_bad_test_split_or_missing_weights_before_loading(built, tmp_path, capsys, monkeypatch):
-    import alr.evaluate
+    import alr.evaluate.run
 
     def forbidden(*a, **k):
         raise AssertionError("the model was loaded before the bad input was refused")
 
-    monkeypatch.setattr(alr.evaluate, "load_tuned", forbidden)
+    monkeypatch.setattr(alr.evaluate.run, "load_tuned", forbidden)
     _, cfg, paths, _, _ = built
     data = tmp_path / "data"
     shutil.copytree(paths["data"], data)
@@ -317,15 +318,15 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run_bitwise(built, tmp_pat
     c["train"].update(max_steps=8, checkpoint_steps=2)
     c["baselines"]["full_ft_lr"] = 1e-3
     weights = "adapter_model.safetensors" if method == "alr" else "model.safetensors"
-    args = (paths["model"], paths["data"], "science", method, 0)
+    args = (paths["model"], paths["data"], "science", 0)
     imp = paths["imp"] if method == "alr" else None  # full_ft takes no importance file
-    whole = finetune(c, *args, tmp_path / "whole", imp)
+    whole = finetune(resolve_run(c, method), *args, tmp_path / "whole", imp)
     assert not (tmp_path / "whole" / "checkpoints").exists()  # removed after a successful finish
 
     with monkeypatch.context() as mp:
         mp.setattr(trainer_mod, "no_final_checkpoint_callback", kill_at_step(5))
         with pytest.raises(Killed):
-            finetune(c, *args, tmp_path / "run", imp)
+            finetune(resolve_run(c, method), *args, tmp_path / "run", imp)
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-4", "run.json"]
     assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "train.json").exists()
@@ -336,9 +337,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run_bitwise(built, tmp_pat
     changed["train"]["lr"] = 5e-3
     changed["baselines"]["full_ft_lr"] = 5e-4
     with pytest.raises(CheckpointMismatchError, match=r"config\.train\.lr: .* in the checkpoints, .* now"):
-        finetune(changed, *args, tmp_path / "run", imp)
+        finetune(resolve_run(changed, method), *args, tmp_path / "run", imp)
 
-    resumed = finetune(c, *args, tmp_path / "run", imp)
+    resumed = finetune(resolve_run(c, method), *args, tmp_path / "run", imp)
     assert resumed["resumed_from_step"] == 4 and whole["resumed_from_step"] is None
     for key in ("steps", "tokens", "first_ce", "final_ce", "final_reg"):
         assert resumed[key] == whole[key], key
@@ -374,11 +375,11 @@ def test_phase1_restarts_from_scratch_and_reproduces_bitwise(built, tmp_path, mo
 
 
 def test_same_config_and_seed_give_identical_adapter_and_scores(built, tmp_path):
-    from alr.evaluate import evaluate
+    from alr.evaluate.run import evaluate
 
     _, cfg, paths, _, _ = built
     again = tmp_path / "again"
-    finetune(cfg, paths["model"], paths["data"], "science", "lora", 0, again)
+    finetune(resolve_run(cfg, "lora"), paths["model"], paths["data"], "science", 0, again)
     assert _adapter_bytes(again) == _adapter_bytes(paths["run"])
     first = read_json(paths["run"] / "eval.json")
     second = evaluate(cfg, paths["model"], paths["data"], ["science"], again / "eval.json", again / "model")
@@ -427,6 +428,6 @@ def test_snakemake_killed_mid_training_resumes_on_rerun(built, tmp_path):
     assert f"resuming from {rel}/checkpoints/checkpoint-{rec['resumed_from_step']}" in log
     assert sorted(p.name for p in run.iterdir()) == ["model", "train.json"]  # checkpoints removed
 
-    clean = finetune(c, paths["model"], paths["data"], "science", "lora", 0, tmp_path / "clean")
+    clean = finetune(resolve_run(c, "lora"), paths["model"], paths["data"], "science", 0, tmp_path / "clean")
     assert clean["final_ce"] == rec["final_ce"]
     assert _adapter_bytes(tmp_path / "clean") == _adapter_bytes(run)

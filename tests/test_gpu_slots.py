@@ -4,10 +4,10 @@ import sys
 
 import pytest
 
-from alr import gpu_slots
-from alr.errors import ConfigError
+from alr.core import gpu_slots
+from alr.core.errors import ConfigError
 
-CLAIM = "from alr.gpu_slots import claim_gpu; print(claim_gpu(poll_s=0.1, timeout_s=1))"
+CLAIM = "from alr.core.gpu_slots import claim_gpu; print(claim_gpu(poll_s=0.1, timeout_s=1))"
 
 
 def _claim_in_subprocess(env):

@@ -7,12 +7,12 @@ import shutil
 import pytest
 import yaml
 
-from alr import hub
-from alr.assets import MANIFEST
+from alr.assets.model import MANIFEST
+from alr.assets.sources import hub
 from alr.cli import main
 from alr.config import load_config, validate_config
-from alr.data import _check_mc
-from alr.io import OWNER_RECORD, read_json, sha256_file
+from alr.core.examples import _check_mc
+from alr.core.io import OWNER_RECORD, read_json, sha256_file
 from tests.tiny import REPO
 
 ROWS = {
@@ -103,7 +103,7 @@ def test_a_hub_model_is_read_from_the_cache_and_never_copied(hub_cache, tiny_cfg
     assert manifest["commit"] == COMMIT and manifest["architecture"] == "LlamaForCausalLM"
     assert manifest["files"]["model.safetensors"] == sha256_file(hub_cache / "model.safetensors")
     argv = ["finetune", "--config", str(config_file), "--model-dir", str(model_dir), "--data-dir", str(tiny_data)]
-    argv += ["--domain", "science", "--method", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
+    argv += ["--domain", "science", "--run", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
     assert main(argv) == 0
     adapter = read_json(tmp_path / "run" / "model" / "adapter_config.json")
     assert adapter["base_model_name_or_path"] == "someone/tiny-llama" and adapter["revision"] == COMMIT

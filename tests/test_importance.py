@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from alr.importance.si import SIRecorder
-from alr.models import lora_modules
-from alr.regularize import Regularizer, group_by_layer, layer_coefficients, layer_mean_importance
+from alr.methods.penalty import Regularizer, group_by_layer, layer_coefficients, layer_mean_importance
+from alr.model.load import lora_modules
 
 
 def test_si_matches_quadratic_closed_form():
@@ -119,8 +119,8 @@ def test_layer_mean_importance_keeps_each_layers_mass():
 def test_shuffled_importance_keeps_each_modules_values_and_layer_coefficients():
     """alr_shuffled's control: the same values per module (so the same norms and coefficients), a
     different element pattern, the same permutation for the same seed and another for another seed."""
-    from alr.methods import ELEMENTS
-    from alr.regularize import ELEMENT_TRANSFORMS, shuffle_within_modules
+    from alr.methods.penalty import ELEMENT_TRANSFORMS, shuffle_within_modules
+    from alr.methods.registry import ELEMENTS
 
     assert set(ELEMENT_TRANSFORMS) == set(ELEMENTS)
     gen = torch.Generator().manual_seed(0)
@@ -163,7 +163,7 @@ def test_si_on_lora_accumulates_dense_weight_gradient(dtype, rtol):
 
 def test_stacked_penalty_does_not_depend_on_the_stack_size(monkeypatch):
     """Modules are stacked into batched products of bounded size; splitting stacks changes nothing."""
-    import alr.regularize as regularize
+    import alr.methods.penalty as regularize
 
     model = _tiny_lora()
     mods = lora_modules(model)
@@ -212,7 +212,7 @@ def test_dynamic_coefficients_follow_the_current_penalties():
 
 def test_a_per_run_phase1_needs_its_seed(tiny_cfg, tmp_path):
     """importance.seed: run names no seed: recording without --seed stops with the fix, before any work."""
-    from alr.errors import ConfigError
+    from alr.core.errors import ConfigError
     from alr.importance.estimators import SI, get_estimator
 
     tiny_cfg["importance"]["seed"] = "run"

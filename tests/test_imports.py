@@ -74,8 +74,62 @@ def test_report_package_has_no_import_cycle():
 
 def test_alr_has_no_import_cycle():
     graph = import_graph(REPO / "alr")
-    assert "alr.errors" in graph["alr.config"] and "alr.config" in graph["alr.methods"]  # the graph is real
+    assert (
+        "alr.core.errors" in graph["alr.config"] and "alr.config" in graph["alr.methods.registry"]
+    )  # the graph is real
     assert cycles(graph) == []
+
+
+# alr's packages from the bottom up: a package imports only packages of lower layers (the stage
+# packages' __init__ docstrings say the same); one layer's packages do not import each other
+LAYERS = [
+    {"core"},
+    {"assets"},
+    {"config"},
+    {"model"},
+    {"importance"},
+    {"methods"},
+    {"finetune", "evaluate"},
+    {"report"},
+    {"export", "plugins"},
+    {"cli"},
+    {"__main__"},
+]
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def package_edges(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    return {(_package(m), _package(d)) for m, deps in graph.items() for d in deps if _package(m) != _package(d)}
+
+
+def upward_edges(edges: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    layer = {package: i for i, packages in enumerate(LAYERS) for package in packages}
+    return sorted((a, b) for a, b in edges if layer[b] >= layer[a])
+
+
+def test_upward_edges_finds_an_import_against_the_layers():
+    assert upward_edges({("evaluate", "core"), ("core", "assets"), ("finetune", "evaluate")}) == [
+        ("core", "assets"),
+        ("finetune", "evaluate"),
+    ]
+
+
+def test_every_package_is_layered_and_imports_only_below_itself():
+    graph = import_graph(REPO / "alr")
+    edges = package_edges(graph)
+    assert ("evaluate", "methods") in edges and ("report", "evaluate") in edges  # the graph is real
+    packages = {_package(m) for m in graph} - {"alr"}
+    assert packages == set().union(*LAYERS)
+    assert upward_edges(edges) == []
+
+
+def test_alr_top_level_holds_few_modules_besides_the_stage_packages():
+    modules = sorted(p.name for p in (REPO / "alr").glob("*.py"))
+    assert len(modules) <= 6, modules
 
 
 def test_config_imports_no_registry():
@@ -86,7 +140,7 @@ def test_config_imports_no_registry():
         module = todo.pop()
         seen.add(module)
         todo += [m for m in graph[module] if m not in seen]
-    assert not seen & {"alr.methods", "alr.importance.estimators", "alr.plugins"}
+    assert not seen & {"alr.methods.registry", "alr.importance.estimators", "alr.plugins"}
 
 
 def _registered_name_literals(path: Path, names: set[str]) -> list[str]:
@@ -117,11 +171,11 @@ def test_no_method_or_estimator_name_outside_the_registries():
     """Only the registries (methods, estimators, the claims table) spell out a method's or an estimator's
     name; everything else asks them (constants such as PLAIN, SI, FISHER, or the entries' fields)."""
     from alr.importance.estimators import ESTIMATORS
-    from alr.methods import METHODS
+    from alr.methods.registry import METHODS
 
     names = set(METHODS) | set(ESTIMATORS)
     # the claims and their protocol name the methods and estimators they compare
-    owners = ("methods.py", "importance/estimators.py", "report/claims.py", "report/protocol.py")
+    owners = ("methods/registry.py", "importance/estimators.py", "report/claims.py", "report/protocol.py")
     registries = {REPO / "alr" / p for p in owners}
     found = [
         hit
@@ -140,10 +194,24 @@ def test_no_method_or_estimator_name_outside_the_registries():
 
 def test_only_runs_reads_a_strength_out_of_a_run_name():
     """Reports take a run's strength from its records (`recorded_strength`); the name's value is read in
-    alr/runs.py alone, where it is checked against the configured grid."""
+    alr/methods/runs.py alone, where it is checked against the configured grid."""
     readers = [
         str(path.relative_to(REPO))
         for path in [*(REPO / "alr").rglob("*.py"), *(REPO / "workflow").rglob("*.smk")]
         if path.name != "runs.py" and re.search(r"\bparse_run\b|-lambda\(", path.read_text())
     ]
     assert readers == []
+
+
+def test_the_stages_receive_a_run_and_never_resolve_a_name():
+    """`alr finetune` and `alr evaluate` are handed a resolved `Run` (the CLI resolves `--run` once, the
+    workflow once per run name): neither stage package calls the resolver or re-reads a name."""
+    callers = [
+        str(path.relative_to(REPO))
+        for package in ("finetune", "evaluate")
+        for path in (REPO / "alr" / package).rglob("*.py")
+        if re.search(r"\b(resolve_run|run_method|parse_run)\(", path.read_text())
+    ]
+    assert callers == []
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert common.count("resolve_run(") == 1  # RUN_OF: every rule reads the run it resolved

@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import alr.kl as kl_mod
-from alr.finetune import finetune
-from alr.kl import general_features, kl_to_base, pad_batch, token_kl
-from alr.models import load_base, wrap_lora
+import alr.methods.kl as kl_mod
+from alr.finetune.run import finetune
+from alr.methods.kl import general_features, kl_to_base, pad_batch, token_kl
+from alr.methods.runs import resolve_run
+from alr.model.load import load_base, wrap_lora
 
 
 def _reference_kl(base_logits, tuned_logits, mask):
@@ -95,7 +96,7 @@ def test_kl_to_base_matches_the_reference_on_a_tuned_adapter(tiny_model, tiny_da
 def test_kl_is_zero_at_the_first_step_then_positive(tiny_model, tiny_data, kl_cfg, spied, tmp_path):
     """B is zero-initialised, so the first step's tuned model is the base: KL exactly 0; once the
     adapter has moved it is positive. One general batch per micro-batch (3 steps, no accumulation)."""
-    rec = finetune(kl_cfg, tiny_model, tiny_data, "science", "kl_lora", 0, tmp_path / "kl")
+    rec = finetune(resolve_run(kl_cfg, "kl_lora"), tiny_model, tiny_data, "science", 0, tmp_path / "kl")
     values = [v for _, _, v in spied]
     assert rec["steps"] == 3 and len(values) == 3
     assert values[0] == 0.0 and values[-1] > 0
@@ -109,7 +110,7 @@ def test_the_hook_scores_general_text_batches_not_the_domain_batch(tiny_model, t
     special tokens, truncated to kl.max_length), a permutation of them per pass, in an order fixed by
     the seed."""
     kl_cfg["train"]["max_steps"] = 4  # 2 passes over the 6 records in batches of 3
-    finetune(kl_cfg, tiny_model, tiny_data, "science", "kl_lora", 0, tmp_path / "a")
+    finetune(resolve_run(kl_cfg, "kl_lora"), tiny_model, tiny_data, "science", 0, tmp_path / "a")
     _, tok = load_base(tiny_model, "float32")
     general = [tuple(f) for f in general_features(tiny_data, tok, 6, 24)]
     assert len(general) == 6 and max(map(len, general)) <= 24
@@ -120,15 +121,15 @@ def test_the_hook_scores_general_text_batches_not_the_domain_batch(tiny_model, t
     assert not set(rows) & domain_ids
     first = rows
     spied.clear()
-    finetune(kl_cfg, tiny_model, tiny_data, "science", "kl_lora", 0, tmp_path / "b")
+    finetune(resolve_run(kl_cfg, "kl_lora"), tiny_model, tiny_data, "science", 0, tmp_path / "b")
     assert [tuple(ids[i][mask[i].bool()].tolist()) for ids, mask, _ in spied for i in range(len(ids))] == first
     spied.clear()
-    finetune(kl_cfg, tiny_model, tiny_data, "science", "kl_lora", 1, tmp_path / "c")
+    finetune(resolve_run(kl_cfg, "kl_lora"), tiny_model, tiny_data, "science", 1, tmp_path / "c")
     assert [tuple(ids[i][mask[i].bool()].tolist()) for ids, mask, _ in spied for i in range(len(ids))] != first
 
 
 def _domain_features(data_dir, tok, cfg):
-    from alr.data import mc_to_pair, read_records, tokenize_pairs
+    from alr.core.examples import mc_to_pair, read_records, tokenize_pairs
 
     rows = read_records(data_dir / "science" / "train.jsonl", "mc")
     return tokenize_pairs((mc_to_pair(r) for r in rows), tok, cfg["train"]["max_length"], cfg["train"]["loss_on"])
@@ -138,22 +139,22 @@ def test_a_large_kl_weight_stays_closer_to_base_on_general_text_than_lora(tiny_m
     cfg = copy.deepcopy(kl_cfg)
     cfg["train"]["max_steps"] = 6
     cfg["kl"]["weight"] = 50.0
-    finetune(cfg, tiny_model, tiny_data, "science", "lora", 0, tmp_path / "lora")
-    finetune(cfg, tiny_model, tiny_data, "science", "kl_lora", 0, tmp_path / "kl")
+    finetune(resolve_run(cfg, "lora"), tiny_model, tiny_data, "science", 0, tmp_path / "lora")
+    finetune(resolve_run(cfg, "kl_lora"), tiny_model, tiny_data, "science", 0, tmp_path / "kl")
     lora = _general_kl(tiny_model, tiny_data, tmp_path / "lora" / "model", cfg)
     kl = _general_kl(tiny_model, tiny_data, tmp_path / "kl" / "model", cfg)
     assert 0 < kl < 0.5 * lora, (kl, lora)
 
 
 def test_kl_weight_is_swept_and_each_run_trains_with_its_own(tiny_model, tiny_data, kl_cfg, tmp_path):
-    from alr.runs import all_runs
+    from alr.methods.runs import all_runs
 
     cfg = copy.deepcopy(kl_cfg)
     cfg["methods"] = ["lora", "kl_lora"]
     cfg["kl"]["weight"] = [0.5, 2]
     assert all_runs(cfg) == ["lora", "kl_lora-w0.5", "kl_lora-w2"]
     cfg["train"]["max_steps"] = 1
-    rec = finetune(cfg, tiny_model, tiny_data, "science", "kl_lora-w2", 0, tmp_path / "kl")
+    rec = finetune(resolve_run(cfg, "kl_lora-w2"), tiny_model, tiny_data, "science", 0, tmp_path / "kl")
     assert rec["run"] == "kl_lora-w2" and rec["config"]["kl"]["weight"] == 2.0
 
 
@@ -164,4 +165,4 @@ def test_kl_lora_refuses_missing_general_text_before_loading(tiny_model, tiny_da
     shutil.copytree(tiny_data, data)
     (data / "general_text" / "train.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match="general_text/train.jsonl"):
-        finetune(kl_cfg, tiny_model, data, "science", "kl_lora", 0, tmp_path / "kl")
+        finetune(resolve_run(kl_cfg, "kl_lora"), tiny_model, data, "science", 0, tmp_path / "kl")

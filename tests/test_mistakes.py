@@ -13,13 +13,13 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-import alr.evaluate as evaluate_mod
-import alr.finetune as finetune_mod
+import alr.evaluate.run as evaluate_mod
+import alr.finetune.run as finetune_mod
 import alr.importance.record as record_mod
 from alr.cli import build_parser, main
 from alr.config import load_config
-from alr.errors import ConfigError
-from alr.methods import METHODS
+from alr.core.errors import ConfigError
+from alr.methods.registry import METHODS
 from tests.tiny import REPO
 
 
@@ -78,7 +78,7 @@ def _finetune(tmp, cfg, method="lora", *extra):
         str(tmp.data),
         "--domain",
         "science",
-        "--method",
+        "--run",
         method,
         "--seed",
         "0",

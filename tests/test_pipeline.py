@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from alr.cli import main
-from alr.evaluate import PHASE1_TEXT, text_task
-from alr.io import read_json
+from alr.core.io import read_json
+from alr.evaluate.records import read_items
+from alr.evaluate.tasks import PHASE1_TEXT, text_task
 from alr.report.claims import AT_EDGE
 from alr.report.matched import GAIN_NOT_REACHED
 from alr.report.protocol import load_protocol
-from alr.report.stats import read_items
 from tests.tiny import REPO, snakemake, snakemake_on
 
 
@@ -40,7 +40,7 @@ def lora_run(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
                 str(tiny_data),
                 "--domain",
                 "science",
-                "--method",
+                "--run",
                 "lora",
                 "--seed",
                 "0",
@@ -106,7 +106,7 @@ def test_adapter_names_the_hub_base_model(tiny_config_file, tiny_model, tiny_dat
     loads it either way."""
     import shutil
 
-    from alr.models import load_tuned
+    from alr.model.load import load_tuned
 
     local = read_json(lora_run / "model" / "adapter_config.json")
     assert local["base_model_name_or_path"] == str(tiny_model) and local["revision"] is None
@@ -116,7 +116,7 @@ def test_adapter_names_the_hub_base_model(tiny_config_file, tiny_model, tiny_dat
     manifest["source"] = {"type": "hub", "repo_id": "someone/tiny-llama", "revision": "abc123"}
     (model_dir / "manifest.json").write_text(json.dumps(manifest))
     argv = ["finetune", "--config", str(tiny_config_file), "--model-dir", str(model_dir), "--data-dir"]
-    argv += [str(tiny_data), "--domain", "science", "--method", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
+    argv += [str(tiny_data), "--domain", "science", "--run", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
     assert main(argv) == 0
     saved = read_json(tmp_path / "run" / "model" / "adapter_config.json")
     assert saved["base_model_name_or_path"] == "someone/tiny-llama" and saved["revision"] == "abc123"
@@ -209,9 +209,9 @@ def test_general_nll_equals_the_lm_eval_command_line(tiny_cfg, tiny_model, tiny_
     """The task `alr tasks --model-dir` writes, scored by the `lm_eval` command line as docs/pipeline.md
     shows, gives eval.json's general NLL of a tuned adapter to 1e-6, and each text's NLL too. The window
     is set below the longest text, so lm-eval's rolling windows are compared as well."""
-    from alr.evaluate import items_path
-    from alr.models import load_tokenizer
-    from alr.text_nll import NLL_TASK, text_token_ids
+    from alr.evaluate.records import items_path
+    from alr.evaluate.text_nll import NLL_TASK, text_token_ids
+    from alr.model.load import load_tokenizer
 
     tok = load_tokenizer(tiny_model)
     texts = [json.loads(line)["text"] for line in (tiny_data / "general_text" / "test.jsonl").read_text().splitlines()]
@@ -243,7 +243,7 @@ def test_adapter_changes_predictions(tiny_model, lora_run):
     """The evaluated model is really the tuned one: merged LoRA weights differ from the base."""
     import torch
 
-    from alr.models import load_tuned
+    from alr.model.load import load_tuned
 
     base, _ = load_tuned(tiny_model, None)
     tuned, _ = load_tuned(tiny_model, lora_run / "model")
@@ -267,7 +267,7 @@ def test_cli_reports_bad_config(tiny_cfg, capsys):
                 "y",
                 "--domain",
                 "science",
-                "--method",
+                "--run",
                 "lora",
                 "--seed",
                 "0",
@@ -487,7 +487,7 @@ def test_builtin_lm_eval_task_from_local_files(tiny_cfg, tiny_model, tiny_data, 
 @pytest.mark.slow
 def test_builtin_group_cannot_take_local_files():
     """Slow: indexing lm-eval's task catalogue takes about 9 s."""
-    from alr.evaluate import builtin_task_config
+    from alr.evaluate.tasks import builtin_task_config
 
     with pytest.raises(ValueError, match="group"):
         builtin_task_config("mmlu", {"source": "lm_eval", "task": "mmlu", "dataset_path": "json"})
@@ -604,7 +604,7 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
 def _general_tasks_apart_equal_one_pass(work, config_file, seed0) -> None:
     """The selected sweep point's eval.json with its eval_general.json, as the reports merge them, equals
     one `alr evaluate` pass that scores everything."""
-    from alr.report.records import read_eval, read_eval_items
+    from alr.evaluate.records import read_eval, read_eval_items
 
     model, data = work / "resources" / "models" / "tiny-llama", work / "resources" / "data"
     whole = seed0.parent / "whole" / "eval.json"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from scipy.stats import norm
 
-from alr.errors import ConfigError
+from alr.core.errors import ConfigError
 from alr.report.claims import (
     ANOTHER_RUN,
     AT_EDGE,

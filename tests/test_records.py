@@ -1,8 +1,8 @@
 """A sweep point's eval.json and its general tasks scored apart (eval_general.json), as the reports read
 them: merged only when both scored the same weights."""
 
-from alr.io import write_json, write_jsonl
-from alr.report.records import read_eval, read_eval_items, scores_general_tasks
+from alr.core.io import write_json, write_jsonl
+from alr.evaluate.records import read_eval, read_eval_items, scores_general_tasks
 
 
 def _record(folder, name: str, mode: str, weights: str, tasks: dict, general: dict, items: list[dict]) -> None:

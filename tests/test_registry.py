@@ -12,10 +12,11 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from alr.finetune import finetune
+from alr.core.io import read_json
+from alr.finetune.run import finetune
 from alr.importance.estimators import ESTIMATORS
-from alr.io import read_json
-from alr.methods import METHODS, Method, register
+from alr.methods.registry import METHODS, Method, register
+from alr.methods.runs import resolve_run
 from tests.tiny import REPO, snakemake
 
 PLUGIN = {"ALR_PLUGINS": "tests.plugin_example", "PYTHONPATH": str(REPO)}
@@ -48,9 +49,9 @@ def test_loss_hook_sees_every_micro_batch_and_moves_the_weights(tiny_model, tiny
 
     cfg = copy.deepcopy(tiny_cfg)
     cfg["train"].update(batch_size=2, grad_accum=2, max_steps=3)
-    plain = finetune(cfg, tiny_model, tiny_data, "science", "lora", 0, tmp_path / "lora")
+    plain = finetune(resolve_run(cfg, "lora"), tiny_model, tiny_data, "science", 0, tmp_path / "lora")
     with registered(Method("hooked_lora", "LoRA + a logit penalty (test)", loss_hook=factory)):
-        hooked = finetune(cfg, tiny_model, tiny_data, "science", "hooked_lora", 0, tmp_path / "hooked")
+        hooked = finetune(resolve_run(cfg, "hooked_lora"), tiny_model, tiny_data, "science", 0, tmp_path / "hooked")
     assert calls == [2] * 5 and hooked["steps"] == 3
     # same seed, same batches: the hook's term alone moves the logged cross-entropy
     assert hooked["run"] == "hooked_lora" and abs(hooked["first_ce"] - plain["first_ce"]) > 1e-6

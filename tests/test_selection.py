@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alr.io import read_json, write_json, write_jsonl
+from alr.core.io import read_json, write_json, write_jsonl
 from alr.report.selection import hypervolume, pareto_mask, select, validation_points, write_selection
 
 

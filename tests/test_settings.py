@@ -10,15 +10,16 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import alr.trainer as trainer_mod
-from alr.checkpoints import CheckpointMismatchError
-from alr.errors import ConfigError
-from alr.finetune import finetune
+import alr.model.trainer as trainer_mod
+from alr.core.errors import ConfigError
+from alr.core.io import read_json
+from alr.core.sections import section
+from alr.finetune.run import finetune
 from alr.importance.estimators import ESTIMATORS
 from alr.importance.store import ImportanceMismatchError, load_importance, save_importance
-from alr.io import read_json
-from alr.methods import METHODS, PHASE2_START_KEYS
-from alr.sections import section
+from alr.methods.registry import METHODS, PHASE2_START_KEYS
+from alr.methods.runs import resolve_run
+from alr.model.checkpoints import CheckpointMismatchError
 from tests.tiny import REPO, Killed, kill_at_step, record
 
 # How the code reads a config section besides `[...]["<section>"]["<key>"]`: the variable names it
@@ -99,7 +100,7 @@ def test_unclamped_importance_keeps_negatives_and_trains(tiny, tmp_path):
     c = copy.deepcopy(cfg)
     c["importance"]["clamp"] = "none"
     c["regularize"].update({"lambda": 10.0, "normalize": "none"})
-    rec = finetune(c, model, data, "science", "alr", 0, tmp_path / "run", files["none"])
+    rec = finetune(resolve_run(c, "alr"), model, data, "science", 0, tmp_path / "run", files["none"])
     assert rec["final_reg"] is not None and torch.isfinite(torch.tensor(rec["final_reg"]))
 
 
@@ -125,7 +126,7 @@ def test_each_training_method_names_every_key_it_reads(tiny, tmp_path):
                 continue  # inside a section the method reads whole
             partial = section(cfg, *(k for k in spec.config_keys if k != dropped))
             with pytest.raises(ConfigError, match=f"has no '{re.escape(dropped)}'"):
-                finetune(copy.deepcopy(partial), model, data, "science", name, 0, tmp_path / name)
+                finetune(resolve_run(copy.deepcopy(partial), name), model, data, "science", 0, tmp_path / name)
 
 
 def test_lora_reads_no_penalty_setting_and_the_fisher_no_phase2_setting():
@@ -142,18 +143,18 @@ def test_ewc_lora_records_its_fisher_section_and_resumes_only_with_it(tiny, tmp_
     c = copy.deepcopy(cfg)
     c["train"].update(max_steps=4, checkpoint_steps=2)
     c["fisher"]["lambda"] = 3.0
-    args = (model, data, "science", "ewc_lora", 0, tmp_path / "run", fisher)
+    args = (model, data, "science", 0, tmp_path / "run", fisher)
 
     with monkeypatch.context() as mp:
         mp.setattr(trainer_mod, "no_final_checkpoint_callback", kill_at_step(3))
         with pytest.raises(Killed):
-            finetune(c, *args)
+            finetune(resolve_run(c, "ewc_lora"), *args)
     assert read_json(tmp_path / "run" / "checkpoints" / "run.json")["config"]["fisher"]["lambda"] == 3.0
     changed = copy.deepcopy(c)
     changed["fisher"]["lambda"] = 0.5
     with pytest.raises(CheckpointMismatchError, match=r"config\.fisher\.lambda: 3\.0 in the checkpoints, 0\.5 now"):
-        finetune(changed, *args)
-    rec = finetune(c, *args)
+        finetune(resolve_run(changed, "ewc_lora"), *args)
+    rec = finetune(resolve_run(c, "ewc_lora"), *args)
     assert rec["resumed_from_step"] == 2
     assert read_json(tmp_path / "run" / "train.json")["config"]["fisher"] == {
         k: c["fisher"][k] for k in ("lambda", "normalize")

@@ -43,7 +43,7 @@ def _coverage(draw, truth, trials=400, **kwargs):
     return hits / trials
 
 
-def _seeds(n):
+def seed_ids(n):
     return list(range(n))
 
 
@@ -73,7 +73,7 @@ def test_interval_covers_with_three_seeds_shared_by_three_sources(case, seed_sd,
     coverage of the population difference (over seeds and texts) between 0.90 and 0.99, against the
     base (one run) and between two methods with the same seeds (paired seed by seed)."""
     rng = np.random.default_rng(11)
-    vs_base = _coverage(lambda: _text_runs(rng, 3, 3, 30, seed_sd, text_sd, noise_sd, 0.05), 0.05, seeds_a=_seeds(3))
+    vs_base = _coverage(lambda: _text_runs(rng, 3, 3, 30, seed_sd, text_sd, noise_sd, 0.05), 0.05, seeds_a=seed_ids(3))
 
     def two_methods():
         a, base = _text_runs(rng, 3, 3, 30, seed_sd, text_sd, noise_sd, 0.05)
@@ -83,7 +83,7 @@ def test_interval_covers_with_three_seeds_shared_by_three_sources(case, seed_sd,
         }
         return a, b
 
-    paired = _coverage(two_methods, 0.05, seeds_a=_seeds(3), seeds_b=_seeds(3))
+    paired = _coverage(two_methods, 0.05, seeds_a=seed_ids(3), seeds_b=seed_ids(3))
     assert 0.90 <= vs_base <= 0.99 and 0.90 <= paired <= 0.99, (case, vs_base, paired)
 
 
@@ -110,8 +110,8 @@ def test_interval_covers_at_every_seed_shape_the_tables_print(shape, seed_sd):
     rate = _coverage(
         lambda: _two_tuned(rng, *shape, 30, seed_sd, 0.01, 0.01, 0.05),
         0.05,
-        seeds_a=_seeds(shape[0]),
-        seeds_b=_seeds(shape[1]),
+        seeds_a=seed_ids(shape[0]),
+        seeds_b=seed_ids(shape[1]),
     )
     assert 0.90 <= rate <= 0.99, (shape, seed_sd, rate)
 

@@ -6,7 +6,7 @@ import statistics
 import pandas as pd
 import pytest
 
-from alr.io import write_json
+from alr.core.io import write_json
 from alr.report.ablation import ablation_rows, write_ablation_table
 from alr.report.efficiency import estimator_rows, write_efficiency_table
 from alr.report.render import write_table

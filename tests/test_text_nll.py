@@ -3,14 +3,14 @@ first from the prefix token, in lm-eval's rolling windows; batching and padding 
 
 import pytest
 
-from alr.text_nll import prefix_token_id, text_nll, text_token_ids, text_windows
+from alr.evaluate.text_nll import prefix_token_id, text_nll, text_token_ids, text_windows
 
 TEXTS = ["Question: which horse has four legs?\nAnswer: the horse", "a b c", "paris is in france " * 12]
 
 
 @pytest.fixture(scope="module")
 def model_tok(tiny_model):
-    from alr.models import load_tuned
+    from alr.model.load import load_tuned
 
     return load_tuned(tiny_model, None)
 

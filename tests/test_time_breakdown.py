@@ -9,7 +9,7 @@ MODEL = "m"
 
 
 def _job(work, rule: str, rel: str, seconds: float, own: str | None, own_s: float, **record) -> None:
-    tsv = work / "benchmarks" / "runs" / rule / MODEL / rel
+    tsv = work / "logs" / "benchmarks" / rule / MODEL / rel
     tsv.parent.mkdir(parents=True, exist_ok=True)
     tsv.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:{int(seconds)}\t100\n")
     if own:

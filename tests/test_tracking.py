@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from alr.errors import ConfigError
-from alr.layout import training_tracking
-from alr.sections import REPORT_TO_ENV, section
-from alr.trainer import report_to, training_arguments
+from alr.core.errors import ConfigError
+from alr.core.layout import training_tracking
+from alr.core.sections import REPORT_TO_ENV, section
+from alr.model.trainer import report_to, training_arguments
 
 TRAIN = {"epochs": 1, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "weight_decay": 0.0, "warmup_ratio": 0.0}
 TRAIN |= {"lr_scheduler": "linear", "max_grad_norm": 1.0, "max_steps": 2}

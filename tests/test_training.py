@@ -10,9 +10,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from alr.finetune import finetune
+from alr.core.io import read_json
+from alr.finetune.run import finetune
 from alr.importance.store import ImportanceMismatchError, load_importance
-from alr.io import read_json
+from alr.methods.runs import resolve_run
 from tests.tiny import record
 
 
@@ -109,7 +110,7 @@ def test_gradient_accumulation_matches_one_big_batch(env, tmp_path):
         c = copy.deepcopy(env.cfg)
         c["train"].update(batch_size=bs, grad_accum=ga, max_steps=3, lr=1e-2)
         c["regularize"]["lambda"] = 50.0
-        finetune(c, env.model, env.data, "science", "alr", 0, tmp_path / name, env.imp)
+        finetune(resolve_run(c, "alr"), env.model, env.data, "science", 0, tmp_path / name, env.imp)
         runs[name] = _delta(tmp_path / name)
         assert read_json(tmp_path / name / "train.json")["final_reg"] > 0
     for key, big in runs["big"].items():
@@ -131,11 +132,10 @@ def test_regularised_tuning_moves_important_weights_less(env, tmp_path, init):
         c["regularize"].update({"lambda": 1e3, "phase2_init": init})
         out = tmp_path / method
         rec = finetune(
-            c,
+            resolve_run(c, method),
             env.model,
             env.data,
             "science",
-            method,
             0,
             out,
             env.imp if method == "alr" else None,
@@ -174,7 +174,7 @@ def test_bf16_stored_importance_trains_like_fp32(env, tmp_path):
     recs, deltas = {}, {}
     for name, path in (("fp32", imp), ("bf16", bf16)):
         out = tmp_path / name
-        recs[name] = finetune(c, env.model, env.data, "science", "alr", 0, out, path)
+        recs[name] = finetune(resolve_run(c, "alr"), env.model, env.data, "science", 0, out, path)
         deltas[name] = _delta(out)
     assert recs["bf16"]["final_reg"] == pytest.approx(recs["fp32"]["final_reg"], rel=1e-2)
     for n, d in deltas["fp32"].items():
@@ -183,8 +183,8 @@ def test_bf16_stored_importance_trains_like_fp32(env, tmp_path):
 
 def test_fisher_equals_naive_per_sample_reference(env, fisher_file, tmp_path):
     """Per-sample squared gradients, averaged: against float64 autograd.grad on a copy of the model."""
-    from alr.data import read_records, tokenize_texts
-    from alr.models import load_base
+    from alr.core.examples import read_records, tokenize_texts
+    from alr.model.load import load_base
 
     fisher = load_file(str(fisher_file))
     sidecar = read_json(fisher_file.with_suffix(".json"))
@@ -217,17 +217,17 @@ def test_fisher_equals_naive_per_sample_reference(env, fisher_file, tmp_path):
 def test_ewc_lora_trains_with_the_full_model_fisher(env, fisher_file, tmp_path):
     c = copy.deepcopy(env.cfg)
     c["train"].update(max_steps=3, lr=1e-2)
-    rec = finetune(c, env.model, env.data, "science", "ewc_lora", 0, tmp_path / "ewc", fisher_file)
+    rec = finetune(resolve_run(c, "ewc_lora"), env.model, env.data, "science", 0, tmp_path / "ewc", fisher_file)
     assert rec["final_reg"] > 0 and set(rec["layer_coefficients"].values()) == {1.0}
     assert rec["importance"] == str(fisher_file)
 
 
 def test_wise_ft_interpolates_between_base_and_lora(env, tmp_path):
-    from alr.models import load_tuned
+    from alr.model.load import load_tuned
 
     c = copy.deepcopy(env.cfg)
     c["train"].update(max_steps=3, lr=1e-2)
-    finetune(c, env.model, env.data, "science", "lora", 0, tmp_path / "wise")
+    finetune(resolve_run(c, "lora"), env.model, env.data, "science", 0, tmp_path / "wise")
     adapter = tmp_path / "wise" / "model"
     ids = torch.arange(1, 30)[None]
     with torch.no_grad():
@@ -242,7 +242,7 @@ def test_wise_ft_interpolates_between_base_and_lora(env, tmp_path):
 
 
 def test_replay_mix_ratio_holds_over_an_epoch():
-    from alr.finetune import mix_replay
+    from alr.finetune.run import mix_replay
 
     domain = [{"id": f"d{i}"} for i in range(90)]
     general = [{"id": f"g{i}"} for i in range(500)]
@@ -260,9 +260,9 @@ def test_replay_and_full_ft_train(env, tmp_path):
     c = copy.deepcopy(env.cfg)
     c["train"].update(max_steps=2)
     c["baselines"]["full_ft_lr"] = 1e-3
-    rec = finetune(c, env.model, env.data, "science", "replay", 0, tmp_path / "replay")
+    rec = finetune(resolve_run(c, "replay"), env.model, env.data, "science", 0, tmp_path / "replay")
     assert rec["replay"]["n_general"] == round(rec["replay"]["n_domain"] * 0.1 / 0.9)
-    rec = finetune(c, env.model, env.data, "science", "full_ft", 0, tmp_path / "full")
+    rec = finetune(resolve_run(c, "full_ft"), env.model, env.data, "science", 0, tmp_path / "full")
     assert rec["config"]["train"]["lr"] == 1e-3
     before = dict(AutoModelForCausalLM.from_pretrained(env.model).named_parameters())
     after = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "model").named_parameters())
@@ -272,8 +272,8 @@ def test_replay_and_full_ft_train(env, tmp_path):
 
 
 def test_mas_equals_naive_reference(env, tmp_path):
-    from alr.data import read_records, tokenize_texts
-    from alr.models import load_base
+    from alr.core.examples import read_records, tokenize_texts
+    from alr.model.load import load_base
 
     c = copy.deepcopy(env.cfg)
     c["mas"].update(samples=4, max_length=24)
@@ -313,7 +313,13 @@ def test_alr_full_moves_important_parameters_less_than_full_ft(env, tmp_path):
     moved = {}
     for method in ("full_ft", "alr_full"):
         finetune(
-            c, env.model, env.data, "science", method, 0, tmp_path / method, full_imp if method == "alr_full" else None
+            resolve_run(c, method),
+            env.model,
+            env.data,
+            "science",
+            0,
+            tmp_path / method,
+            full_imp if method == "alr_full" else None,
         )
         tuned = dict(AutoModelForCausalLM.from_pretrained(tmp_path / method / "model").named_parameters())
         top = []
@@ -347,7 +353,7 @@ def test_scored_positions_only_keeps_the_loss_and_its_gradients(env, num_items, 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from alr.trainer import scored_positions_only
+    from alr.model.trainer import scored_positions_only
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(env.model, dtype=torch.float32)
@@ -371,18 +377,18 @@ def test_scored_positions_only_keeps_the_loss_and_its_gradients(env, num_items, 
 def test_training_on_scored_positions_only_matches_the_full_head(env, tmp_path, monkeypatch):
     """A fine-tune (penalty on, answers only, accumulated micro-batches) ends at the same adapter with the
     head on every position (the model's own path) as on the scored positions."""
-    import alr.trainer
+    import alr.model.trainer
 
     c = copy.deepcopy(env.cfg)
     c["train"].update(batch_size=2, grad_accum=2, max_steps=3, lr=1e-2)
     c["regularize"]["lambda"] = 50.0
     calls = []
-    restrict = alr.trainer.scored_positions_only
-    monkeypatch.setattr(alr.trainer, "scored_positions_only", lambda inputs: calls.append(1) or restrict(inputs))
-    finetune(c, env.model, env.data, "science", "alr", 0, tmp_path / "scored", env.imp)
+    restrict = alr.model.trainer.scored_positions_only
+    monkeypatch.setattr(alr.model.trainer, "scored_positions_only", lambda inputs: calls.append(1) or restrict(inputs))
+    finetune(resolve_run(c, "alr"), env.model, env.data, "science", 0, tmp_path / "scored", env.imp)
     assert len(calls) >= 3  # at least one micro-batch per optimizer step took the restricted path
-    monkeypatch.setattr(alr.trainer, "accepts_logits_to_keep", lambda model: False)
-    finetune(c, env.model, env.data, "science", "alr", 0, tmp_path / "full", env.imp)
+    monkeypatch.setattr(alr.model.trainer, "accepts_logits_to_keep", lambda model: False)
+    finetune(resolve_run(c, "alr"), env.model, env.data, "science", 0, tmp_path / "full", env.imp)
     scored, full = _delta(tmp_path / "scored"), _delta(tmp_path / "full")
     for key, delta in full.items():
         err = (scored[key] - delta).norm() / delta.norm()

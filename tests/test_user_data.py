@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from alr.build_data import build_all
-from alr.catalogue import data_in_use
+from alr.assets.build import build_all
+from alr.assets.catalogue import data_in_use
 from alr.cli import main
-from alr.config import REPO_ROOT, validate_config
-from alr.errors import ConfigError
-from alr.io import read_json, sha256_file
+from alr.config import validate_config
+from alr.core.errors import ConfigError
+from alr.core.io import read_json, sha256_file
+from alr.core.layout import REPO_ROOT
 from tests.tiny import WORDS, snakemake
 
 
@@ -151,13 +152,13 @@ def test_data_md_example_builds_without_any_default_download(tmp_path, monkeypat
     build fetches nothing."""
     import re
 
-    import alr.fetch
+    import alr.assets.sources.fetch
     from alr.config import check_config_files
 
     def no_download(*args, **kwargs):
         raise AssertionError(f"a default artifact was fetched: {args}")
 
-    monkeypatch.setattr(alr.fetch, "fetch_distribution", no_download)
+    monkeypatch.setattr(alr.assets.sources.fetch, "fetch_distribution", no_download)
     text = (REPO_ROOT / "DATA.md").read_text()
     example = re.search(r"```yaml\n(# my.yaml.*?)```", text, re.S).group(1)
     for path in sorted(set(re.findall(r"/data/[\w/.]+\.jsonl", example))):

@@ -1,4 +1,4 @@
-"""Inputs verified on use (alr.verify): a model job re-hashes the prepared model and data against their
+"""Inputs verified on use (alr.assets.verify): a model job re-hashes the prepared model and data against their
 manifests before it loads anything, and a changed file stops it with one line naming the file."""
 
 import contextlib
@@ -9,11 +9,11 @@ import subprocess
 
 import pytest
 
-import alr.evaluate as evaluate_mod
-import alr.finetune as finetune_mod
+import alr.evaluate.run as evaluate_mod
+import alr.finetune.run as finetune_mod
+from alr.assets.verify import data_files, model_files, verify_inputs
 from alr.cli import WRITE_ERRNOS, main
-from alr.errors import ConfigError
-from alr.verify import data_files, model_files, verify_inputs
+from alr.core.errors import ConfigError
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def _finetune(cfg_file, model, data, out):
     return ["finetune", "--config", str(cfg_file), "--model-dir", str(model), "--data-dir", str(data)] + [
         "--domain",
         "science",
-        "--method",
+        "--run",
         "lora",
         "--seed",
         "0",
@@ -127,7 +127,7 @@ def test_a_disk_filling_up_mid_job_is_one_line_and_leaves_nothing_that_looks_com
     argv = ["evaluate", "--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir"]
     out = small_disk / "eval.json"
     with pytest.MonkeyPatch.context() as mp:  # past the early check, which would refuse this disk
-        mp.setattr("alr.io.check_writable", lambda *a, **k: None)
+        mp.setattr("alr.core.io.check_writable", lambda *a, **k: None)
         code = main([*argv, str(tiny_data), "--domains", "science", "--out", str(out)])
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]  # beside lm-eval's progress bars

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from alr.io import sha256_file
+from alr.core.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 GENERAL = ["arc_easy", "basic_logic"]  # the tiny config's general tasks (the default's: an arrow file, a requests file)
@@ -367,8 +367,9 @@ def main_table(methods: list[str]):
     import numpy as np
     import pandas as pd
 
-    from alr.report.tables import COLUMNS, VS_BASE
-    from alr.runs import parse_run
+    from alr.methods.runs import parse_run
+    from alr.report.comparisons import VS_BASE
+    from alr.report.tables import COLUMNS
 
     rng = np.random.default_rng(0)
     rows = []
@@ -466,7 +467,7 @@ class Killed(BaseException):
 
 def kill_at_step(step: int):
     """A TrainerCallback class whose instance raises Killed as the Trainer begins `step` (patched in for
-    alr.trainer.no_final_checkpoint_callback, it kills a fine-tune mid-run)."""
+    alr.model.trainer.no_final_checkpoint_callback, it kills a fine-tune mid-run)."""
     from transformers import TrainerCallback
 
     class KillAtStep(TrainerCallback):

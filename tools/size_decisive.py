@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from alr.config import check_config_files
-from alr.evaluate import items_path
-from alr.io import read_json
-from alr.layout import base_file
+from alr.core.io import read_json
+from alr.core.layout import base_file
+from alr.evaluate.records import items_path, read_items
 from alr.plugins import load_plugins
 from alr.report.claims import mde as claim_mde
+from alr.report.comparisons import _weights as balanced_weights
 from alr.report.protocol import load_protocol, protocol_path
-from alr.report.stats import _within_item_noise, read_items
-from alr.report.tables import _weights as balanced_weights
+from alr.report.stats import _within_item_noise
 
 FAMILY = "paper"  # the family of the compared claim (alr vs lora): the first Holm step is alpha / its size
 SEEDS = (3, 5)

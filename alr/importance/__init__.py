@@ -1,1 +1,5 @@
-"""Parameter importance estimators (SI path integral) and their on-disk store."""
+"""Stage `importance` (workflow/rules/importance.smk), phase 1: the importance estimators (SI, Fisher,
+MAS) registered in `estimators`, their recorders (`record`) and the importance file (`store`).
+
+May import: `alr.core`, `alr.assets`, `alr.config`, `alr.model`.
+"""

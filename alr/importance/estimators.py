@@ -1,7 +1,7 @@
 """Estimator registry: every importance file the pipeline can make, in one table.
 
 Each entry says what the rest of the pipeline reads: the file it writes
-(`results/<model>/importance/<name>.safetensors` + `<name>.json`, paths in `alr.layout`), the config
+(`results/<model>/importance/<name>.safetensors` + `<name>.json`, paths in `alr.core.layout`), the config
 keys its recorder reads (the importance rule passes exactly those, and they are its rerun
 trigger), whether its tensors are named by module (LoRA-shaped: `...q_proj`, checked against
 `lora.targets`) or by parameter (full-model-shaped: `...q_proj.weight`), which config sections a
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import schema_registry
-from ..errors import ConfigError, did_you_mean
-from ..sections import section, with_overrides
+from ..core.errors import ConfigError, did_you_mean
+from ..core.sections import section, with_overrides
 
 SI = "si"  # the paper's estimator (phase 1)
 FISHER = "fisher"  # EWC-LoRA's full-model Fisher: the reference of the efficiency comparisons
@@ -33,7 +33,7 @@ class Estimator:
     named_by: str = "module"  # "module": LoRA-shaped, one tensor per adapted module; "parameter"
     shared_sections: tuple[str, ...] = ()  # sections a fine-tune's config must share with the file's
     mem_mb: int = 8000  # memory the workflow reserves for recording it
-    keeps_adapter: bool = False  # also writes phase 1's LoRA adapter (alr.layout.phase1_adapter)
+    keeps_adapter: bool = False  # also writes phase 1's LoRA adapter (alr.core.layout.phase1_adapter)
     seeded: bool = False  # trains from importance.seed; with `seed: run`, one file per phase-2 seed
     settings: str | None = None  # a config section whose sub-sections override the others for this
     # estimator (si_official: `official`, alr.config.with_overrides)
@@ -90,7 +90,7 @@ schema_registry("estimators", ESTIMATORS)
 
 
 def register(estimator: Estimator) -> Estimator:
-    """Add an estimator (plugins too: see `alr.methods`); names are unique."""
+    """Add an estimator (plugins too: see `alr.methods.registry`); names are unique."""
     if estimator.name in ESTIMATORS:
         raise ValueError(f"estimator {estimator.name!r} is already registered")
     ESTIMATORS[estimator.name] = estimator

@@ -15,7 +15,7 @@ from .si import _LoraTarget
 
 
 def mas_importance(model, features: list[dict]) -> dict[str, torch.Tensor]:
-    from ..models import lora_modules
+    from ..model.load import lora_modules
 
     targets = {n: _LoraTarget(m) for n, m in lora_modules(model).items()}
     if not targets:

@@ -13,20 +13,20 @@ from pathlib import Path
 
 import torch
 
-from ..assets import check_lora_targets, check_model_dir
-from ..data import read_records, tokenize_texts
-from ..dist import is_main_process
-from ..errors import ConfigError
-from ..io import atomic_dir, check_replaceable
-from ..layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter, training_tracking
-from ..measure import Timer, peak_mem_mb, provenance, reset_peak_memory
-from ..models import load_base, name_hub_base, wrap_lora
-from ..trainer import run_trainer, training_arguments
+from ..assets.model import check_lora_targets, check_model_dir
+from ..core.dist import is_main_process
+from ..core.errors import ConfigError
+from ..core.examples import read_records, tokenize_texts
+from ..core.io import atomic_dir, check_replaceable
+from ..core.layout import GENERAL_TEXT, OPTIMIZER_STATE, phase1_adapter, training_tracking
+from ..core.measure import Timer, peak_mem_mb, provenance, reset_peak_memory
+from ..model.load import load_base, name_hub_base, wrap_lora
+from ..model.trainer import run_trainer, training_arguments
 from .si import SIRecorder, si_callback
 from .store import model_fingerprint, save_importance
 
 log = logging.getLogger(__name__)
-KIND = "importance"  # what the phase-1 adapter folder's ownership record names (alr.io.atomic_dir)
+KIND = "importance"  # what the phase-1 adapter folder's ownership record names (alr.core.io.atomic_dir)
 
 
 def _general_text(data_dir: str | Path, n: int) -> list[dict]:
@@ -106,7 +106,7 @@ def _si_recorder(cfg: dict, model, full: bool):
 
 
 def _save_phase1_adapter(model, optimizer_state, out_path, model_dir) -> None:
-    """Phase 1's adapter and its final AdamW state, beside the importance file (alr.layout)."""
+    """Phase 1's adapter and its final AdamW state, beside the importance file (alr.core.layout)."""
     name_hub_base(model, model_dir)
     with atomic_dir(phase1_adapter(out_path), KIND) as tmp:
         model.save_pretrained(tmp)
@@ -149,7 +149,7 @@ def record_importance(
     """Phase 1: tune on general text while recording SI importance; write the importance file.
 
     A LoRA-shaped `estimator` (si) records each adapted module's dense weight (phase 1's adapter and
-    its AdamW state are kept beside the file, `alr.layout.phase1_adapter`); a parameter-shaped one
+    its AdamW state are kept beside the file, `alr.core.layout.phase1_adapter`); a parameter-shaped one
     (si_full) fine-tunes every parameter (lr from baselines.full_ft_lr) for `alr_full`. `seed` (default
     `importance.seed`) goes through `phase1_seed`. No checkpoints: the SI path integral accumulates
     over every step, and phase 1 is short, so a killed run restarts from scratch (same seed, same

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dist import mean_over_ranks
+from ..core.dist import mean_over_ranks
 
 GRADIENTS = ("dense", "lora_sgd")
 CLAMPS = ("final", "running", "none")
@@ -169,7 +169,7 @@ class SIRecorder:
         adapter: str = "default",
     ) -> SIRecorder:
         """One target per LoRA-wrapped module, named like the base model's module."""
-        from ..models import lora_modules
+        from ..model.load import lora_modules
 
         targets = {name: _LoraTarget(module, adapter, gradient) for name, module in lora_modules(model).items()}
         if not targets:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_path, read_json, write_json
-from ..sections import differences
+from ..core.io import atomic_path, read_json, write_json
+from ..core.sections import differences
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data import DataError
-from ..methods import METHODS
+from ..core.examples import DataError
+from ..methods.registry import METHODS
 from .render import BASELINES, read_main_table, write_table
 from .tables import main_view
 

@@ -35,9 +35,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
+from .comparisons import EvaluatedRun, compare
 from .matched import GAIN_NOT_REACHED
 from .protocol import Claim, Protocol
 from .render import write_table
@@ -349,7 +351,7 @@ def scorecard(
     matched: pd.DataFrame | None = None,
     decides: list[str] | None = None,
 ) -> pd.DataFrame:
-    """`comparisons`: the rows of alr.report.tables.claim_comparisons; `matched`: matched.csv's rows;
+    """`comparisons`: the rows of alr.report.claims.claim_comparisons; `matched`: matched.csv's rows;
     `decides`: the claims (keys, and `speed`, `storage`) whose verdicts this run gives (None: all). Each claim
     is decided by one run, and in Holm's adjustment a claim another run decides counts with p = 1; its rows
     keep their numbers and read ANOTHER_RUN (docs/protocol.md: the runs together keep the family's level)."""
@@ -416,3 +418,86 @@ def write_claims(card: pd.DataFrame, out_prefix: str | Path, protocol: Protocol)
             "run, so no verdict is given; config/cpu-decide.yaml runs three seeds."
         )
     write_table(card, view[["claim", "domain", "claim (paper)", "measured", "rule", "verdict"]], note, out_prefix)
+
+
+# claim_comparisons' columns: better − than of the primary forgetting (d, se, df), of the sensitivity
+# forgetting (d_sens with its interval), of the gain in the protocol's measure (g, g_se, g_df); the lower
+# CI end of `than`'s own gain against the base; and the selection's flags
+CLAIM_COLUMNS = [
+    "key",
+    "domain",
+    "better",
+    "than",
+    "run_better",
+    "run_than",
+    "seeds_better",
+    "seeds_than",
+    "d",
+    "se",
+    "df",
+    "d_sens",
+    "d_sens_lo",
+    "d_sens_hi",
+    "g",
+    "g_se",
+    "g_df",
+    "gain_than_lo",
+    "gain_reached",
+    "at_edge",
+]
+
+
+def _forgetting(
+    a: list[EvaluatedRun], b: list[EvaluatedRun], domain: str, comparison: dict, reading: str, held_out: set[str]
+) -> dict:
+    """(a - b) of the forgetting on the texts a reading of the protocol names: `held_out` (the sources no
+    general-data consumer trained on; no value when the run has none) or `pooled` (every source)."""
+    if reading == "held_out" and not held_out:
+        return dict.fromkeys(("d", "lo", "hi", "se", "df"), np.nan)
+    return compare(a, b, "forgetting", domain, comparison, held_out if reading == "held_out" else None)
+
+
+def claim_comparisons(
+    groups: dict[tuple[str, str], list[EvaluatedRun]],
+    table: pd.DataFrame,
+    eval_cfg: dict,
+    protocol: Protocol,
+    held_out: set[str],
+    selection: dict | None = None,
+) -> pd.DataFrame:
+    """For each claim of the protocol and each domain where both its methods ran: the differences its
+    rule reads (CLAIM_COLUMNS). A swept method stands for its selected run (`selection`: {"selected":
+    {domain: {method: run}}, "gain_not_reached": ..., "at_edge": ...})."""
+    comparison = eval_cfg["compare"]
+    chosen = (selection or {}).get("selected", {})
+    unmatched = (selection or {}).get("gain_not_reached", {})
+    edge = (selection or {}).get("at_edge", {})
+    own = table.set_index(["domain", "method"])
+    out = []
+    for domain in sorted({d for d, _ in groups}):
+        for claim in protocol.claims:
+            better, than = (chosen.get(domain, {}).get(m, m) for m in (claim.better, claim.than))
+            if (domain, better) not in groups or (domain, than) not in groups:
+                continue
+            a, b = groups[(domain, better)], groups[(domain, than)]
+            row = {
+                "key": claim.key,
+                "domain": domain,
+                "better": claim.better,
+                "than": claim.than,
+                "run_better": better,
+                "run_than": than,
+                "seeds_better": len(a),
+                "seeds_than": len(b),
+                "gain_than_lo": float(own.loc[(domain, than), f"{protocol.gain_measure}_lo"]),
+                "gain_reached": not {claim.better, claim.than} & set(unmatched.get(domain, [])),
+                "at_edge": bool({claim.better, claim.than} & set(edge.get(domain, []))),
+            }
+            c = _forgetting(a, b, domain, comparison, protocol.primary, held_out)
+            row.update(d=c["d"], se=c["se"], df=c["df"])
+            sens = _forgetting(a, b, domain, comparison, protocol.sensitivity, held_out)
+            row.update(d_sens=sens["d"], d_sens_lo=sens["lo"], d_sens_hi=sens["hi"])
+            g = compare(a, b, protocol.gain_measure, domain, comparison)
+            row.update(g=g["d"], g_se=g["se"], g_df=g["df"])
+            out.append(row)
+    return pd.DataFrame(out, columns=CLAIM_COLUMNS)

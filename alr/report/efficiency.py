@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.io import read_json
 from ..importance.estimators import FISHER
-from ..io import read_json
-from ..methods import PLAIN
+from ..methods.registry import PLAIN
 from .render import write_table
 
 

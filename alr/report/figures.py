@@ -29,13 +29,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..data import DataError
-from ..errors import ConfigError
+from ..core.errors import ConfigError
+from ..core.examples import DataError
+from ..core.io import atomic_path, read_json
+from ..evaluate.records import read_eval, scores_general_tasks
 from ..importance.estimators import FISHER, SI
-from ..io import atomic_path, read_json
-from ..methods import BASE, EWC, PLAIN, estimator_users, get_method
-from ..runs import format_strength
-from .records import read_eval, scores_general_tasks
+from ..methods.registry import BASE, EWC, PLAIN, estimator_users, get_method
+from ..methods.runs import format_strength
 from .render import BASELINES, read_main_table
 from .selection import hypervolumes, pareto_mask
 

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from ..data import read_records
-from ..methods import BASE
+from ..core.examples import read_records
+from ..methods.registry import BASE
 
 ALPHA = 0.05
 

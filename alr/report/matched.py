@@ -30,7 +30,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..runs import recorded_strength
+from ..methods.runs import recorded_strength
 from .render import write_table
 
 TEXT_PREFIX = "text:"

@@ -15,9 +15,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from ..errors import ConfigError, did_you_mean
+from ..core.errors import ConfigError, did_you_mean
+from ..core.layout import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROTOCOL = REPO_ROOT / "config" / "protocol.yaml"
 GAIN_MEASURES = ("balanced_gain", "choice_nll_gain")
 

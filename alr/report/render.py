@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data import DataError
-from ..io import atomic_path
+from ..core.examples import DataError
+from ..core.io import atomic_path
 
 BASELINES = ("lexical", "majority")  # model-free rows of each domain
 Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8: MDE = 2.80 x the standard error

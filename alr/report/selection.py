@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import DataError
-from ..evaluate import items_path
-from ..io import read_json, write_json
-from ..methods import BASE
-from ..runs import format_strength, recorded_strength
+from ..core.examples import DataError
+from ..core.io import read_json, write_json
+from ..evaluate.records import items_path, read_items
+from ..methods.registry import BASE
+from ..methods.runs import format_strength, recorded_strength
 from .render import BASELINES, write_table
-from .stats import read_items
 
 
 def _valid_record(path: str | Path) -> tuple[dict, dict]:

@@ -29,23 +29,14 @@ mean over tasks (general-text sources, general tasks) of the task's mean differe
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..data import DataError
+from ..core.examples import DataError
 
 Scores = dict[str, tuple[list[str], np.ndarray]]  # task -> (item ids, [seeds x items] correctness)
-
-
-def read_items(path: str | Path) -> dict[tuple[str, str], dict]:
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh]
-    return {(r["task"], r["id"]): r for r in rows}
 
 
 def item_scores(runs: list[dict[tuple[str, str], dict]], tasks: list[str], metric_of) -> Scores:

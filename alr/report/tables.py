@@ -1,7 +1,7 @@
 """The comparison tables from eval.json records: results/tables/{main,forgetting,power}.{csv,md}.
 
 `main`: one row per domain x method (aggregated over seeds), plus two model-free rows per domain
-(`lexical`, `majority`: alr.baselines). Every comparison is paired, on the same items or texts
+(`lexical`, `majority`: alr.core.model_free). Every comparison is paired, on the same items or texts
 (`alr.report.stats`), with a 95% t interval over seeds (one draw shared by every task) and items:
 - against the base model: forgetting = the rise of the general NLL (mean token NLL of held-out
   natural text, nats; the primary measure), the change of the general multiple-choice score, the
@@ -21,31 +21,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..baselines import answer_prior, balanced_accuracy, lexical_score, majority_score
-from ..data import DataError, read_records
-from ..evaluate import PHASE1_TEXT
-from ..io import read_json
-from ..methods import BASE, PLAIN
-from ..runs import recorded_strength
-from .claims import mde, scorecard, write_claims
+from ..core.examples import DataError, read_records
+from ..core.model_free import answer_prior, balanced_accuracy, lexical_score, majority_score
+from ..evaluate.records import scores_general_tasks
+from ..methods.registry import BASE, PLAIN
+from ..methods.runs import recorded_strength
+from .claims import claim_comparisons, mde, scorecard, write_claims
+from .comparisons import (
+    VS_BASE,
+    EvaluatedRun,
+    compare,
+    group_runs,
+    held_out_sources,
+    measure_scores,
+    seed_ids,
+    sign_comparison,
+)
 from .general_tasks import general_task_table, general_task_view
 from .matched import write_matched
 from .protocol import Protocol, load_protocol
-from .records import read_eval, read_eval_items, scores_general_tasks
 from .render import BASELINES, write_table
 from .selection import write_hypervolume
-from .stats import Scores, holm, item_scores, paired_interval, sign_test
-
-# measures against the base: (column, what, lower is better for the model's own value)
-VS_BASE = {
-    "forgetting": "general NLL rise (nats)",
-    "forgetting_mc": "general multiple-choice score loss",
-    "forgetting_phase1": "NLL rise on phase 1's own text (overlapping)",
-    "domain_gain": "domain accuracy gain",
-    "balanced_gain": "domain balanced-accuracy gain (prior-robust)",
-    "gold_nll_gain": "domain gold-answer NLL fall (nats)",
-    "choice_nll_gain": "domain gold-answer NLL fall among the choices (nats)",
-}
+from .stats import holm, paired_interval
 
 PAIRED = [
     f"{prefix}_{key}{suffix}"
@@ -87,109 +84,7 @@ COLUMNS = [
 ]
 
 
-class _Run:
-    """One evaluated run: its eval.json and, on demand, its per-item records as [1 x items] scores."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.eval = read_eval(self.path)
-        self._items = None
-
-    @property
-    def items(self):
-        if self._items is None:
-            self._items = read_eval_items(self.path)
-        return self._items
-
-    def text_tasks(self) -> list[str]:
-        return sorted(self.eval["general"]["sources"])
-
-
-def _weights(items: dict, task: str) -> dict[str, float]:
-    """Per item, the weight that makes a mean of correctness the balanced accuracy of the task."""
-    golds = {i: r["gold"] for (t, i), r in items.items() if t == task}
-    counts = pd.Series(list(golds.values())).value_counts()
-    return {i: len(golds) / (len(counts) * counts[g]) for i, g in golds.items()}
-
-
-def _scores(runs: list[_Run], measure: str, domain: str, sources: set[str] | None = None) -> tuple[Scores, int]:
-    """The [seeds x items] values a measure is computed from (text NLLs, correctness, gold NLLs, or
-    correctness weighted to balanced accuracy), and the sign that turns a difference (a - b) of their
-    means into the measure as VS_BASE names it (a loss or a fall: -1). `sources`: the general-text
-    sources the forgetting reads (all of them when None)."""
-    first = runs[0].eval
-    items = [r.items for r in runs]
-    if measure == "forgetting":
-        texts = [t for t in runs[0].text_tasks() if sources is None or t.removeprefix("text:") in sources]
-        if not texts:
-            raise DataError(f"no general-text source among {sorted(sources or [])} was evaluated")
-        return item_scores(items, texts, lambda t: "nll"), 1
-    if measure == "forgetting_phase1":
-        return item_scores(items, [PHASE1_TEXT], lambda t: "nll"), 1
-    if measure == "forgetting_mc":
-        return item_scores(items, first["general"]["tasks"], lambda t: first["tasks"][t]["metric"]), -1
-    if measure == "domain_gain":
-        return item_scores(items, [domain], lambda t: first["tasks"][t]["metric"]), 1
-    if measure == "gold_nll_gain":
-        return item_scores(items, [domain], lambda t: "gold_nll"), -1
-    if measure == "choice_nll_gain":
-        return item_scores(items, [domain], lambda t: "choice_nll"), -1
-    if measure == "balanced_gain":
-        metric = first["tasks"][domain]["metric"]
-        ids, values = item_scores(items, [domain], lambda t: metric)[domain]
-        w = _weights(runs[0].items, domain)
-        return {domain: (ids, values * np.array([w[i] for i in ids]))}, 1
-    raise ValueError(f"unknown measure {measure!r}")
-
-
-def _clusters(run: _Run, tasks) -> dict[str, dict[str, str]]:
-    """{task: {item id: group}} for tasks whose items name a shared entity (`group`, e.g. chemistry's
-    element, which two questions ask about): such items are resampled together."""
-    out: dict[str, dict[str, str]] = {}
-    for (task, item), record in run.items.items():
-        if task in tasks and record.get("group") is not None:
-            out.setdefault(task, {})[item] = str(record["group"])
-    return out
-
-
-def _seed_of(run: _Run) -> int | None:
-    """The training seed of a run (None for the base model, which is no training run)."""
-    return (run.eval.get("run") or {}).get("seed")
-
-
-def _seeds(runs: list[_Run]) -> list | None:
-    seeds = [_seed_of(r) for r in runs]
-    return None if None in seeds else seeds
-
-
-def by_seed(runs: list[_Run]) -> list[_Run]:
-    """The runs ordered by seed id, so that two methods' matrices pair seed k with seed k."""
-    return sorted(runs, key=lambda r: _seed_of(r) or 0)
-
-
-def compare(
-    a: list[_Run], b: list[_Run], measure: str, domain: str, comparison: dict, sources: set[str] | None = None
-) -> dict:
-    """(a - b) of a measure, signed as VS_BASE names it, with its CI, standard error and degrees of
-    freedom; seeds paired by id (alr.report.stats)."""
-    a, b = by_seed(a), by_seed(b)
-    (sa, sign), (sb, _) = _scores(a, measure, domain, sources), _scores(b, measure, domain, sources)
-    ci = paired_interval(sa, sb, comparison["level"], _clusters(a[0], sa), _seeds(a), _seeds(b))
-    lo, hi = sorted((sign * ci["lo"], sign * ci["hi"]))
-    return {"d": sign * ci["diff"], "lo": lo, "hi": hi, "se": ci["se"], "df": ci["df"], "p": ci["p"]}
-
-
-def _sign(a: list[_Run], b: list[_Run], measure: str, domain: str) -> dict:
-    """Items (texts) where a is better than b, worse, and the exact sign test; "better" is a higher
-    accuracy or a lower NLL."""
-    (sa, _), (sb, _) = _scores(a, measure, domain), _scores(b, measure, domain)
-    if measure == "forgetting":  # lower NLL is better
-        sa = {t: (i, -v) for t, (i, v) in sa.items()}
-        sb = {t: (i, -v) for t, (i, v) in sb.items()}
-    return sign_test(sa, sb)
-
-
-def _own_values(runs: list[_Run], domain: str) -> dict:
+def _own_values(runs: list[EvaluatedRun], domain: str) -> dict:
     """The run group's own numbers (means over seeds)."""
     ev = [r.eval for r in runs]
     metric = ev[0]["tasks"][domain]["metric"]
@@ -252,105 +147,13 @@ def baseline_rows(data_dir: str | Path, domain: str, metric_items: list[str]) ->
     return rows
 
 
-def _groups(runs: list[dict]) -> dict[tuple[str, str], list[_Run]]:
-    """{(domain, run name): its evaluated seeds}."""
-    groups: dict[tuple[str, str], list[_Run]] = {}
-    for r in runs:
-        groups.setdefault((r["domain"], r["method"]), []).append(_Run(r["eval"]))
-    return groups
-
-
-def held_out_sources(data_dir: str | Path) -> set[str]:
-    """The general-text sources no general-data consumer read: no text of theirs in the train split
-    (`train_size: 0`), so forgetting on them is measured where no method trained."""
-    manifest = read_json(Path(data_dir) / "manifest.json")
-    counts = manifest["datasets"]["general_text"]["splits"]["train"]["sources"]
-    return {source for source, n in counts.items() if n == 0}
-
-
-# claim_comparisons' columns: better − than of the primary forgetting (d, se, df), of the sensitivity
-# forgetting (d_sens with its interval), of the gain in the protocol's measure (g, g_se, g_df); the lower
-# CI end of `than`'s own gain against the base; and the selection's flags
-CLAIM_COLUMNS = [
-    "key",
-    "domain",
-    "better",
-    "than",
-    "run_better",
-    "run_than",
-    "seeds_better",
-    "seeds_than",
-    "d",
-    "se",
-    "df",
-    "d_sens",
-    "d_sens_lo",
-    "d_sens_hi",
-    "g",
-    "g_se",
-    "g_df",
-    "gain_than_lo",
-    "gain_reached",
-    "at_edge",
-]
-
-
-def _forgetting(a: list[_Run], b: list[_Run], domain: str, comparison: dict, reading: str, held_out: set[str]) -> dict:
-    """(a - b) of the forgetting on the texts a reading of the protocol names: `held_out` (the sources no
-    general-data consumer trained on; no value when the run has none) or `pooled` (every source)."""
-    if reading == "held_out" and not held_out:
-        return dict.fromkeys(("d", "lo", "hi", "se", "df"), np.nan)
-    return compare(a, b, "forgetting", domain, comparison, held_out if reading == "held_out" else None)
-
-
-def claim_comparisons(
-    groups: dict[tuple[str, str], list[_Run]],
-    table: pd.DataFrame,
-    eval_cfg: dict,
-    protocol: Protocol,
-    held_out: set[str],
-    selection: dict | None = None,
-) -> pd.DataFrame:
-    """For each claim of the protocol and each domain where both its methods ran: the differences its
-    rule reads (CLAIM_COLUMNS). A swept method stands for its selected run (`selection`: {"selected":
-    {domain: {method: run}}, "gain_not_reached": ..., "at_edge": ...})."""
-    comparison = eval_cfg["compare"]
-    chosen = (selection or {}).get("selected", {})
-    unmatched = (selection or {}).get("gain_not_reached", {})
-    edge = (selection or {}).get("at_edge", {})
-    own = table.set_index(["domain", "method"])
-    out = []
-    for domain in sorted({d for d, _ in groups}):
-        for claim in protocol.claims:
-            better, than = (chosen.get(domain, {}).get(m, m) for m in (claim.better, claim.than))
-            if (domain, better) not in groups or (domain, than) not in groups:
-                continue
-            a, b = groups[(domain, better)], groups[(domain, than)]
-            row = {
-                "key": claim.key,
-                "domain": domain,
-                "better": claim.better,
-                "than": claim.than,
-                "run_better": better,
-                "run_than": than,
-                "seeds_better": len(a),
-                "seeds_than": len(b),
-                "gain_than_lo": float(own.loc[(domain, than), f"{protocol.gain_measure}_lo"]),
-                "gain_reached": not {claim.better, claim.than} & set(unmatched.get(domain, [])),
-                "at_edge": bool({claim.better, claim.than} & set(edge.get(domain, []))),
-            }
-            c = _forgetting(a, b, domain, comparison, protocol.primary, held_out)
-            row.update(d=c["d"], se=c["se"], df=c["df"])
-            sens = _forgetting(a, b, domain, comparison, protocol.sensitivity, held_out)
-            row.update(d_sens=sens["d"], d_sens_lo=sens["lo"], d_sens_hi=sens["hi"])
-            g = compare(a, b, protocol.gain_measure, domain, comparison)
-            row.update(g=g["d"], g_se=g["se"], g_df=g["df"])
-            out.append(row)
-    return pd.DataFrame(out, columns=CLAIM_COLUMNS)
-
-
 def _method_row(
-    mine: list[_Run], base: list[_Run], ref: list[_Run] | None, domain: str, method: str, comparison: dict
+    mine: list[EvaluatedRun],
+    base: list[EvaluatedRun],
+    ref: list[EvaluatedRun] | None,
+    domain: str,
+    method: str,
+    comparison: dict,
 ) -> dict:
     """One main-table row: `mine`'s own values, its paired comparisons against the base and, where
     `ref` (the reference method's runs) is given, against the reference."""
@@ -364,12 +167,12 @@ def _method_row(
         c = compare(runs, base, measure, domain, comparison)
         row.update({measure: c["d"], f"{measure}_lo": c["lo"], f"{measure}_hi": c["hi"], f"{measure}_se": c["se"]})
         row[f"{measure}_df"] = c["df"]
-    s = _sign(mine, base, "domain_gain", domain)
+    s = sign_comparison(mine, base, "domain_gain", domain)
     row.update(better_domain_base=s["better"], worse_domain_base=s["worse"], p_domain_base=s["p"])
     if ref is not None:
         row["reference"] = comparison["reference"]
         for key, measure in (("general", "forgetting"), ("domain", "domain_gain")):
-            c, s = compare(mine, ref, measure, domain, comparison), _sign(mine, ref, measure, domain)
+            c, s = compare(mine, ref, measure, domain, comparison), sign_comparison(mine, ref, measure, domain)
             row.update(
                 {
                     f"d_{key}": c["d"],
@@ -384,13 +187,15 @@ def _method_row(
 
 
 def _source_rows(
-    mine: list[_Run], base: list[_Run], domain: str, method: str, comparison: dict, held_out: set[str]
+    mine: list[EvaluatedRun], base: list[EvaluatedRun], domain: str, method: str, comparison: dict, held_out: set[str]
 ) -> list[dict]:
     """One forgetting-table row per general-text source: `mine`'s NLL rise against the base."""
     rows = []
-    (sa, _), (sb, _) = _scores(mine, "forgetting", domain), _scores(base, "forgetting", domain)
+    (sa, _), (sb, _) = measure_scores(mine, "forgetting", domain), measure_scores(base, "forgetting", domain)
     for task in mine[0].text_tasks():
-        ci = paired_interval({task: sa[task]}, {task: sb[task]}, comparison["level"], None, _seeds(mine), _seeds(base))
+        ci = paired_interval(
+            {task: sa[task]}, {task: sb[task]}, comparison["level"], None, seed_ids(mine), seed_ids(base)
+        )
         source = task.removeprefix("text:")
         rows.append(
             {
@@ -421,14 +226,14 @@ def _main_table(rows: list[dict]) -> pd.DataFrame:
 
 
 def summarise(
-    base_run: _Run,
-    groups: dict[tuple[str, str], list[_Run]],
+    base_run: EvaluatedRun,
+    groups: dict[tuple[str, str], list[EvaluatedRun]],
     method_order: list[str],
     eval_cfg: dict,
     data_dir: str | Path | None = None,
     held_out: set[str] = frozenset(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(main table, per-source forgetting table). `groups`: `_groups(runs)`; `held_out`: the general-text
+    """(main table, per-source forgetting table). `groups`: `group_runs(runs)`; `held_out`: the general-text
     sources no general-data consumer trained on (`held_out_sources`)."""
     base = [base_run]
     comparison = eval_cfg["compare"]
@@ -609,8 +414,8 @@ def write_main_table(
     base model against chance; with `data_dir`), hypervolume.*, matched.* (swept methods at the reference's
     gain) and claims.* (the scorecard, by `protocol`: the repository's config/protocol.yaml when None)."""
     protocol = protocol or load_protocol()
-    groups = _groups(runs)  # each run's eval.json and items are read once, for every table below
-    base = _Run(base_eval)  # its eval.json and items are read once, for the main and general-task tables
+    groups = group_runs(runs)  # each run's eval.json and items are read once, for every table below
+    base = EvaluatedRun(base_eval)  # its eval.json and items are read once, for the main and general-task tables
     held_out = held_out_sources(data_dir) if data_dir is not None else set()
     table, sources = summarise(base, groups, method_order, eval_cfg, data_dir, held_out)
     write_table(table, *main_view(table), out_prefix)

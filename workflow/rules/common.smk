@@ -3,15 +3,15 @@ import json
 import os
 import sys
 
-from alr.catalogue import data_in_use, dataset_splits, datasets, user_files
+from alr.assets.catalogue import data_in_use, dataset_splits, datasets, user_files
 from alr.config import validate_config
-from alr.errors import ConfigError
-from alr.sections import REPORT_TO_ENV, section
-from alr.hub import hub_assets
-from alr.io import read_json
+from alr.core.errors import ConfigError
+from alr.core.sections import REPORT_TO_ENV, section
+from alr.assets.sources.hub import hub_assets
+from alr.core.io import read_json
 from alr.report.protocol import protocol_path
 from alr.importance.estimators import ESTIMATORS, SI, get_estimator
-from alr.layout import (
+from alr.core.layout import (
     DATA_DIR,
     GENERAL_TEXT,
     base_file,
@@ -23,17 +23,15 @@ from alr.layout import (
     run_dir as run_path,
     table_file,
 )
-from alr.methods import get_method
+from alr.methods.registry import get_method
 from alr.plugins import load_plugins
-from alr.runs import (
+from alr.methods.runs import (
     RUN_PATTERN,
     all_runs,
     domain_runs,
     is_swept,
-    run_config,
-    run_method,
+    resolve_run,
     run_names,
-    strength_section,
 )
 
 load_plugins()  # the ALR_PLUGINS modules' methods and estimators, before the config names them
@@ -69,10 +67,11 @@ if "hub" in config:  # hub assets come from this cache, filled by `prefetch`; ev
 
 MODEL = config["model"]["name"]
 MODEL_DIR = model_path(MODEL)
-RUN_DIR = run_path("{model}", "{domain}", "{method}", "{seed}")
+RUN_DIR = run_path("{model}", "{domain}", "{run}", "{seed}")
 IMPORTANCE = importance_file("{model}", "{estimator}")
 IMPORTANCE_PER_SEED = importance_file("{model}", "{estimator}", "{phase1_seed}")
 RUNS = all_runs(config)  # the tuned methods; one run per value of a method's strength when it lists several
+RUN_OF = {run: resolve_run(config, run) for run in RUNS}  # each run's name parsed and checked once
 ENV = "../../envs/alr.yaml"
 PROTOCOL = str(protocol_path(config["eval"]))  # config/protocol.yaml unless eval.compare.protocol names another
 # CPU threads of each model job (importance, finetune, evaluate). One: on CPU, two one-thread jobs side by
@@ -88,7 +87,7 @@ os.environ.update(ALR_REPO=workflow.basedir)  # set here, not read: no `envvars:
 wildcard_constraints:
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     domain="|".join(config["data"]["domains"]),
-    method=RUN_PATTERN,
+    run=RUN_PATTERN,
     seed=r"\d+",
     phase1_seed=r"\d+",
     estimator="|".join(ESTIMATORS),
@@ -136,7 +135,7 @@ def table_prefix(wildcards, output):
 
 def method_of(wildcards):
     """The registry entry of a run (`alr-lambda0.5` is method `alr`)."""
-    return get_method(run_method(wildcards.method))
+    return RUN_OF[wildcards.run].method
 
 
 def finetune_config(wildcards):
@@ -144,12 +143,12 @@ def finetune_config(wildcards):
     the run's own value; they are also its rerun trigger, so editing another method's settings, or
     adding a point to a sweep, reruns nothing here."""
     spec = method_of(wildcards)
-    return json.dumps(section(run_config(config, wildcards.method), *spec.config_keys), sort_keys=True)
+    return json.dumps(section(RUN_OF[wildcards.run].config, *spec.config_keys), sort_keys=True)
 
 
 def run_eval_config(wildcards):
     """What `alr evaluate` reads for a run: model, data and eval, and the run's own strength (recorded)."""
-    own = section(config, "model", "data", "eval") | strength_section(config, wildcards.method)
+    own = section(config, "model", "data", "eval") | RUN_OF[wildcards.run].strength_section()
     return json.dumps(own, sort_keys=True)
 
 
@@ -197,7 +196,7 @@ def phase_flags(wildcards, input):
 
 def weights_input(wildcards):
     """The weights a run evaluates: its own, or those of `weights_from` (WiSE-FT rescales lora's)."""
-    source = method_of(wildcards).weights_from or wildcards.method
+    source = method_of(wildcards).weights_from or wildcards.run
     return os.path.join(run_path(wildcards.model, wildcards.domain, source, wildcards.seed), "model")
 
 
@@ -217,17 +216,17 @@ def general_tasks_mode(wildcards):
         return "only"
     first_only = config["eval"].get("general_tasks_seeds", "all") == "first"
     later_seed = first_only and int(wildcards.seed) != config["seeds"][0]
-    sweep_point = swept(wildcards.method) and int(wildcards.seed) in sweep_seeds()
+    sweep_point = swept(wildcards.run) and int(wildcards.seed) in sweep_seeds()
     return "skip" if wildcards.record == "eval" and (sweep_point or later_seed) else "score"
 
 
 def delta_scale(wildcards):
     """The run's own scale (`wise_ft-beta0.25` evaluates lora's delta at beta 0.25)."""
-    return method_of(wildcards).delta_scale(run_config(config, wildcards.method))
+    return method_of(wildcards).delta_scale(RUN_OF[wildcards.run].config)
 
 
 def swept(run):
-    return is_swept(run_method(run), config)
+    return is_swept(RUN_OF[run].method.name, config)
 
 
 def sweep_seeds():
@@ -287,7 +286,7 @@ def selection_json():
 
 
 def efficiency_train_records():
-    return run_files("train.json", [r for r in RUNS if get_method(run_method(r)).trains])
+    return run_files("train.json", [r for r in RUNS if RUN_OF[r].method.trains])
 
 
 def run_evals():

@@ -13,7 +13,7 @@ rule evaluate_base:
     log:
         "logs/evaluate/{model}/base.{record}.log",
     benchmark:
-        "benchmarks/runs/evaluate/{model}/base.{record}.tsv"
+        "logs/benchmarks/evaluate/{model}/base.{record}.tsv"
     conda:
         ENV
     threads: MODEL_JOB_THREADS
@@ -40,9 +40,9 @@ rule evaluate:
         record=f"{RUN_DIR}/{{record}}.json",
         per_item=f"{RUN_DIR}/{{record}}_items.jsonl.gz",
     log:
-        "logs/evaluate/{model}/{domain}/{method}/seed{seed}.{record}.log",
+        "logs/evaluate/{model}/{domain}/{run}/seed{seed}.{record}.log",
     benchmark:
-        "benchmarks/runs/evaluate/{model}/{domain}/{method}/seed{seed}.{record}.tsv"
+        "logs/benchmarks/evaluate/{model}/{domain}/{run}/seed{seed}.{record}.tsv"
     conda:
         ENV
     threads: MODEL_JOB_THREADS
@@ -58,5 +58,5 @@ rule evaluate:
     shell:
         "alr evaluate --split {params.split} --general-tasks {params.general_tasks} --config {params.cfg:q}"
         " --model-dir {params.model_dir} --data-dir {params.data_dir} --domains {wildcards.domain} --weights {input.weights}"
-        " --delta-scale {params.delta_scale} --run {wildcards.method} --seed {wildcards.seed}"
+        " --delta-scale {params.delta_scale} --run {wildcards.run} --seed {wildcards.seed}"
         " --out {output.record} --threads {threads} > {log} 2>&1"

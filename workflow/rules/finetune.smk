@@ -10,9 +10,9 @@ rule finetune:
         weights=directory(f"{RUN_DIR}/model"),
         record=f"{RUN_DIR}/train.json",
     log:
-        "logs/finetune/{model}/{domain}/{method}/seed{seed}.log",
+        "logs/finetune/{model}/{domain}/{run}/seed{seed}.log",
     benchmark:
-        "benchmarks/runs/finetune/{model}/{domain}/{method}/seed{seed}.tsv"
+        "logs/benchmarks/finetune/{model}/{domain}/{run}/seed{seed}.tsv"
     conda:
         ENV
     threads: MODEL_JOB_THREADS
@@ -26,5 +26,5 @@ rule finetune:
         out=run_dir,
     shell:
         "alr finetune --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
-        " --domain {wildcards.domain} --method {wildcards.method} --seed {wildcards.seed}"
+        " --domain {wildcards.domain} --run {wildcards.run} --seed {wildcards.seed}"
         " --out {params.out} {params.phase_flags} --threads {threads} > {log} 2>&1"

@@ -12,7 +12,7 @@ rule importance:
     log:
         "logs/importance/{model}/{estimator}.log",
     benchmark:
-        "benchmarks/runs/importance/{model}/{estimator}.tsv"
+        "logs/benchmarks/importance/{model}/{estimator}.tsv"
     conda:
         ENV
     threads: MODEL_JOB_THREADS
@@ -35,7 +35,7 @@ use rule importance as importance_per_seed with:
     log:
         "logs/importance/{model}/seed{phase1_seed}/{estimator}.log",
     benchmark:
-        "benchmarks/runs/importance/{model}/seed{phase1_seed}/{estimator}.tsv"
+        "logs/benchmarks/importance/{model}/seed{phase1_seed}/{estimator}.tsv"
     params:
         cfg=estimator_config,
         model_dir=model_dir,
