@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .assets.sources.fetch import FetchError
@@ -713,6 +714,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("httpx", "httpx2"):  # one line per package-index request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # PEFT reads transformers' deprecated `is_gradient_checkpointing` whenever it wraps a model: the same
+    # FutureWarning in every job's log, about code neither alr nor its user can change
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     try:
         cfg = load_config(args.config, partial=True) if hasattr(args, "config") else None
         if args.command in SECTIONS:

@@ -27,7 +27,7 @@ from ..core.measure import Timer, peak_mem_mb, provenance
 from ..methods.runs import Run
 from ..model.load import device, load_tuned
 from .records import KIND, items_path, lm_eval_dir, weights_fingerprint, write_record
-from .tasks import PHASE1_TEXT, run_lm_eval, text_task
+from .tasks import PHASE1_TEXT, hflm_args, run_lm_eval, text_task
 from .text_nll import general_text_items, nll_summary
 
 
@@ -111,10 +111,11 @@ def _run_passes(
     builtin: dict[str, dict],
     held_out: list[dict],
     phase1: list[dict],
-    files_dir: Path,
+    lm_eval_files: tuple[Path, str],
 ) -> tuple[dict, list[dict], list[dict], list[dict]]:
-    """(lm-eval scores, their per-item records, the held-out texts' NLL records, phase 1's texts' NLL records)."""
-    tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"], builtin, files_dir)
+    """(lm-eval scores, their per-item records, the held-out texts' NLL records, phase 1's texts' NLL records).
+    `lm_eval_files`: (the folder of lm-eval's own files, the model arguments that label them)."""
+    tasks, items = run_lm_eval(model, tok, files, eval_cfg["batch_size"], eval_cfg["limit"], builtin, *lm_eval_files)
     text_items = general_text_items(
         model, tok, held_out, lambda r: text_task(r.get("source", "text")), eval_cfg["nll_max_length"]
     )
@@ -207,10 +208,10 @@ def evaluate(
     texts = general_tasks != "only"
     held_out, phase1 = _general_texts(eval_cfg, data_dir, split, phase1_too) if texts else ([], [])
     model, tok = load_scoring_model(model_dir, weights_dir, cfg["model"]["dtype"], delta_scale)
+    lm_eval_files = (lm_eval_dir(out_path), hflm_args(model_dir, weights_dir))
     with Timer() as timer:
-        tasks, items, text_items, overlap_items = _run_passes(
-            model, tok, eval_cfg, files, builtin, held_out, phase1, lm_eval_dir(out_path)
-        )
+        passes = _run_passes(model, tok, eval_cfg, files, builtin, held_out, phase1, lm_eval_files)
+    tasks, items, text_items, overlap_items = passes
     _set_scores(tasks, eval_cfg)
     domain_scores = {d: {"score": tasks[d]["score"], "stderr": tasks[d]["stderr"]} for d in scored}
     record = {

@@ -124,10 +124,12 @@ def run_lm_eval(
     limit: int | None,
     builtin: dict[str, dict] | None = None,
     files_dir: Path | None = None,
+    model_args: str | None = None,
 ) -> tuple[dict, list[dict]]:
     """({dataset: {acc, acc_norm, acc_stderr, acc_norm_stderr, n}} exactly as lm-eval reports them
     (None where a task has no such metric), per-item records [{task, doc_id, id, acc, acc_norm}]);
-    with `files_dir`, lm-eval's own results and samples files there too (`save_lm_eval_files`)."""
+    with `files_dir`, lm-eval's own results and samples files there too (`save_lm_eval_files`), labelled
+    with `model_args` (`hflm_args`) and the batch size, as lm-eval's command line would label them."""
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
@@ -140,6 +142,8 @@ def run_lm_eval(
         names = write_task_yamls(data_files, task_dir, builtin)
         out = lm_eval.simple_evaluate(
             model=lm,
+            model_args=model_args,  # a label only: the model object above is what is scored
+            batch_size=batch_size,
             tasks=list(names.values()),
             limit=limit,
             # indexing lm-eval's own task catalogue takes ~8 s per call on the 2-core CPU: only when needed
@@ -154,6 +158,16 @@ def run_lm_eval(
     if tracker is not None:
         save_lm_eval_files(tracker, out, files_dir)
     return scores, items
+
+
+def hflm_args(model_dir: str | Path, weights_dir: str | Path | None) -> str:
+    """The `--model_args` of lm-eval's own `hf` model that load the model scored here: the base, and a PEFT
+    adapter or a full checkpoint in its place (a WiSE-FT delta scale is recorded in eval.json only)."""
+    if weights_dir is None:
+        return f"pretrained={model_dir}"
+    if (Path(weights_dir) / "adapter_config.json").is_file():
+        return f"pretrained={model_dir},peft={weights_dir}"
+    return f"pretrained={weights_dir}"
 
 
 def _scores_and_items(out: dict, names: dict[str, str]) -> tuple[dict, list[dict]]:

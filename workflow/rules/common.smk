@@ -133,9 +133,19 @@ def table_prefix(wildcards, output):
     return os.path.splitext(output.csv)[0]
 
 
+def run_of(name):
+    """The resolved run `name` (alr.methods.runs.Run); a target naming no run of this config is refused."""
+    if name not in RUN_OF:
+        raise WorkflowError(
+            f"{name!r} is not a run of this config (its runs: {', '.join(RUNS)}); "
+            "name a run folder of `snakemake -n` or add the method or strength to the config"
+        )
+    return RUN_OF[name]
+
+
 def method_of(wildcards):
     """The registry entry of a run (`alr-lambda0.5` is method `alr`)."""
-    return RUN_OF[wildcards.run].method
+    return run_of(wildcards.run).method
 
 
 def finetune_config(wildcards):
@@ -143,12 +153,12 @@ def finetune_config(wildcards):
     the run's own value; they are also its rerun trigger, so editing another method's settings, or
     adding a point to a sweep, reruns nothing here."""
     spec = method_of(wildcards)
-    return json.dumps(section(RUN_OF[wildcards.run].config, *spec.config_keys), sort_keys=True)
+    return json.dumps(section(run_of(wildcards.run).config, *spec.config_keys), sort_keys=True)
 
 
 def run_eval_config(wildcards):
     """What `alr evaluate` reads for a run: model, data and eval, and the run's own strength (recorded)."""
-    own = section(config, "model", "data", "eval") | RUN_OF[wildcards.run].strength_section()
+    own = section(config, "model", "data", "eval") | run_of(wildcards.run).strength_section()
     return json.dumps(own, sort_keys=True)
 
 
@@ -222,11 +232,11 @@ def general_tasks_mode(wildcards):
 
 def delta_scale(wildcards):
     """The run's own scale (`wise_ft-beta0.25` evaluates lora's delta at beta 0.25)."""
-    return method_of(wildcards).delta_scale(RUN_OF[wildcards.run].config)
+    return method_of(wildcards).delta_scale(run_of(wildcards.run).config)
 
 
 def swept(run):
-    return is_swept(RUN_OF[run].method.name, config)
+    return is_swept(run_of(run).method.name, config)
 
 
 def sweep_seeds():
@@ -286,7 +296,7 @@ def selection_json():
 
 
 def efficiency_train_records():
-    return run_files("train.json", [r for r in RUNS if RUN_OF[r].method.trains])
+    return run_files("train.json", [r for r in RUNS if run_of(r).method.trains])
 
 
 def run_evals():
