@@ -143,6 +143,7 @@ def test_evaluate_limit_and_batch_size_override_the_config(tiny_config_file, tin
     files = tmp_path / ev["lm_eval_files"]  # lm-eval's own files, as its command line writes them
     (results,) = files.glob("results_*.json")
     lm = json.loads(results.read_text())
+    assert lm["config"]["model_args"] == f"pretrained={tiny_model}" and lm["config"]["batch_size"] == 2
     for task, scores in ev["tasks"].items():
         assert lm["results"][scores["task"]]["acc,none"] == scores["acc"], task
         (samples,) = files.glob(f"samples_{scores['task']}_*.jsonl")
@@ -197,7 +198,11 @@ def test_scores_equal_the_lm_eval_command_line(tiny_config_file, tiny_cfg, tiny_
     assert main(evaluate_argv(tiny_config_file, tiny_model, tiny_data, tmp_path / "eval.json", *weights)) == 0
     ours = read_json(tmp_path / "eval.json")["tasks"]
     (kept,) = (tmp_path / "eval_lm_eval").glob("results_*.json")  # the results file alr keeps, as lm_eval's
-    kept = json.loads(kept.read_text())["results"]
+    kept = json.loads(kept.read_text())
+    # labelled as the command line labels its own: the model arguments that rebuild the scored model
+    assert kept["config"]["model_args"] == f"pretrained={tiny_model},peft={lora_run / 'model'}"
+    assert kept["config"]["batch_size"] == tiny_cfg["eval"]["batch_size"]
+    kept = kept["results"]
     for task in ("science", "basic_logic"):
         for metric in ("acc", "acc_norm"):
             assert ours[task][metric] == cli[f"alr_{task}"][f"{metric},none"], (task, metric)
