@@ -674,7 +674,7 @@ def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_pa
     commands = {}
     for line in out.splitlines():
         if "alr finetune" in line and f"--domain {cfg['domains'][0]}" in line:
-            commands[re.search(r"--method (\S+)", line)[1]] = line
+            commands[re.search(r"--run (\S+)", line)[1]] = line
     assert set(commands) == {
         "lora",
         "alr",
@@ -708,7 +708,7 @@ def test_seed_run_gives_each_phase2_seed_its_own_phase1(tiny_cfg, tmp_path):
     recorded = sorted(re.findall(r"alr importance --estimator si .*--out (\S+) --seed (\d+)", out))
     assert recorded == [(f"results/tiny-llama/importance/seed{k}/si.safetensors", str(k)) for k in (0, 1)]
     for line in out.splitlines():
-        if "alr finetune" in line and "--method alr" in line:
+        if "alr finetune" in line and "--run alr" in line:
             seed = re.search(r"--seed (\d+)", line)[1]
             assert f"--importance results/tiny-llama/importance/seed{seed}/si.safetensors" in line
     assert "importance/si.safetensors" not in out

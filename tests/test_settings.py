@@ -114,9 +114,18 @@ def test_negative_importance_in_a_clamped_file_is_refused(tmp_path):
         load_importance(tmp_path / "si.safetensors")
 
 
+def _holds(cfg: dict, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            return False
+        cfg = cfg[part]
+    return True
+
+
 def test_each_training_method_names_every_key_it_reads(tiny, tmp_path):
-    """finetune refuses, naming the key, a config holding one key fewer than the method's
-    `config_keys` (checked before any model loads)."""
+    """Resolving the run or tuning it refuses, naming the key, a config holding one key fewer than the
+    method's `config_keys` (checked before any model loads), unless the method's own settings section
+    supplies that key (`Method.effective`: `alr_official` reads `official.regularize` over `regularize`)."""
     model, data, cfg = tiny
     for name, spec in METHODS.items():
         if not spec.trains:
@@ -124,6 +133,8 @@ def test_each_training_method_names_every_key_it_reads(tiny, tmp_path):
         for dropped in spec.config_keys:
             if any(dropped.startswith(k + ".") for k in spec.config_keys):
                 continue  # inside a section the method reads whole
+            if spec.settings and dropped != spec.settings and _holds(cfg[spec.settings], dropped):
+                continue
             partial = section(cfg, *(k for k in spec.config_keys if k != dropped))
             with pytest.raises(ConfigError, match=f"has no '{re.escape(dropped)}'"):
                 finetune(resolve_run(copy.deepcopy(partial), name), model, data, "science", 0, tmp_path / name)

@@ -156,12 +156,17 @@ class Run:
 
 
 def resolve_run(cfg: dict, name: str) -> Run:
-    """The run `name` of config `cfg`. An unknown method, a wrong tag or a value outside the configured
-    grid raises ConfigError."""
+    """The run `name` of config `cfg`. An unknown method, a wrong tag, a value outside the configured
+    grid or a config without a key the method reads raises ConfigError."""
     method, named = parse_run(name)
     spec = get_method(method)
-    strength = _strength(spec, name, named, cfg)
-    return Run(name=name, method=spec, strength=strength, config=_run_config(spec, cfg, strength))
+    try:
+        strength = _strength(spec, name, named, cfg)
+        config = _run_config(spec, cfg, strength)
+    except KeyError:
+        section(cfg, *spec.config_keys)  # a config without a key the method reads: the error names it
+        raise
+    return Run(name=name, method=spec, strength=strength, config=config)
 
 
 def _strength(spec: Method, run: str, named: float | None, cfg: dict) -> tuple[str, float] | None:
