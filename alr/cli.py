@@ -114,7 +114,7 @@ def cmd_finetune(args, cfg):
     from .finetune.run import finetune
     from .methods.runs import resolve_run
 
-    run = resolve_run(cfg, args.run)
+    run = resolve_run(cfg, args.run_name)
     _model_job(args, trains=True)
     rank0 = os.environ.get("RANK", "0") == "0"  # torchrun's ranks share one --out; the group starts later
     with run_lock(args.out) if rank0 else contextlib.nullcontext():
@@ -142,9 +142,9 @@ def cmd_evaluate(args, cfg):
     from .methods.runs import resolve_run
 
     _model_job(args, trains=False)
-    if (args.run is None) != (args.seed is None):
-        raise ConfigError("--run and --seed go together: the run a tuned model belongs to")
-    run = None if args.run is None else resolve_run(cfg, args.run)
+    if (args.run_name is None) != (args.seed is None):
+        raise ConfigError("--run-name and --seed go together: the run a tuned model belongs to")
+    run = None if args.run_name is None else resolve_run(cfg, args.run_name)
     rec = evaluate(
         _eval_overrides(cfg, args.limit, args.batch_size),
         args.model_dir,
@@ -228,7 +228,7 @@ def _runs_from_records(paths) -> list[dict]:
         if not run:
             raise DataError(
                 f"{path} records no run (domain, run, seed); evaluate tuned models with "
-                "`alr evaluate --run NAME --seed N`"
+                "`alr evaluate --run-name NAME --seed N`"
             )
         runs.append({"domain": run["domain"], "method": run["run"], "seed": run["seed"], "eval": path})
     return runs
@@ -468,7 +468,7 @@ def _add_training_commands(sub) -> None:
         "--out", required=True, help="run folder: writes model/ and train.json (results/<m>/<d>/<run>/seed<s>)"
     )
     s.add_argument(
-        "--run",
+        "--run-name",
         required=True,
         help="a method (below), or a sweep run <method>-<tag><value> (alr-lambda0.5, kl_lora-w10)",
     )
@@ -512,9 +512,9 @@ def _add_evaluation_commands(sub) -> None:
         "--delta-scale", type=float, default=1.0, help="scale the adapter's update (WiSE-FT beta; needs --weights)"
     )
     s.add_argument(
-        "--run", help="the run the weights belong to (a method or <method>-<tag><value>), recorded in eval.json"
+        "--run-name", help="the run the weights belong to (a method or <method>-<tag><value>), recorded in eval.json"
     )
-    s.add_argument("--seed", type=int, help="the run's seed, recorded in eval.json (with --run)")
+    s.add_argument("--seed", type=int, help="the run's seed, recorded in eval.json (with --run-name)")
     s.add_argument(
         "--split",
         choices=["test", "valid"],

@@ -77,7 +77,7 @@ def test_two_processes_match_one_process_on_the_combined_batch(tiny_cfg, tiny_mo
                 *common,
                 "--domain",
                 "science",
-                "--run",
+                "--run-name",
                 "alr",
                 "--seed",
                 "0",

@@ -34,10 +34,10 @@ def run(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
     """A lora run on science, tuned and evaluated with the CLI, as the workflow runs them."""
     folder = tmp_path_factory.mktemp("export") / "results" / "tiny-llama" / "science" / "lora" / "seed0"
     common = ["--config", str(tiny_config_file), "--model-dir", str(tiny_model), "--data-dir", str(tiny_data)]
-    tune = ["finetune", *common, "--domain", "science", "--run", "lora", "--seed", "0", "--out", str(folder)]
+    tune = ["finetune", *common, "--domain", "science", "--run-name", "lora", "--seed", "0", "--out", str(folder)]
     assert main(tune) == 0
     score = ["evaluate", *common, "--domains", "science", "--weights", str(folder / "model")]
-    assert main([*score, "--run", "lora", "--seed", "0", "--out", str(folder / "eval.json")]) == 0
+    assert main([*score, "--run-name", "lora", "--seed", "0", "--out", str(folder / "eval.json")]) == 0
     return folder
 
 

@@ -103,7 +103,7 @@ def test_a_hub_model_is_read_from_the_cache_and_never_copied(hub_cache, tiny_cfg
     assert manifest["commit"] == COMMIT and manifest["architecture"] == "LlamaForCausalLM"
     assert manifest["files"]["model.safetensors"] == sha256_file(hub_cache / "model.safetensors")
     argv = ["finetune", "--config", str(config_file), "--model-dir", str(model_dir), "--data-dir", str(tiny_data)]
-    argv += ["--domain", "science", "--run", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
+    argv += ["--domain", "science", "--run-name", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
     assert main(argv) == 0
     adapter = read_json(tmp_path / "run" / "model" / "adapter_config.json")
     assert adapter["base_model_name_or_path"] == "someone/tiny-llama" and adapter["revision"] == COMMIT

@@ -204,7 +204,7 @@ def test_only_runs_reads_a_strength_out_of_a_run_name():
 
 
 def test_the_stages_receive_a_run_and_never_resolve_a_name():
-    """`alr finetune` and `alr evaluate` are handed a resolved `Run` (the CLI resolves `--run` once, the
+    """`alr finetune` and `alr evaluate` are handed a resolved `Run` (the CLI resolves `--run-name` once, the
     workflow once per run name): neither stage package calls the resolver or re-reads a name."""
     callers = [
         str(path.relative_to(REPO))

@@ -78,7 +78,7 @@ def _finetune(tmp, cfg, method="lora", *extra):
         str(tmp.data),
         "--domain",
         "science",
-        "--run",
+        "--run-name",
         method,
         "--seed",
         "0",

@@ -40,7 +40,7 @@ def lora_run(tiny_config_file, tiny_model, tiny_data, tmp_path_factory):
                 str(tiny_data),
                 "--domain",
                 "science",
-                "--run",
+                "--run-name",
                 "lora",
                 "--seed",
                 "0",
@@ -116,7 +116,7 @@ def test_adapter_names_the_hub_base_model(tiny_config_file, tiny_model, tiny_dat
     manifest["source"] = {"type": "hub", "repo_id": "someone/tiny-llama", "revision": "abc123"}
     (model_dir / "manifest.json").write_text(json.dumps(manifest))
     argv = ["finetune", "--config", str(tiny_config_file), "--model-dir", str(model_dir), "--data-dir"]
-    argv += [str(tiny_data), "--domain", "science", "--run", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
+    argv += [str(tiny_data), "--domain", "science", "--run-name", "lora", "--seed", "0", "--out", str(tmp_path / "run")]
     assert main(argv) == 0
     saved = read_json(tmp_path / "run" / "model" / "adapter_config.json")
     assert saved["base_model_name_or_path"] == "someone/tiny-llama" and saved["revision"] == "abc123"
@@ -272,7 +272,7 @@ def test_cli_reports_bad_config(tiny_cfg, capsys):
                 "y",
                 "--domain",
                 "science",
-                "--run",
+                "--run-name",
                 "lora",
                 "--seed",
                 "0",
@@ -387,14 +387,14 @@ def _check_a_change_reruns_only_what_reads_it(work, cfg, tmp_path):
     train.report_to reruns nothing."""
     changed = copy.deepcopy(cfg)
     changed["regularize"]["lambda"] = 2 * cfg["regularize"]["lambda"]
-    tuned = {j["method"] for rule, j in _planned_jobs(work, changed, tmp_path / "lambda.yaml") if rule == "finetune"}
+    tuned = {j["run"] for rule, j in _planned_jobs(work, changed, tmp_path / "lambda.yaml") if rule == "finetune"}
     assert "alr" in tuned and "lora" not in tuned and "ewc_lora" not in tuned
     changed = copy.deepcopy(cfg)
     changed["fisher"].update(
         {"lambda": 2 * cfg["fisher"]["lambda"], "normalize": "none" if cfg["fisher"]["normalize"] != "none" else "mean"}
     )
     jobs = _planned_jobs(work, changed, tmp_path / "fisher.yaml")
-    assert ("finetune", "ewc_lora") in {(rule, j.get("method")) for rule, j in jobs}
+    assert ("finetune", "ewc_lora") in {(rule, j.get("run")) for rule, j in jobs}
     assert not [j for rule, j in jobs if rule == "importance"]  # neither the Fisher nor SI is recorded again
     changed = copy.deepcopy(cfg)
     changed["train"]["report_to"] = "tensorboard"  # where metrics go changes no result: nothing reruns
@@ -579,7 +579,7 @@ def test_sweep_selects_on_validation_then_runs_the_choice_on_every_seed(tiny_cfg
     assert read_json(runs / "science" / "lora" / "seed1" / "eval.json")["general"]["tasks"] == []
     grown = copy.deepcopy(cfg)
     grown["regularize"]["lambda"] = [0.5, 50, 5]  # a new sweep point: no finished point reruns
-    tuned = {j["method"] for rule, j in _planned_jobs(work, grown, tmp_path / "grown.yaml") if rule == "finetune"}
+    tuned = {j["run"] for rule, j in _planned_jobs(work, grown, tmp_path / "grown.yaml") if rule == "finetune"}
     assert tuned == {"alr-lambda5"}, tuned
     selection = pd.read_csv(work / "results" / "tables" / "selection.csv")
     for p in runs.glob("*/*/seed*/eval*"):  # test evaluations, lm-eval's own files too, become unreadable
@@ -613,7 +613,7 @@ def _general_tasks_apart_equal_one_pass(work, config_file, seed0) -> None:
 
     model, data = work / "resources" / "models" / "tiny-llama", work / "resources" / "data"
     whole = seed0.parent / "whole" / "eval.json"
-    run = ["--weights", str(seed0 / "model"), "--run", seed0.parent.name, "--seed", "0", "--threads", "1"]
+    run = ["--weights", str(seed0 / "model"), "--run-name", seed0.parent.name, "--seed", "0", "--threads", "1"]
     argv = [sys.executable, "-m", "alr", *evaluate_argv(config_file, model, data, whole, *run)]
     done = subprocess.run(argv, capture_output=True, text=True)  # one thread in its own process, as the job ran
     assert done.returncode == 0, done.stderr[-2000:]
@@ -674,7 +674,7 @@ def test_official_methods_plan_their_own_importance_and_adapter(tiny_cfg, tmp_pa
     commands = {}
     for line in out.splitlines():
         if "alr finetune" in line and f"--domain {cfg['domains'][0]}" in line:
-            commands[re.search(r"--run (\S+)", line)[1]] = line
+            commands[re.search(r"--run-name (\S+)", line)[1]] = line
     assert set(commands) == {
         "lora",
         "alr",
@@ -708,7 +708,7 @@ def test_seed_run_gives_each_phase2_seed_its_own_phase1(tiny_cfg, tmp_path):
     recorded = sorted(re.findall(r"alr importance --estimator si .*--out (\S+) --seed (\d+)", out))
     assert recorded == [(f"results/tiny-llama/importance/seed{k}/si.safetensors", str(k)) for k in (0, 1)]
     for line in out.splitlines():
-        if "alr finetune" in line and "--run alr" in line:
+        if "alr finetune" in line and "--run-name alr" in line:
             seed = re.search(r"--seed (\d+)", line)[1]
             assert f"--importance results/tiny-llama/importance/seed{seed}/si.safetensors" in line
     assert "importance/si.safetensors" not in out

@@ -139,9 +139,9 @@ def test_snakemake_plans_the_sweeps_and_kl_loras_general_text(tiny_cfg, tmp_path
     cfg["kl"]["weight"] = [1, 10]
     cfg["baselines"].update(replay_fraction=[0.1, 0.2], wise_ft_beta=[0.25, 0.5])
     out = snakemake_on(tmp_path, cfg, "sweeps", "-n", "-p")[0].out
-    finetunes = set(re.findall(r"alr finetune .*--run (\S+)", out))
+    finetunes = set(re.findall(r"alr finetune .*--run-name (\S+)", out))
     assert finetunes == {"lora", "kl_lora-w1", "kl_lora-w10", "replay-frac0.1", "replay-frac0.2"}
-    evals = {run: scale for scale, run in re.findall(r"--delta-scale (\S+) --run (\S+)", out)}
+    evals = {run: scale for scale, run in re.findall(r"--delta-scale (\S+) --run-name (\S+)", out)}
     assert {run: evals[run] for run in ("wise_ft-beta0.25", "wise_ft-beta0.5", "lora")} == {
         "wise_ft-beta0.25": "0.25",
         "wise_ft-beta0.5": "0.5",

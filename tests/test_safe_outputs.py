@@ -40,7 +40,7 @@ def _command(name, config, model, data, out):
     if name == "prepare-data":
         return ["prepare-data", *c, "--out", str(out), "--downloads", str(out.parent / "dl")], out
     if name == "finetune":
-        argv = ["finetune", *c, *md, "--domain", "science", "--run", "lora", "--seed", "0", "--out", str(out)]
+        argv = ["finetune", *c, *md, "--domain", "science", "--run-name", "lora", "--seed", "0", "--out", str(out)]
         return argv, out / "model"
     if name == "importance":
         tensors = out / "si.safetensors"

@@ -35,7 +35,7 @@ def _finetune(cfg_file, model, data, out):
     return ["finetune", "--config", str(cfg_file), "--model-dir", str(model), "--data-dir", str(data)] + [
         "--domain",
         "science",
-        "--run",
+        "--run-name",
         "lora",
         "--seed",
         "0",

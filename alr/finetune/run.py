@@ -2,7 +2,7 @@
 regularised, resumable, written atomically.
 
     alr finetune --config config/config.yaml --model-dir resources/models/<m> --data-dir resources/data \
-        --domain physics --run alr --seed 0 --importance results/<m>/importance/si.safetensors \
+        --domain physics --run-name alr --seed 0 --importance results/<m>/importance/si.safetensors \
         --out results/<m>/physics/alr/seed0
 """
 

@@ -36,14 +36,26 @@ def evaluate_command(out: Path, threads: int, *extra: str) -> list[str]:
     """`alr evaluate` of the default run's science lora adapter on the test split, writing `out`."""
     alr = str(Path(sys.executable).parent / "alr")
     weights = f"results/{MODEL}/science/lora/seed0/model"
-    job = ["evaluate", "--split", "test", "--domains", "science", "--weights", weights, "--run", "lora", "--seed", "0"]
+    job = [
+        "evaluate",
+        "--split",
+        "test",
+        "--domains",
+        "science",
+        "--weights",
+        weights,
+        "--run-name",
+        "lora",
+        "--seed",
+        "0",
+    ]
     return [alr, *job, *_common(threads), *extra, "--out", str(out)]
 
 
 def command(kind: str, out: Path, seed: int, threads: int) -> list[str]:
     if kind == "finetune":
         alr = str(Path(sys.executable).parent / "alr")
-        job = ["finetune", "--domain", "science", "--run", "lora", "--seed", str(seed)]
+        job = ["finetune", "--domain", "science", "--run-name", "lora", "--seed", str(seed)]
         return [alr, *job, *_common(threads), "--out", str(out / f"finetune{seed}")]
     return evaluate_command(out / f"eval{seed}.json", threads)
 

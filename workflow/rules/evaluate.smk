@@ -58,5 +58,5 @@ rule evaluate:
     shell:
         "alr evaluate --split {params.split} --general-tasks {params.general_tasks} --config {params.cfg:q}"
         " --model-dir {params.model_dir} --data-dir {params.data_dir} --domains {wildcards.domain} --weights {input.weights}"
-        " --delta-scale {params.delta_scale} --run {wildcards.run} --seed {wildcards.seed}"
+        " --delta-scale {params.delta_scale} --run-name {wildcards.run} --seed {wildcards.seed}"
         " --out {output.record} --threads {threads} > {log} 2>&1"

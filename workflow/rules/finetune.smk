@@ -26,5 +26,5 @@ rule finetune:
         out=run_dir,
     shell:
         "alr finetune --config {params.cfg:q} --model-dir {params.model_dir} --data-dir {params.data_dir}"
-        " --domain {wildcards.domain} --run {wildcards.run} --seed {wildcards.seed}"
+        " --domain {wildcards.domain} --run-name {wildcards.run} --seed {wildcards.seed}"
         " --out {params.out} {params.phase_flags} --threads {threads} > {log} 2>&1"
