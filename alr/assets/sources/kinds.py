@@ -66,6 +66,8 @@ TextReader = Callable[[Sources, str, dict], list[str]]  # (sources, source name,
 
 @dataclass(frozen=True)
 class SourceKind:
+    """How one `source:` kind of the config is read: a reader of multiple-choice rows, of passages, or both."""
+
     name: str
     mc_rows: McReader | None = None
     texts: TextReader | None = None
